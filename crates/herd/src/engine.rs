@@ -1,0 +1,533 @@
+//! The event loop: the one thread that owns every running job.
+//!
+//! A byte's path: the child writes to its pipe; the [`Poller`](crate::sys::Poller) reads it and
+//! reports [`SysEvent::Output`]; [`Engine::on_sys_event`] appends it to the job's
+//! [`Capture`] (memory, then a spill file) and, for streamed jobs, queues an
+//! [`Event::Output`]; when the job completes, [`Engine::complete`] turns the captures into
+//! the [`JobResult`]'s [`Output`](crate::Output)s and delivers it to the event queue or to
+//! the job's [`JobHandle`](crate::JobHandle).
+//!
+//! A job is complete when its process has exited **and** both pipes reached EOF, or when the
+//! EOF grace after exit has passed with a pipe still held by a descendant. Exit and EOF are
+//! tracked independently: a child may close its output and keep running, and a grandchild may
+//! keep the output open after the child exits.
+
+use crate::herd::{Config, Delivery, Shared};
+use crate::job::Job;
+use crate::output::{Capture, CaptureLimits, MemoryBudget, Output, SpillDir};
+use crate::result::{Event, JobId, JobResult, Outcome, ResourceUsage};
+use crate::spawner::SpawnQueue;
+use crate::sys::{self, Kill, Process, SpawnFailure, Spawned, Stream, SysEvent, Token};
+use crate::SpawnError;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A message to the loop.
+pub(crate) enum Msg {
+    Submit { id: JobId, job: Arc<Job>, delivery: Delivery },
+    Spawned { token: Token, result: Result<Spawned, SpawnFailure> },
+    Cancel(JobId),
+    CancelAll,
+    Shutdown,
+}
+
+/// A job waiting for a place to run.
+struct Queued {
+    id: JobId,
+    job: Arc<Job>,
+    delivery: Delivery,
+    /// Spawns that failed for lack of resources while nothing else was running.
+    idle_retries: u32,
+}
+
+struct Running {
+    process: Process,
+    start_time: SystemTime,
+    started: Instant,
+}
+
+/// A job that holds a slot: being spawned, or running.
+struct Entry {
+    queued: Queued,
+    running: Option<Running>,
+    stdout: Capture,
+    stderr: Capture,
+    /// Output streams not yet at EOF, one bit per [`Stream`].
+    open: u8,
+    exited_at: Option<Instant>,
+    timed_out: bool,
+    cancelled: bool,
+    leaked: bool,
+    grace_armed: bool,
+}
+
+struct Slot {
+    gen: u32,
+    entry: Option<Entry>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    /// The job's timeout: SIGTERM its tree.
+    Timeout,
+    /// The kill grace after SIGTERM: SIGKILL its tree.
+    Kill,
+    /// The EOF grace after exit: kill what holds the pipes, and complete.
+    EofGrace,
+    /// Retry spawning after resource exhaustion with nothing running.
+    Retry,
+}
+
+type Timer = Reverse<(Instant, TimerKind, Token)>;
+
+pub(crate) struct Engine {
+    poller: sys::Poller,
+    state: State,
+}
+
+/// Everything but the poller, so that poller callbacks can borrow it.
+struct State {
+    shared: Arc<Shared>,
+    spawn_queue: Arc<SpawnQueue>,
+    config: Config,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    by_id: HashMap<JobId, Token>,
+    queue: VecDeque<Queued>,
+    /// Jobs holding a slot (spawning or running).
+    active: usize,
+    /// Spawn requests handed to the spawners and not yet answered.
+    spawning: usize,
+    /// A spawn ran out of resources: start nothing until a job finishes (or a retry timer).
+    exhausted: bool,
+    timers: BinaryHeap<Timer>,
+    limits: CaptureLimits,
+    spill: SpillDir,
+    shutting_down: bool,
+    /// Tokens whose completion must be checked after the current poll.
+    check: Vec<Token>,
+    exit_hints: Vec<Token>,
+}
+
+impl Engine {
+    pub(crate) fn new(poller: sys::Poller, shared: Arc<Shared>, spawn_queue: Arc<SpawnQueue>, config: Config) -> Self {
+        let limits =
+            CaptureLimits { per_stream: config.memory_per_stream, budget: MemoryBudget::new(config.memory_budget) };
+        let spill = SpillDir::new(config.spill_dir.clone());
+        Engine {
+            poller,
+            state: State {
+                shared,
+                spawn_queue,
+                config,
+                slots: Vec::new(),
+                free: Vec::new(),
+                by_id: HashMap::new(),
+                queue: VecDeque::new(),
+                active: 0,
+                spawning: 0,
+                exhausted: false,
+                timers: BinaryHeap::new(),
+                limits,
+                spill,
+                shutting_down: false,
+                check: Vec::new(),
+                exit_hints: Vec::new(),
+            },
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut inbox = Vec::new();
+        loop {
+            self.state.shared.take_inbox(&mut inbox);
+            for msg in inbox.drain(..) {
+                self.handle(msg);
+            }
+            self.fire_timers();
+            self.state.pump();
+            let s = &self.state;
+            if s.shutting_down && s.active == 0 && s.queue.is_empty() {
+                break;
+            }
+            let timeout = s.timers.peek().map(|Reverse((at, _, _))| at.saturating_duration_since(Instant::now()));
+            let budget = self.state.read_budget();
+            let state = &mut self.state;
+            if let Err(e) = self.poller.poll(timeout, budget, &mut |ev| state.on_sys_event(ev)) {
+                // epoll_wait does not fail on a valid instance; if it does, do not spin.
+                eprintln!("herd: event loop: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            self.after_poll();
+        }
+        self.state.spawn_queue.close();
+        let mut events = self.state.shared.events.lock().unwrap();
+        events.closed = true;
+        drop(events);
+        self.state.shared.events_cond.notify_all();
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Submit { id, job, delivery } => {
+                let queued = Queued { id, job, delivery, idle_retries: 0 };
+                if self.state.shutting_down {
+                    self.state.give_up(queued, Outcome::Cancelled, true);
+                } else {
+                    self.state.queue.push_back(queued);
+                }
+            }
+            Msg::Spawned { token, result } => self.on_spawned(token, result),
+            Msg::Cancel(id) => self.cancel(id),
+            Msg::CancelAll => self.cancel_all(),
+            Msg::Shutdown => {
+                self.state.shutting_down = true;
+                self.cancel_all();
+            }
+        }
+    }
+
+    fn cancel(&mut self, id: JobId) {
+        let s = &mut self.state;
+        if let Some(pos) = s.queue.iter().position(|q| q.id == id) {
+            let queued = s.queue.remove(pos).unwrap();
+            s.give_up(queued, Outcome::Cancelled, true);
+        } else if let Some(&token) = s.by_id.get(&id) {
+            s.cancel_running(token);
+        }
+    }
+
+    fn cancel_all(&mut self) {
+        let s = &mut self.state;
+        for queued in std::mem::take(&mut s.queue) {
+            s.give_up(queued, Outcome::Cancelled, true);
+        }
+        let tokens: Vec<Token> = s.by_id.values().copied().collect();
+        for token in tokens {
+            s.cancel_running(token);
+        }
+    }
+
+    fn on_spawned(&mut self, token: Token, result: Result<Spawned, SpawnFailure>) {
+        let s = &mut self.state;
+        s.spawning -= 1;
+        match result {
+            Ok(spawned) => {
+                let Spawned { process, pipes, start_time, started } = spawned;
+                if let Err(e) = self.poller.register(token, &process, pipes) {
+                    // Dropping `process` kills and reaps it: no child is ever left behind.
+                    drop(process);
+                    let queued = s.release(token).queued;
+                    s.on_exhausted(queued, e);
+                    return;
+                }
+                let pid = process.id();
+                let entry = s.entry_mut(token).expect("spawning job has a slot");
+                entry.running = Some(Running { process, start_time, started });
+                let id = entry.queued.id;
+                let timeout = entry.queued.job.timeout;
+                let cancelled = entry.cancelled;
+                if matches!(entry.queued.delivery, Delivery::Events) {
+                    s.push_event(Event::Started { id, pid }, false);
+                }
+                if cancelled {
+                    s.cancel_running(token);
+                } else if let Some(t) = timeout {
+                    s.timers.push(Reverse((started + t, TimerKind::Timeout, token)));
+                }
+            }
+            Err(SpawnFailure::Exhausted(e)) => {
+                let queued = s.release(token).queued;
+                s.on_exhausted(queued, e);
+            }
+            Err(SpawnFailure::Job(e)) => {
+                let entry = s.release(token);
+                s.give_up(entry.queued, Outcome::SpawnFailed(e), false);
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(&Reverse((at, kind, token))) = self.state.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.state.timers.pop();
+            if kind == TimerKind::Retry {
+                self.state.exhausted = false;
+                continue;
+            }
+            let kill_grace = self.state.config.kill_grace;
+            let Some(entry) = self.state.entry_mut(token) else { continue };
+            let Some(running) = &entry.running else { continue };
+            match kind {
+                TimerKind::Timeout => {
+                    entry.timed_out = true;
+                    running.process.signal_tree(Kill::Term);
+                    self.state.timers.push(Reverse((now + kill_grace, TimerKind::Kill, token)));
+                }
+                TimerKind::Kill => running.process.signal_tree(Kill::Kill),
+                TimerKind::EofGrace => {
+                    entry.leaked = true;
+                    self.complete(token);
+                }
+                TimerKind::Retry => unreachable!(),
+            }
+        }
+    }
+
+    fn after_poll(&mut self) {
+        let hints = std::mem::take(&mut self.state.exit_hints);
+        for token in &hints {
+            if let Some(entry) = self.state.entry_mut(*token) {
+                if entry.exited_at.is_none() && entry.running.as_ref().is_some_and(|r| r.process.has_exited()) {
+                    entry.exited_at = Some(Instant::now());
+                    self.state.check.push(*token);
+                }
+            }
+        }
+        self.state.exit_hints = hints;
+        self.state.exit_hints.clear();
+        let check = std::mem::take(&mut self.state.check);
+        for &token in &check {
+            let eof_grace = self.state.config.eof_grace;
+            let Some(entry) = self.state.entry_mut(token) else { continue };
+            let Some(running) = &entry.running else { continue };
+            if entry.open == 0 && entry.exited_at.is_none() && running.process.has_exited() {
+                // Both pipes closed: the child has most likely exited; no need to wait for
+                // the pidfd's event.
+                entry.exited_at = Some(Instant::now());
+            }
+            match (entry.exited_at, entry.open) {
+                (Some(_), 0) => self.complete(token),
+                (Some(at), _) if !entry.grace_armed => {
+                    entry.grace_armed = true;
+                    self.state.timers.push(Reverse((at + eof_grace, TimerKind::EofGrace, token)));
+                }
+                _ => {}
+            }
+        }
+        self.state.check = check;
+        self.state.check.clear();
+    }
+
+    /// Finishes a job: kills what is left of its tree, reaps it, closes its pipes, and
+    /// delivers its result.
+    fn complete(&mut self, token: Token) {
+        let s = &mut self.state;
+        let mut entry = s.release(token);
+        self.poller.deregister(token);
+        let running = entry.running.take().expect("completing a running job");
+        if s.config.kill_descendants || entry.leaked {
+            running.process.signal_tree(Kill::Kill);
+        }
+        let end = entry.exited_at.unwrap_or_else(Instant::now);
+        let pid = running.process.id();
+        let info = running.process.reap();
+        let outcome = match (info.code, info.signal) {
+            (Some(c), _) => Outcome::Exited(c),
+            (None, Some(sig)) => Outcome::Signaled(sig),
+            (None, None) => Outcome::Unknown,
+        };
+        let result = JobResult {
+            id: entry.queued.id,
+            pid: Some(pid),
+            outcome,
+            timed_out: entry.timed_out,
+            cancelled: entry.cancelled,
+            leaked: entry.leaked,
+            start_time: running.start_time,
+            duration: end.saturating_duration_since(running.started),
+            usage: ResourceUsage {
+                user_time: info.user_time,
+                system_time: info.system_time,
+                max_rss_kb: info.max_rss_kb,
+            },
+            stdout: std::mem::take(&mut entry.stdout).finish(),
+            stderr: std::mem::take(&mut entry.stderr).finish(),
+        };
+        s.deliver(entry.queued.delivery, result);
+    }
+}
+
+impl State {
+    fn entry_mut(&mut self, token: Token) -> Option<&mut Entry> {
+        let slot = self.slots.get_mut(token.slot as usize)?;
+        if slot.gen != token.gen {
+            return None;
+        }
+        slot.entry.as_mut()
+    }
+
+    /// Takes a slot for a job about to be spawned.
+    fn occupy(&mut self, queued: Queued) -> Token {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot { gen: 0, entry: None });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        let token = Token { slot: index, gen: slot.gen };
+        self.by_id.insert(queued.id, token);
+        slot.entry = Some(Entry {
+            queued,
+            running: None,
+            stdout: Capture::default(),
+            stderr: Capture::default(),
+            open: 0b11,
+            exited_at: None,
+            timed_out: false,
+            cancelled: false,
+            leaked: false,
+            grace_armed: false,
+        });
+        self.active += 1;
+        token
+    }
+
+    /// Frees a job's slot and returns its entry.
+    fn release(&mut self, token: Token) -> Entry {
+        let slot = &mut self.slots[token.slot as usize];
+        debug_assert_eq!(slot.gen, token.gen);
+        let entry = slot.entry.take().expect("releasing an empty slot");
+        slot.gen = slot.gen.wrapping_add(1) & 0x3fff_ffff;
+        self.free.push(token.slot);
+        self.by_id.remove(&entry.queued.id);
+        self.active -= 1;
+        // A slot came free: resources may have come back too.
+        self.exhausted = false;
+        entry
+    }
+
+    /// Starts queued jobs while there is room.
+    fn pump(&mut self) {
+        // A few spawn requests in flight per spawner keep the spawners busy without handing
+        // them a backlog that a shortage of descriptors would only bounce back.
+        let max_spawning = self.config.spawners * 4;
+        while !self.exhausted
+            && !self.shutting_down
+            && self.active < self.config.max_running
+            && self.spawning < max_spawning
+        {
+            let Some(queued) = self.queue.pop_front() else { break };
+            let job = queued.job.clone();
+            let token = self.occupy(queued);
+            self.spawning += 1;
+            self.spawn_queue.push(token, job);
+        }
+    }
+
+    /// A spawn failed for lack of descriptors, processes or memory: put the job back and wait
+    /// for a running job to finish. With nothing running there is nothing to wait for, so retry
+    /// on a timer a few times, then fail the job with the system's error.
+    fn on_exhausted(&mut self, mut queued: Queued, error: std::io::Error) {
+        if self.active > 0 {
+            self.exhausted = true;
+            self.queue.push_front(queued);
+            return;
+        }
+        queued.idle_retries += 1;
+        if queued.idle_retries > 8 || self.shutting_down {
+            let program = queued.job.program.to_string_lossy().into_owned();
+            self.give_up(queued, Outcome::SpawnFailed(SpawnError::Io { program, source: error }), false);
+            return;
+        }
+        let delay = Duration::from_millis(10 << queued.idle_retries);
+        self.exhausted = true;
+        self.queue.push_front(queued);
+        self.timers.push(Reverse((Instant::now() + delay, TimerKind::Retry, Token { slot: 0, gen: 0 })));
+    }
+
+    fn cancel_running(&mut self, token: Token) {
+        let kill_grace = self.config.kill_grace;
+        let Some(entry) = self.entry_mut(token) else { return };
+        entry.cancelled = true;
+        if let Some(running) = &entry.running {
+            running.process.signal_tree(Kill::Term);
+            self.timers.push(Reverse((Instant::now() + kill_grace, TimerKind::Kill, token)));
+        }
+    }
+
+    /// Delivers a result for a job that never ran.
+    fn give_up(&mut self, queued: Queued, outcome: Outcome, cancelled: bool) {
+        let result = JobResult {
+            id: queued.id,
+            pid: None,
+            outcome,
+            timed_out: false,
+            cancelled,
+            leaked: false,
+            start_time: SystemTime::now(),
+            duration: Duration::ZERO,
+            usage: ResourceUsage::default(),
+            stdout: Output::empty(),
+            stderr: Output::empty(),
+        };
+        self.deliver(queued.delivery, result);
+    }
+
+    fn deliver(&mut self, delivery: Delivery, result: JobResult) {
+        match delivery {
+            Delivery::Events => self.push_event(Event::Finished(result), true),
+            Delivery::Handle(slot) => slot.complete(result),
+        }
+    }
+
+    fn push_event(&self, event: Event, finishes_job: bool) {
+        let mut events = self.shared.events.lock().unwrap();
+        if let Event::Output { data, .. } = &event {
+            events.bytes += data.len();
+        }
+        events.queue.push_back(event);
+        if finishes_job {
+            events.outstanding -= 1;
+        }
+        drop(events);
+        self.shared.events_cond.notify_one();
+    }
+
+    /// How many bytes the poller may read now: none while the event queue is full.
+    fn read_budget(&self) -> usize {
+        let events = self.shared.events.lock().unwrap();
+        if events.bytes >= self.shared.event_buffer {
+            self.shared.paused.store(true, Ordering::Release);
+            0
+        } else {
+            usize::MAX
+        }
+    }
+
+    fn on_sys_event(&mut self, ev: SysEvent<'_>) {
+        match ev {
+            SysEvent::Output { token, stream, data } => {
+                let Some(slot) = self.slots.get_mut(token.slot as usize) else { return };
+                let Some(entry) = slot.entry.as_mut().filter(|_| slot.gen == token.gen) else { return };
+                let job = &entry.queued.job;
+                let capture = match stream {
+                    Stream::Stdout => &mut entry.stdout,
+                    Stream::Stderr => &mut entry.stderr,
+                };
+                capture.push(data, job.collect_output, &self.limits, &self.spill);
+                if job.stream_output && matches!(entry.queued.delivery, Delivery::Events) {
+                    let id = entry.queued.id;
+                    self.push_event(Event::Output { id, stream, data: data.to_vec() }, false);
+                }
+            }
+            SysEvent::Eof { token, stream } => {
+                if let Some(entry) = self.entry_mut(token) {
+                    entry.open &= !(1 << stream as u8);
+                    if entry.open == 0 {
+                        self.check.push(token);
+                    }
+                }
+            }
+            SysEvent::Exited { token } => self.exit_hints.push(token),
+        }
+    }
+}

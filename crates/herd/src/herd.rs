@@ -1,0 +1,421 @@
+//! The public face of the engine: [`Herd`], its [`Builder`], and [`JobHandle`].
+
+use crate::engine::{Engine, Msg};
+use crate::result::{Event, JobId, JobResult};
+use crate::spawner::{self, SpawnQueue};
+use crate::sys;
+use crate::{Error, Job};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Settings of a herd. Every field has a sensible default; see [`Builder`].
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub max_running: usize,
+    pub spawners: usize,
+    pub eof_grace: Duration,
+    pub kill_grace: Duration,
+    pub memory_per_stream: usize,
+    pub memory_budget: usize,
+    pub event_buffer: usize,
+    pub spill_dir: Option<PathBuf>,
+    pub kill_descendants: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_running: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            spawners: 2,
+            eof_grace: Duration::from_secs(1),
+            kill_grace: Duration::from_secs(1),
+            memory_per_stream: 1 << 20,
+            memory_budget: 64 << 20,
+            event_buffer: 16 << 20,
+            spill_dir: None,
+            kill_descendants: true,
+        }
+    }
+}
+
+/// Configures and starts a [`Herd`].
+///
+/// ```
+/// use std::time::Duration;
+/// let herd = herd::Herd::builder()
+///     .max_running(500)
+///     .eof_grace(Duration::from_millis(500))
+///     .build()?;
+/// # Ok::<(), herd::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    config: Config,
+}
+
+impl Builder {
+    /// How many jobs may run at once; the rest wait in submission order. Default: the number
+    /// of CPUs. Values below 1 count as 1.
+    pub fn max_running(mut self, n: usize) -> Self {
+        self.config.max_running = n.max(1);
+        self
+    }
+
+    /// How many threads create processes (default 2). Process creation blocks for the whole
+    /// exec, so more spawners help only up to the number of cores.
+    pub fn spawner_threads(mut self, n: usize) -> Self {
+        self.config.spawners = n.clamp(1, 64);
+        self
+    }
+
+    /// How long after a job's process exits herd keeps reading pipes that some descendant
+    /// still holds open (default 1 s). Then the descendants are killed, the job completes, and
+    /// its result says [`leaked`](crate::JobResult::leaked).
+    pub fn eof_grace(mut self, d: Duration) -> Self {
+        self.config.eof_grace = d;
+        self
+    }
+
+    /// How long a timed-out or cancelled job's tree has between the polite signal (SIGTERM)
+    /// and the forceful one (SIGKILL). Default 1 s.
+    pub fn kill_grace(mut self, d: Duration) -> Self {
+        self.config.kill_grace = d;
+        self
+    }
+
+    /// In-memory bytes per stream per job before that stream spills to a temporary file
+    /// (default 1 MiB).
+    pub fn memory_per_stream(mut self, bytes: usize) -> Self {
+        self.config.memory_per_stream = bytes;
+        self
+    }
+
+    /// In-memory bytes of collected output across all jobs before further output spills to
+    /// temporary files (default 64 MiB). Output still held in undropped results counts.
+    pub fn memory_budget(mut self, bytes: usize) -> Self {
+        self.config.memory_budget = bytes;
+        self
+    }
+
+    /// Bytes of streamed output that may wait in the event queue (default 16 MiB). When the
+    /// consumer falls behind, herd stops reading pipes until it catches up; children then
+    /// block in `write`. Nothing is lost.
+    pub fn event_buffer(mut self, bytes: usize) -> Self {
+        self.config.event_buffer = bytes.max(1);
+        self
+    }
+
+    /// Where the private spill directory is created (default: the system's temporary
+    /// directory, `$TMPDIR`).
+    pub fn spill_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.spill_dir = Some(dir.into());
+        self
+    }
+
+    /// Whether a finished job's remaining process group is killed (default true), so no
+    /// descendant outlives its job. Turn off to let jobs leave daemons behind.
+    pub fn kill_descendants(mut self, yes: bool) -> Self {
+        self.config.kill_descendants = yes;
+        self
+    }
+
+    /// Starts the event loop and the spawner threads.
+    ///
+    /// On Linux this also raises the soft `RLIMIT_NOFILE` to the hard limit, once per
+    /// process; children inherit the raised limit.
+    pub fn build(self) -> Result<Herd, Error> {
+        Herd::start(self.config)
+    }
+}
+
+/// The queue the loop fills and [`Herd::next_event`] drains.
+#[derive(Default)]
+pub(crate) struct EventQueue {
+    pub queue: VecDeque<Event>,
+    /// Bytes of `Output` events waiting.
+    pub bytes: usize,
+    /// Jobs submitted with `submit` whose `Finished` event is not queued yet.
+    pub outstanding: usize,
+    /// The loop is gone (shut down, or died): no more events will come.
+    pub closed: bool,
+}
+
+/// State shared by the API, the loop and the spawners.
+pub(crate) struct Shared {
+    inbox: Mutex<Vec<Msg>>,
+    waker: Arc<sys::Waker>,
+    pub events: Mutex<EventQueue>,
+    pub events_cond: Condvar,
+    /// The loop stopped reading pipes because the event queue is full.
+    pub paused: AtomicBool,
+    pub event_buffer: usize,
+}
+
+impl Shared {
+    /// Sends a message to the loop and wakes it if it may be asleep.
+    pub(crate) fn send(&self, msg: Msg) {
+        let mut inbox = self.inbox.lock().unwrap();
+        let was_empty = inbox.is_empty();
+        inbox.push(msg);
+        drop(inbox);
+        // The loop takes the whole inbox at once, so only the first message needs a wake-up.
+        if was_empty {
+            self.waker.wake();
+        }
+    }
+
+    pub(crate) fn take_inbox(&self, into: &mut Vec<Msg>) {
+        std::mem::swap(&mut *self.inbox.lock().unwrap(), into);
+    }
+
+    pub(crate) fn wake(&self) {
+        self.waker.wake();
+    }
+}
+
+/// Where a finished job's result goes.
+pub(crate) enum Delivery {
+    /// To the event queue, as [`Event::Finished`].
+    Events,
+    /// To a [`JobHandle`].
+    Handle(Arc<HandleSlot>),
+}
+
+#[derive(Default)]
+struct HandleState {
+    result: Option<JobResult>,
+    waker: Option<std::task::Waker>,
+}
+
+/// Where the loop puts a result for a [`JobHandle`].
+#[derive(Default)]
+pub(crate) struct HandleSlot {
+    state: Mutex<HandleState>,
+    cond: Condvar,
+}
+
+impl HandleSlot {
+    pub(crate) fn complete(&self, result: JobResult) {
+        let mut state = self.state.lock().unwrap();
+        state.result = Some(result);
+        let waker = state.waker.take();
+        drop(state);
+        self.cond.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// A job started with [`Herd::spawn`]: wait for it, or `.await` it on any executor.
+///
+/// ```
+/// # fn main() -> Result<(), herd::Error> {
+/// let herd = herd::Herd::new()?;
+/// let handle = herd.spawn(herd::Job::new("echo").arg("hi"))?;
+/// let result = handle.wait();
+/// assert_eq!(result.stdout.as_bytes(), Some(&b"hi\n"[..]));
+/// # Ok(()) }
+/// ```
+pub struct JobHandle {
+    id: JobId,
+    slot: Arc<HandleSlot>,
+}
+
+impl JobHandle {
+    /// The job's id.
+    pub fn id(&self) -> JobId {
+        self.id
+    }
+
+    /// Blocks until the job has finished.
+    pub fn wait(self) -> JobResult {
+        let mut state = self.slot.state.lock().unwrap();
+        loop {
+            if let Some(r) = state.result.take() {
+                return r;
+            }
+            state = self.slot.cond.wait(state).unwrap();
+        }
+    }
+}
+
+impl Future for JobHandle {
+    type Output = JobResult;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<JobResult> {
+        let mut state = self.slot.state.lock().unwrap();
+        match state.result.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                state.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// A running engine: submit jobs, then collect their results or follow their events.
+///
+/// One event-loop thread owns every pipe and every exit notification; a small fixed pool of
+/// spawner threads creates processes. The thread count is the same for 10 or 10,000 running
+/// jobs.
+///
+/// Dropping a `Herd` cancels what has not finished (killing each job's process tree), waits
+/// for that, and stops the threads: no child outlives its herd.
+pub struct Herd {
+    shared: Arc<Shared>,
+    spawn_queue: Arc<SpawnQueue>,
+    next_id: AtomicU64,
+    threads: Vec<JoinHandle<()>>,
+    max_running: usize,
+}
+
+impl Herd {
+    /// A herd with the default settings.
+    pub fn new() -> Result<Herd, Error> {
+        Builder::default().build()
+    }
+
+    /// Configures a herd.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    fn start(config: Config) -> Result<Herd, Error> {
+        sys::raise_fd_limit();
+        let poller = sys::Poller::new().map_err(Error::Setup)?;
+        let shared = Arc::new(Shared {
+            inbox: Mutex::new(Vec::new()),
+            waker: poller.waker(),
+            events: Mutex::new(EventQueue::default()),
+            events_cond: Condvar::new(),
+            paused: AtomicBool::new(false),
+            event_buffer: config.event_buffer,
+        });
+        let spawn_queue = Arc::new(SpawnQueue::default());
+        let mut threads = spawner::start(config.spawners, spawn_queue.clone(), shared.clone()).map_err(Error::Setup)?;
+        let max_running = config.max_running;
+        let engine = Engine::new(poller, shared.clone(), spawn_queue.clone(), config);
+        let loop_thread = std::thread::Builder::new().name("herd-loop".into()).spawn(move || engine.run());
+        match loop_thread {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                spawn_queue.close();
+                return Err(Error::Setup(e));
+            }
+        }
+        Ok(Herd { shared, spawn_queue, next_id: AtomicU64::new(1), threads, max_running })
+    }
+
+    /// The bound on running jobs this herd was built with.
+    pub fn max_running(&self) -> usize {
+        self.max_running
+    }
+
+    fn next_id(&self) -> JobId {
+        JobId(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Queues a job. Its events (start, streamed output, and its [`JobResult`] as
+    /// [`Event::Finished`]) come out of [`next_event`](Self::next_event).
+    pub fn submit(&self, job: impl Into<Job>) -> Result<JobId, Error> {
+        let id = self.next_id();
+        {
+            let mut events = self.shared.events.lock().unwrap();
+            if events.closed {
+                return Err(Error::ShutDown);
+            }
+            events.outstanding += 1;
+        }
+        self.shared.send(Msg::Submit { id, job: Arc::new(job.into()), delivery: Delivery::Events });
+        Ok(id)
+    }
+
+    /// Queues a job and returns a handle that yields its result, blocking
+    /// ([`JobHandle::wait`]) or as a future. Such a job produces no events.
+    pub fn spawn(&self, job: impl Into<Job>) -> Result<JobHandle, Error> {
+        if self.shared.events.lock().unwrap().closed {
+            return Err(Error::ShutDown);
+        }
+        let id = self.next_id();
+        let slot = Arc::new(HandleSlot::default());
+        self.shared.send(Msg::Submit { id, job: Arc::new(job.into()), delivery: Delivery::Handle(slot.clone()) });
+        Ok(JobHandle { id, slot })
+    }
+
+    /// The next event, waiting for it if need be. `None` once every job submitted with
+    /// [`submit`](Self::submit) has finished and its events have been taken.
+    pub fn next_event(&self) -> Option<Event> {
+        self.next_event_inner(None)
+    }
+
+    /// Like [`next_event`](Self::next_event), but gives up after `timeout` (returning `None`).
+    pub fn next_event_timeout(&self, timeout: Duration) -> Option<Event> {
+        self.next_event_inner(Some(timeout))
+    }
+
+    fn next_event_inner(&self, timeout: Option<Duration>) -> Option<Event> {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let mut events = self.shared.events.lock().unwrap();
+        loop {
+            if let Some(event) = events.queue.pop_front() {
+                if let Event::Output { data, .. } = &event {
+                    events.bytes -= data.len();
+                    if events.bytes < self.shared.event_buffer / 2 && self.shared.paused.load(Ordering::Acquire) {
+                        self.shared.paused.store(false, Ordering::Release);
+                        self.shared.wake();
+                    }
+                }
+                return Some(event);
+            }
+            if events.outstanding == 0 || events.closed {
+                return None;
+            }
+            events = match deadline {
+                None => self.shared.events_cond.wait(events).unwrap(),
+                Some(d) => {
+                    let now = std::time::Instant::now();
+                    if now >= d {
+                        return None;
+                    }
+                    self.shared.events_cond.wait_timeout(events, d - now).unwrap().0
+                }
+            };
+        }
+    }
+
+    /// An iterator over [`next_event`](Self::next_event).
+    pub fn events(&self) -> impl Iterator<Item = Event> + '_ {
+        std::iter::from_fn(move || self.next_event())
+    }
+
+    /// Cancels one job: a queued job finishes at once as cancelled; a running one has its
+    /// process tree signalled (SIGTERM, then SIGKILL after the kill grace).
+    pub fn cancel(&self, id: JobId) {
+        self.shared.send(Msg::Cancel(id));
+    }
+
+    /// Cancels every job submitted so far.
+    pub fn cancel_all(&self) {
+        self.shared.send(Msg::CancelAll);
+    }
+}
+
+impl Drop for Herd {
+    fn drop(&mut self) {
+        self.shared.send(Msg::Shutdown);
+        for t in self.threads.drain(..).rev() {
+            // The loop is last in the list: joining it first lets it finish in-flight spawns.
+            let _ = t.join();
+            self.spawn_queue.close();
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! What to run: the [`Job`] builder.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a job reads on its standard input.
+#[derive(Debug, Clone, Default)]
+pub enum Stdin {
+    /// Nothing: the null device. The default, so a job never waits on herd's own terminal.
+    #[default]
+    Null,
+    /// These bytes, then end of file. herd writes them without blocking its event loop.
+    Bytes(Arc<[u8]>),
+    /// The contents of this file.
+    File(PathBuf),
+}
+
+impl Stdin {
+    /// Feeds `bytes` to the job, then end of file.
+    pub fn bytes(bytes: impl Into<Vec<u8>>) -> Self {
+        Stdin::Bytes(bytes.into().into())
+    }
+
+    /// Feeds the file at `path` to the job.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        Stdin::File(path.into())
+    }
+}
+
+/// Environment changes, applied over herd's own environment at spawn time.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EnvChanges {
+    pub clear: bool,
+    /// `None` removes the variable.
+    pub vars: Vec<(OsString, Option<OsString>)>,
+}
+
+/// One command to run: a program, its arguments, and how to run it.
+///
+/// The program is executed directly, never through a shell: arguments reach it exactly as
+/// given. A program name without a `/` is looked up in `PATH` (the job's own, if it sets one).
+///
+/// ```
+/// use herd::Job;
+/// use std::time::Duration;
+///
+/// let job = Job::new("grep")
+///     .args(["-c", "needle", "haystack.txt"])
+///     .env("LC_ALL", "C")
+///     .timeout(Duration::from_secs(10));
+/// assert_eq!(job.get_program(), "grep");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub(crate) program: OsString,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) env: EnvChanges,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) stdin: Stdin,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) stream_output: bool,
+    pub(crate) collect_output: bool,
+}
+
+impl Job {
+    /// A job that runs `program` with no arguments.
+    pub fn new(program: impl AsRef<OsStr>) -> Self {
+        Job {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            env: EnvChanges::default(),
+            cwd: None,
+            stdin: Stdin::Null,
+            timeout: None,
+            stream_output: false,
+            collect_output: true,
+        }
+    }
+
+    /// Adds an argument.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets an environment variable for the job.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env.vars.push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
+        self
+    }
+
+    /// Removes an environment variable for the job.
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.env.vars.push((key.as_ref().to_owned(), None));
+        self
+    }
+
+    /// Starts the job from an empty environment (plus what [`env`](Self::env) adds).
+    pub fn env_clear(mut self) -> Self {
+        self.env.clear = true;
+        self.env.vars.clear();
+        self
+    }
+
+    /// Runs the job in `dir`.
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cwd = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Sets what the job reads on stdin (the null device by default).
+    pub fn stdin(mut self, stdin: Stdin) -> Self {
+        self.stdin = stdin;
+        self
+    }
+
+    /// Kills the job's whole process tree when it runs longer than `timeout`: first a polite
+    /// signal, then, after the herd's kill grace, a forceful one.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Delivers the job's output as [`Event::Output`](crate::Event::Output) chunks while it
+    /// runs (off by default). Only jobs submitted with [`Herd::submit`](crate::Herd::submit)
+    /// have an event stream to deliver to.
+    pub fn stream_output(mut self, yes: bool) -> Self {
+        self.stream_output = yes;
+        self
+    }
+
+    /// Keeps the job's output in its [`JobResult`](crate::JobResult) (on by default). Turn it
+    /// off when the output is streamed and not needed again.
+    pub fn collect_output(mut self, yes: bool) -> Self {
+        self.collect_output = yes;
+        self
+    }
+
+    /// The program to run.
+    pub fn get_program(&self) -> &OsStr {
+        &self.program
+    }
+
+    /// The arguments, without the program.
+    pub fn get_args(&self) -> impl Iterator<Item = &OsStr> {
+        self.args.iter().map(OsString::as_os_str)
+    }
+}
+
+/// Takes the program, arguments, environment changes and working directory of a
+/// [`std::process::Command`]. (`Command` does not reveal whether `env_clear` was called: call
+/// [`Job::env_clear`] for that.)
+impl From<&std::process::Command> for Job {
+    fn from(cmd: &std::process::Command) -> Self {
+        let mut job = Job::new(cmd.get_program()).args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            job.env.vars.push((k.to_owned(), v.map(OsStr::to_owned)));
+        }
+        if let Some(dir) = cmd.get_current_dir() {
+            job.cwd = Some(dir.to_owned());
+        }
+        job
+    }
+}
+
+impl From<std::process::Command> for Job {
+    fn from(cmd: std::process::Command) -> Self {
+        Job::from(&cmd)
+    }
+}

@@ -1,0 +1,256 @@
+//! Where captured output lives: in memory up to a bound, then in a temporary file.
+//!
+//! Each stream of each job collects into memory until either the stream passes the per-stream
+//! cap or all jobs' in-memory output passes the herd-wide budget; from then on that stream
+//! spills to an unnamed temporary file (`O_TMPFILE`, mode 0600) in a private directory (mode
+//! 0700) created on first need and removed with the herd. Two jobs printing 300 MB each cost
+//! the herd a few MB of memory, not 600.
+//!
+//! Disk failure never loses output: if a spill file cannot be created or written, the stream
+//! goes back to memory (what was already on disk is read back) and carries on there.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Memory held by collected output, shared by every job of a herd.
+#[derive(Debug)]
+pub(crate) struct MemoryBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl MemoryBudget {
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
+        Arc::new(MemoryBudget { used: AtomicUsize::new(0), limit })
+    }
+}
+
+/// The private spill directory, created the first time a stream spills.
+pub(crate) struct SpillDir {
+    parent: Option<PathBuf>,
+    dir: Mutex<Option<Arc<tempfile::TempDir>>>,
+}
+
+impl SpillDir {
+    pub(crate) fn new(parent: Option<PathBuf>) -> Self {
+        SpillDir { parent, dir: Mutex::new(None) }
+    }
+
+    fn create_file(&self) -> io::Result<File> {
+        let mut guard = self.dir.lock().unwrap();
+        if guard.is_none() {
+            let mut builder = tempfile::Builder::new();
+            builder.prefix("herd-");
+            let dir = match &self.parent {
+                Some(p) => builder.tempdir_in(p)?,
+                None => builder.tempdir()?,
+            };
+            *guard = Some(Arc::new(dir));
+        }
+        let dir: &Path = guard.as_ref().unwrap().path();
+        tempfile::tempfile_in(dir)
+    }
+}
+
+/// Limits that shape a capture.
+pub(crate) struct CaptureLimits {
+    pub per_stream: usize,
+    pub budget: Arc<MemoryBudget>,
+}
+
+/// One stream's output being collected, inside the engine.
+#[derive(Default)]
+pub(crate) struct Capture {
+    mem: Vec<u8>,
+    file: Option<File>,
+    file_len: u64,
+    total: u64,
+    charged: usize,
+    budget: Option<Arc<MemoryBudget>>,
+}
+
+impl Capture {
+    pub(crate) fn push(&mut self, data: &[u8], keep: bool, limits: &CaptureLimits, spill: &SpillDir) {
+        self.total += data.len() as u64;
+        if !keep {
+            return;
+        }
+        if self.file.is_none() {
+            let over_stream = self.mem.len() + data.len() > limits.per_stream;
+            let used = limits.budget.used.load(Ordering::Relaxed);
+            let over_budget = used + data.len() > limits.budget.limit;
+            if !(over_stream || over_budget) {
+                self.charge(data.len(), &limits.budget);
+                self.mem.extend_from_slice(data);
+                return;
+            }
+            match spill.create_file() {
+                Ok(file) => {
+                    self.file = Some(file);
+                    let mem = std::mem::take(&mut self.mem);
+                    self.uncharge();
+                    if !self.write_file(&mem, &limits.budget) {
+                        self.charge(mem.len(), &limits.budget);
+                        self.mem.extend_from_slice(&mem);
+                    }
+                }
+                Err(_) => {
+                    // No room on disk: keep it in memory rather than lose it.
+                    self.charge(data.len(), &limits.budget);
+                    self.mem.extend_from_slice(data);
+                    return;
+                }
+            }
+        }
+        if self.file.is_some() && self.write_file(data, &limits.budget) {
+            return;
+        }
+        self.charge(data.len(), &limits.budget);
+        self.mem.extend_from_slice(data);
+    }
+
+    /// Appends to the spill file. On failure, reads the file back into memory, drops it, and
+    /// returns false: the caller keeps `data` in memory.
+    fn write_file(&mut self, data: &[u8], budget: &Arc<MemoryBudget>) -> bool {
+        let file = self.file.as_mut().expect("spill file");
+        if file.write_all(data).is_ok() {
+            self.file_len += data.len() as u64;
+            return true;
+        }
+        let mut back = Vec::new();
+        let ok = file.seek(SeekFrom::Start(0)).is_ok()
+            && file.take(self.file_len).read_to_end(&mut back).is_ok();
+        self.file = None;
+        self.file_len = 0;
+        if ok {
+            self.charge(back.len(), budget);
+            back.extend_from_slice(&self.mem);
+            self.mem = back;
+        }
+        false
+    }
+
+    fn charge(&mut self, n: usize, budget: &Arc<MemoryBudget>) {
+        budget.used.fetch_add(n, Ordering::Relaxed);
+        self.charged += n;
+        if self.budget.is_none() {
+            self.budget = Some(budget.clone());
+        }
+    }
+
+    fn uncharge(&mut self) {
+        if let Some(b) = &self.budget {
+            b.used.fetch_sub(self.charged, Ordering::Relaxed);
+        }
+        self.charged = 0;
+    }
+
+    pub(crate) fn finish(mut self) -> Output {
+        let stored = match self.file.take() {
+            Some(file) => Stored::File(file, self.file_len),
+            None => Stored::Memory(std::mem::take(&mut self.mem)),
+        };
+        let charge = Charge { bytes: std::mem::take(&mut self.charged), budget: self.budget.take() };
+        Output { stored, total: self.total, _charge: charge }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.uncharge();
+    }
+}
+
+/// Gives memory back to the budget when the output that held it is dropped.
+#[derive(Debug, Default)]
+struct Charge {
+    bytes: usize,
+    budget: Option<Arc<MemoryBudget>>,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.used.fetch_sub(self.bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Stored {
+    Memory(Vec<u8>),
+    File(File, u64),
+}
+
+/// The captured output of one stream of one job: in memory, or in a temporary file when it
+/// was large. The file is unnamed and vanishes when the `Output` is dropped.
+#[derive(Debug)]
+pub struct Output {
+    stored: Stored,
+    total: u64,
+    _charge: Charge,
+}
+
+impl Output {
+    pub(crate) fn empty() -> Self {
+        Output { stored: Stored::Memory(Vec::new()), total: 0, _charge: Charge::default() }
+    }
+
+    /// How many bytes the stream produced.
+    pub fn len(&self) -> u64 {
+        self.total
+    }
+
+    /// Whether the stream produced nothing.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The bytes, when they are held in memory (`None` when they were spilled to disk).
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match &self.stored {
+            Stored::Memory(v) => Some(v),
+            Stored::File(..) => None,
+        }
+    }
+
+    /// Whether the output was spilled to a temporary file.
+    pub fn is_spilled(&self) -> bool {
+        matches!(self.stored, Stored::File(..))
+    }
+
+    /// A reader over the bytes, from the start.
+    pub fn reader(&self) -> io::Result<Box<dyn Read + '_>> {
+        match &self.stored {
+            Stored::Memory(v) => Ok(Box::new(&v[..])),
+            Stored::File(file, len) => {
+                let mut f = file.try_clone()?;
+                f.seek(SeekFrom::Start(0))?;
+                Ok(Box::new(f.take(*len)))
+            }
+        }
+    }
+
+    /// Copies the bytes into `out`; returns how many.
+    pub fn write_to(&self, out: &mut dyn Write) -> io::Result<u64> {
+        match &self.stored {
+            Stored::Memory(v) => out.write_all(v).map(|_| v.len() as u64),
+            Stored::File(..) => io::copy(&mut self.reader()?, out),
+        }
+    }
+
+    /// The bytes, read into memory.
+    pub fn to_vec(&self) -> io::Result<Vec<u8>> {
+        match &self.stored {
+            Stored::Memory(v) => Ok(v.clone()),
+            Stored::File(_, len) => {
+                let mut v = Vec::with_capacity(*len as usize);
+                self.reader()?.read_to_end(&mut v)?;
+                Ok(v)
+            }
+        }
+    }
+}

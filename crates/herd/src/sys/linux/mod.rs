@@ -1,0 +1,57 @@
+//! Linux backend: `posix_spawn` (vfork semantics) for process creation, a pidfd per child for
+//! exit, and one epoll instance for every pipe and pidfd.
+//!
+//! - [`spawn`](spawn::spawn): pipes, the spawn itself, the pidfd.
+//! - [`poller`]: epoll, edge-triggered, and the read loop that turns readiness into completions.
+//! - [`process`]: exit confirmation, reaping with resource usage, signalling the process group.
+//! - [`rlimit`]: raising `RLIMIT_NOFILE` once, at start.
+//! - [`path`]: looking a program up in `PATH`, with a cache.
+
+mod path;
+mod poller;
+mod process;
+mod rlimit;
+mod spawn;
+
+pub(crate) use poller::{Poller, Waker};
+pub(crate) use process::Process;
+pub(crate) use rlimit::raise_fd_limit;
+pub(crate) use spawn::{spawn, Spawned};
+
+/// The name of a signal number, for results and messages ("SIGKILL").
+pub(crate) fn signal_name(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+            libc::SIGHUP => "SIGHUP",
+            libc::SIGINT => "SIGINT",
+            libc::SIGQUIT => "SIGQUIT",
+            libc::SIGILL => "SIGILL",
+            libc::SIGTRAP => "SIGTRAP",
+            libc::SIGABRT => "SIGABRT",
+            libc::SIGBUS => "SIGBUS",
+            libc::SIGFPE => "SIGFPE",
+            libc::SIGKILL => "SIGKILL",
+            libc::SIGUSR1 => "SIGUSR1",
+            libc::SIGSEGV => "SIGSEGV",
+            libc::SIGUSR2 => "SIGUSR2",
+            libc::SIGPIPE => "SIGPIPE",
+            libc::SIGALRM => "SIGALRM",
+            libc::SIGTERM => "SIGTERM",
+            libc::SIGSTKFLT => "SIGSTKFLT",
+            libc::SIGCHLD => "SIGCHLD",
+            libc::SIGCONT => "SIGCONT",
+            libc::SIGSTOP => "SIGSTOP",
+            libc::SIGTSTP => "SIGTSTP",
+            libc::SIGTTIN => "SIGTTIN",
+            libc::SIGTTOU => "SIGTTOU",
+            libc::SIGURG => "SIGURG",
+            libc::SIGXCPU => "SIGXCPU",
+            libc::SIGXFSZ => "SIGXFSZ",
+            libc::SIGVTALRM => "SIGVTALRM",
+            libc::SIGPROF => "SIGPROF",
+            libc::SIGWINCH => "SIGWINCH",
+            libc::SIGIO => "SIGIO",
+            libc::SIGPWR => "SIGPWR",
+            libc::SIGSYS => "SIGSYS",
+        _ => return None,
+    })
+}

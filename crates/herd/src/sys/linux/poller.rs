@@ -1,0 +1,292 @@
+//! The epoll instance that owns every pipe and pidfd, and the read loop.
+//!
+//! Pipes are registered edge-triggered: one readiness event per arrival, no matter how many
+//! jobs sit idle, and no `epoll_ctl` per read. The rule that makes edge triggering safe is to
+//! read until the pipe is known empty. A short read empties a pipe (Linux pipes return all
+//! that is buffered, up to the buffer size), and any later write raises a new edge, so a
+//! short read is enough; a full buffer, a hang-up, or a read cut short by the caller's budget
+//! keeps the pipe on the `pending` list, which is read before waiting again.
+//!
+//! The budget is how the engine applies backpressure: when the consumer of streamed output
+//! falls behind, it passes 0, the pipes fill, and the children block in `write` until the
+//! consumer catches up. Memory stays bounded and nothing is lost.
+
+use super::super::{Stream, SysEvent, Token};
+use super::process::Process;
+use rustix::event::{epoll, eventfd, EventfdFlags};
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::io::Errno;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The parent's ends of one child's pipes.
+pub(crate) struct Pipes {
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    /// The write end of the child's stdin and the bytes still to write into it.
+    pub stdin: Option<(OwnedFd, Arc<[u8]>)>,
+}
+
+/// Wakes the poller from another thread.
+pub(crate) struct Waker {
+    fd: OwnedFd,
+}
+
+impl Waker {
+    pub(crate) fn wake(&self) {
+        // EAGAIN means the counter is already non-zero: the poller is awake anyway.
+        let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
+    }
+}
+
+const KIND_STDOUT: u64 = 0;
+const KIND_STDERR: u64 = 1;
+const KIND_STDIN: u64 = 2;
+const KIND_EXIT: u64 = 3;
+const WAKER: u64 = u64::MAX;
+
+fn encode(token: Token, kind: u64) -> u64 {
+    (u64::from(token.gen) << 34) | (u64::from(token.slot) << 2) | kind
+}
+
+fn decode(data: u64) -> (Token, u64) {
+    let token = Token { slot: ((data >> 2) & 0xffff_ffff) as u32, gen: (data >> 34) as u32 };
+    (token, data & 3)
+}
+
+struct StdinWriter {
+    fd: OwnedFd,
+    data: Arc<[u8]>,
+    written: usize,
+}
+
+struct Registration {
+    gen: u32,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+    stdin: Option<StdinWriter>,
+    /// Whether each output stream is on the pending list already.
+    pending: [bool; 2],
+    /// Whether each output stream has reported a hang-up: its writers are gone, so after the
+    /// data is read the next read returns EOF, and no new edge will announce it.
+    hup: [bool; 2],
+}
+
+pub(crate) struct Poller {
+    epoll: OwnedFd,
+    waker: Arc<Waker>,
+    regs: Vec<Option<Registration>>,
+    /// Pipes that may hold more data than was read from them so far.
+    pending: Vec<(Token, Stream)>,
+    events: Vec<epoll::Event>,
+    buf: Box<[u8]>,
+}
+
+const READ_SIZE: usize = 64 * 1024;
+
+// SAFETY: the only non-`Send` part is the epoll event buffer, whose entries hold plain `u64`
+// tokens that herd registered (never pointers); the poller is used by one thread at a time.
+unsafe impl Send for Poller {}
+
+impl Poller {
+    pub(crate) fn new() -> io::Result<Self> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        epoll::add(&epoll, &fd, epoll::EventData::new_u64(WAKER), epoll::EventFlags::IN)?;
+        Ok(Poller {
+            epoll,
+            waker: Arc::new(Waker { fd }),
+            regs: Vec::new(),
+            pending: Vec::new(),
+            events: Vec::with_capacity(256),
+            buf: vec![0; READ_SIZE].into_boxed_slice(),
+        })
+    }
+
+    pub(crate) fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+
+    /// Starts watching a new child: its output pipes, its stdin (if herd feeds it) and its exit.
+    pub(crate) fn register(&mut self, token: Token, process: &Process, pipes: Pipes) -> io::Result<()> {
+        use epoll::EventFlags as F;
+        let slot = token.slot as usize;
+        if self.regs.len() <= slot {
+            self.regs.resize_with(slot + 1, || None);
+        }
+        let edge_in = F::IN | F::RDHUP | F::ET;
+        epoll::add(&self.epoll, &pipes.stdout, epoll::EventData::new_u64(encode(token, KIND_STDOUT)), edge_in)?;
+        epoll::add(&self.epoll, &pipes.stderr, epoll::EventData::new_u64(encode(token, KIND_STDERR)), edge_in)?;
+        epoll::add(&self.epoll, process.pidfd(), epoll::EventData::new_u64(encode(token, KIND_EXIT)), F::IN | F::ET)?;
+        let stdin = match pipes.stdin {
+            Some((fd, data)) => {
+                epoll::add(&self.epoll, &fd, epoll::EventData::new_u64(encode(token, KIND_STDIN)), F::OUT | F::ET)?;
+                Some(StdinWriter { fd, data, written: 0 })
+            }
+            None => None,
+        };
+        self.regs[slot] = Some(Registration {
+            gen: token.gen,
+            stdout: Some(pipes.stdout),
+            stderr: Some(pipes.stderr),
+            stdin,
+            pending: [false; 2],
+            hup: [false; 2],
+        });
+        Ok(())
+    }
+
+    /// Stops watching a child and closes what is left of its pipes.
+    pub(crate) fn deregister(&mut self, token: Token) {
+        if let Some(slot) = self.regs.get_mut(token.slot as usize) {
+            if slot.as_ref().is_some_and(|r| r.gen == token.gen) {
+                // Closing a descriptor removes it from the epoll set.
+                *slot = None;
+                self.pending.retain(|(t, _)| *t != token);
+            }
+        }
+    }
+
+    fn reg(&mut self, token: Token) -> Option<&mut Registration> {
+        self.regs.get_mut(token.slot as usize)?.as_mut().filter(|r| r.gen == token.gen)
+    }
+
+    /// Waits for events (at most `timeout`; `None` waits for ever) and reports them to `on`.
+    /// At most about `budget` bytes of output are read; pipes left unread stay pending.
+    pub(crate) fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        budget: usize,
+        on: &mut dyn FnMut(SysEvent<'_>),
+    ) -> io::Result<()> {
+        let timeout = if !self.pending.is_empty() && budget > 0 { Some(Duration::ZERO) } else { timeout };
+        let ts = timeout.map(|d| rustix::event::Timespec {
+            tv_sec: d.as_secs() as i64,
+            tv_nsec: i64::from(d.subsec_nanos()),
+        });
+        self.events.clear();
+        match epoll::wait(&self.epoll, rustix::buffer::spare_capacity(&mut self.events), ts.as_ref()) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut budget = budget;
+        // Pipes that were pending go first: they have waited longest.
+        let mut ready = std::mem::take(&mut self.pending);
+        for (token, stream) in &ready {
+            if let Some(reg) = self.reg(*token) {
+                reg.pending[*stream as usize] = false;
+            }
+        }
+        let events = std::mem::take(&mut self.events);
+        for event in &events {
+            let data = event.data.u64();
+            if data == WAKER {
+                let mut counter = [0u8; 8];
+                let _ = rustix::io::read(&self.waker.fd, &mut counter);
+                continue;
+            }
+            let (token, kind) = decode(data);
+            match kind {
+                KIND_STDOUT | KIND_STDERR => {
+                    let stream = if kind == KIND_STDOUT { Stream::Stdout } else { Stream::Stderr };
+                    let flags = event.flags;
+                    let hangup = flags.intersects(
+                        epoll::EventFlags::HUP | epoll::EventFlags::RDHUP | epoll::EventFlags::ERR,
+                    );
+                    if let Some(reg) = self.reg(token) {
+                        reg.hup[stream as usize] |= hangup;
+                        if !reg.pending[stream as usize] {
+                            reg.pending[stream as usize] = true;
+                            ready.push((token, stream));
+                        }
+                    }
+                }
+                KIND_STDIN => self.feed_stdin(token),
+                _ => on(SysEvent::Exited { token }),
+            }
+        }
+        self.events = events;
+        for (token, stream) in ready {
+            if let Some(reg) = self.reg(token) {
+                reg.pending[stream as usize] = false;
+            }
+            if budget == 0 {
+                self.mark_pending(token, stream);
+                continue;
+            }
+            budget = budget.saturating_sub(self.read_stream(token, stream, on));
+        }
+        Ok(())
+    }
+
+    fn mark_pending(&mut self, token: Token, stream: Stream) {
+        if let Some(reg) = self.reg(token) {
+            if !reg.pending[stream as usize] {
+                reg.pending[stream as usize] = true;
+                self.pending.push((token, stream));
+            }
+        }
+    }
+
+    /// Reads one pipe once; returns the bytes read.
+    fn read_stream(&mut self, token: Token, stream: Stream, on: &mut dyn FnMut(SysEvent<'_>)) -> usize {
+        let Some(reg) = self.regs.get_mut(token.slot as usize).and_then(|r| r.as_mut()).filter(|r| r.gen == token.gen)
+        else {
+            return 0;
+        };
+        let hup = reg.hup[stream as usize];
+        let slot = match stream {
+            Stream::Stdout => &mut reg.stdout,
+            Stream::Stderr => &mut reg.stderr,
+        };
+        let Some(fd) = slot.as_ref() else { return 0 };
+        loop {
+            match rustix::io::read(fd.as_fd(), &mut self.buf[..]) {
+                Ok(0) => {
+                    *slot = None;
+                    on(SysEvent::Eof { token, stream });
+                    return 0;
+                }
+                Ok(n) => {
+                    on(SysEvent::Output { token, stream, data: &self.buf[..n] });
+                    if n == self.buf.len() || hup {
+                        // There may be more, or an EOF no edge will announce: read again
+                        // after the other ready pipes.
+                        self.mark_pending(token, stream);
+                    }
+                    return n;
+                }
+                Err(Errno::AGAIN) => return 0,
+                Err(Errno::INTR) => continue,
+                Err(_) => {
+                    // Not expected on a pipe; treat as the end of the stream.
+                    *slot = None;
+                    on(SysEvent::Eof { token, stream });
+                    return 0;
+                }
+            }
+        }
+    }
+
+    fn feed_stdin(&mut self, token: Token) {
+        let Some(reg) = self.reg(token) else { return };
+        let Some(w) = reg.stdin.as_mut() else { return };
+        loop {
+            if w.written == w.data.len() {
+                reg.stdin = None; // Closing gives the child EOF.
+                return;
+            }
+            match rustix::io::write(&w.fd, &w.data[w.written..]) {
+                Ok(n) => w.written += n,
+                Err(Errno::AGAIN) => return,
+                Err(Errno::INTR) => continue,
+                // EPIPE: the child closed its stdin; the rest is not wanted.
+                Err(_) => {
+                    reg.stdin = None;
+                    return;
+                }
+            }
+        }
+    }
+}

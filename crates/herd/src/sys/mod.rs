@@ -1,0 +1,77 @@
+//! Platform backends: everything that touches the operating system lives below this folder.
+//!
+//! The rest of the crate is platform-free and talks to a backend through one small interface,
+//! which each platform folder provides under the same names:
+//!
+//! - [`spawn`]`(&Job) -> Result<Spawned, SpawnFailure>` starts a child in its own process tree
+//!   (a process group on Linux, a job object on Windows) with its stdout and stderr on pipes.
+//!   It runs on a spawner thread, because process creation blocks.
+//! - `Process` is the handle on a running child: `signal_tree`, `has_exited` (a check that does
+//!   not reap) and `reap` (exactly once, after exit).
+//! - `Poller` owns every pipe. It is *completion-shaped*: `poll` reports "these bytes arrived on
+//!   stream S of job J", "stream S reached EOF" and "job J's process may have exited". On Windows
+//!   that is what an I/O completion port says; on Linux epoll says "ready" and the poller does the
+//!   read itself, into one shared buffer.
+//! - `Waker` wakes the poller from another thread.
+
+use std::io;
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub(crate) use linux::*;
+
+/// Which output stream of a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// The child's standard output.
+    Stdout,
+    /// The child's standard error.
+    Stderr,
+}
+
+/// Names one registered job in the poller: a slot of the engine's job table and that slot's
+/// generation, so an event for a finished job can never be taken for its slot's next tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Token {
+    pub slot: u32,
+    pub gen: u32,
+}
+
+/// What the poller reports.
+pub(crate) enum SysEvent<'a> {
+    /// Bytes read from one stream of one job, in order.
+    Output { token: Token, stream: Stream, data: &'a [u8] },
+    /// The stream reached end of file: every writer (the child and its descendants) closed it.
+    Eof { token: Token, stream: Stream },
+    /// The process may have exited. A hint only: confirm with `Process::has_exited`.
+    Exited { token: Token },
+}
+
+/// How a child ended, as the operating system reports it when it is reaped.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub user_time: std::time::Duration,
+    pub system_time: std::time::Duration,
+    pub max_rss_kb: u64,
+}
+
+/// Why a spawn did not produce a child.
+#[derive(Debug)]
+pub(crate) enum SpawnFailure {
+    /// Out of descriptors, processes or memory for now: wait for a job to finish and retry.
+    Exhausted(io::Error),
+    /// The job itself is bad (missing program, not executable, bad directory): it fails alone.
+    Job(crate::SpawnError),
+}
+
+/// The signal sent to a process tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kill {
+    /// Ask politely (SIGTERM). Windows has no equivalent and terminates at once.
+    Term,
+    /// Kill (SIGKILL, `TerminateJobObject`).
+    Kill,
+}
