@@ -114,7 +114,11 @@ pub struct Cli {
     pub null: bool,
 
     /// The command, its arguments, and the input sources.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
     pub command: Vec<OsString>,
 }
 
@@ -152,7 +156,11 @@ fn cpus() -> usize {
 }
 
 fn parse_jobs(s: &str) -> Result<usize, UsageError> {
-    let bad = || UsageError(format!("invalid value '{s}' for --jobs: expected a number, N%, +N or -N"));
+    let bad = || {
+        UsageError(format!(
+            "invalid value '{s}' for --jobs: expected a number, N%, +N or -N"
+        ))
+    };
     let n = if let Some(p) = s.strip_suffix('%') {
         let p: f64 = p.parse().map_err(|_| bad())?;
         if !(p > 0.0) {
@@ -162,7 +170,9 @@ fn parse_jobs(s: &str) -> Result<usize, UsageError> {
     } else if let Some(n) = s.strip_prefix('+') {
         cpus() + n.parse::<usize>().map_err(|_| bad())?
     } else if let Some(n) = s.strip_prefix('-') {
-        cpus().saturating_sub(n.parse::<usize>().map_err(|_| bad())?).max(1)
+        cpus()
+            .saturating_sub(n.parse::<usize>().map_err(|_| bad())?)
+            .max(1)
     } else {
         match s.parse::<usize>().map_err(|_| bad())? {
             0 => 1 << 20,
@@ -175,7 +185,9 @@ fn parse_jobs(s: &str) -> Result<usize, UsageError> {
 fn parse_seconds(s: &str, option: &str) -> Result<Duration, UsageError> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() && v < 1e9 => Ok(Duration::from_secs_f64(v)),
-        _ => Err(UsageError(format!("invalid value '{s}' for {option}: expected a positive number of seconds"))),
+        _ => Err(UsageError(format!(
+            "invalid value '{s}' for {option}: expected a positive number of seconds"
+        ))),
     }
 }
 
@@ -197,8 +209,16 @@ impl Cli {
             Some(s) => parse_jobs(s)?,
             None => cpus(),
         };
-        let timeout = self.timeout.as_deref().map(|s| parse_seconds(s, "--timeout")).transpose()?;
-        let eof_grace = self.eof_grace.as_deref().map(|s| parse_seconds(s, "--eof-grace")).transpose()?;
+        let timeout = self
+            .timeout
+            .as_deref()
+            .map(|s| parse_seconds(s, "--timeout"))
+            .transpose()?;
+        let eof_grace = self
+            .eof_grace
+            .as_deref()
+            .map(|s| parse_seconds(s, "--eof-grace"))
+            .transpose()?;
         let mode = if self.ungroup {
             OutputMode::Ungroup
         } else if self.line_buffer {
@@ -209,13 +229,17 @@ impl Cli {
             OutputMode::Group
         };
         if self.tag && mode == OutputMode::Ungroup {
-            return Err(UsageError("--tag needs whole lines: use it with --line-buffer, not --ungroup".into()));
+            return Err(UsageError(
+                "--tag needs whole lines: use it with --line-buffer, not --ungroup".into(),
+            ));
         }
         if let Some(first) = self.command.first().and_then(|w| w.to_str()) {
             // Everything after the options is taken as the command, so an unknown option would
             // otherwise be run as a program.
             if first.starts_with('-') && first.len() > 1 {
-                return Err(UsageError(format!("unknown option '{first}' (see herd --help)")));
+                return Err(UsageError(format!(
+                    "unknown option '{first}' (see herd --help)"
+                )));
             }
         }
         let mut words = self.command.into_iter().map(bytes).peekable();
@@ -233,11 +257,15 @@ impl Cli {
                 sources.push(SourceSpec::Values(items));
             } else {
                 if items.is_empty() {
-                    return Err(UsageError(":::: must be followed by at least one file".into()));
+                    return Err(UsageError(
+                        ":::: must be followed by at least one file".into(),
+                    ));
                 }
                 // Each file after :::: is its own source, as in GNU parallel.
                 for f in items {
-                    sources.push(SourceSpec::File(PathBuf::from(String::from_utf8_lossy(&f).into_owned())));
+                    sources.push(SourceSpec::File(PathBuf::from(
+                        String::from_utf8_lossy(&f).into_owned(),
+                    )));
                 }
             }
         }
@@ -246,10 +274,15 @@ impl Cli {
         }
         let stdin_sources = sources
             .iter()
-            .filter(|s| matches!(s, SourceSpec::Stdin) || matches!(s, SourceSpec::File(p) if p.as_os_str() == "-"))
+            .filter(|s| {
+                matches!(s, SourceSpec::Stdin)
+                    || matches!(s, SourceSpec::File(p) if p.as_os_str() == "-")
+            })
             .count();
         if stdin_sources > 1 {
-            return Err(UsageError("standard input can be only one input source".into()));
+            return Err(UsageError(
+                "standard input can be only one input source".into(),
+            ));
         }
         if command.is_empty() && self.shell {
             return Err(UsageError("--shell needs a COMMAND".into()));

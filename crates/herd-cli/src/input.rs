@@ -35,9 +35,12 @@ fn open(spec: &SourceSpec, delimiter: u8) -> Result<Lines, InputError> {
     Ok(match spec {
         SourceSpec::Values(v) => Box::new(v.clone().into_iter().map(Ok)),
         SourceSpec::Stdin => lines_of(BufReader::new(io::stdin()), delimiter),
-        SourceSpec::File(p) if p.as_os_str() == "-" => lines_of(BufReader::new(io::stdin()), delimiter),
+        SourceSpec::File(p) if p.as_os_str() == "-" => {
+            lines_of(BufReader::new(io::stdin()), delimiter)
+        }
         SourceSpec::File(p) => {
-            let f = File::open(p).map_err(|e| InputError(format!("cannot read input file {}: {e}", p.display())))?;
+            let f = File::open(p)
+                .map_err(|e| InputError(format!("cannot read input file {}: {e}", p.display())))?;
             lines_of(BufReader::with_capacity(64 * 1024, f), delimiter)
         }
     })
@@ -74,7 +77,14 @@ impl Inputs {
             rest.push(values);
         }
         let done = rest.iter().any(Vec::is_empty);
-        Ok(Inputs { first, first_name: describe(&specs[0]), index: vec![0; rest.len()], rest, current: None, done })
+        Ok(Inputs {
+            first,
+            first_name: describe(&specs[0]),
+            index: vec![0; rest.len()],
+            rest,
+            current: None,
+            done,
+        })
     }
 
     /// The next tuple, or `None` at the end.
@@ -88,7 +98,9 @@ impl Inputs {
                     self.done = true;
                     return Ok(None);
                 }
-                Some(Err(e)) => return Err(InputError(format!("cannot read {}: {e}", self.first_name))),
+                Some(Err(e)) => {
+                    return Err(InputError(format!("cannot read {}: {e}", self.first_name)))
+                }
                 Some(Ok(v)) => self.current = Some(v),
             }
         }
@@ -126,22 +138,36 @@ mod tests {
         let mut inputs = Inputs::open(specs, b'\n').unwrap();
         let mut out = Vec::new();
         while let Some(t) = inputs.next_tuple().unwrap() {
-            out.push(t.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect::<Vec<_>>().join(","));
+            out.push(
+                t.iter()
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
         }
         out
     }
 
     #[test]
     fn product_varies_last_fastest() {
-        assert_eq!(all(&[values(&["a", "b"]), values(&["1", "2", "3"])]), ["a,1", "a,2", "a,3", "b,1", "b,2", "b,3"]);
-        assert_eq!(all(&[values(&["a"]), values(&["1", "2"]), values(&["x", "y"])]), ["a,1,x", "a,1,y", "a,2,x", "a,2,y"]);
+        assert_eq!(
+            all(&[values(&["a", "b"]), values(&["1", "2", "3"])]),
+            ["a,1", "a,2", "a,3", "b,1", "b,2", "b,3"]
+        );
+        assert_eq!(
+            all(&[values(&["a"]), values(&["1", "2"]), values(&["x", "y"])]),
+            ["a,1,x", "a,1,y", "a,2,x", "a,2,y"]
+        );
         assert_eq!(all(&[values(&["a", "b"])]), ["a", "b"]);
         assert!(all(&[values(&["a", "b"]), values(&[])]).is_empty());
     }
 
     #[test]
     fn missing_file_names_it() {
-        let Err(e) = Inputs::open(&[SourceSpec::File("/nonexistent/herd-input".into())], b'\n') else { panic!() };
+        let Err(e) = Inputs::open(&[SourceSpec::File("/nonexistent/herd-input".into())], b'\n')
+        else {
+            panic!()
+        };
         assert!(e.0.contains("/nonexistent/herd-input"), "{}", e.0);
     }
 }

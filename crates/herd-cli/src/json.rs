@@ -38,7 +38,10 @@ fn text_or_base64(output: &Output) -> std::io::Result<(Option<String>, Option<St
     let bytes = output.to_vec()?;
     Ok(match String::from_utf8(bytes) {
         Ok(s) => (Some(s), None),
-        Err(e) => (None, Some(base64::engine::general_purpose::STANDARD.encode(e.into_bytes()))),
+        Err(e) => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(e.into_bytes())),
+        ),
     })
 }
 
@@ -57,9 +60,14 @@ pub fn record(seq: u64, argv: &[Vec<u8>], result: &JobResult) -> std::io::Result
     };
     let record = Record {
         seq,
-        command: argv.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect(),
+        command: argv
+            .iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
         exit_code: result.exit_code(),
-        signal: result.signal().map(|s| herd::signal_name(s).unwrap_or("unknown")),
+        signal: result
+            .signal()
+            .map(|s| herd::signal_name(s).unwrap_or("unknown")),
         timed_out: result.timed_out,
         leaked: result.leaked,
         error,

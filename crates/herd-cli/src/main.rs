@@ -27,7 +27,10 @@ fn main() -> ExitCode {
             // One line naming the problem, not clap's usage block.
             let text = e.to_string();
             let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("herd: {} (see herd --help)", first.trim_start_matches("error: "));
+            eprintln!(
+                "herd: {} (see herd --help)",
+                first.trim_start_matches("error: ")
+            );
             return ExitCode::from(255);
         }
     };

@@ -67,9 +67,9 @@ impl Printer {
         let json: Option<Box<dyn Write>> = match json {
             None => None,
             Some(_) if json_to_stdout => Some(Box::new(io::stdout())),
-            Some(p) => Some(Box::new(BufWriter::new(
-                File::create(p).map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", p.display())))?,
-            ))),
+            Some(p) => Some(Box::new(BufWriter::new(File::create(p).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot write {}: {e}", p.display()))
+            })?))),
         };
         Ok(Printer {
             mode,
@@ -114,21 +114,35 @@ impl Printer {
         let r = match self.mode {
             OutputMode::LineBuffer => self.chunk_lines(id, info, stream, data),
             _ => {
-                let w: &mut dyn Write = if stream == Stream::Stdout { &mut self.out } else { &mut self.err };
+                let w: &mut dyn Write = if stream == Stream::Stdout {
+                    &mut self.out
+                } else {
+                    &mut self.err
+                };
                 w.write_all(data).and_then(|_| w.flush())
             }
         };
         self.check(r);
     }
 
-    fn chunk_lines(&mut self, id: JobId, info: &JobInfo, stream: Stream, data: &[u8]) -> io::Result<()> {
+    fn chunk_lines(
+        &mut self,
+        id: JobId,
+        info: &JobInfo,
+        stream: Stream,
+        data: &[u8],
+    ) -> io::Result<()> {
         let key = (id, stream as usize);
         let Some(last_nl) = data.iter().rposition(|&b| b == b'\n') else {
             self.partial.entry(key).or_default().extend_from_slice(data);
             return Ok(());
         };
         let tag = self.tag.then(|| info.tag());
-        let w: &mut dyn Write = if stream == Stream::Stdout { &mut self.out } else { &mut self.err };
+        let w: &mut dyn Write = if stream == Stream::Stdout {
+            &mut self.out
+        } else {
+            &mut self.err
+        };
         let mut lines = self.partial.remove(&key).unwrap_or_default();
         lines.extend_from_slice(&data[..=last_nl]);
         write_lines(w, tag.as_deref(), &lines)?;
@@ -143,7 +157,10 @@ impl Printer {
     pub fn finish(&mut self, info: JobInfo, result: JobResult) {
         if let Some(json) = self.json.as_mut() {
             let r = json::record(info.seq, &info.argv, &result)
-                .and_then(|line| json.write_all(line.as_bytes()).and_then(|_| json.write_all(b"\n")))
+                .and_then(|line| {
+                    json.write_all(line.as_bytes())
+                        .and_then(|_| json.write_all(b"\n"))
+                })
                 .and_then(|_| json.flush());
             self.check(r);
         }
@@ -156,7 +173,11 @@ impl Printer {
                 let tag = self.tag.then(|| info.tag());
                 for stream in [Stream::Stdout, Stream::Stderr] {
                     if let Some(rest) = self.partial.remove(&(result.id, stream as usize)) {
-                        let w: &mut dyn Write = if stream == Stream::Stdout { &mut self.out } else { &mut self.err };
+                        let w: &mut dyn Write = if stream == Stream::Stdout {
+                            &mut self.out
+                        } else {
+                            &mut self.err
+                        };
                         let r = write_lines(w, tag.as_deref(), &rest).and_then(|_| w.flush());
                         self.check(r);
                     }
@@ -188,7 +209,11 @@ impl Printer {
             if output.is_empty() {
                 continue;
             }
-            let w: &mut dyn Write = if stream == Stream::Stdout { &mut self.out } else { &mut self.err };
+            let w: &mut dyn Write = if stream == Stream::Stdout {
+                &mut self.out
+            } else {
+                &mut self.err
+            };
             match (&tag, output.as_bytes()) {
                 (None, _) => {
                     output.write_to(w)?;

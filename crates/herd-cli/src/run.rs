@@ -85,7 +85,8 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         Some(Template::parse(&opts.command, opts.sources.len()).map_err(|e| Fatal(e.0))?)
     };
     let mut inputs = Inputs::open(&opts.sources, opts.delimiter).map_err(|e| Fatal(e.0))?;
-    let mut printer = Printer::new(opts.mode, opts.tag, opts.json.as_deref()).map_err(|e| Fatal(e.to_string()))?;
+    let mut printer = Printer::new(opts.mode, opts.tag, opts.json.as_deref())
+        .map_err(|e| Fatal(e.to_string()))?;
     let mut builder = Herd::builder().max_running(opts.jobs);
     if let Some(g) = opts.eof_grace {
         builder = builder.eof_grace(g);
@@ -122,7 +123,11 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
             };
             seq += 1;
             let slot = slots.take();
-            let fill = Fill { values: &values, seq, slot };
+            let fill = Fill {
+                values: &values,
+                seq,
+                slot,
+            };
             let argv = match &template {
                 None => shell_argv(values.join(&b' ')),
                 Some(t) if opts.shell => shell_argv(t.render_shell(&fill)),
@@ -136,12 +141,22 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                 job = job.timeout(t);
             }
             let id = herd.submit(job).map_err(|e| Fatal(e.to_string()))?;
-            running.insert(id, JobInfo { seq, slot, values, argv });
+            running.insert(
+                id,
+                JobInfo {
+                    seq,
+                    slot,
+                    values,
+                    argv,
+                },
+            );
         }
         if running.is_empty() {
             break;
         }
-        let Some(event) = herd.next_event() else { break };
+        let Some(event) = herd.next_event() else {
+            break;
+        };
         match event {
             Event::Started { .. } => {}
             Event::Output { id, stream, data } => {
@@ -150,7 +165,9 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                 }
             }
             Event::Finished(result) => {
-                let Some(info) = running.remove(&result.id) else { continue };
+                let Some(info) = running.remove(&result.id) else {
+                    continue;
+                };
                 slots.give(info.slot);
                 if !result.success() {
                     failed += 1;
@@ -160,7 +177,11 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                 }
                 if result.timed_out {
                     let t = opts.timeout.unwrap_or_default().as_secs_f64();
-                    printer.message(&format!("job {} timed out after {t}s and was killed: {}", info.seq, info.display()));
+                    printer.message(&format!(
+                        "job {} timed out after {t}s and was killed: {}",
+                        info.seq,
+                        info.display()
+                    ));
                 }
                 if result.leaked {
                     printer.message(&format!(

@@ -20,7 +20,10 @@ enum Modifier {
 enum Piece {
     Literal(Vec<u8>),
     /// A value: `source` is 1-based, or `None` for all sources joined by spaces.
-    Value { source: Option<usize>, modifier: Modifier },
+    Value {
+        source: Option<usize>,
+        modifier: Modifier,
+    },
     Seq,
     Slot,
 }
@@ -51,7 +54,12 @@ fn parse_placeholder(inner: &[u8]) -> Option<Piece> {
     let source = if digits == 0 {
         None
     } else {
-        Some(std::str::from_utf8(&inner[..digits]).ok()?.parse::<usize>().ok()?)
+        Some(
+            std::str::from_utf8(&inner[..digits])
+                .ok()?
+                .parse::<usize>()
+                .ok()?,
+        )
     };
     let modifier = match &inner[digits..] {
         b"" => Modifier::Whole,
@@ -101,7 +109,11 @@ fn no_extension(v: &[u8]) -> &[u8] {
 }
 
 fn basename(v: &[u8]) -> &[u8] {
-    let trimmed = if v.len() > 1 && v.ends_with(b"/") { &v[..v.len() - 1] } else { v };
+    let trimmed = if v.len() > 1 && v.ends_with(b"/") {
+        &v[..v.len() - 1]
+    } else {
+        v
+    };
     match trimmed.iter().rposition(|&b| b == b'/') {
         Some(p) => &trimmed[p + 1..],
         None => trimmed,
@@ -129,7 +141,8 @@ fn apply(modifier: Modifier, v: &[u8]) -> &[u8] {
 /// Quotes `v` for a POSIX shell: `'…'`, with each `'` written as `'\''`.
 pub fn shell_quote(v: &[u8]) -> Vec<u8> {
     let safe = !v.is_empty()
-        && v.iter().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(b));
+        && v.iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(b));
     if safe {
         return v.to_vec();
     }
@@ -175,12 +188,17 @@ impl Template {
                         } else {
                             format!("there are {sources} input sources")
                         };
-                        return Err(TemplateError(format!("placeholder {{{n}}} names input source {n}, but {have}")));
+                        return Err(TemplateError(format!(
+                            "placeholder {{{n}}} names input source {n}, but {have}"
+                        )));
                     }
                 }
             }
         }
-        Ok(Template { args, has_value_placeholder })
+        Ok(Template {
+            args,
+            has_value_placeholder,
+        })
     }
 
     fn render_arg(&self, arg: &ArgTemplate, fill: &Fill<'_>, quote: bool) -> Vec<u8> {
@@ -215,7 +233,11 @@ impl Template {
     /// The argument vector to execute directly. Without a value placeholder, the values are
     /// appended, one argument each.
     pub fn render_direct(&self, fill: &Fill<'_>) -> Vec<Vec<u8>> {
-        let mut argv: Vec<Vec<u8>> = self.args.iter().map(|a| self.render_arg(a, fill, false)).collect();
+        let mut argv: Vec<Vec<u8>> = self
+            .args
+            .iter()
+            .map(|a| self.render_arg(a, fill, false))
+            .collect();
         if !self.has_value_placeholder {
             argv.extend(fill.values.iter().cloned());
         }
@@ -225,7 +247,11 @@ impl Template {
     /// A shell script: the template's words joined by spaces, values shell-quoted. Without a
     /// value placeholder, the quoted values are appended.
     pub fn render_shell(&self, fill: &Fill<'_>) -> Vec<u8> {
-        let mut words: Vec<Vec<u8>> = self.args.iter().map(|a| self.render_arg(a, fill, true)).collect();
+        let mut words: Vec<Vec<u8>> = self
+            .args
+            .iter()
+            .map(|a| self.render_arg(a, fill, true))
+            .collect();
         if !self.has_value_placeholder {
             words.extend(fill.values.iter().map(|v| shell_quote(v)));
         }
@@ -241,22 +267,43 @@ mod tests {
         let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
         let values: Vec<Vec<u8>> = values.iter().map(|a| a.as_bytes().to_vec()).collect();
         let t = Template::parse(&args, values.len()).unwrap();
-        t.render_direct(&Fill { values: &values, seq: 7, slot: 3 })
-            .into_iter()
-            .map(|a| String::from_utf8(a).unwrap())
-            .collect()
+        t.render_direct(&Fill {
+            values: &values,
+            seq: 7,
+            slot: 3,
+        })
+        .into_iter()
+        .map(|a| String::from_utf8(a).unwrap())
+        .collect()
     }
 
     #[test]
     fn placeholders() {
         assert_eq!(
-            render(&["x{}", "{.}", "{/}", "{//}", "{/.}", "{#}", "{%}"], &["dir/sub/a.tar.gz"]),
-            ["xdir/sub/a.tar.gz", "dir/sub/a.tar", "a.tar.gz", "dir/sub", "a.tar", "7", "3"]
+            render(
+                &["x{}", "{.}", "{/}", "{//}", "{/.}", "{#}", "{%}"],
+                &["dir/sub/a.tar.gz"]
+            ),
+            [
+                "xdir/sub/a.tar.gz",
+                "dir/sub/a.tar",
+                "a.tar.gz",
+                "dir/sub",
+                "a.tar",
+                "7",
+                "3"
+            ]
         );
-        assert_eq!(render(&["{//}", "{.}", "{/.}"], &["file"]), [".", "file", "file"]);
+        assert_eq!(
+            render(&["{//}", "{.}", "{/.}"], &["file"]),
+            [".", "file", "file"]
+        );
         assert_eq!(render(&["{.}"], &[".bashrc"]), [".bashrc"]);
         assert_eq!(render(&["{.}"], &["a.b/c"]), ["a.b/c"]);
-        assert_eq!(render(&["{2}-{1}", "{}", "{2/.}"], &["a", "x/b.c"]), ["x/b.c-a", "a x/b.c", "b"]);
+        assert_eq!(
+            render(&["{2}-{1}", "{}", "{2/.}"], &["a", "x/b.c"]),
+            ["x/b.c-a", "a x/b.c", "b"]
+        );
     }
 
     #[test]
@@ -267,23 +314,41 @@ mod tests {
 
     #[test]
     fn braces_that_are_not_placeholders_stay() {
-        assert_eq!(render(&["awk", "{print $1}", "{x}", "{", "}{"], &["f"]), ["awk", "{print $1}", "{x}", "{", "}{", "f"]);
+        assert_eq!(
+            render(&["awk", "{print $1}", "{x}", "{", "}{"], &["f"]),
+            ["awk", "{print $1}", "{x}", "{", "}{", "f"]
+        );
     }
 
     #[test]
     fn out_of_range_source_is_an_error() {
         let args = vec![b"echo".to_vec(), b"{3}".to_vec()];
         let e = Template::parse(&args, 2).unwrap_err();
-        assert_eq!(e.0, "placeholder {3} names input source 3, but there are 2 input sources");
+        assert_eq!(
+            e.0,
+            "placeholder {3} names input source 3, but there are 2 input sources"
+        );
         assert!(Template::parse(&[b"{0}".to_vec()], 1).is_err());
     }
 
     #[test]
     fn shell_rendering_quotes_values() {
-        let args = vec![b"echo".to_vec(), b"{}".to_vec(), b"|".to_vec(), b"wc".to_vec()];
+        let args = vec![
+            b"echo".to_vec(),
+            b"{}".to_vec(),
+            b"|".to_vec(),
+            b"wc".to_vec(),
+        ];
         let t = Template::parse(&args, 1).unwrap();
         let values = vec![b"it's $HOME".to_vec()];
-        let s = t.render_shell(&Fill { values: &values, seq: 1, slot: 1 });
-        assert_eq!(String::from_utf8(s).unwrap(), r#"echo 'it'\''s $HOME' | wc"#);
+        let s = t.render_shell(&Fill {
+            values: &values,
+            seq: 1,
+            slot: 1,
+        });
+        assert_eq!(
+            String::from_utf8(s).unwrap(),
+            r#"echo 'it'\''s $HOME' | wc"#
+        );
     }
 }

@@ -27,8 +27,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// A message to the loop.
 pub(crate) enum Msg {
-    Submit { id: JobId, job: Arc<Job>, delivery: Delivery },
-    Spawned { token: Token, result: Result<Spawned, SpawnFailure> },
+    Submit {
+        id: JobId,
+        job: Arc<Job>,
+        delivery: Delivery,
+    },
+    Spawned {
+        token: Token,
+        result: Result<Spawned, SpawnFailure>,
+    },
     Cancel(JobId),
     CancelAll,
     Shutdown,
@@ -113,9 +120,16 @@ struct State {
 }
 
 impl Engine {
-    pub(crate) fn new(poller: sys::Poller, shared: Arc<Shared>, spawn_queue: Arc<SpawnQueue>, config: Config) -> Self {
-        let limits =
-            CaptureLimits { per_stream: config.memory_per_stream, budget: MemoryBudget::new(config.memory_budget) };
+    pub(crate) fn new(
+        poller: sys::Poller,
+        shared: Arc<Shared>,
+        spawn_queue: Arc<SpawnQueue>,
+        config: Config,
+    ) -> Self {
+        let limits = CaptureLimits {
+            per_stream: config.memory_per_stream,
+            budget: MemoryBudget::new(config.memory_budget),
+        };
         let spill = SpillDir::new(config.spill_dir.clone());
         Engine {
             poller,
@@ -153,10 +167,16 @@ impl Engine {
             if s.shutting_down && s.active == 0 && s.queue.is_empty() {
                 break;
             }
-            let timeout = s.timers.peek().map(|Reverse((at, _, _))| at.saturating_duration_since(Instant::now()));
+            let timeout = s
+                .timers
+                .peek()
+                .map(|Reverse((at, _, _))| at.saturating_duration_since(Instant::now()));
             let budget = self.state.read_budget();
             let state = &mut self.state;
-            if let Err(e) = self.poller.poll(timeout, budget, &mut |ev| state.on_sys_event(ev)) {
+            if let Err(e) = self
+                .poller
+                .poll(timeout, budget, &mut |ev| state.on_sys_event(ev))
+            {
                 // epoll_wait does not fail on a valid instance; if it does, do not spin.
                 eprintln!("herd: event loop: {e}");
                 std::thread::sleep(Duration::from_millis(10));
@@ -173,7 +193,12 @@ impl Engine {
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Submit { id, job, delivery } => {
-                let queued = Queued { id, job, delivery, idle_retries: 0 };
+                let queued = Queued {
+                    id,
+                    job,
+                    delivery,
+                    idle_retries: 0,
+                };
                 if self.state.shutting_down {
                     self.state.give_up(queued, Outcome::Cancelled, true);
                 } else {
@@ -216,7 +241,12 @@ impl Engine {
         s.spawning -= 1;
         match result {
             Ok(spawned) => {
-                let Spawned { process, pipes, start_time, started } = spawned;
+                let Spawned {
+                    process,
+                    pipes,
+                    start_time,
+                    started,
+                } = spawned;
                 if let Err(e) = self.poller.register(token, &process, pipes) {
                     // Dropping `process` kills and reaps it: no child is ever left behind.
                     drop(process);
@@ -226,7 +256,11 @@ impl Engine {
                 }
                 let pid = process.id();
                 let entry = s.entry_mut(token).expect("spawning job has a slot");
-                entry.running = Some(Running { process, start_time, started });
+                entry.running = Some(Running {
+                    process,
+                    start_time,
+                    started,
+                });
                 let id = entry.queued.id;
                 let timeout = entry.queued.job.timeout;
                 let cancelled = entry.cancelled;
@@ -236,7 +270,8 @@ impl Engine {
                 if cancelled {
                     s.cancel_running(token);
                 } else if let Some(t) = timeout {
-                    s.timers.push(Reverse((started + t, TimerKind::Timeout, token)));
+                    s.timers
+                        .push(Reverse((started + t, TimerKind::Timeout, token)));
                 }
             }
             Err(SpawnFailure::Exhausted(e)) => {
@@ -262,13 +297,19 @@ impl Engine {
                 continue;
             }
             let kill_grace = self.state.config.kill_grace;
-            let Some(entry) = self.state.entry_mut(token) else { continue };
-            let Some(running) = &entry.running else { continue };
+            let Some(entry) = self.state.entry_mut(token) else {
+                continue;
+            };
+            let Some(running) = &entry.running else {
+                continue;
+            };
             match kind {
                 TimerKind::Timeout => {
                     entry.timed_out = true;
                     running.process.signal_tree(Kill::Term);
-                    self.state.timers.push(Reverse((now + kill_grace, TimerKind::Kill, token)));
+                    self.state
+                        .timers
+                        .push(Reverse((now + kill_grace, TimerKind::Kill, token)));
                 }
                 TimerKind::Kill => running.process.signal_tree(Kill::Kill),
                 TimerKind::EofGrace => {
@@ -284,7 +325,12 @@ impl Engine {
         let hints = std::mem::take(&mut self.state.exit_hints);
         for token in &hints {
             if let Some(entry) = self.state.entry_mut(*token) {
-                if entry.exited_at.is_none() && entry.running.as_ref().is_some_and(|r| r.process.has_exited()) {
+                if entry.exited_at.is_none()
+                    && entry
+                        .running
+                        .as_ref()
+                        .is_some_and(|r| r.process.has_exited())
+                {
                     entry.exited_at = Some(Instant::now());
                     self.state.check.push(*token);
                 }
@@ -295,8 +341,12 @@ impl Engine {
         let check = std::mem::take(&mut self.state.check);
         for &token in &check {
             let eof_grace = self.state.config.eof_grace;
-            let Some(entry) = self.state.entry_mut(token) else { continue };
-            let Some(running) = &entry.running else { continue };
+            let Some(entry) = self.state.entry_mut(token) else {
+                continue;
+            };
+            let Some(running) = &entry.running else {
+                continue;
+            };
             if entry.open == 0 && entry.exited_at.is_none() && running.process.has_exited() {
                 // Both pipes closed: the child has most likely exited; no need to wait for
                 // the pidfd's event.
@@ -306,7 +356,9 @@ impl Engine {
                 (Some(_), 0) => self.complete(token),
                 (Some(at), _) if !entry.grace_armed => {
                     entry.grace_armed = true;
-                    self.state.timers.push(Reverse((at + eof_grace, TimerKind::EofGrace, token)));
+                    self.state
+                        .timers
+                        .push(Reverse((at + eof_grace, TimerKind::EofGrace, token)));
                 }
                 _ => {}
             }
@@ -368,12 +420,18 @@ impl State {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.slots.push(Slot { gen: 0, entry: None });
+                self.slots.push(Slot {
+                    gen: 0,
+                    entry: None,
+                });
                 (self.slots.len() - 1) as u32
             }
         };
         let slot = &mut self.slots[index as usize];
-        let token = Token { slot: index, gen: slot.gen };
+        let token = Token {
+            slot: index,
+            gen: slot.gen,
+        };
         self.by_id.insert(queued.id, token);
         slot.entry = Some(Entry {
             queued,
@@ -415,7 +473,9 @@ impl State {
             && self.active < self.config.max_running
             && self.spawning < max_spawning
         {
-            let Some(queued) = self.queue.pop_front() else { break };
+            let Some(queued) = self.queue.pop_front() else {
+                break;
+            };
             let job = queued.job.clone();
             let token = self.occupy(queued);
             self.spawning += 1;
@@ -435,22 +495,39 @@ impl State {
         queued.idle_retries += 1;
         if queued.idle_retries > 8 || self.shutting_down {
             let program = queued.job.program.to_string_lossy().into_owned();
-            self.give_up(queued, Outcome::SpawnFailed(SpawnError::Io { program, source: error }), false);
+            self.give_up(
+                queued,
+                Outcome::SpawnFailed(SpawnError::Io {
+                    program,
+                    source: error,
+                }),
+                false,
+            );
             return;
         }
         let delay = Duration::from_millis(10 << queued.idle_retries);
         self.exhausted = true;
         self.queue.push_front(queued);
-        self.timers.push(Reverse((Instant::now() + delay, TimerKind::Retry, Token { slot: 0, gen: 0 })));
+        self.timers.push(Reverse((
+            Instant::now() + delay,
+            TimerKind::Retry,
+            Token { slot: 0, gen: 0 },
+        )));
     }
 
     fn cancel_running(&mut self, token: Token) {
         let kill_grace = self.config.kill_grace;
-        let Some(entry) = self.entry_mut(token) else { return };
+        let Some(entry) = self.entry_mut(token) else {
+            return;
+        };
         entry.cancelled = true;
         if let Some(running) = &entry.running {
             running.process.signal_tree(Kill::Term);
-            self.timers.push(Reverse((Instant::now() + kill_grace, TimerKind::Kill, token)));
+            self.timers.push(Reverse((
+                Instant::now() + kill_grace,
+                TimerKind::Kill,
+                token,
+            )));
         }
     }
 
@@ -505,9 +582,17 @@ impl State {
 
     fn on_sys_event(&mut self, ev: SysEvent<'_>) {
         match ev {
-            SysEvent::Output { token, stream, data } => {
-                let Some(slot) = self.slots.get_mut(token.slot as usize) else { return };
-                let Some(entry) = slot.entry.as_mut().filter(|_| slot.gen == token.gen) else { return };
+            SysEvent::Output {
+                token,
+                stream,
+                data,
+            } => {
+                let Some(slot) = self.slots.get_mut(token.slot as usize) else {
+                    return;
+                };
+                let Some(entry) = slot.entry.as_mut().filter(|_| slot.gen == token.gen) else {
+                    return;
+                };
                 let job = &entry.queued.job;
                 let capture = match stream {
                     Stream::Stdout => &mut entry.stdout,
@@ -516,7 +601,14 @@ impl State {
                 capture.push(data, job.collect_output, &self.limits, &self.spill);
                 if job.stream_output && matches!(entry.queued.delivery, Delivery::Events) {
                     let id = entry.queued.id;
-                    self.push_event(Event::Output { id, stream, data: data.to_vec() }, false);
+                    self.push_event(
+                        Event::Output {
+                            id,
+                            stream,
+                            data: data.to_vec(),
+                        },
+                        false,
+                    );
                 }
             }
             SysEvent::Eof { token, stream } => {

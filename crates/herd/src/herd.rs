@@ -301,10 +301,13 @@ impl Herd {
             event_buffer: config.event_buffer,
         });
         let spawn_queue = Arc::new(SpawnQueue::default());
-        let mut threads = spawner::start(config.spawners, spawn_queue.clone(), shared.clone()).map_err(Error::Setup)?;
+        let mut threads = spawner::start(config.spawners, spawn_queue.clone(), shared.clone())
+            .map_err(Error::Setup)?;
         let max_running = config.max_running;
         let engine = Engine::new(poller, shared.clone(), spawn_queue.clone(), config);
-        let loop_thread = std::thread::Builder::new().name("herd-loop".into()).spawn(move || engine.run());
+        let loop_thread = std::thread::Builder::new()
+            .name("herd-loop".into())
+            .spawn(move || engine.run());
         match loop_thread {
             Ok(t) => threads.push(t),
             Err(e) => {
@@ -312,7 +315,13 @@ impl Herd {
                 return Err(Error::Setup(e));
             }
         }
-        Ok(Herd { shared, spawn_queue, next_id: AtomicU64::new(1), threads, max_running })
+        Ok(Herd {
+            shared,
+            spawn_queue,
+            next_id: AtomicU64::new(1),
+            threads,
+            max_running,
+        })
     }
 
     /// The bound on running jobs this herd was built with.
@@ -335,7 +344,11 @@ impl Herd {
             }
             events.outstanding += 1;
         }
-        self.shared.send(Msg::Submit { id, job: Arc::new(job.into()), delivery: Delivery::Events });
+        self.shared.send(Msg::Submit {
+            id,
+            job: Arc::new(job.into()),
+            delivery: Delivery::Events,
+        });
         Ok(id)
     }
 
@@ -347,7 +360,11 @@ impl Herd {
         }
         let id = self.next_id();
         let slot = Arc::new(HandleSlot::default());
-        self.shared.send(Msg::Submit { id, job: Arc::new(job.into()), delivery: Delivery::Handle(slot.clone()) });
+        self.shared.send(Msg::Submit {
+            id,
+            job: Arc::new(job.into()),
+            delivery: Delivery::Handle(slot.clone()),
+        });
         Ok(JobHandle { id, slot })
     }
 
@@ -369,7 +386,9 @@ impl Herd {
             if let Some(event) = events.queue.pop_front() {
                 if let Event::Output { data, .. } = &event {
                     events.bytes -= data.len();
-                    if events.bytes < self.shared.event_buffer / 2 && self.shared.paused.load(Ordering::Acquire) {
+                    if events.bytes < self.shared.event_buffer / 2
+                        && self.shared.paused.load(Ordering::Acquire)
+                    {
                         self.shared.paused.store(false, Ordering::Release);
                         self.shared.wake();
                     }
@@ -386,7 +405,11 @@ impl Herd {
                     if now >= d {
                         return None;
                     }
-                    self.shared.events_cond.wait_timeout(events, d - now).unwrap().0
+                    self.shared
+                        .events_cond
+                        .wait_timeout(events, d - now)
+                        .unwrap()
+                        .0
                 }
             };
         }

@@ -91,13 +91,16 @@ impl Job {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
     /// Sets an environment variable for the job.
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
-        self.env.vars.push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
+        self.env
+            .vars
+            .push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
         self
     }
 

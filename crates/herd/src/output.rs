@@ -24,7 +24,10 @@ pub(crate) struct MemoryBudget {
 
 impl MemoryBudget {
     pub(crate) fn new(limit: usize) -> Arc<Self> {
-        Arc::new(MemoryBudget { used: AtomicUsize::new(0), limit })
+        Arc::new(MemoryBudget {
+            used: AtomicUsize::new(0),
+            limit,
+        })
     }
 }
 
@@ -36,7 +39,10 @@ pub(crate) struct SpillDir {
 
 impl SpillDir {
     pub(crate) fn new(parent: Option<PathBuf>) -> Self {
-        SpillDir { parent, dir: Mutex::new(None) }
+        SpillDir {
+            parent,
+            dir: Mutex::new(None),
+        }
     }
 
     fn create_file(&self) -> io::Result<File> {
@@ -73,7 +79,13 @@ pub(crate) struct Capture {
 }
 
 impl Capture {
-    pub(crate) fn push(&mut self, data: &[u8], keep: bool, limits: &CaptureLimits, spill: &SpillDir) {
+    pub(crate) fn push(
+        &mut self,
+        data: &[u8],
+        keep: bool,
+        limits: &CaptureLimits,
+        spill: &SpillDir,
+    ) {
         self.total += data.len() as u64;
         if !keep {
             return;
@@ -153,8 +165,15 @@ impl Capture {
             Some(file) => Stored::File(file, self.file_len),
             None => Stored::Memory(std::mem::take(&mut self.mem)),
         };
-        let charge = Charge { bytes: std::mem::take(&mut self.charged), budget: self.budget.take() };
-        Output { stored, total: self.total, _charge: charge }
+        let charge = Charge {
+            bytes: std::mem::take(&mut self.charged),
+            budget: self.budget.take(),
+        };
+        Output {
+            stored,
+            total: self.total,
+            _charge: charge,
+        }
     }
 }
 
@@ -196,7 +215,11 @@ pub struct Output {
 
 impl Output {
     pub(crate) fn empty() -> Self {
-        Output { stored: Stored::Memory(Vec::new()), total: 0, _charge: Charge::default() }
+        Output {
+            stored: Stored::Memory(Vec::new()),
+            total: 0,
+            _charge: Charge::default(),
+        }
     }
 
     /// How many bytes the stream produced.

@@ -53,17 +53,23 @@ impl SpawnQueue {
 }
 
 /// Starts `count` spawner threads.
-pub(crate) fn start(count: usize, queue: Arc<SpawnQueue>, shared: Arc<Shared>) -> std::io::Result<Vec<JoinHandle<()>>> {
+pub(crate) fn start(
+    count: usize,
+    queue: Arc<SpawnQueue>,
+    shared: Arc<Shared>,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
     (0..count)
         .map(|i| {
             let queue = queue.clone();
             let shared = shared.clone();
-            std::thread::Builder::new().name(format!("herd-spawner-{i}")).spawn(move || {
-                while let Some((token, job)) = queue.pop() {
-                    let result = sys::spawn(&job);
-                    shared.send(Msg::Spawned { token, result });
-                }
-            })
+            std::thread::Builder::new()
+                .name(format!("herd-spawner-{i}"))
+                .spawn(move || {
+                    while let Some((token, job)) = queue.pop() {
+                        let result = sys::spawn(&job);
+                        shared.send(Msg::Spawned { token, result });
+                    }
+                })
         })
         .collect()
 }

@@ -41,7 +41,11 @@ pub(crate) struct Token {
 /// What the poller reports.
 pub(crate) enum SysEvent<'a> {
     /// Bytes read from one stream of one job, in order.
-    Output { token: Token, stream: Stream, data: &'a [u8] },
+    Output {
+        token: Token,
+        stream: Stream,
+        data: &'a [u8],
+    },
     /// The stream reached end of file: every writer (the child and its descendants) closed it.
     Eof { token: Token, stream: Stream },
     /// The process may have exited. A hint only: confirm with `Process::has_exited`.

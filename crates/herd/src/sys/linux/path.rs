@@ -47,9 +47,15 @@ pub(crate) fn resolve(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathB
     let mut not_executable = None;
     for dir in std::env::split_paths(search) {
         // An empty entry means the current directory, as in execvp.
-        let dir = if dir.as_os_str().is_empty() { Path::new(".").to_path_buf() } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".").to_path_buf()
+        } else {
+            dir
+        };
         let candidate = dir.join(program);
-        let Ok(meta) = std::fs::metadata(&candidate) else { continue };
+        let Ok(meta) = std::fs::metadata(&candidate) else {
+            continue;
+        };
         if !meta.is_file() {
             continue;
         }
@@ -57,7 +63,11 @@ pub(crate) fn resolve(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathB
             not_executable = Some(candidate);
             continue;
         }
-        CACHE.lock().unwrap().get_or_insert_with(HashMap::new).insert(key, candidate.clone());
+        CACHE
+            .lock()
+            .unwrap()
+            .get_or_insert_with(HashMap::new)
+            .insert(key, candidate.clone());
         return Ok(candidate);
     }
     Err(not_executable.map_or(Lookup::NotFound, Lookup::NotExecutable))

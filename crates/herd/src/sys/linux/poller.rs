@@ -51,7 +51,10 @@ fn encode(token: Token, kind: u64) -> u64 {
 }
 
 fn decode(data: u64) -> (Token, u64) {
-    let token = Token { slot: ((data >> 2) & 0xffff_ffff) as u32, gen: (data >> 34) as u32 };
+    let token = Token {
+        slot: ((data >> 2) & 0xffff_ffff) as u32,
+        gen: (data >> 34) as u32,
+    };
     (token, data & 3)
 }
 
@@ -93,7 +96,12 @@ impl Poller {
     pub(crate) fn new() -> io::Result<Self> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
-        epoll::add(&epoll, &fd, epoll::EventData::new_u64(WAKER), epoll::EventFlags::IN)?;
+        epoll::add(
+            &epoll,
+            &fd,
+            epoll::EventData::new_u64(WAKER),
+            epoll::EventFlags::IN,
+        )?;
         Ok(Poller {
             epoll,
             waker: Arc::new(Waker { fd }),
@@ -109,20 +117,49 @@ impl Poller {
     }
 
     /// Starts watching a new child: its output pipes, its stdin (if herd feeds it) and its exit.
-    pub(crate) fn register(&mut self, token: Token, process: &Process, pipes: Pipes) -> io::Result<()> {
+    pub(crate) fn register(
+        &mut self,
+        token: Token,
+        process: &Process,
+        pipes: Pipes,
+    ) -> io::Result<()> {
         use epoll::EventFlags as F;
         let slot = token.slot as usize;
         if self.regs.len() <= slot {
             self.regs.resize_with(slot + 1, || None);
         }
         let edge_in = F::IN | F::RDHUP | F::ET;
-        epoll::add(&self.epoll, &pipes.stdout, epoll::EventData::new_u64(encode(token, KIND_STDOUT)), edge_in)?;
-        epoll::add(&self.epoll, &pipes.stderr, epoll::EventData::new_u64(encode(token, KIND_STDERR)), edge_in)?;
-        epoll::add(&self.epoll, process.pidfd(), epoll::EventData::new_u64(encode(token, KIND_EXIT)), F::IN | F::ET)?;
+        epoll::add(
+            &self.epoll,
+            &pipes.stdout,
+            epoll::EventData::new_u64(encode(token, KIND_STDOUT)),
+            edge_in,
+        )?;
+        epoll::add(
+            &self.epoll,
+            &pipes.stderr,
+            epoll::EventData::new_u64(encode(token, KIND_STDERR)),
+            edge_in,
+        )?;
+        epoll::add(
+            &self.epoll,
+            process.pidfd(),
+            epoll::EventData::new_u64(encode(token, KIND_EXIT)),
+            F::IN | F::ET,
+        )?;
         let stdin = match pipes.stdin {
             Some((fd, data)) => {
-                epoll::add(&self.epoll, &fd, epoll::EventData::new_u64(encode(token, KIND_STDIN)), F::OUT | F::ET)?;
-                Some(StdinWriter { fd, data, written: 0 })
+                epoll::add(
+                    &self.epoll,
+                    &fd,
+                    epoll::EventData::new_u64(encode(token, KIND_STDIN)),
+                    F::OUT | F::ET,
+                )?;
+                Some(StdinWriter {
+                    fd,
+                    data,
+                    written: 0,
+                })
             }
             None => None,
         };
@@ -149,7 +186,10 @@ impl Poller {
     }
 
     fn reg(&mut self, token: Token) -> Option<&mut Registration> {
-        self.regs.get_mut(token.slot as usize)?.as_mut().filter(|r| r.gen == token.gen)
+        self.regs
+            .get_mut(token.slot as usize)?
+            .as_mut()
+            .filter(|r| r.gen == token.gen)
     }
 
     /// Waits for events (at most `timeout`; `None` waits for ever) and reports them to `on`.
@@ -160,13 +200,21 @@ impl Poller {
         budget: usize,
         on: &mut dyn FnMut(SysEvent<'_>),
     ) -> io::Result<()> {
-        let timeout = if !self.pending.is_empty() && budget > 0 { Some(Duration::ZERO) } else { timeout };
+        let timeout = if !self.pending.is_empty() && budget > 0 {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
         let ts = timeout.map(|d| rustix::event::Timespec {
             tv_sec: d.as_secs() as i64,
             tv_nsec: i64::from(d.subsec_nanos()),
         });
         self.events.clear();
-        match epoll::wait(&self.epoll, rustix::buffer::spare_capacity(&mut self.events), ts.as_ref()) {
+        match epoll::wait(
+            &self.epoll,
+            rustix::buffer::spare_capacity(&mut self.events),
+            ts.as_ref(),
+        ) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
@@ -189,7 +237,11 @@ impl Poller {
             let (token, kind) = decode(data);
             match kind {
                 KIND_STDOUT | KIND_STDERR => {
-                    let stream = if kind == KIND_STDOUT { Stream::Stdout } else { Stream::Stderr };
+                    let stream = if kind == KIND_STDOUT {
+                        Stream::Stdout
+                    } else {
+                        Stream::Stderr
+                    };
                     let flags = event.flags;
                     let hangup = flags.intersects(
                         epoll::EventFlags::HUP | epoll::EventFlags::RDHUP | epoll::EventFlags::ERR,
@@ -230,8 +282,17 @@ impl Poller {
     }
 
     /// Reads one pipe once; returns the bytes read.
-    fn read_stream(&mut self, token: Token, stream: Stream, on: &mut dyn FnMut(SysEvent<'_>)) -> usize {
-        let Some(reg) = self.regs.get_mut(token.slot as usize).and_then(|r| r.as_mut()).filter(|r| r.gen == token.gen)
+    fn read_stream(
+        &mut self,
+        token: Token,
+        stream: Stream,
+        on: &mut dyn FnMut(SysEvent<'_>),
+    ) -> usize {
+        let Some(reg) = self
+            .regs
+            .get_mut(token.slot as usize)
+            .and_then(|r| r.as_mut())
+            .filter(|r| r.gen == token.gen)
         else {
             return 0;
         };
@@ -249,7 +310,11 @@ impl Poller {
                     return 0;
                 }
                 Ok(n) => {
-                    on(SysEvent::Output { token, stream, data: &self.buf[..n] });
+                    on(SysEvent::Output {
+                        token,
+                        stream,
+                        data: &self.buf[..n],
+                    });
                     if n == self.buf.len() || hup {
                         // There may be more, or an EOF no edge will announce: read again
                         // after the other ready pipes.

@@ -23,7 +23,11 @@ pub(crate) struct Process {
 
 impl Process {
     pub(super) fn new(pid: Pid, pidfd: OwnedFd) -> Self {
-        Process { pid, pidfd, reaped: false }
+        Process {
+            pid,
+            pidfd,
+            reaped: false,
+        }
     }
 
     pub(crate) fn id(&self) -> u32 {
@@ -66,7 +70,8 @@ impl Process {
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         loop {
             // SAFETY: `status` and `usage` are valid for writes; the pid is our own child.
-            let r = unsafe { libc::wait4(self.pid.as_raw_nonzero().get(), &mut status, 0, &mut usage) };
+            let r =
+                unsafe { libc::wait4(self.pid.as_raw_nonzero().get(), &mut status, 0, &mut usage) };
             if r >= 0 {
                 break;
             }

@@ -61,12 +61,22 @@ fn classify(e: io::Error, program: &OsStr) -> SpawnFailure {
 }
 
 fn cstring(bytes: impl Into<Vec<u8>>) -> Result<CString, SpawnFailure> {
-    CString::new(bytes).map_err(|_| SpawnFailure::Job(SpawnError::Invalid("an argument or variable contains a NUL byte".into())))
+    CString::new(bytes).map_err(|_| {
+        SpawnFailure::Job(SpawnError::Invalid(
+            "an argument or variable contains a NUL byte".into(),
+        ))
+    })
 }
 
 /// The `PATH` the child will see, when the job changes it.
 fn job_path_var(job: &Job) -> Option<Option<OsString>> {
-    let set = job.env.vars.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
+    let set = job
+        .env
+        .vars
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone());
     match set {
         Some(v) => Some(v),
         None if job.env.clear => Some(None),
@@ -79,7 +89,11 @@ fn environment(job: &Job) -> Result<Option<Vec<CString>>, SpawnFailure> {
     if !job.env.clear && job.env.vars.is_empty() {
         return Ok(None);
     }
-    let mut vars: Vec<(OsString, OsString)> = if job.env.clear { Vec::new() } else { std::env::vars_os().collect() };
+    let mut vars: Vec<(OsString, OsString)> = if job.env.clear {
+        Vec::new()
+    } else {
+        std::env::vars_os().collect()
+    };
     for (key, value) in &job.env.vars {
         vars.retain(|(k, _)| k != key);
         if let Some(value) = value {
@@ -147,11 +161,15 @@ fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Starts `job`. Runs on a spawner thread.
 pub(crate) fn spawn(job: &Job) -> Result<Spawned, SpawnFailure> {
     let path_var = job_path_var(job);
-    let lookup_path = path_var.as_ref().map(|p| p.as_deref().unwrap_or(OsStr::new("")));
+    let lookup_path = path_var
+        .as_ref()
+        .map(|p| p.as_deref().unwrap_or(OsStr::new("")));
     let program_path = match path::resolve(&job.program, lookup_path) {
         Ok(p) => p,
         Err(Lookup::NotFound) => {
-            return Err(SpawnFailure::Job(SpawnError::NotFound { program: job.program.to_string_lossy().into_owned() }))
+            return Err(SpawnFailure::Job(SpawnError::NotFound {
+                program: job.program.to_string_lossy().into_owned(),
+            }))
         }
         Err(Lookup::NotExecutable(p)) => {
             return Err(SpawnFailure::Job(SpawnError::NotExecutable {
@@ -170,10 +188,14 @@ pub(crate) fn spawn(job: &Job) -> Result<Spawned, SpawnFailure> {
     }
     match spawn_resolved(job, &program_path) {
         // The cached path vanished since it was looked up: look again, once.
-        Err(SpawnFailure::Job(SpawnError::NotFound { .. })) if !job.program.as_bytes().contains(&b'/') => {
+        Err(SpawnFailure::Job(SpawnError::NotFound { .. }))
+            if !job.program.as_bytes().contains(&b'/') =>
+        {
             path::forget(&job.program, lookup_path);
             let program_path = path::resolve(&job.program, lookup_path).map_err(|_| {
-                SpawnFailure::Job(SpawnError::NotFound { program: job.program.to_string_lossy().into_owned() })
+                SpawnFailure::Job(SpawnError::NotFound {
+                    program: job.program.to_string_lossy().into_owned(),
+                })
             })?;
             spawn_resolved(job, &program_path)
         }
@@ -188,7 +210,8 @@ fn spawn_resolved(job: &Job, program_path: &PathBuf) -> Result<Spawned, SpawnFai
     for arg in &job.args {
         argv_owned.push(cstring(arg.as_bytes())?);
     }
-    let mut argv: Vec<*mut libc::c_char> = argv_owned.iter().map(|s| s.as_ptr() as *mut _).collect();
+    let mut argv: Vec<*mut libc::c_char> =
+        argv_owned.iter().map(|s| s.as_ptr() as *mut _).collect();
     argv.push(ptr::null_mut());
     let env_owned = environment(job)?;
     let mut envp: Vec<*mut libc::c_char> = Vec::new();
@@ -205,24 +228,28 @@ fn spawn_resolved(job: &Job, program_path: &PathBuf) -> Result<Spawned, SpawnFai
     let (out_r, out_w) = pipe_pair().map_err(io_err)?;
     let (err_r, err_w) = pipe_pair().map_err(io_err)?;
     // The child's stdin: /dev/null, a file, or a pipe herd writes the job's bytes into.
-    let (stdin_child, stdin_ours): (Option<OwnedFd>, Option<(OwnedFd, std::sync::Arc<[u8]>)>) = match &job.stdin {
-        Stdin::Null => (None, None),
-        Stdin::Bytes(data) => {
-            let (r, w) = pipe_pair().map_err(io_err)?;
-            rustix::io::ioctl_fionbio(&w, true).map_err(|e| io_err(e.into()))?;
-            (Some(r), Some((w, data.clone())))
-        }
-        Stdin::File(path) => {
-            let file = std::fs::File::open(path).map_err(|source| {
-                if exhausted(&source) {
-                    SpawnFailure::Exhausted(source)
-                } else {
-                    SpawnFailure::Job(SpawnError::StdinFile { path: path.clone(), source })
-                }
-            })?;
-            (Some(OwnedFd::from(file)), None)
-        }
-    };
+    let (stdin_child, stdin_ours): (Option<OwnedFd>, Option<(OwnedFd, std::sync::Arc<[u8]>)>) =
+        match &job.stdin {
+            Stdin::Null => (None, None),
+            Stdin::Bytes(data) => {
+                let (r, w) = pipe_pair().map_err(io_err)?;
+                rustix::io::ioctl_fionbio(&w, true).map_err(|e| io_err(e.into()))?;
+                (Some(r), Some((w, data.clone())))
+            }
+            Stdin::File(path) => {
+                let file = std::fs::File::open(path).map_err(|source| {
+                    if exhausted(&source) {
+                        SpawnFailure::Exhausted(source)
+                    } else {
+                        SpawnFailure::Job(SpawnError::StdinFile {
+                            path: path.clone(),
+                            source,
+                        })
+                    }
+                })?;
+                (Some(OwnedFd::from(file)), None)
+            }
+        };
     // Our ends never block the event loop; the child's ends stay blocking (children expect it).
     rustix::io::ioctl_fionbio(&out_r, true).map_err(|e| io_err(e.into()))?;
     rustix::io::ioctl_fionbio(&err_r, true).map_err(|e| io_err(e.into()))?;
@@ -241,26 +268,63 @@ fn spawn_resolved(job: &Job, program_path: &PathBuf) -> Result<Spawned, SpawnFai
         check(libc::posix_spawnattr_setsigmask(attr, &empty)).map_err(io_err)?;
         check(libc::posix_spawnattr_setsigdefault(attr, &all)).map_err(io_err)?;
         check(libc::posix_spawnattr_setpgroup(attr, 0)).map_err(io_err)?;
-        let flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF | libc::POSIX_SPAWN_SETPGROUP;
+        let flags = libc::POSIX_SPAWN_SETSIGMASK
+            | libc::POSIX_SPAWN_SETSIGDEF
+            | libc::POSIX_SPAWN_SETPGROUP;
         check(libc::posix_spawnattr_setflags(attr, flags as libc::c_short)).map_err(io_err)?;
 
         let actions = &mut attrs.actions;
         match &stdin_child {
-            Some(fd) => check(libc::posix_spawn_file_actions_adddup2(actions, fd.as_raw_fd(), 0)),
-            None => check(libc::posix_spawn_file_actions_addopen(actions, 0, dev_null.as_ptr(), libc::O_RDONLY, 0)),
+            Some(fd) => check(libc::posix_spawn_file_actions_adddup2(
+                actions,
+                fd.as_raw_fd(),
+                0,
+            )),
+            None => check(libc::posix_spawn_file_actions_addopen(
+                actions,
+                0,
+                dev_null.as_ptr(),
+                libc::O_RDONLY,
+                0,
+            )),
         }
         .map_err(io_err)?;
-        check(libc::posix_spawn_file_actions_adddup2(actions, out_w.as_raw_fd(), 1)).map_err(io_err)?;
-        check(libc::posix_spawn_file_actions_adddup2(actions, err_w.as_raw_fd(), 2)).map_err(io_err)?;
+        check(libc::posix_spawn_file_actions_adddup2(
+            actions,
+            out_w.as_raw_fd(),
+            1,
+        ))
+        .map_err(io_err)?;
+        check(libc::posix_spawn_file_actions_adddup2(
+            actions,
+            err_w.as_raw_fd(),
+            2,
+        ))
+        .map_err(io_err)?;
         if let Some(dir) = &c_cwd {
-            check(libc::posix_spawn_file_actions_addchdir_np(actions, dir.as_ptr())).map_err(io_err)?;
+            check(libc::posix_spawn_file_actions_addchdir_np(
+                actions,
+                dir.as_ptr(),
+            ))
+            .map_err(io_err)?;
         }
         check(libc::posix_spawn_file_actions_addclosefrom_np(actions, 3)).map_err(io_err)?;
 
-        let envp_ptr = if env_owned.is_some() { envp.as_ptr() } else { libc::environ as *const *mut libc::c_char };
+        let envp_ptr = if env_owned.is_some() {
+            envp.as_ptr()
+        } else {
+            libc::environ as *const *mut libc::c_char
+        };
         let mut pid: libc::pid_t = 0;
-        check(libc::posix_spawn(&mut pid, c_path.as_ptr(), &attrs.actions, &attrs.attr, argv.as_ptr(), envp_ptr))
-            .map_err(io_err)?;
+        check(libc::posix_spawn(
+            &mut pid,
+            c_path.as_ptr(),
+            &attrs.actions,
+            &attrs.attr,
+            argv.as_ptr(),
+            envp_ptr,
+        ))
+        .map_err(io_err)?;
         pid
     };
     let start_time = SystemTime::now();
@@ -278,7 +342,10 @@ fn spawn_resolved(job: &Job, program_path: &PathBuf) -> Result<Spawned, SpawnFai
             unsafe { libc::wait4(pid.as_raw_nonzero().get(), &mut status, 0, ptr::null_mut()) };
             let e = io::Error::from(e);
             return Err(if e.raw_os_error() == Some(Errno::NOSYS.raw_os_error()) {
-                SpawnFailure::Job(SpawnError::Io { program: job.program.to_string_lossy().into_owned(), source: e })
+                SpawnFailure::Job(SpawnError::Io {
+                    program: job.program.to_string_lossy().into_owned(),
+                    source: e,
+                })
             } else {
                 SpawnFailure::Exhausted(e)
             });
@@ -286,7 +353,11 @@ fn spawn_resolved(job: &Job, program_path: &PathBuf) -> Result<Spawned, SpawnFai
     };
     Ok(Spawned {
         process: Process::new(pid, pidfd),
-        pipes: Pipes { stdout: out_r, stderr: err_r, stdin: stdin_ours },
+        pipes: Pipes {
+            stdout: out_r,
+            stderr: err_r,
+            stdin: stdin_ours,
+        },
         start_time,
         started,
     })

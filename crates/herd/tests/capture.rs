@@ -1,0 +1,480 @@
+//! The engine against real processes: exact capture, no deadlock, trees killed, results.
+
+mod common;
+
+use common::{data_files, long_sleep, processes_with, Rng, SPEW};
+use herd::{Event, Herd, Job, Outcome, Stdin, Stream};
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+#[test]
+fn byte_exact_capture_of_many_jobs_on_both_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = data_files(dir.path(), 64, 7);
+    let herd = Herd::builder().max_running(64).build().unwrap();
+    let mut rng = Rng(42);
+    let mut expected = HashMap::new();
+    for _ in 0..500 {
+        let (out, err) = (rng.below(64) as usize, rng.below(64) as usize);
+        let (bs_out, bs_err) = (1 + rng.below(9000), 1 + rng.below(9000));
+        let job = Job::new("sh").args([
+            "-c".as_ref(),
+            SPEW.as_ref(),
+            "sh".as_ref(),
+            files[out].0.as_os_str(),
+            bs_out.to_string().as_ref(),
+            files[err].0.as_os_str(),
+            bs_err.to_string().as_ref(),
+        ]);
+        let id = herd.submit(job).unwrap();
+        expected.insert(id, (out, err));
+    }
+    let mut finished = 0;
+    for event in herd.events() {
+        if let Event::Finished(r) = event {
+            let (out, err) = expected[&r.id];
+            assert!(r.success(), "{:?}", r.outcome);
+            assert!(
+                r.stdout.to_vec().unwrap() == files[out].1,
+                "job {} stdout differs",
+                r.id
+            );
+            assert!(
+                r.stderr.to_vec().unwrap() == files[err].1,
+                "job {} stderr differs",
+                r.id
+            );
+            finished += 1;
+        }
+    }
+    assert_eq!(finished, 500);
+}
+
+fn large_on_one_stream_first(first: &str, second: &str) {
+    let herd = Herd::new().unwrap();
+    let script = format!("head -c 50000000 /dev/zero >&{first}; echo done >&{second}");
+    let r = herd
+        .spawn(Job::new("sh").args(["-c", &script]))
+        .unwrap()
+        .wait();
+    assert!(r.success(), "{:?}", r.outcome);
+    let (big, small) = if first == "2" {
+        (&r.stderr, &r.stdout)
+    } else {
+        (&r.stdout, &r.stderr)
+    };
+    assert_eq!(big.len(), 50_000_000);
+    assert!(big.is_spilled(), "50 MB must not stay in memory");
+    let mut zeros = [0u8; 65536];
+    let mut reader = big.reader().unwrap();
+    let mut total = 0;
+    loop {
+        let n = std::io::Read::read(&mut reader, &mut zeros).unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(zeros[..n].iter().all(|&b| b == 0));
+        total += n;
+    }
+    assert_eq!(total, 50_000_000);
+    assert_eq!(small.to_vec().unwrap(), b"done\n");
+}
+
+#[test]
+fn no_deadlock_with_50_mb_on_stderr_before_stdout() {
+    large_on_one_stream_first("2", "1");
+}
+
+#[test]
+fn no_deadlock_with_50_mb_on_stdout_before_stderr() {
+    large_on_one_stream_first("1", "2");
+}
+
+#[test]
+fn a_grandchild_holding_the_pipe_is_killed_after_the_grace() {
+    let sleep = long_sleep(1);
+    let herd = Herd::builder()
+        .eof_grace(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let r = herd
+        .spawn(Job::new("sh").args(["-c", &format!("sleep {sleep} & echo hi")]))
+        .unwrap()
+        .wait();
+    assert!(r.success());
+    assert!(r.leaked, "the result says descendants held the pipe");
+    assert_eq!(r.stdout.to_vec().unwrap(), b"hi\n");
+    assert!(
+        r.duration < Duration::from_secs(60),
+        "did not wait for the grandchild"
+    );
+    assert_eq!(processes_with(&sleep), Vec::<String>::new());
+}
+
+#[test]
+fn a_child_that_closes_its_output_and_keeps_running_is_waited_for() {
+    // EOF is not exit: the job is complete only when the process has exited too.
+    let herd = Herd::new().unwrap();
+    let r = herd
+        .spawn(Job::new("sh").args(["-c", "echo before; exec >&- 2>&-; sleep 0.5; exit 7"]))
+        .unwrap()
+        .wait();
+    assert_eq!(r.stdout.to_vec().unwrap(), b"before\n");
+    assert_eq!(r.exit_code(), Some(7));
+    assert!(!r.leaked);
+}
+
+#[test]
+fn timeout_kills_the_whole_tree_even_when_sigterm_is_ignored() {
+    let sleep = long_sleep(2);
+    let herd = Herd::builder()
+        .kill_grace(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    // The shell and its background sleep both ignore SIGTERM: only SIGKILL ends them.
+    let script = format!("trap '' TERM; sleep {sleep} & echo started; wait");
+    let r = herd
+        .spawn(
+            Job::new("sh")
+                .args(["-c", &script])
+                .timeout(Duration::from_millis(300)),
+        )
+        .unwrap()
+        .wait();
+    assert!(r.timed_out);
+    assert!(!r.success());
+    assert_eq!(r.signal(), Some(9), "{:?}", r.outcome);
+    assert_eq!(r.stdout.to_vec().unwrap(), b"started\n");
+    assert_eq!(processes_with(&sleep), Vec::<String>::new());
+}
+
+#[test]
+fn missing_and_unexecutable_programs_fail_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_exec = dir.path().join("script.sh");
+    std::fs::write(&not_exec, "#!/bin/sh\necho hi\n").unwrap();
+    let herd = Herd::new().unwrap();
+    let missing = herd.spawn(Job::new("herd-no-such-program")).unwrap();
+    let denied = herd.spawn(Job::new(&not_exec)).unwrap();
+    let fine = herd.spawn(Job::new("echo").arg("still here")).unwrap();
+    let missing = missing.wait();
+    match &missing.outcome {
+        Outcome::SpawnFailed(e) => {
+            assert_eq!(e.to_string(), "program not found: herd-no-such-program")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(missing.exit_code(), Some(127));
+    let denied = denied.wait();
+    assert!(
+        matches!(denied.outcome, Outcome::SpawnFailed(_)),
+        "{:?}",
+        denied.outcome
+    );
+    assert_eq!(denied.exit_code(), Some(126));
+    assert_eq!(fine.wait().stdout.to_vec().unwrap(), b"still here\n");
+}
+
+#[test]
+fn stdin_env_and_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("input.txt"), "from a file\n").unwrap();
+    let herd = Herd::new().unwrap();
+    let big: Vec<u8> = Rng(3).bytes(1 << 20);
+    let bytes = herd
+        .spawn(Job::new("cat").stdin(Stdin::bytes(big.clone())))
+        .unwrap();
+    let file = herd
+        .spawn(Job::new("cat").stdin(Stdin::file(dir.path().join("input.txt"))))
+        .unwrap();
+    let null = herd.spawn(Job::new("cat")).unwrap();
+    let env = herd
+        .spawn(
+            Job::new("sh")
+                .args(["-c", "echo $HERD_TEST_VAR"])
+                .env("HERD_TEST_VAR", "set"),
+        )
+        .unwrap();
+    let cwd = herd.spawn(Job::new("pwd").current_dir(dir.path())).unwrap();
+    let cleared = herd
+        .spawn(Job::new("/usr/bin/env").env_clear().env("ONLY", "1"))
+        .unwrap();
+    assert!(
+        bytes.wait().stdout.to_vec().unwrap() == big,
+        "1 MiB through stdin, exactly"
+    );
+    assert_eq!(file.wait().stdout.to_vec().unwrap(), b"from a file\n");
+    assert_eq!(null.wait().stdout.len(), 0);
+    assert_eq!(env.wait().stdout.to_vec().unwrap(), b"set\n");
+    let pwd = cwd.wait().stdout.to_vec().unwrap();
+    assert_eq!(
+        String::from_utf8(pwd).unwrap().trim(),
+        dir.path().canonicalize().unwrap().to_str().unwrap()
+    );
+    assert_eq!(cleared.wait().stdout.to_vec().unwrap(), b"ONLY=1\n");
+}
+
+#[test]
+fn children_start_with_default_signals_and_their_own_process_group() {
+    let herd = Herd::new().unwrap();
+    // Rust ignores SIGPIPE; a child must not inherit that: `yes | head` must end `yes` by
+    // SIGPIPE, not by a "Broken pipe" write error.
+    let r = herd
+        .spawn(Job::new("sh").args(["-c", "yes | head -n 1"]))
+        .unwrap()
+        .wait();
+    assert_eq!(r.stdout.to_vec().unwrap(), b"y\n");
+    assert_eq!(String::from_utf8_lossy(&r.stderr.to_vec().unwrap()), "");
+    let r = herd
+        .spawn(Job::new("sh").args(["-c", "grep -E '^(SigBlk|SigIgn)' /proc/self/status"]))
+        .unwrap()
+        .wait();
+    let status = String::from_utf8(r.stdout.to_vec().unwrap()).unwrap();
+    let mask = |name: &str| {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        u64::from_str_radix(line.split('\t').nth(1).unwrap(), 16).unwrap()
+    };
+    assert_eq!(mask("SigBlk:"), 0, "{status}");
+    // Signals 1 to 31. (glibc's posix_spawn leaves its internal signals 32 and 33 ignored.)
+    assert_eq!(mask("SigIgn:") & 0x7fff_ffff, 0, "{status}");
+    let r = herd
+        .spawn(Job::new("sh").args(["-c", "ps -o pid=,pgid= -p $$"]))
+        .unwrap()
+        .wait();
+    let text = String::from_utf8(r.stdout.to_vec().unwrap()).unwrap();
+    let ids: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(ids.len(), 2, "{text}");
+    assert_eq!(ids[0], ids[1], "the job leads its own process group");
+}
+
+#[test]
+fn results_report_status_signal_time_and_usage() {
+    let herd = Herd::new().unwrap();
+    let r = herd
+        .spawn(Job::new("sh").args(["-c", "exit 3"]))
+        .unwrap()
+        .wait();
+    assert_eq!(r.exit_code(), Some(3));
+    assert!(!r.success());
+    let r = herd
+        .spawn(Job::new("sh").args(["-c", "kill -KILL $$"]))
+        .unwrap()
+        .wait();
+    assert_eq!(r.signal(), Some(9));
+    assert_eq!(herd::signal_name(9), Some("SIGKILL"));
+    assert_eq!(r.exit_code(), None);
+    // A busy loop uses CPU time; a large allocation shows in max RSS.
+    let r = herd
+        .spawn(Job::new("sh").args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"]))
+        .unwrap()
+        .wait();
+    assert!(r.usage.user_time + r.usage.system_time > Duration::ZERO);
+    assert!(r.usage.max_rss_kb > 0);
+    assert!(r.duration >= r.usage.user_time.min(r.duration));
+    assert!(r.start_time <= std::time::SystemTime::now());
+}
+
+#[test]
+fn streamed_output_arrives_in_order_between_started_and_finished() {
+    let herd = Herd::new().unwrap();
+    let id = herd
+        .submit(
+            Job::new("sh")
+                .args(["-c", "for i in 1 2 3; do echo line $i; done"])
+                .stream_output(true),
+        )
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut streamed = Vec::new();
+    for event in herd.events() {
+        match event {
+            Event::Started { id: i, pid } => {
+                assert_eq!(i, id);
+                assert!(pid > 0);
+                seen.push("started");
+            }
+            Event::Output {
+                stream: Stream::Stdout,
+                data,
+                ..
+            } => {
+                streamed.extend(data);
+                seen.push("output");
+            }
+            Event::Output { .. } => panic!("no stderr expected"),
+            Event::Finished(r) => {
+                assert_eq!(
+                    r.stdout.to_vec().unwrap(),
+                    streamed,
+                    "collected equals streamed"
+                );
+                seen.push("finished");
+            }
+        }
+    }
+    assert_eq!(seen.first(), Some(&"started"));
+    assert_eq!(seen.last(), Some(&"finished"));
+    assert_eq!(streamed, b"line 1\nline 2\nline 3\n");
+}
+
+#[test]
+fn a_slow_consumer_of_streamed_output_loses_nothing() {
+    // The event buffer is tiny: herd must stop reading (children block) rather than grow or drop.
+    let herd = Herd::builder().event_buffer(4096).build().unwrap();
+    for _ in 0..4 {
+        herd.submit(
+            Job::new("head")
+                .args(["-c", "3000000", "/dev/urandom"])
+                .stream_output(true)
+                .collect_output(false),
+        )
+        .unwrap();
+    }
+    let mut per_job: HashMap<herd::JobId, u64> = HashMap::new();
+    for event in herd.events() {
+        match event {
+            Event::Output { id, data, .. } => *per_job.entry(id).or_default() += data.len() as u64,
+            Event::Finished(r) => {
+                assert!(r.success());
+                assert_eq!(r.stdout.len(), 3_000_000, "counted even when not collected");
+                assert_eq!(r.stdout.as_bytes(), Some(&[][..]), "not collected");
+            }
+            Event::Started { .. } => {}
+        }
+    }
+    assert_eq!(per_job.len(), 4);
+    assert!(per_job.values().all(|&n| n == 3_000_000), "{per_job:?}");
+}
+
+#[test]
+fn cancel_kills_running_trees_and_drops_queued_jobs() {
+    let sleep = long_sleep(3);
+    let herd = Herd::builder()
+        .max_running(2)
+        .kill_grace(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let script = format!("sleep {sleep} & echo up; wait");
+    let ids: Vec<_> = (0..4)
+        .map(|_| {
+            herd.submit(Job::new("sh").args(["-c", &script]).stream_output(true))
+                .unwrap()
+        })
+        .collect();
+    let mut up = 0;
+    let mut cancelled = 0;
+    for event in herd.events() {
+        match event {
+            Event::Output { .. } => {
+                up += 1;
+                if up == 2 {
+                    // Both running jobs have started their grandchildren; two jobs still queue.
+                    herd.cancel_all();
+                }
+            }
+            Event::Finished(r) => {
+                assert!(r.cancelled);
+                assert!(!r.success());
+                cancelled += 1;
+            }
+            Event::Started { .. } => {}
+        }
+    }
+    assert_eq!(cancelled, ids.len());
+    assert_eq!(processes_with(&sleep), Vec::<String>::new());
+}
+
+#[test]
+fn dropping_the_herd_leaves_no_process_behind() {
+    let sleep = long_sleep(4);
+    let herd = Herd::builder()
+        .kill_grace(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    herd.submit(
+        Job::new("sh")
+            .args(["-c", &format!("sleep {sleep} & echo up; wait")])
+            .stream_output(true),
+    )
+    .unwrap();
+    // Wait for the grandchild to exist.
+    loop {
+        if let Some(Event::Output { .. }) = herd.next_event() {
+            break;
+        }
+    }
+    drop(herd);
+    assert_eq!(processes_with(&sleep), Vec::<String>::new());
+}
+
+#[test]
+fn concurrent_spawns_never_inherit_each_others_pipes() {
+    // If a pipe end herd creates were inheritable even briefly, a long-lived job spawned at the
+    // same moment by the other spawner could inherit a quick job's write end, and the quick
+    // job's EOF would wait for the long one (here: for the 60 s grace, far past the sleepers).
+    let herd = Herd::builder()
+        .max_running(64)
+        .eof_grace(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut sleepers = Vec::new();
+    for round in 0..8 {
+        sleepers.push(herd.submit(Job::new("sleep").arg("3")).unwrap());
+        for i in 0..50 {
+            herd.submit(Job::new("echo").arg(format!("{round}-{i}")))
+                .unwrap();
+        }
+    }
+    let mut quick_done = 0;
+    for event in herd.events() {
+        if let Event::Finished(r) = event {
+            assert!(!r.leaked);
+            if sleepers.contains(&r.id) {
+                assert_eq!(
+                    quick_done, 400,
+                    "every quick job finished before any sleeper"
+                );
+            } else {
+                quick_done += 1;
+            }
+        }
+    }
+}
+
+#[test]
+fn jobs_built_from_std_command() {
+    let herd = Herd::new().unwrap();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "echo $X"]).env("X", "from std");
+    let r = herd.spawn(&cmd).unwrap().wait();
+    assert_eq!(r.stdout.to_vec().unwrap(), b"from std\n");
+}
+
+#[test]
+fn a_future_per_job_with_a_hand_made_executor() {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark()
+        }
+    }
+    let herd = Herd::new().unwrap();
+    let futures: Vec<_> = (0..20)
+        .map(|i| herd.spawn(Job::new("echo").arg(i.to_string())).unwrap())
+        .collect();
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    for (i, f) in futures.into_iter().enumerate() {
+        let mut f = std::pin::pin!(f);
+        let r = loop {
+            match f.as_mut().poll(&mut cx) {
+                Poll::Ready(r) => break r,
+                Poll::Pending => std::thread::park(),
+            }
+        };
+        assert_eq!(r.stdout.to_vec().unwrap(), format!("{i}\n").into_bytes());
+    }
+}

@@ -1,0 +1,88 @@
+//! Helpers shared by the integration tests: deterministic random data, and a way to find
+//! processes that should not exist any more.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// splitmix64: a small deterministic generator, so failures reproduce.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(len + 8);
+        while v.len() < len {
+            v.extend_from_slice(&self.next().to_le_bytes());
+        }
+        v.truncate(len);
+        v
+    }
+}
+
+/// A size from 0 to 256 KiB: mostly small, one in eight large, and some empty.
+pub fn output_size(rng: &mut Rng) -> usize {
+    match rng.below(8) {
+        0 => rng.below(256 * 1024 + 1) as usize,
+        1 => 0,
+        _ => rng.below(8 * 1024) as usize,
+    }
+}
+
+/// Writes `count` files of random binary data of random sizes into `dir`.
+pub fn data_files(dir: &Path, count: usize, seed: u64) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut rng = Rng(seed);
+    (0..count)
+        .map(|i| {
+            let size = output_size(&mut rng);
+            let data = rng.bytes(size);
+            let path = dir.join(format!("data-{i}.bin"));
+            std::fs::write(&path, &data).unwrap();
+            (path, data)
+        })
+        .collect()
+}
+
+/// A shell script that copies `$1` to stdout in blocks of `$2` bytes while copying `$3` to
+/// stderr in blocks of `$4` bytes, concurrently: random binary output in writes of random size
+/// on both streams at once.
+pub const SPEW: &str =
+    "dd if=\"$1\" bs=\"$2\" status=none & dd if=\"$3\" bs=\"$4\" status=none >&2; wait";
+
+/// Processes whose command line contains `marker`.
+pub fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let me = std::process::id().to_string();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str() else { continue };
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        // A zombie has an empty command line and is not running anything.
+        if cmdline.contains(marker) {
+            found.push(format!("{pid}: {cmdline}"));
+        }
+    }
+    found
+}
+
+/// A `sleep` duration of about a quarter of an hour that is unique to this test process and
+/// `tag`, so the processes a test starts can be recognised in /proc.
+pub fn long_sleep(tag: u32) -> String {
+    format!("9{tag:02}.{}", std::process::id())
+}

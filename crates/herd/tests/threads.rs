@@ -1,0 +1,40 @@
+//! The thread count does not grow with the number of running jobs. (Alone in its test binary:
+//! it counts the threads of the whole process.)
+
+use herd::{Event, Herd, Job};
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// Starts `n` jobs that each say "up" and then wait; returns the thread count once all are up.
+fn threads_with_running(herd: &Herd, n: usize) -> usize {
+    for _ in 0..n {
+        herd.submit(
+            Job::new("sh")
+                .args(["-c", "echo up; exec sleep 60"])
+                .stream_output(true),
+        )
+        .unwrap();
+    }
+    let mut up = 0;
+    while up < n {
+        if let Some(Event::Output { .. }) = herd.next_event() {
+            up += 1;
+        }
+    }
+    let count = threads();
+    herd.cancel_all();
+    for _ in herd.events() {}
+    count
+}
+
+#[test]
+fn thread_count_is_the_same_for_2_and_200_running_jobs() {
+    let herd = Herd::builder().max_running(1000).build().unwrap();
+    let with_2 = threads_with_running(&herd, 2);
+    let with_200 = threads_with_running(&herd, 200);
+    assert_eq!(with_2, with_200);
+    // The test's own thread, the harness's, the loop, two spawners.
+    assert!(with_200 <= 5, "{with_200} threads");
+}
