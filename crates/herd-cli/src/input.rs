@@ -21,13 +21,13 @@ pub enum SourceSpec {
     Stdin,
 }
 
-type Lines = Box<dyn Iterator<Item = io::Result<Vec<u8>>>>;
+type Lines = Box<dyn Iterator<Item = io::Result<Vec<u8>>> + Send>;
 
 /// An error reading input, naming the source.
 #[derive(Debug)]
 pub struct InputError(pub String);
 
-fn lines_of(reader: impl BufRead + 'static, delimiter: u8) -> Lines {
+fn lines_of(reader: impl BufRead + Send + 'static, delimiter: u8) -> Lines {
     Box::new(reader.split(delimiter))
 }
 

@@ -1,15 +1,21 @@
-//! The run: read inputs, keep up to `-j` jobs in the herd, print what they produce.
+//! The run: a feeder thread turns inputs into jobs while the main thread prints what comes back.
+//!
+//! Reading input can block for ever (a terminal, `tail -f`), so it has a thread of its own: the
+//! feeder takes one of `-j` permits, reads the next input, and submits its job. The main thread
+//! follows the herd's events, prints, and gives a permit back for each finished job. Output is
+//! never held up by input that has not arrived yet.
 
 use crate::cli::Options;
 use crate::input::Inputs;
 use crate::printer::{JobInfo, Printer};
 use crate::template::{Fill, Template};
-use herd::{Event, Herd, Job, JobId, Outcome};
+use herd::{Event, Herd, Job, JobId, KeepOpen, Outcome};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::ffi::OsString;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 /// An error that stops herd before or during the run (exit status 255).
 pub struct Fatal(pub String);
@@ -37,6 +43,32 @@ impl Slots {
     }
 }
 
+/// The jobs in flight and the room for more.
+struct Window {
+    permits: usize,
+    slots: Slots,
+    running: HashMap<JobId, JobInfo>,
+    stop: bool,
+    input_error: Option<String>,
+}
+
+/// What the feeder, the main thread and the signal thread share.
+struct Feed {
+    window: Mutex<Window>,
+    room: Condvar,
+    /// Keeps the event stream open while the feeder may still submit.
+    hold: Mutex<Option<KeepOpen>>,
+}
+
+impl Feed {
+    /// Stops feeding: no new job starts, and the event stream ends with the running jobs.
+    fn stop(&self) {
+        self.window.lock().unwrap().stop = true;
+        self.room.notify_all();
+        self.hold.lock().unwrap().take();
+    }
+}
+
 #[cfg(unix)]
 fn os(v: Vec<u8>) -> OsString {
     use std::os::unix::ffi::OsStringExt;
@@ -59,7 +91,7 @@ fn shell_argv(script: Vec<u8>) -> Vec<Vec<u8>> {
 
 /// Watches for SIGINT, SIGTERM and SIGHUP: the first one cancels every job (each tree gets
 /// SIGTERM, then SIGKILL) and stops new jobs; herd then prints what finished and exits.
-fn watch_signals(herd: Arc<Herd>) -> Result<Arc<AtomicI32>, Fatal> {
+fn watch_signals(herd: Arc<Herd>, feed: Arc<Feed>) -> Result<Arc<AtomicI32>, Fatal> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let got = Arc::new(AtomicI32::new(0));
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
@@ -70,11 +102,89 @@ fn watch_signals(herd: Arc<Herd>) -> Result<Arc<AtomicI32>, Fatal> {
         .spawn(move || {
             for signal in signals.forever() {
                 let _ = flag.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+                feed.stop();
                 herd.cancel_all();
             }
         })
         .map_err(|e| Fatal(format!("cannot start the signal thread: {e}")))?;
     Ok(got)
+}
+
+/// How the feeder makes jobs.
+struct JobMaker {
+    template: Option<Template>,
+    shell: bool,
+    timeout: Option<Duration>,
+    stream: bool,
+    collect: bool,
+}
+
+impl JobMaker {
+    fn make(&self, values: &[Vec<u8>], seq: u64, slot: usize) -> (Job, Vec<Vec<u8>>) {
+        let fill = Fill { values, seq, slot };
+        let argv = match &self.template {
+            None => shell_argv(values.join(&b' ')),
+            Some(t) if self.shell => shell_argv(t.render_shell(&fill)),
+            Some(t) => t.render_direct(&fill),
+        };
+        let mut job = Job::new(os(argv[0].clone()))
+            .args(argv[1..].iter().cloned().map(os))
+            .stream_output(self.stream)
+            .collect_output(self.collect);
+        if let Some(t) = self.timeout {
+            job = job.timeout(t);
+        }
+        (job, argv)
+    }
+}
+
+/// Reads inputs and submits their jobs, one per free permit, until the input ends or the run
+/// stops.
+fn feed(herd: &Herd, feed: &Feed, mut inputs: Inputs, maker: JobMaker) {
+    let mut seq = 0;
+    loop {
+        {
+            let mut window = feed.window.lock().unwrap();
+            while window.permits == 0 && !window.stop {
+                window = feed.room.wait(window).unwrap();
+            }
+            if window.stop {
+                break;
+            }
+        }
+        let values = match inputs.next_tuple() {
+            Ok(Some(v)) => v,
+            Ok(None) => break,
+            Err(e) => {
+                feed.window.lock().unwrap().input_error = Some(e.0);
+                break;
+            }
+        };
+        seq += 1;
+        let mut window = feed.window.lock().unwrap();
+        if window.stop {
+            break;
+        }
+        window.permits -= 1;
+        let slot = window.slots.take();
+        let (job, argv) = maker.make(&values, seq, slot);
+        // Submitting under the lock: the main thread cannot see the job's events before its info.
+        match herd.submit(job) {
+            Ok(id) => {
+                window.running.insert(
+                    id,
+                    JobInfo {
+                        seq,
+                        slot,
+                        values,
+                        argv,
+                    },
+                );
+            }
+            Err(_) => break,
+        }
+    }
+    feed.hold.lock().unwrap().take();
 }
 
 /// Runs every job; returns herd's exit status.
@@ -84,7 +194,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
     } else {
         Some(Template::parse(&opts.command, opts.sources.len()).map_err(|e| Fatal(e.0))?)
     };
-    let mut inputs = Inputs::open(&opts.sources, opts.delimiter).map_err(|e| Fatal(e.0))?;
+    let inputs = Inputs::open(&opts.sources, opts.delimiter).map_err(|e| Fatal(e.0))?;
     let mut printer = Printer::new(opts.mode, opts.tag, opts.json.as_deref())
         .map_err(|e| Fatal(e.to_string()))?;
     let mut builder = Herd::builder().max_running(opts.jobs);
@@ -92,83 +202,55 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         builder = builder.eof_grace(g);
     }
     let herd = Arc::new(builder.build().map_err(|e| Fatal(e.to_string()))?);
-    let signal = watch_signals(herd.clone())?;
+    let feed_state = Arc::new(Feed {
+        window: Mutex::new(Window {
+            permits: opts.jobs,
+            slots: Slots::default(),
+            running: HashMap::new(),
+            stop: false,
+            input_error: None,
+        }),
+        room: Condvar::new(),
+        hold: Mutex::new(Some(herd.keep_open())),
+    });
+    let signal = watch_signals(herd.clone(), feed_state.clone())?;
+    let maker = JobMaker {
+        template,
+        shell: opts.shell,
+        timeout: opts.timeout,
+        stream: printer.wants_stream(),
+        collect: printer.wants_collect(),
+    };
+    {
+        let (herd, feed_state) = (herd.clone(), feed_state.clone());
+        std::thread::Builder::new()
+            .name("herd-feeder".into())
+            .spawn(move || feed(&herd, &feed_state, inputs, maker))
+            .map_err(|e| Fatal(format!("cannot start the input thread: {e}")))?;
+    }
 
-    let (stream, collect) = (printer.wants_stream(), printer.wants_collect());
-    let mut slots = Slots::default();
-    let mut running: HashMap<JobId, JobInfo> = HashMap::new();
-    let mut seq = 0u64;
     let mut failed = 0u64;
-    let mut input_done = false;
-    let mut input_error = None;
-    let mut cancelled = false;
-    loop {
-        let stopping = signal.load(Ordering::SeqCst) != 0 || printer.broken;
-        if stopping && !cancelled {
-            cancelled = true;
-            herd.cancel_all();
-        }
-        while !input_done && !stopping && running.len() < opts.jobs {
-            let values = match inputs.next_tuple() {
-                Ok(Some(v)) => v,
-                Ok(None) => {
-                    input_done = true;
-                    break;
-                }
-                Err(e) => {
-                    input_error = Some(e.0);
-                    input_done = true;
-                    break;
-                }
-            };
-            seq += 1;
-            let slot = slots.take();
-            let fill = Fill {
-                values: &values,
-                seq,
-                slot,
-            };
-            let argv = match &template {
-                None => shell_argv(values.join(&b' ')),
-                Some(t) if opts.shell => shell_argv(t.render_shell(&fill)),
-                Some(t) => t.render_direct(&fill),
-            };
-            let mut job = Job::new(os(argv[0].clone()))
-                .args(argv[1..].iter().cloned().map(os))
-                .stream_output(stream)
-                .collect_output(collect);
-            if let Some(t) = opts.timeout {
-                job = job.timeout(t);
-            }
-            let id = herd.submit(job).map_err(|e| Fatal(e.to_string()))?;
-            running.insert(
-                id,
-                JobInfo {
-                    seq,
-                    slot,
-                    values,
-                    argv,
-                },
-            );
-        }
-        if running.is_empty() {
-            break;
-        }
-        let Some(event) = herd.next_event() else {
-            break;
-        };
+    let mut stopped = false;
+    while let Some(event) = herd.next_event() {
         match event {
             Event::Started { .. } => {}
             Event::Output { id, stream, data } => {
-                if let Some(info) = running.get(&id) {
+                let window = feed_state.window.lock().unwrap();
+                if let Some(info) = window.running.get(&id) {
                     printer.chunk(id, info, stream, &data);
                 }
             }
             Event::Finished(result) => {
-                let Some(info) = running.remove(&result.id) else {
-                    continue;
+                let info = {
+                    let mut window = feed_state.window.lock().unwrap();
+                    let Some(info) = window.running.remove(&result.id) else {
+                        continue;
+                    };
+                    window.permits += 1;
+                    window.slots.give(info.slot);
+                    info
                 };
-                slots.give(info.slot);
+                feed_state.room.notify_one();
                 if !result.success() {
                     failed += 1;
                 }
@@ -193,9 +275,15 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                 printer.finish(info, result);
             }
         }
+        if printer.broken && !stopped {
+            // Nobody reads our output any more: stop, and end every job's tree.
+            stopped = true;
+            feed_state.stop();
+            herd.cancel_all();
+        }
     }
     printer.flush();
-    if let Some(e) = input_error {
+    if let Some(e) = feed_state.window.lock().unwrap().input_error.take() {
         printer.message(&e);
         return Ok(255);
     }

@@ -145,6 +145,8 @@ pub(crate) struct EventQueue {
     pub outstanding: usize,
     /// The loop is gone (shut down, or died): no more events will come.
     pub closed: bool,
+    /// Live [`KeepOpen`] guards: while there are any, an empty stream waits instead of ending.
+    pub holds: usize,
 }
 
 /// State shared by the API, the loop and the spawners.
@@ -395,7 +397,7 @@ impl Herd {
                 }
                 return Some(event);
             }
-            if events.outstanding == 0 || events.closed {
+            if (events.outstanding == 0 && events.holds == 0) || events.closed {
                 return None;
             }
             events = match deadline {
@@ -420,6 +422,18 @@ impl Herd {
         std::iter::from_fn(move || self.next_event())
     }
 
+    /// Keeps the event stream open while the returned guard lives: [`next_event`] then waits
+    /// for more events instead of returning `None` when no job is outstanding. Hold one while
+    /// another thread is still submitting jobs (reading them from a slow input, say).
+    ///
+    /// [`next_event`]: Self::next_event
+    pub fn keep_open(&self) -> KeepOpen {
+        self.shared.events.lock().unwrap().holds += 1;
+        KeepOpen {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Cancels one job: a queued job finishes at once as cancelled; a running one has its
     /// process tree signalled (SIGTERM, then SIGKILL after the kill grace).
     pub fn cancel(&self, id: JobId) {
@@ -429,6 +443,18 @@ impl Herd {
     /// Cancels every job submitted so far.
     pub fn cancel_all(&self) {
         self.shared.send(Msg::CancelAll);
+    }
+}
+
+/// Keeps a herd's event stream open; see [`Herd::keep_open`].
+pub struct KeepOpen {
+    shared: Arc<Shared>,
+}
+
+impl Drop for KeepOpen {
+    fn drop(&mut self) {
+        self.shared.events.lock().unwrap().holds -= 1;
+        self.shared.events_cond.notify_all();
     }
 }
 

@@ -97,7 +97,7 @@ mod spawner;
 mod sys;
 
 pub use crate::error::{Error, SpawnError};
-pub use crate::herd::{Builder, Herd, JobHandle};
+pub use crate::herd::{Builder, Herd, JobHandle, KeepOpen};
 pub use crate::job::{Job, Stdin};
 pub use crate::output::Output;
 pub use crate::result::{signal_name, Event, JobId, JobResult, Outcome, ResourceUsage};

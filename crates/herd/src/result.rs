@@ -46,7 +46,12 @@ pub struct ResourceUsage {
     pub user_time: Duration,
     /// CPU time in the kernel.
     pub system_time: Duration,
-    /// Peak resident set size, in KiB.
+    /// Peak resident set size, in KiB, as the kernel reports it (`ru_maxrss`).
+    ///
+    /// On Linux a child started with vfork semantics (as herd starts them, so that spawning
+    /// does not copy the parent's page tables) shares the parent's memory until `exec`, and the
+    /// kernel folds that memory's peak into the child's figure. So this is the larger of the
+    /// child's own peak and the peak of the process that runs the herd.
     pub max_rss_kb: u64,
 }
 

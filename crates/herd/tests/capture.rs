@@ -1,12 +1,10 @@
 //! The engine against real processes: exact capture, no deadlock, trees killed, results.
 
-mod common;
-
-use common::{data_files, long_sleep, processes_with, Rng, SPEW};
 use herd::{Event, Herd, Job, Outcome, Stdin, Stream};
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
+use testkit::{data_files, long_sleep, processes_with, Rng, SPEW};
 
 #[test]
 fn byte_exact_capture_of_many_jobs_on_both_streams() {

@@ -1,6 +1,5 @@
-//! Helpers shared by the integration tests: deterministic random data, and a way to find
-//! processes that should not exist any more.
-#![allow(dead_code)]
+//! Helpers shared by herd's integration tests: deterministic random data, a child that writes
+//! it on both streams at once, and a way to find processes that should not exist any more.
 
 use std::path::{Path, PathBuf};
 

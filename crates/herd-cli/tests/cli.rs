@@ -1,0 +1,615 @@
+//! The `herd` command against real processes.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+use testkit::{data_files, long_sleep, processes_with, Rng};
+
+fn herd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_herd"))
+}
+
+fn run(args: &[&str]) -> Output {
+    herd().args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Whether a tool the test needs is installed; in CI (HERD_REQUIRE_TOOLS=1) a missing tool fails.
+fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !found {
+        assert!(
+            std::env::var_os("HERD_REQUIRE_TOOLS").is_none(),
+            "{tool} is required (HERD_REQUIRE_TOOLS is set)"
+        );
+        eprintln!("skipped: {tool} is not installed");
+    }
+    found
+}
+
+/// 1000 jobs, each a shell command line that writes random binary data to stdout and stderr at
+/// once, in writes of random size; returns the input (one command per line) and, per job, the
+/// expected stdout and stderr.
+fn spew_jobs(dir: &std::path::Path) -> (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>) {
+    let files = data_files(dir, 64, 11);
+    let mut rng = Rng(5);
+    let mut input = Vec::new();
+    let mut expected = Vec::new();
+    for _ in 0..1000 {
+        let (o, e) = (rng.below(64) as usize, rng.below(64) as usize);
+        let line = format!(
+            "dd if={} bs={} status=none & dd if={} bs={} status=none >&2; wait\n",
+            files[o].0.display(),
+            1 + rng.below(9000),
+            files[e].0.display(),
+            1 + rng.below(9000)
+        );
+        input.extend_from_slice(line.as_bytes());
+        expected.push((files[o].1.clone(), files[e].1.clone()));
+    }
+    (input, expected)
+}
+
+fn run_with_stdin(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = herd()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || pipe.write_all(&data));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    out
+}
+
+#[test]
+fn byte_exact_capture_of_1000_jobs_in_input_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, expected) = spew_jobs(dir.path());
+    let out = run_with_stdin(&["-k", "-j", "32"], &input);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout: Vec<u8> = expected.iter().flat_map(|(o, _)| o.clone()).collect();
+    let stderr: Vec<u8> = expected.iter().flat_map(|(_, e)| e.clone()).collect();
+    assert!(
+        out.stdout == stdout,
+        "stdout differs ({} vs {} bytes)",
+        out.stdout.len(),
+        stdout.len()
+    );
+    assert!(
+        out.stderr == stderr,
+        "stderr differs ({} vs {} bytes)",
+        out.stderr.len(),
+        stderr.len()
+    );
+}
+
+#[test]
+fn byte_exact_capture_of_1000_jobs_in_completion_order_with_json() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let (input, expected) = spew_jobs(dir.path());
+    let json_path = dir.path().join("results.jsonl");
+    let out = run_with_stdin(&["-j", "32", "--json", json_path.to_str().unwrap()], &input);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json = std::fs::read_to_string(&json_path).unwrap();
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut seen = vec![false; expected.len()];
+    for line in json.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let seq = v["seq"].as_u64().unwrap() as usize;
+        assert!(
+            !std::mem::replace(&mut seen[seq - 1], true),
+            "job {seq} reported twice"
+        );
+        for (name, want, all) in [
+            ("stdout", &expected[seq - 1].0, &mut stdout),
+            ("stderr", &expected[seq - 1].1, &mut stderr),
+        ] {
+            let got = match v[name].as_str() {
+                Some(s) => s.as_bytes().to_vec(),
+                None => base64::engine::general_purpose::STANDARD
+                    .decode(v[format!("{name}_base64")].as_str().unwrap())
+                    .unwrap(),
+            };
+            assert!(&got == want, "job {seq} {name} differs");
+            assert_eq!(v[format!("{name}_bytes")].as_u64(), Some(want.len() as u64));
+            all.extend_from_slice(want);
+        }
+    }
+    assert!(seen.iter().all(|&s| s), "every job reported");
+    // Grouped output is each job's block, in the order the jobs finished (the JSON order).
+    assert!(out.stdout == stdout, "grouped stdout differs");
+    assert!(out.stderr == stderr, "grouped stderr differs");
+}
+
+#[test]
+fn no_deadlock_when_a_job_writes_50_mb_to_one_stream_before_the_other() {
+    for (first, second) in [("2", "1"), ("1", "2")] {
+        let script = format!("head -c 50000000 /dev/zero >&{first}; echo done >&{second}");
+        let out = run(&["sh", "-c", &script, ":::", "1"]);
+        assert_eq!(out.status.code(), Some(0));
+        let (big, small) = if first == "2" {
+            (&out.stderr, &out.stdout)
+        } else {
+            (&out.stdout, &out.stderr)
+        };
+        assert_eq!(big.len(), 50_000_000);
+        assert!(big.iter().all(|&b| b == 0));
+        assert_eq!(small, b"done\n");
+    }
+}
+
+#[test]
+fn a_grandchild_holding_the_pipe_is_killed_and_the_output_kept() {
+    let sleep = long_sleep(11);
+    let out = run(&[
+        "--eof-grace",
+        "0.3",
+        "sh",
+        "-c",
+        &format!("sleep {sleep} & echo hi"),
+        ":::",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout, b"hi\n");
+    assert!(
+        text(&out.stderr).contains("descendants still held its output"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(processes_with(&sleep), Vec::<String>::new());
+}
+
+#[test]
+fn a_thousand_jobs_at_j_500_under_ulimit_n_64() {
+    let script = format!(
+        "ulimit -n 64 && exec {} -j 500 echo ::: $(seq 1000)",
+        env!("CARGO_BIN_EXE_herd")
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut lines: Vec<u32> = text(&out.stdout)
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    lines.sort();
+    assert_eq!(lines, (1..=1000).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_timeout_kills_the_whole_tree() {
+    let sleep = long_sleep(12);
+    let script = format!("trap '' TERM; sleep {sleep} & echo started; wait");
+    let out = run(&["--timeout", "0.3", "sh", "-c", &script, ":::", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.stdout, b"started\n");
+    assert!(
+        text(&out.stderr).contains("timed out after 0.3s"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(processes_with(&sleep), Vec::<String>::new());
+}
+
+fn interrupt_leaves_no_survivor(signal: &str, code: i32, tag: u32) {
+    let sleep = long_sleep(tag);
+    let script = format!("sleep {sleep} & echo up; wait");
+    let mut child = herd()
+        .args([
+            "--line-buffer",
+            "-j",
+            "3",
+            "sh",
+            "-c",
+            &script,
+            ":::",
+            "1",
+            "2",
+            "3",
+            "4",
+            "5",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for _ in 0..3 {
+        assert_eq!(lines.next().unwrap().unwrap(), "up");
+    }
+    // Three jobs run, each with a grandchild; two wait in the queue.
+    let kill = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(code));
+    assert_eq!(lines.count(), 0, "no queued job started after the signal");
+    assert_eq!(processes_with(&sleep), Vec::<String>::new());
+}
+
+#[test]
+fn sigint_leaves_no_survivor() {
+    interrupt_leaves_no_survivor("-INT", 130, 13);
+}
+
+#[test]
+fn sigterm_leaves_no_survivor() {
+    interrupt_leaves_no_survivor("-TERM", 143, 14);
+}
+
+#[test]
+fn a_run_under_strace_completes_correctly() {
+    if !have("strace") {
+        return;
+    }
+    let out = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            env!("CARGO_BIN_EXE_herd"),
+            "-k",
+            "-j",
+            "8",
+            "sh",
+            "-c",
+            "echo $0; echo e$0 >&2",
+        ])
+        .arg(":::")
+        .args((1..=200).map(|i| i.to_string()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let want: String = (1..=200).map(|i| format!("{i}\n")).collect();
+    assert_eq!(text(&out.stdout), want);
+    let want: String = (1..=200).map(|i| format!("e{i}\n")).collect();
+    assert_eq!(text(&out.stderr), want);
+}
+
+#[test]
+fn memory_stays_bounded_while_jobs_print_hundreds_of_mb() {
+    // GNU time forks from a small process: a child spawned with vfork semantics (posix_spawn,
+    // herd's own engine) would carry its parent's peak RSS into its ru_maxrss.
+    if !have("/usr/bin/time") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rss = dir.path().join("rss");
+    let script = format!(
+        "/usr/bin/time -f %M -o {} {} -j 2 sh -c 'head -c 300000000 /dev/zero' ::: 1 2 | wc -c",
+        rss.display(),
+        env!("CARGO_BIN_EXE_herd")
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "600000000",
+        "every byte came through"
+    );
+    let peak_kb: u64 = std::fs::read_to_string(&rss)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        peak_kb < 32 * 1024,
+        "peak RSS {peak_kb} KiB for 600 MB of output"
+    );
+}
+
+#[test]
+fn exit_status_counts_failed_jobs_up_to_101() {
+    assert_eq!(run(&["true", ":::", "1", "2"]).status.code(), Some(0));
+    let out = run(&["sh", "-c", "exit $0", ":::", "0", "1", "2", "0", "3"]);
+    assert_eq!(out.status.code(), Some(3));
+    let many: Vec<String> = (0..102).map(|i| i.to_string()).collect();
+    let mut args = vec!["false", ":::"];
+    args.extend(many.iter().map(String::as_str));
+    assert_eq!(run(&args).status.code(), Some(101));
+}
+
+#[test]
+fn herds_own_errors_exit_255_with_one_line() {
+    for (args, expect) in [
+        (vec!["--bogus", "echo"], "unknown option '--bogus'"),
+        (vec!["--jobs", "x", "echo"], "invalid value 'x' for --jobs"),
+        (vec!["--timeout", "-1", "echo"], "--timeout"),
+        (
+            vec!["echo", "{2}", ":::", "a"],
+            "placeholder {2} names input source 2, but there is 1 input source",
+        ),
+        (
+            vec!["echo", "::::", "/nonexistent/herd-input"],
+            "/nonexistent/herd-input",
+        ),
+        (vec!["--tag", "-u", "echo"], "--tag"),
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(255), "{args:?}");
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("herd: ") && err.contains(expect),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn bad_input_stops_herd_before_any_job_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let out = run(&[
+        "touch",
+        marker.to_str().unwrap(),
+        "{3}",
+        ":::",
+        "a",
+        ":::",
+        "b",
+    ]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(!marker.exists(), "no job ran");
+}
+
+#[test]
+fn a_missing_program_fails_alone() {
+    let out = run(&[
+        "-k",
+        "{}",
+        "ok",
+        ":::",
+        "echo",
+        "herd-no-such-program",
+        "echo",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.stdout, b"ok\nok\n");
+    assert_eq!(
+        text(&out.stderr),
+        "herd: job 2: program not found: herd-no-such-program\n"
+    );
+    let out = run(&["--json", "-", "herd-no-such-program", ":::", "x"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["exit_code"], 127);
+    assert_eq!(v["error"], "program not found: herd-no-such-program");
+}
+
+#[test]
+fn json_records_carry_status_times_and_output() {
+    let out = run(&[
+        "--json",
+        "-",
+        "-k",
+        "--timeout",
+        "2",
+        "sh",
+        "-c",
+        "{}",
+        ":::",
+        "echo out; echo err >&2; exit 3",
+        "kill -KILL $$",
+        "printf '\\377\\376'",
+        "exec sleep 30",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "three of the four jobs fail");
+    let records: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 4, "stdout carries only JSON");
+    let by_seq = |n: u64| records.iter().find(|r| r["seq"] == n).unwrap();
+    let r = by_seq(1);
+    assert_eq!(
+        r["command"],
+        serde_json::json!(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    );
+    assert_eq!(
+        (
+            r["exit_code"].as_i64(),
+            r["signal"].is_null(),
+            r["timed_out"].as_bool()
+        ),
+        (Some(3), true, Some(false))
+    );
+    assert_eq!(
+        (r["stdout"].as_str(), r["stderr"].as_str()),
+        (Some("out\n"), Some("err\n"))
+    );
+    assert_eq!(
+        (r["stdout_bytes"].as_u64(), r["stderr_bytes"].as_u64()),
+        (Some(4), Some(4))
+    );
+    let start = r["start_time"].as_str().unwrap();
+    assert!(
+        start.len() > 20 && start.ends_with('Z') && start.as_bytes()[10] == b'T',
+        "{start}"
+    );
+    for key in ["duration_s", "user_time_s", "system_time_s"] {
+        assert!(r[key].as_f64().unwrap() >= 0.0, "{key}");
+    }
+    assert!(r["max_rss_kb"].as_u64().unwrap() > 0);
+    let r = by_seq(2);
+    assert_eq!(
+        (r["exit_code"].is_null(), r["signal"].as_str()),
+        (true, Some("SIGKILL"))
+    );
+    let r = by_seq(3);
+    assert_eq!(
+        (r["stdout"].is_null(), r["stdout_base64"].as_str()),
+        (true, Some("//4="))
+    );
+    let r = by_seq(4);
+    assert_eq!(
+        (r["timed_out"].as_bool(), r["signal"].as_str()),
+        (Some(true), Some("SIGTERM"))
+    );
+}
+
+#[test]
+fn placeholders_and_sources() {
+    let out = run(&[
+        "-k", "echo", "{1/}", "{1//}", "{1.}", "{1/.}", "{2}", "{#}", ":::", "a/b.txt", "c", ":::",
+        "x", "y",
+    ]);
+    assert_eq!(
+        text(&out.stdout),
+        "b.txt a a/b b x 1\nb.txt a a/b b y 2\nc . c c x 3\nc . c c y 4\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list");
+    std::fs::write(&list, "one\ntwo\n").unwrap();
+    let out = run(&["-k", "echo", "::::", list.to_str().unwrap()]);
+    assert_eq!(text(&out.stdout), "one\ntwo\n");
+    let out = run_with_stdin(&["-k", "-0", "echo", "[{}]"], b"with space\0new\nline\0");
+    assert_eq!(text(&out.stdout), "[with space]\n[new\nline]\n");
+    let out = run(&["-k", "-j", "2", "echo", "{%}", ":::", "a"]);
+    assert_eq!(text(&out.stdout), "1 a\n");
+}
+
+#[test]
+fn values_are_never_interpreted_by_a_shell_unless_asked() {
+    let out = run(&["-k", "echo", ":::", "$(echo pwned)", "*", "a;b"]);
+    assert_eq!(text(&out.stdout), "$(echo pwned)\n*\na;b\n");
+    let out = run(&[
+        "-k",
+        "--shell",
+        "echo {} | tr a-z A-Z",
+        ":::",
+        "it's",
+        "$HOME",
+        "x`id`",
+    ]);
+    assert_eq!(text(&out.stdout), "IT'S\n$HOME\nX`ID`\n");
+    // Without a COMMAND each input line is itself a shell command.
+    let out = run_with_stdin(&["-k"], b"echo one | tr o 0\necho two\n");
+    assert_eq!(text(&out.stdout), "0ne\ntwo\n");
+}
+
+#[test]
+fn line_buffer_never_cuts_a_line_and_tags_each_one() {
+    // Each job writes every line in three pieces, with other jobs writing in between.
+    let script = "i=0; while [ $i -lt 200 ]; do printf \"$0\"; printf -- \"-$i\"; printf '\\n'; i=$((i+1)); done";
+    let out = run(&[
+        "--line-buffer",
+        "--tag",
+        "-j",
+        "4",
+        "sh",
+        "-c",
+        script,
+        ":::",
+        "a",
+        "b",
+        "c",
+        "d",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let mut per_job: std::collections::HashMap<String, Vec<u32>> = Default::default();
+    for line in text(&out.stdout).lines() {
+        let (tag, rest) = line.split_once('\t').unwrap();
+        let (name, n) = rest.split_once('-').unwrap();
+        assert_eq!(tag, name, "line {line:?} carries its job's tag");
+        per_job
+            .entry(name.to_string())
+            .or_default()
+            .push(n.parse().unwrap());
+    }
+    for name in ["a", "b", "c", "d"] {
+        assert_eq!(
+            per_job[name],
+            (0..200).collect::<Vec<_>>(),
+            "job {name}: all lines, whole, in order"
+        );
+    }
+}
+
+#[test]
+fn ungroup_passes_every_byte_through() {
+    let out = run(&[
+        "-u",
+        "-j",
+        "4",
+        "head",
+        "-c",
+        "{}",
+        "/dev/zero",
+        ":::",
+        "100000",
+        "200000",
+        "300000",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout.len(), 600_000);
+}
+
+#[test]
+fn grouped_output_of_each_job_is_contiguous() {
+    let script = "i=0; while [ $i -lt 500 ]; do echo \"$0 $i\"; i=$((i+1)); done";
+    let out = run(&["-j", "4", "sh", "-c", script, ":::", "a", "b", "c", "d"]);
+    let lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 2000);
+    for block in lines.chunks(500) {
+        let name = block[0].split(' ').next().unwrap();
+        for (i, line) in block.iter().enumerate() {
+            assert_eq!(line, &format!("{name} {i}"));
+        }
+    }
+}
+
+#[test]
+fn inputs_are_streamed_not_read_whole_first() {
+    let mut child = herd()
+        .args(["--line-buffer", "echo", "got"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    stdin.write_all(b"1\n").unwrap();
+    stdin.flush().unwrap();
+    // The first job runs and prints while herd's input is still open.
+    assert_eq!(lines.next().unwrap().unwrap(), "got 1");
+    stdin.write_all(b"2\n").unwrap();
+    drop(stdin);
+    assert_eq!(lines.next().unwrap().unwrap(), "got 2");
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn help_teaches_with_examples() {
+    let out = run(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    for needle in [
+        "{/.}",
+        "{#}",
+        "--keep-order",
+        "--line-buffer",
+        "--json",
+        "--timeout",
+        "Examples:",
+        "Exit status",
+    ] {
+        assert!(help.contains(needle), "--help mentions {needle}");
+    }
+}
