@@ -163,7 +163,7 @@ fn parse_jobs(s: &str) -> Result<usize, UsageError> {
     };
     let n = if let Some(p) = s.strip_suffix('%') {
         let p: f64 = p.parse().map_err(|_| bad())?;
-        if !(p > 0.0) {
+        if p.is_nan() || p <= 0.0 {
             return Err(bad());
         }
         ((cpus() as f64 * p / 100.0).round() as usize).max(1)

@@ -37,7 +37,10 @@ fn have(tool: &str) -> bool {
 /// 1000 jobs, each a shell command line that writes random binary data to stdout and stderr at
 /// once, in writes of random size; returns the input (one command per line) and, per job, the
 /// expected stdout and stderr.
-fn spew_jobs(dir: &std::path::Path) -> (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>) {
+/// Per job, the stdout and stderr it must produce.
+type Expected = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn spew_jobs(dir: &std::path::Path) -> (Vec<u8>, Expected) {
     let files = data_files(dir, 64, 11);
     let mut rng = Rng(5);
     let mut input = Vec::new();

@@ -27,7 +27,7 @@ use rustix::process::{pidfd_open, Pid, PidfdFlags};
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::PathBuf;
+use std::path::Path;
 use std::ptr;
 use std::time::{Instant, SystemTime};
 
@@ -38,6 +38,9 @@ pub(crate) struct Spawned {
     pub start_time: SystemTime,
     pub started: Instant,
 }
+
+/// The write end of a child's stdin pipe and the bytes to feed it.
+type StdinFeed = (OwnedFd, std::sync::Arc<[u8]>);
 
 fn exhausted(e: &io::Error) -> bool {
     matches!(
@@ -203,7 +206,7 @@ pub(crate) fn spawn(job: &Job) -> Result<Spawned, SpawnFailure> {
     }
 }
 
-fn spawn_resolved(job: &Job, program_path: &PathBuf) -> Result<Spawned, SpawnFailure> {
+fn spawn_resolved(job: &Job, program_path: &Path) -> Result<Spawned, SpawnFailure> {
     let c_path = cstring(program_path.as_os_str().as_bytes())?;
     let mut argv_owned = Vec::with_capacity(job.args.len() + 1);
     argv_owned.push(cstring(job.program.as_bytes())?);
@@ -228,28 +231,27 @@ fn spawn_resolved(job: &Job, program_path: &PathBuf) -> Result<Spawned, SpawnFai
     let (out_r, out_w) = pipe_pair().map_err(io_err)?;
     let (err_r, err_w) = pipe_pair().map_err(io_err)?;
     // The child's stdin: /dev/null, a file, or a pipe herd writes the job's bytes into.
-    let (stdin_child, stdin_ours): (Option<OwnedFd>, Option<(OwnedFd, std::sync::Arc<[u8]>)>) =
-        match &job.stdin {
-            Stdin::Null => (None, None),
-            Stdin::Bytes(data) => {
-                let (r, w) = pipe_pair().map_err(io_err)?;
-                rustix::io::ioctl_fionbio(&w, true).map_err(|e| io_err(e.into()))?;
-                (Some(r), Some((w, data.clone())))
-            }
-            Stdin::File(path) => {
-                let file = std::fs::File::open(path).map_err(|source| {
-                    if exhausted(&source) {
-                        SpawnFailure::Exhausted(source)
-                    } else {
-                        SpawnFailure::Job(SpawnError::StdinFile {
-                            path: path.clone(),
-                            source,
-                        })
-                    }
-                })?;
-                (Some(OwnedFd::from(file)), None)
-            }
-        };
+    let (stdin_child, stdin_ours): (Option<OwnedFd>, Option<StdinFeed>) = match &job.stdin {
+        Stdin::Null => (None, None),
+        Stdin::Bytes(data) => {
+            let (r, w) = pipe_pair().map_err(io_err)?;
+            rustix::io::ioctl_fionbio(&w, true).map_err(|e| io_err(e.into()))?;
+            (Some(r), Some((w, data.clone())))
+        }
+        Stdin::File(path) => {
+            let file = std::fs::File::open(path).map_err(|source| {
+                if exhausted(&source) {
+                    SpawnFailure::Exhausted(source)
+                } else {
+                    SpawnFailure::Job(SpawnError::StdinFile {
+                        path: path.clone(),
+                        source,
+                    })
+                }
+            })?;
+            (Some(OwnedFd::from(file)), None)
+        }
+    };
     // Our ends never block the event loop; the child's ends stay blocking (children expect it).
     rustix::io::ioctl_fionbio(&out_r, true).map_err(|e| io_err(e.into()))?;
     rustix::io::ioctl_fionbio(&err_r, true).map_err(|e| io_err(e.into()))?;
