@@ -11,7 +11,11 @@ fn threads() -> Option<usize> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let jobs: usize = std::env::args().nth(1).map(|n| n.parse()).transpose()?.unwrap_or(1000);
+    let jobs: usize = std::env::args()
+        .nth(1)
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(1000);
     let herd = Herd::builder().max_running(jobs).build()?;
     let start = Instant::now();
     // Each job prints a line to stdout and one to stderr, then lingers a moment, so that they

@@ -14,7 +14,7 @@
 
 use crate::herd::{Config, Delivery, Shared};
 use crate::job::Job;
-use crate::output::{Capture, CaptureLimits, MemoryBudget, Output, SpillDir};
+use crate::output::{Capture, CaptureLimits, MemoryBudget, SpillDir};
 use crate::result::{Event, JobId, JobResult, Outcome, ResourceUsage};
 use crate::spawner::SpawnQueue;
 use crate::sys::{self, Kill, Process, SpawnFailure, Spawned, Stream, SysEvent, Token};
@@ -90,6 +90,19 @@ enum TimerKind {
 
 type Timer = Reverse<(Instant, TimerKind, Token)>;
 
+/// Closes the event stream and the spawn queue when the loop thread ends.
+struct CloseOnExit(Arc<Shared>, Arc<SpawnQueue>);
+
+impl Drop for CloseOnExit {
+    fn drop(&mut self) {
+        self.1.close();
+        if let Ok(mut events) = self.0.events.lock() {
+            events.closed = true;
+        }
+        self.0.events_cond.notify_all();
+    }
+}
+
 pub(crate) struct Engine {
     poller: sys::Poller,
     state: State,
@@ -155,6 +168,9 @@ impl Engine {
     }
 
     pub(crate) fn run(mut self) {
+        // However the loop ends (a panic included), the event stream closes and the spawners
+        // stop, so no caller waits for ever.
+        let _closer = CloseOnExit(self.state.shared.clone(), self.state.spawn_queue.clone());
         let mut inbox = Vec::new();
         loop {
             self.state.shared.take_inbox(&mut inbox);
@@ -183,11 +199,6 @@ impl Engine {
             }
             self.after_poll();
         }
-        self.state.spawn_queue.close();
-        let mut events = self.state.shared.events.lock().unwrap();
-        events.closed = true;
-        drop(events);
-        self.state.shared.events_cond.notify_all();
     }
 
     fn handle(&mut self, msg: Msg) {
@@ -533,19 +544,7 @@ impl State {
 
     /// Delivers a result for a job that never ran.
     fn give_up(&mut self, queued: Queued, outcome: Outcome, cancelled: bool) {
-        let result = JobResult {
-            id: queued.id,
-            pid: None,
-            outcome,
-            timed_out: false,
-            cancelled,
-            leaked: false,
-            start_time: SystemTime::now(),
-            duration: Duration::ZERO,
-            usage: ResourceUsage::default(),
-            stdout: Output::empty(),
-            stderr: Output::empty(),
-        };
+        let result = JobResult::not_run(queued.id, outcome, cancelled);
         self.deliver(queued.delivery, result);
     }
 

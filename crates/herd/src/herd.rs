@@ -187,7 +187,30 @@ pub(crate) enum Delivery {
     /// To the event queue, as [`Event::Finished`].
     Events,
     /// To a [`JobHandle`].
-    Handle(Arc<HandleSlot>),
+    Handle(HandleSender),
+}
+
+/// The engine's end of a [`JobHandle`]. If it is dropped without delivering (the loop thread
+/// died), the handle gets a cancelled result instead of waiting for ever.
+pub(crate) struct HandleSender {
+    id: JobId,
+    slot: Option<Arc<HandleSlot>>,
+}
+
+impl HandleSender {
+    pub(crate) fn complete(mut self, result: JobResult) {
+        if let Some(slot) = self.slot.take() {
+            slot.complete(result);
+        }
+    }
+}
+
+impl Drop for HandleSender {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            slot.complete(JobResult::not_run(self.id, crate::Outcome::Cancelled, true));
+        }
+    }
 }
 
 #[derive(Default)]
@@ -362,10 +385,14 @@ impl Herd {
         }
         let id = self.next_id();
         let slot = Arc::new(HandleSlot::default());
+        let sender = HandleSender {
+            id,
+            slot: Some(slot.clone()),
+        };
         self.shared.send(Msg::Submit {
             id,
             job: Arc::new(job.into()),
-            delivery: Delivery::Handle(slot.clone()),
+            delivery: Delivery::Handle(sender),
         });
         Ok(JobHandle { id, slot })
     }

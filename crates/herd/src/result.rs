@@ -84,6 +84,23 @@ pub struct JobResult {
 }
 
 impl JobResult {
+    /// The result of a job that never ran.
+    pub(crate) fn not_run(id: JobId, outcome: Outcome, cancelled: bool) -> Self {
+        JobResult {
+            id,
+            pid: None,
+            outcome,
+            timed_out: false,
+            cancelled,
+            leaked: false,
+            start_time: SystemTime::now(),
+            duration: Duration::ZERO,
+            usage: ResourceUsage::default(),
+            stdout: Output::empty(),
+            stderr: Output::empty(),
+        }
+    }
+
     /// Whether the job exited with code 0 and was not timed out or cancelled.
     pub fn success(&self) -> bool {
         matches!(self.outcome, Outcome::Exited(0)) && !self.timed_out && !self.cancelled
