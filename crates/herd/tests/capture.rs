@@ -136,7 +136,7 @@ fn timeout_kills_the_whole_tree_even_when_sigterm_is_ignored() {
         .spawn(
             Job::new("sh")
                 .args(["-c", &script])
-                .timeout(Duration::from_millis(300)),
+                .timeout(Duration::from_secs(1)),
         )
         .unwrap()
         .wait();
@@ -410,15 +410,17 @@ fn dropping_the_herd_leaves_no_process_behind() {
 fn concurrent_spawns_never_inherit_each_others_pipes() {
     // If a pipe end herd creates were inheritable even briefly, a long-lived job spawned at the
     // same moment by the other spawner could inherit a quick job's write end, and the quick
-    // job's EOF would wait for the long one (here: for the 60 s grace, far past the sleepers).
+    // job's EOF would wait for the long one's exit. The long jobs here end only when the test
+    // cancels them, after every quick job has finished; a quick job whose pipe leaked into a
+    // long one reaches the end of its EOF grace instead, and says so.
     let herd = Herd::builder()
         .max_running(64)
-        .eof_grace(Duration::from_secs(60))
+        .eof_grace(Duration::from_secs(20))
         .build()
         .unwrap();
     let mut sleepers = Vec::new();
     for round in 0..8 {
-        sleepers.push(herd.submit(Job::new("sleep").arg("3")).unwrap());
+        sleepers.push(herd.submit(Job::new("sleep").arg("600")).unwrap());
         for i in 0..50 {
             herd.submit(Job::new("echo").arg(format!("{round}-{i}")))
                 .unwrap();
@@ -435,6 +437,9 @@ fn concurrent_spawns_never_inherit_each_others_pipes() {
                 );
             } else {
                 quick_done += 1;
+                if quick_done == 400 {
+                    sleepers.iter().for_each(|&id| herd.cancel(id));
+                }
             }
         }
     }
