@@ -1,4 +1,5 @@
 //! The `herd` command against real processes.
+#![cfg(unix)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};

@@ -27,6 +27,7 @@ pub(crate) struct Config {
     pub event_buffer: usize,
     pub spill_dir: Option<PathBuf>,
     pub kill_descendants: bool,
+    pub poller: sys::PollerOptions,
 }
 
 impl Default for Config {
@@ -41,6 +42,7 @@ impl Default for Config {
             event_buffer: 16 << 20,
             spill_dir: None,
             kill_descendants: true,
+            poller: sys::PollerOptions::default(),
         }
     }
 }
@@ -123,6 +125,22 @@ impl Builder {
     /// descendant outlives its job. Turn off to let jobs leave daemons behind.
     pub fn kill_descendants(mut self, yes: bool) -> Self {
         self.config.kill_descendants = yes;
+        self
+    }
+
+    /// Windows: deliver I/O completions through the system thread pool (`TP_IO`, as in the
+    /// design herd comes from) instead of herd's own completion port (the default). Either way
+    /// no thread waits on any one child. Ignored elsewhere.
+    pub fn windows_thread_pool(mut self, yes: bool) -> Self {
+        self.config.poller.windows_thread_pool = yes;
+        self
+    }
+
+    /// For tests of the back-off path: the first `n` pipe reads fail as "too many outstanding
+    /// reads" before they are issued. Windows only; ignored elsewhere.
+    #[doc(hidden)]
+    pub fn inject_read_failures(mut self, n: u32) -> Self {
+        self.config.poller.inject_read_failures = n;
         self
     }
 
@@ -316,7 +334,7 @@ impl Herd {
 
     fn start(config: Config) -> Result<Herd, Error> {
         sys::raise_fd_limit();
-        let poller = sys::Poller::new().map_err(Error::Setup)?;
+        let poller = sys::Poller::new(&config.poller).map_err(Error::Setup)?;
         let shared = Arc::new(Shared {
             inbox: Mutex::new(Vec::new()),
             waker: poller.waker(),

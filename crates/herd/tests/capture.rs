@@ -1,4 +1,5 @@
 //! The engine against real processes: exact capture, no deadlock, trees killed, results.
+#![cfg(unix)]
 
 use herd::{Event, Herd, Job, Outcome, Stdin, Stream};
 use std::collections::HashMap;

@@ -1,5 +1,6 @@
 //! 10,000 jobs leave no descriptor open and no zombie behind. (Alone in its test binary: the
 //! counts are of the whole process.)
+#![cfg(unix)]
 
 use herd::{Event, Herd, Job};
 

@@ -1,5 +1,6 @@
 //! The thread count does not grow with the number of running jobs. (Alone in its test binary:
 //! it counts the threads of the whole process.)
+#![cfg(unix)]
 
 use herd::{Event, Herd, Job};
 

@@ -20,6 +20,21 @@ use std::io;
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub(crate) use windows::*;
+
+/// Settings a backend may use (each ignores what does not apply to it).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PollerOptions {
+    /// Windows: deliver completions through the system thread pool instead of herd's port.
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub windows_thread_pool: bool,
+    /// Windows, tests: fail this many reads as "too many outstanding reads".
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub inject_read_failures: u32,
+}
 
 /// Which output stream of a child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -93,7 +93,7 @@ const READ_SIZE: usize = 64 * 1024;
 unsafe impl Send for Poller {}
 
 impl Poller {
-    pub(crate) fn new() -> io::Result<Self> {
+    pub(crate) fn new(_options: &super::super::PollerOptions) -> io::Result<Self> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
         epoll::add(

@@ -1,0 +1,35 @@
+//! Windows backend: the design of the seeds, carried to its end.
+//!
+//! - [`pipe`]: one overlapped named pipe per stream, ours the server end, the child's a
+//!   synchronous client end (children break on overlapped handles).
+//! - [`spawn`](spawn::spawn): `CreateProcessW` with exactly the child's standard handles in
+//!   `PROC_THREAD_ATTRIBUTE_HANDLE_LIST`, suspended until it is inside its own job object.
+//! - [`poller`]: one I/O completion port for reads, stdin writes, job messages and wake-ups;
+//!   reads either bound to the port directly or through the system thread pool's `TP_IO`.
+//! - [`process`]: exit status, times and peak memory from the process handle, and
+//!   `TerminateJobObject` for the whole tree.
+//! - [`command_line`]: arguments quoted by the MSVC rules.
+
+mod command_line;
+mod pipe;
+mod poller;
+mod process;
+mod spawn;
+
+pub(crate) use poller::{Poller, Waker};
+pub(crate) use process::Process;
+pub(crate) use spawn::{spawn, Spawned};
+
+/// Windows has no descriptor limit to raise.
+pub(crate) fn raise_fd_limit() {}
+
+/// Windows has no signals.
+pub(crate) fn signal_name(_signal: i32) -> Option<&'static str> {
+    None
+}
+
+/// Encodes a string for Win32: UTF-16 with a terminating NUL.
+fn wide(s: &std::ffi::OsStr) -> Vec<u16> {
+    use std::os::windows::ffi::OsStrExt;
+    s.encode_wide().chain(std::iter::once(0)).collect()
+}

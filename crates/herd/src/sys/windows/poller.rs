@@ -1,0 +1,770 @@
+//! One I/O completion port for everything a child does.
+//!
+//! Each output pipe always has one overlapped `ReadFile` outstanding, into a buffer that lives
+//! in a heap-allocated [`Op`] together with its `OVERLAPPED`; the `OVERLAPPED` pointer that a
+//! completion carries *is* the op. An op is freed only after its completion (or the completion
+//! of its cancellation) has been dequeued, never while the kernel may still write into it.
+//!
+//! Two completion modes:
+//! - **Port** (default): the pipes are bound to herd's own port, drained by the event loop with
+//!   `GetQueuedCompletionStatusEx`.
+//! - **Thread pool**: the seeds' design. Each pipe gets a `TP_IO`; `StartThreadpoolIo` comes
+//!   before *every* `ReadFile`, `CancelThreadpoolIo` whenever a read will produce no completion
+//!   (it failed synchronously, EOF included), and `WaitForThreadpoolIoCallbacks` before
+//!   closing. The pool's callback forwards each completion to herd's port, so the engine sees
+//!   one stream of completions either way.
+//!
+//! The rules of the seeds and their pitfalls: EOF is `ERROR_BROKEN_PIPE` (or `ERROR_HANDLE_EOF`,
+//! `ERROR_PIPE_NOT_CONNECTED`), whether it comes in a completion or straight from `ReadFile`; a
+//! 0-byte success is not EOF; `ERROR_INVALID_USER_BUFFER`, `ERROR_NOT_ENOUGH_MEMORY`,
+//! `ERROR_NOT_ENOUGH_QUOTA` and `ERROR_WORKING_SET_QUOTA` mean too many reads are outstanding
+//! system-wide, and the read is retried after a capped, doubling back-off.
+//!
+//! Exit: each child's job object posts its messages to the same port (under a key naming the
+//! job); they are hints, which the engine confirms on the process handle. Because their
+//! delivery is not guaranteed, a sweep checks every unreported process handle (without
+//! waiting) a few times a second. No thread waits on any child.
+
+use super::super::{Stream, SysEvent, Token};
+use super::process::Process;
+use std::io;
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+use std::ptr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use windows_sys::Win32::Foundation::{
+    GetLastError, ERROR_BROKEN_PIPE, ERROR_HANDLE_EOF, ERROR_INVALID_USER_BUFFER, ERROR_IO_PENDING,
+    ERROR_NOT_ENOUGH_MEMORY, ERROR_NOT_ENOUGH_QUOTA, ERROR_NO_DATA, ERROR_OPERATION_ABORTED,
+    ERROR_PIPE_NOT_CONNECTED, ERROR_WORKING_SET_QUOTA, HANDLE, INVALID_HANDLE_VALUE, WAIT_OBJECT_0,
+    WAIT_TIMEOUT,
+};
+use windows_sys::Win32::Storage::FileSystem::{ReadFile, WriteFile};
+use windows_sys::Win32::System::JobObjects::{
+    JobObjectAssociateCompletionPortInformation, SetInformationJobObject,
+    JOBOBJECT_ASSOCIATE_COMPLETION_PORT,
+};
+
+// Job messages (winnt.h; in windows-sys they sit behind the large SystemServices feature).
+const JOB_OBJECT_MSG_ACTIVE_PROCESS_ZERO: u32 = 4;
+const JOB_OBJECT_MSG_EXIT_PROCESS: u32 = 7;
+const JOB_OBJECT_MSG_ABNORMAL_EXIT_PROCESS: u32 = 8;
+use windows_sys::Win32::System::Threading::{
+    CancelThreadpoolIo, CloseThreadpoolIo, CreateThreadpoolIo, StartThreadpoolIo,
+    WaitForSingleObject, WaitForThreadpoolIoCallbacks, PTP_CALLBACK_INSTANCE, PTP_IO,
+};
+use windows_sys::Win32::System::IO::{
+    CancelIoEx, CreateIoCompletionPort, GetQueuedCompletionStatusEx, PostQueuedCompletionStatus,
+    OVERLAPPED, OVERLAPPED_ENTRY,
+};
+
+/// The parent's ends of one child's pipes.
+pub(crate) struct Pipes {
+    pub stdout: OwnedHandle,
+    pub stderr: OwnedHandle,
+    /// herd's end of the child's stdin and the bytes to write into it.
+    pub stdin: Option<(OwnedHandle, Arc<[u8]>)>,
+}
+
+/// Wakes the poller from another thread. It owns the completion port, so a wake-up from a
+/// spawner that outlives the loop never posts to a closed (or reused) handle.
+pub(crate) struct Waker {
+    port: OwnedHandle,
+}
+
+// SAFETY: a completion port handle may be used from any thread.
+unsafe impl Send for Waker {}
+// SAFETY: as above; posting is thread-safe.
+unsafe impl Sync for Waker {}
+
+impl Waker {
+    fn port(&self) -> HANDLE {
+        self.port.as_raw_handle() as HANDLE
+    }
+
+    pub(crate) fn wake(&self) {
+        // SAFETY: a valid port; a null OVERLAPPED is allowed for posted packets.
+        unsafe { PostQueuedCompletionStatus(self.port(), 0, KEY_WAKE, ptr::null()) };
+    }
+}
+
+const KEY_WAKE: usize = 0;
+/// A pipe operation completed on our port (port mode).
+const KEY_IO: usize = 1;
+/// A pipe operation completed in the thread pool and was forwarded (thread-pool mode).
+const KEY_FORWARDED: usize = 2;
+/// A job object's message; the job's token is in the high bits.
+const KEY_JOB: usize = 3;
+
+fn job_key(token: Token) -> usize {
+    (((token.gen as usize) << 32 | token.slot as usize) << 2) | KEY_JOB
+}
+
+fn job_token(key: usize) -> Token {
+    let v = key >> 2;
+    Token {
+        slot: (v & 0xffff_ffff) as u32,
+        gen: (v >> 32) as u32,
+    }
+}
+
+const READ_SIZE: usize = 64 * 1024;
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OpKind {
+    Read(Stream),
+    Write,
+}
+
+/// One overlapped operation and everything it touches. `overlapped` comes first so that the
+/// `OVERLAPPED*` of a completion is a pointer to the whole op.
+#[repr(C)]
+struct Op {
+    overlapped: OVERLAPPED,
+    kind: OpKind,
+    token: Token,
+    handle: OwnedHandle,
+    /// The thread pool's I/O object, in thread-pool mode.
+    tp_io: PTP_IO,
+    /// The result the pool's callback saw (thread-pool mode), read after its packet arrives.
+    tp_result: AtomicU32,
+    pending: bool,
+    /// Deregistered while pending: free it when its completion arrives.
+    closing: bool,
+    retries: u32,
+    buf: Vec<u8>,
+    /// For the stdin writer: what to write, and how much is written.
+    data: Option<(Arc<[u8]>, usize)>,
+}
+
+/// The pool's completion callback: records the result and forwards the completion to our port.
+unsafe extern "system" fn forward_completion(
+    _instance: PTP_CALLBACK_INSTANCE,
+    context: *mut core::ffi::c_void,
+    overlapped: *mut core::ffi::c_void,
+    io_result: u32,
+    bytes: usize,
+    _io: PTP_IO,
+) {
+    let op = overlapped as *mut Op;
+    // SAFETY: the op stays allocated until its forwarded packet is dequeued, which happens
+    // after this store; only this field is touched here.
+    unsafe { (*op).tp_result.store(io_result, Ordering::Release) };
+    // SAFETY: `context` is the port handle, kept alive by the poller's waker.
+    unsafe {
+        PostQueuedCompletionStatus(
+            context as HANDLE,
+            bytes as u32,
+            KEY_FORWARDED,
+            overlapped as *const OVERLAPPED,
+        )
+    };
+}
+
+struct Registration {
+    gen: u32,
+    /// Output readers; `None` once the stream reached EOF.
+    reads: [Option<*mut Op>; 2],
+    stdin: Option<*mut Op>,
+    /// The process handle, borrowed: the engine deregisters before it closes the handle.
+    process: HANDLE,
+    exit_reported: bool,
+}
+
+/// What a failed or completed operation means.
+enum Outcome {
+    Data,
+    Eof,
+    TooManyOutstanding,
+    Aborted,
+}
+
+fn outcome_of(error: u32) -> Outcome {
+    match error {
+        0 => Outcome::Data,
+        ERROR_BROKEN_PIPE | ERROR_HANDLE_EOF | ERROR_PIPE_NOT_CONNECTED | ERROR_NO_DATA => {
+            Outcome::Eof
+        }
+        ERROR_INVALID_USER_BUFFER
+        | ERROR_NOT_ENOUGH_MEMORY
+        | ERROR_NOT_ENOUGH_QUOTA
+        | ERROR_WORKING_SET_QUOTA => Outcome::TooManyOutstanding,
+        ERROR_OPERATION_ABORTED => Outcome::Aborted,
+        // Anything else on a pipe ends the stream.
+        _ => Outcome::Eof,
+    }
+}
+
+/// The Win32 error of a completed operation, from the NTSTATUS the kernel left in it.
+fn ntstatus_to_error(status: usize) -> u32 {
+    match status as u32 {
+        0 => 0,
+        0xC000_014B | 0xC000_00B1 => ERROR_BROKEN_PIPE, // STATUS_PIPE_BROKEN, STATUS_PIPE_CLOSING
+        0xC000_0011 => ERROR_HANDLE_EOF,                // STATUS_END_OF_FILE
+        0xC000_00B0 => ERROR_PIPE_NOT_CONNECTED,        // STATUS_PIPE_DISCONNECTED
+        0xC000_0120 => ERROR_OPERATION_ABORTED,         // STATUS_CANCELLED
+        0xC000_009A => ERROR_NOT_ENOUGH_MEMORY,         // STATUS_INSUFFICIENT_RESOURCES
+        0xC000_0044 => ERROR_NOT_ENOUGH_QUOTA,          // STATUS_QUOTA_EXCEEDED
+        0xC000_0017 => ERROR_NOT_ENOUGH_MEMORY,         // STATUS_NO_MEMORY
+        _ => ERROR_BROKEN_PIPE,
+    }
+}
+
+pub(crate) struct Poller {
+    waker: Arc<Waker>,
+    thread_pool: bool,
+    regs: Vec<Option<Registration>>,
+    /// Events found outside `poll` (a synchronous EOF at registration), reported by the next.
+    deferred: Vec<(Token, Stream)>,
+    /// Reads waiting out a back-off after "too many outstanding reads".
+    retries: Vec<(Instant, Token, Stream)>,
+    /// Reads not re-armed because the consumer is behind.
+    parked: Vec<(Token, Stream)>,
+    /// Ops cancelled at deregistration whose completion has not been dequeued yet.
+    closing: usize,
+    entries: Vec<OVERLAPPED_ENTRY>,
+    next_sweep: Instant,
+    /// Test hook: fail this many reads as "too many outstanding" before issuing them.
+    inject_read_failures: u32,
+}
+
+// SAFETY: the raw op pointers are owned by the poller and only used on the thread that holds
+// it; the pool's callback touches only an op's atomic result field.
+unsafe impl Send for Poller {}
+
+impl Poller {
+    pub(crate) fn new(options: &super::super::PollerOptions) -> io::Result<Self> {
+        // SAFETY: creating a new port (no file handle yet), one concurrent thread.
+        let port = unsafe { CreateIoCompletionPort(INVALID_HANDLE_VALUE, ptr::null_mut(), 0, 1) };
+        if port.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a new handle we own.
+        let port = unsafe { OwnedHandle::from_raw_handle(port as _) };
+        Ok(Poller {
+            waker: Arc::new(Waker { port }),
+            thread_pool: options.windows_thread_pool,
+            regs: Vec::new(),
+            deferred: Vec::new(),
+            retries: Vec::new(),
+            parked: Vec::new(),
+            closing: 0,
+            entries: Vec::with_capacity(256),
+            next_sweep: Instant::now() + SWEEP_EVERY,
+            inject_read_failures: options.inject_read_failures,
+        })
+    }
+
+    pub(crate) fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+
+    fn port(&self) -> HANDLE {
+        self.waker.port()
+    }
+
+    fn reg(&mut self, token: Token) -> Option<&mut Registration> {
+        self.regs
+            .get_mut(token.slot as usize)?
+            .as_mut()
+            .filter(|r| r.gen == token.gen)
+    }
+
+    /// Binds a handle to our port, or gives it a thread-pool I/O object.
+    fn new_op(&self, kind: OpKind, token: Token, handle: OwnedHandle) -> io::Result<*mut Op> {
+        let raw = handle.as_raw_handle() as HANDLE;
+        let mut tp_io: PTP_IO = 0;
+        if self.thread_pool {
+            // SAFETY: a valid overlapped handle; the context is our port, alive as long as
+            // the waker, which outlives every op.
+            tp_io = unsafe {
+                CreateThreadpoolIo(
+                    raw,
+                    Some(forward_completion),
+                    self.port() as *mut _,
+                    ptr::null(),
+                )
+            };
+            if tp_io == 0 {
+                return Err(io::Error::last_os_error());
+            }
+        } else {
+            // SAFETY: associating a valid overlapped handle with our port.
+            if unsafe { CreateIoCompletionPort(raw, self.port(), KEY_IO, 0) }.is_null() {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        let op = Box::new(Op {
+            // SAFETY: an all-zero OVERLAPPED is the documented initial value.
+            overlapped: unsafe { std::mem::zeroed() },
+            kind,
+            token,
+            handle,
+            tp_io,
+            tp_result: AtomicU32::new(0),
+            pending: false,
+            closing: false,
+            retries: 0,
+            buf: if matches!(kind, OpKind::Read(_)) {
+                vec![0; READ_SIZE]
+            } else {
+                Vec::new()
+            },
+            data: None,
+        });
+        Ok(Box::into_raw(op))
+    }
+
+    /// Starts watching a new child: its output pipes, its stdin (if herd feeds it) and its job.
+    pub(crate) fn register(
+        &mut self,
+        token: Token,
+        process: &Process,
+        pipes: Pipes,
+    ) -> io::Result<()> {
+        let slot = token.slot as usize;
+        if self.regs.len() <= slot {
+            self.regs.resize_with(slot + 1, || None);
+        }
+        let out = self.new_op(OpKind::Read(Stream::Stdout), token, pipes.stdout)?;
+        let err = match self.new_op(OpKind::Read(Stream::Stderr), token, pipes.stderr) {
+            Ok(op) => op,
+            Err(e) => {
+                // SAFETY: `out` was just created, never issued.
+                unsafe { free_op(out) };
+                return Err(e);
+            }
+        };
+        let stdin = match pipes.stdin {
+            Some((handle, data)) => {
+                let op = self.new_op(OpKind::Write, token, handle)?;
+                // SAFETY: a new op, not issued yet.
+                unsafe { (*op).data = Some((data, 0)) };
+                Some(op)
+            }
+            None => None,
+        };
+        let association = JOBOBJECT_ASSOCIATE_COMPLETION_PORT {
+            CompletionKey: job_key(token) as *mut _,
+            CompletionPort: self.port(),
+        };
+        // SAFETY: a valid job handle and a correctly sized struct. Failure only costs the
+        // hints: the sweep still finds the exit.
+        unsafe {
+            SetInformationJobObject(
+                process.raw_job(),
+                JobObjectAssociateCompletionPortInformation,
+                &association as *const _ as *const _,
+                size_of::<JOBOBJECT_ASSOCIATE_COMPLETION_PORT>() as u32,
+            )
+        };
+        self.regs[slot] = Some(Registration {
+            gen: token.gen,
+            reads: [Some(out), Some(err)],
+            stdin,
+            process: process.raw_handle(),
+            exit_reported: false,
+        });
+        self.start_read(token, Stream::Stdout);
+        self.start_read(token, Stream::Stderr);
+        if let Some(op) = stdin {
+            self.start_write(op);
+        }
+        Ok(())
+    }
+
+    /// Issues the next read of a stream.
+    fn start_read(&mut self, token: Token, stream: Stream) {
+        let inject = if self.inject_read_failures > 0 {
+            self.inject_read_failures -= 1;
+            true
+        } else {
+            false
+        };
+        let thread_pool = self.thread_pool;
+        let Some(reg) = self.reg(token) else { return };
+        let Some(op) = reg.reads[stream as usize] else {
+            return;
+        };
+        let error = if inject {
+            ERROR_NOT_ENOUGH_QUOTA
+        } else {
+            // SAFETY: the op is ours and not pending; its buffer and OVERLAPPED stay put until
+            // the completion is dequeued. The byte count pointer is null, as required for
+            // overlapped reads.
+            unsafe {
+                (*op).overlapped = std::mem::zeroed();
+                if thread_pool {
+                    StartThreadpoolIo((*op).tp_io);
+                }
+                let ok = ReadFile(
+                    (*op).handle.as_raw_handle() as HANDLE,
+                    (*op).buf.as_mut_ptr(),
+                    READ_SIZE as u32,
+                    ptr::null_mut(),
+                    &mut (*op).overlapped,
+                );
+                // A synchronous success still queues a completion (the handle does not skip
+                // the port on success): it is handled there, once.
+                let error = if ok != 0 {
+                    ERROR_IO_PENDING
+                } else {
+                    GetLastError()
+                };
+                if error == ERROR_IO_PENDING {
+                    (*op).pending = true;
+                    return;
+                }
+                if thread_pool {
+                    // No completion will come for this read: tell the pool.
+                    CancelThreadpoolIo((*op).tp_io);
+                }
+                error
+            }
+        };
+        self.read_failed(token, stream, op, error);
+    }
+
+    /// A read that produced no completion, or completed with an error.
+    fn read_failed(&mut self, token: Token, stream: Stream, op: *mut Op, error: u32) {
+        match outcome_of(error) {
+            Outcome::TooManyOutstanding => {
+                // SAFETY: our op, not pending.
+                let retries = unsafe {
+                    (*op).retries += 1;
+                    (*op).retries
+                };
+                let delay =
+                    Duration::from_millis(10u64 << retries.min(7)).min(Duration::from_secs(1));
+                self.retries.push((Instant::now() + delay, token, stream));
+            }
+            _ => {
+                // EOF, or an error that ends the stream.
+                if let Some(reg) = self.reg(token) {
+                    reg.reads[stream as usize] = None;
+                }
+                // SAFETY: not pending, and no longer referenced.
+                unsafe { free_op(op) };
+                self.deferred.push((token, stream));
+            }
+        }
+    }
+
+    fn start_write(&mut self, op: *mut Op) {
+        let thread_pool = self.thread_pool;
+        // SAFETY: our op, not pending; `data` outlives the write.
+        let error = unsafe {
+            let (data, written) = (*op).data.as_ref().expect("stdin op has data");
+            let rest = &data[*written..];
+            if rest.is_empty() {
+                0xFFFF_FFFF
+            } else {
+                (*op).overlapped = std::mem::zeroed();
+                if thread_pool {
+                    StartThreadpoolIo((*op).tp_io);
+                }
+                let len = rest.len().min(1 << 30) as u32;
+                let ok = WriteFile(
+                    (*op).handle.as_raw_handle() as HANDLE,
+                    rest.as_ptr(),
+                    len,
+                    ptr::null_mut(),
+                    &mut (*op).overlapped,
+                );
+                let error = if ok != 0 {
+                    ERROR_IO_PENDING
+                } else {
+                    GetLastError()
+                };
+                if error == ERROR_IO_PENDING {
+                    (*op).pending = true;
+                    return;
+                }
+                if thread_pool {
+                    CancelThreadpoolIo((*op).tp_io);
+                }
+                error
+            }
+        };
+        // All written, or the child closed its stdin: close ours, which gives the child EOF.
+        let _ = error;
+        // SAFETY: our op.
+        let token = unsafe { (*op).token };
+        if let Some(reg) = self.reg(token) {
+            reg.stdin = None;
+        }
+        // SAFETY: not pending, no longer referenced.
+        unsafe { free_op(op) };
+    }
+
+    /// Stops watching a child and closes what is left of its pipes.
+    pub(crate) fn deregister(&mut self, token: Token) {
+        let Some(slot) = self.regs.get_mut(token.slot as usize) else {
+            return;
+        };
+        if !slot.as_ref().is_some_and(|r| r.gen == token.gen) {
+            return;
+        }
+        let reg = slot.take().unwrap();
+        for op in reg.reads.into_iter().chain([reg.stdin]).flatten() {
+            // SAFETY: our op; a pending one is cancelled and freed when its completion arrives.
+            unsafe {
+                if (*op).pending {
+                    (*op).closing = true;
+                    CancelIoEx((*op).handle.as_raw_handle() as HANDLE, &(*op).overlapped);
+                    self.closing += 1;
+                } else {
+                    free_op(op);
+                }
+            }
+        }
+        self.retries.retain(|(_, t, _)| *t != token);
+        self.parked.retain(|(t, _)| *t != token);
+        self.deferred.retain(|(t, _)| *t != token);
+    }
+
+    /// Waits for events (at most `timeout`; `None` waits for ever) and reports them to `on`.
+    pub(crate) fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        budget: usize,
+        on: &mut dyn FnMut(SysEvent<'_>),
+    ) -> io::Result<()> {
+        let now = Instant::now();
+        if budget > 0 {
+            for (token, stream) in std::mem::take(&mut self.parked) {
+                self.start_read(token, stream);
+            }
+        }
+        let due: Vec<(Token, Stream)> = {
+            let (due, later): (Vec<_>, Vec<_>) =
+                self.retries.drain(..).partition(|(at, _, _)| *at <= now);
+            self.retries = later;
+            due.into_iter().map(|(_, t, s)| (t, s)).collect()
+        };
+        for (token, stream) in due {
+            self.start_read(token, stream);
+        }
+        let had_deferred = !self.deferred.is_empty();
+        for (token, stream) in std::mem::take(&mut self.deferred) {
+            on(SysEvent::Eof { token, stream });
+        }
+        // Wake up for the next retry or sweep, whichever comes first.
+        let mut deadline = timeout.map(|t| now + t);
+        let mut consider = |at: Instant| deadline = Some(deadline.map_or(at, |d| d.min(at)));
+        if let Some(at) = self.retries.iter().map(|r| r.0).min() {
+            consider(at);
+        }
+        if self
+            .regs
+            .iter()
+            .any(|r| r.as_ref().is_some_and(|r| !r.exit_reported))
+        {
+            consider(self.next_sweep);
+        }
+        if had_deferred {
+            // The engine must see those events before anything else happens.
+            deadline = Some(now);
+        }
+        let wait_ms = match deadline {
+            None => u32::MAX, // INFINITE
+            Some(d) => d
+                .saturating_duration_since(now)
+                .as_millis()
+                .min(u32::MAX as u128 - 1) as u32,
+        };
+        let mut removed = 0u32;
+        self.entries.clear();
+        // SAFETY: the entry buffer has `capacity` slots; the port is valid.
+        let ok = unsafe {
+            GetQueuedCompletionStatusEx(
+                self.port(),
+                self.entries.as_mut_ptr(),
+                self.entries.capacity() as u32,
+                &mut removed,
+                wait_ms,
+                0,
+            )
+        };
+        if ok != 0 {
+            // SAFETY: the call initialised `removed` entries.
+            unsafe { self.entries.set_len(removed as usize) };
+        } else {
+            // SAFETY: reads the thread's last error.
+            let e = unsafe { GetLastError() };
+            if e != WAIT_TIMEOUT {
+                return Err(io::Error::from_raw_os_error(e as i32));
+            }
+        }
+        let mut budget = budget;
+        let entries = std::mem::take(&mut self.entries);
+        for entry in &entries {
+            match entry.lpCompletionKey & 3 {
+                KEY_WAKE => {}
+                KEY_JOB => {
+                    let message = entry.dwNumberOfBytesTransferred;
+                    if [
+                        JOB_OBJECT_MSG_EXIT_PROCESS,
+                        JOB_OBJECT_MSG_ABNORMAL_EXIT_PROCESS,
+                        JOB_OBJECT_MSG_ACTIVE_PROCESS_ZERO,
+                    ]
+                    .contains(&message)
+                    {
+                        // Route by key; `lpOverlapped` here is a process id, not a pointer.
+                        on(SysEvent::Exited {
+                            token: job_token(entry.lpCompletionKey),
+                        });
+                    }
+                }
+                key => {
+                    let op = entry.lpOverlapped as *mut Op;
+                    let error = if key == KEY_FORWARDED {
+                        // SAFETY: the callback stored the result before posting this packet.
+                        unsafe { (*op).tp_result.load(Ordering::Acquire) }
+                    } else {
+                        // SAFETY: the op is ours and complete; the kernel wrote its status.
+                        ntstatus_to_error(unsafe { (*op).overlapped.Internal })
+                    };
+                    self.completed(
+                        op,
+                        error,
+                        entry.dwNumberOfBytesTransferred as usize,
+                        &mut budget,
+                        on,
+                    );
+                }
+            }
+        }
+        self.entries = entries;
+        if Instant::now() >= self.next_sweep {
+            self.next_sweep = Instant::now() + SWEEP_EVERY;
+            self.sweep(on);
+        }
+        Ok(())
+    }
+
+    /// Reports processes that have exited but whose job message did not come (yet).
+    fn sweep(&mut self, on: &mut dyn FnMut(SysEvent<'_>)) {
+        for (slot, reg) in self.regs.iter_mut().enumerate() {
+            let Some(reg) = reg.as_mut().filter(|r| !r.exit_reported) else {
+                continue;
+            };
+            // SAFETY: the process handle is valid while registered; a zero timeout never blocks.
+            if unsafe { WaitForSingleObject(reg.process, 0) } == WAIT_OBJECT_0 {
+                reg.exit_reported = true;
+                on(SysEvent::Exited {
+                    token: Token {
+                        slot: slot as u32,
+                        gen: reg.gen,
+                    },
+                });
+            }
+        }
+    }
+
+    fn completed(
+        &mut self,
+        op: *mut Op,
+        error: u32,
+        bytes: usize,
+        budget: &mut usize,
+        on: &mut dyn FnMut(SysEvent<'_>),
+    ) {
+        // SAFETY: a dequeued completion's op is ours again, and no longer pending.
+        let (kind, token, closing) = unsafe {
+            (*op).pending = false;
+            ((*op).kind, (*op).token, (*op).closing)
+        };
+        if closing {
+            self.closing -= 1;
+            // SAFETY: deregistered, and its completion has now arrived.
+            unsafe { free_op(op) };
+            return;
+        }
+        match kind {
+            OpKind::Read(stream) => match outcome_of(error) {
+                Outcome::Data => {
+                    // SAFETY: a successful read wrote `bytes` into the buffer.
+                    unsafe { (*op).retries = 0 };
+                    if bytes > 0 {
+                        // SAFETY: as above.
+                        let data = unsafe { &(&(*op).buf)[..bytes] };
+                        on(SysEvent::Output {
+                            token,
+                            stream,
+                            data,
+                        });
+                        *budget = budget.saturating_sub(bytes);
+                    }
+                    // A 0-byte success is not EOF: read again.
+                    if *budget > 0 {
+                        self.start_read(token, stream);
+                    } else {
+                        self.parked.push((token, stream));
+                    }
+                }
+                Outcome::Aborted => {}
+                _ => self.read_failed(token, stream, op, error),
+            },
+            OpKind::Write => {
+                if error == 0 {
+                    // SAFETY: our op; `bytes` were written.
+                    unsafe {
+                        if let Some((_, written)) = (*op).data.as_mut() {
+                            *written += bytes;
+                        }
+                    }
+                    self.start_write(op);
+                } else {
+                    // The child closed its stdin: nothing more to write.
+                    if let Some(reg) = self.reg(token) {
+                        reg.stdin = None;
+                    }
+                    // SAFETY: not pending, no longer referenced.
+                    unsafe { free_op(op) };
+                }
+            }
+        }
+    }
+}
+
+/// Frees an op that is not pending: waits out any pool callback, closes the handle.
+unsafe fn free_op(op: *mut Op) {
+    // SAFETY: the caller guarantees the op is ours, not pending, and referenced nowhere else.
+    let op = unsafe { Box::from_raw(op) };
+    if op.tp_io != 0 {
+        // SAFETY: a valid TP_IO with no I/O outstanding.
+        unsafe {
+            WaitForThreadpoolIoCallbacks(op.tp_io, 0);
+            CloseThreadpoolIo(op.tp_io);
+        }
+    }
+    drop(op);
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        let tokens: Vec<Token> = self
+            .regs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                r.as_ref().map(|r| Token {
+                    slot: i as u32,
+                    gen: r.gen,
+                })
+            })
+            .collect();
+        for token in tokens {
+            self.deregister(token);
+        }
+        // Cancelled ops must see their completion before their memory goes.
+        let mut budget = usize::MAX;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.closing > 0 && Instant::now() < deadline {
+            let _ = self.poll(Some(Duration::from_millis(100)), budget, &mut |_| {});
+            budget = usize::MAX;
+        }
+    }
+}

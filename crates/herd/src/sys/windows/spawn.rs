@@ -1,0 +1,372 @@
+//! Starting a child with `CreateProcessW`.
+//!
+//! Inheritance is the subtle part. `CreateProcessW(bInheritHandles=TRUE)` hands the child
+//! *every* inheritable handle of the process, so with several spawns in flight each child
+//! would inherit its siblings' pipe ends and every EOF would wait for the slowest sibling
+//! (KB315939, libuv#1490). herd keeps all its handles non-inheritable, makes inheritable
+//! duplicates of exactly the child's three standard handles just before the call, and lists
+//! them in `PROC_THREAD_ATTRIBUTE_HANDLE_LIST`, so a child inherits those and nothing else. No
+//! global spawn lock is needed, and the spawner threads create processes in parallel.
+//!
+//! The child starts suspended, is put into its own job object (kill-on-close, no breakaway),
+//! and only then resumed: it cannot start a grandchild outside the job.
+
+use super::command_line;
+use super::pipe::{self, Direction};
+use super::poller::Pipes;
+use super::process::Process;
+use super::wide;
+use crate::job::{Job, Stdin};
+use crate::sys::SpawnFailure;
+use crate::SpawnError;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::windows::ffi::OsStrExt;
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+use std::ptr;
+use std::time::{Instant, SystemTime};
+use windows_sys::Win32::Foundation::{
+    DuplicateHandle, DUPLICATE_SAME_ACCESS, ERROR_ACCESS_DENIED, ERROR_BAD_EXE_FORMAT,
+    ERROR_COMMITMENT_LIMIT, ERROR_DIRECTORY, ERROR_FILE_NOT_FOUND, ERROR_NOT_ENOUGH_MEMORY,
+    ERROR_NOT_ENOUGH_QUOTA, ERROR_NO_SYSTEM_RESOURCES, ERROR_OUTOFMEMORY, ERROR_PATH_NOT_FOUND,
+    GENERIC_READ, HANDLE, INVALID_HANDLE_VALUE,
+};
+use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
+use windows_sys::Win32::Storage::FileSystem::{
+    CreateFileW, FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING,
+};
+use windows_sys::Win32::System::JobObjects::{
+    AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation,
+    SetInformationJobObject, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
+    JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+};
+use windows_sys::Win32::System::Threading::{
+    CreateProcessW, DeleteProcThreadAttributeList, GetCurrentProcess,
+    InitializeProcThreadAttributeList, ResumeThread, TerminateProcess, UpdateProcThreadAttribute,
+    CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW, CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT,
+    EXTENDED_STARTUPINFO_PRESENT, LPPROC_THREAD_ATTRIBUTE_LIST, PROCESS_INFORMATION,
+    PROC_THREAD_ATTRIBUTE_HANDLE_LIST, STARTF_USESTDHANDLES, STARTUPINFOEXW,
+};
+
+/// A child that runs, and herd's ends of its pipes.
+pub(crate) struct Spawned {
+    pub process: Process,
+    pub pipes: Pipes,
+    pub start_time: SystemTime,
+    pub started: Instant,
+}
+
+fn exhausted(code: i32) -> bool {
+    [
+        ERROR_NOT_ENOUGH_MEMORY,
+        ERROR_OUTOFMEMORY,
+        ERROR_NO_SYSTEM_RESOURCES,
+        ERROR_NOT_ENOUGH_QUOTA,
+        ERROR_COMMITMENT_LIMIT,
+    ]
+    .iter()
+    .any(|&e| e as i32 == code)
+}
+
+fn classify(e: io::Error, program: &OsStr) -> SpawnFailure {
+    let code = e.raw_os_error().unwrap_or(0);
+    if exhausted(code) {
+        return SpawnFailure::Exhausted(e);
+    }
+    let program = program.to_string_lossy().into_owned();
+    SpawnFailure::Job(match code as u32 {
+        ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND => SpawnError::NotFound { program },
+        ERROR_ACCESS_DENIED | ERROR_BAD_EXE_FORMAT => {
+            SpawnError::NotExecutable { program, source: e }
+        }
+        _ => SpawnError::Io { program, source: e },
+    })
+}
+
+/// An inheritable duplicate of `handle`, closed when dropped.
+fn inheritable(handle: &OwnedHandle) -> io::Result<OwnedHandle> {
+    let mut dup: HANDLE = ptr::null_mut();
+    // SAFETY: duplicating a valid handle of our own process into our own process.
+    let ok = unsafe {
+        let me = GetCurrentProcess();
+        DuplicateHandle(
+            me,
+            handle.as_raw_handle() as HANDLE,
+            me,
+            &mut dup,
+            0,
+            1,
+            DUPLICATE_SAME_ACCESS,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `dup` is a new handle we own.
+    Ok(unsafe { OwnedHandle::from_raw_handle(dup as _) })
+}
+
+fn open_read(path: &OsStr) -> io::Result<OwnedHandle> {
+    let name = wide(path);
+    let sa = SECURITY_ATTRIBUTES {
+        nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
+        lpSecurityDescriptor: ptr::null_mut(),
+        bInheritHandle: 0,
+    };
+    // SAFETY: a NUL-terminated name and a valid, non-inheritable security attributes struct.
+    let h = unsafe {
+        CreateFileW(
+            name.as_ptr(),
+            GENERIC_READ,
+            FILE_SHARE_READ | FILE_SHARE_WRITE,
+            &sa,
+            OPEN_EXISTING,
+            0,
+            ptr::null_mut(),
+        )
+    };
+    if h == INVALID_HANDLE_VALUE {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a valid handle we own.
+    Ok(unsafe { OwnedHandle::from_raw_handle(h as _) })
+}
+
+/// A `PROC_THREAD_ATTRIBUTE_LIST` holding a handle list, freed on drop.
+struct AttributeList {
+    buf: Vec<u64>,
+    /// The handles listed; the list points into this, so it lives as long.
+    _handles: Box<[HANDLE]>,
+}
+
+impl AttributeList {
+    fn with_handles(handles: Box<[HANDLE]>) -> io::Result<Self> {
+        let mut size = 0usize;
+        // SAFETY: a size query with a null list is the documented first call.
+        unsafe { InitializeProcThreadAttributeList(ptr::null_mut(), 1, 0, &mut size) };
+        let mut buf = vec![0u64; size.div_ceil(8)];
+        let list = buf.as_mut_ptr() as LPPROC_THREAD_ATTRIBUTE_LIST;
+        // SAFETY: `buf` has at least `size` bytes, 8-aligned.
+        if unsafe { InitializeProcThreadAttributeList(list, 1, 0, &mut size) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let this = AttributeList {
+            buf,
+            _handles: handles,
+        };
+        // SAFETY: the list was initialised above; the handle array outlives it (same struct,
+        // boxed so it does not move).
+        let ok = unsafe {
+            UpdateProcThreadAttribute(
+                this.list(),
+                0,
+                PROC_THREAD_ATTRIBUTE_HANDLE_LIST as usize,
+                this._handles.as_ptr() as *const _,
+                this._handles.len() * size_of::<HANDLE>(),
+                ptr::null_mut(),
+                ptr::null(),
+            )
+        };
+        if ok == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(this)
+    }
+
+    fn list(&self) -> LPPROC_THREAD_ATTRIBUTE_LIST {
+        self.buf.as_ptr() as LPPROC_THREAD_ATTRIBUTE_LIST
+    }
+}
+
+impl Drop for AttributeList {
+    fn drop(&mut self) {
+        // SAFETY: the list was initialised in `with_handles`.
+        unsafe { DeleteProcThreadAttributeList(self.list()) };
+    }
+}
+
+/// `KEY=VALUE\0…\0\0` in UTF-16, or `None` to inherit herd's environment.
+fn environment(job: &Job) -> Option<Vec<u16>> {
+    if !job.env.clear && job.env.vars.is_empty() {
+        return None;
+    }
+    let mut vars: Vec<(OsString, OsString)> = if job.env.clear {
+        Vec::new()
+    } else {
+        std::env::vars_os().collect()
+    };
+    for (key, value) in &job.env.vars {
+        // Variable names are case-insensitive on Windows.
+        vars.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+        if let Some(value) = value {
+            vars.push((key.clone(), value.clone()));
+        }
+    }
+    vars.sort_by_key(|(k, _)| k.to_ascii_uppercase());
+    let mut block = Vec::new();
+    for (k, v) in vars {
+        block.extend(k.encode_wide());
+        block.push(b'=' as u16);
+        block.extend(v.encode_wide());
+        block.push(0);
+    }
+    if block.is_empty() {
+        block.push(0);
+    }
+    block.push(0);
+    Some(block)
+}
+
+fn job_object() -> io::Result<OwnedHandle> {
+    // SAFETY: an unnamed job with default security.
+    let job = unsafe { CreateJobObjectW(ptr::null(), ptr::null()) };
+    if job.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a valid handle we own.
+    let job = unsafe { OwnedHandle::from_raw_handle(job as _) };
+    // SAFETY: an all-zero limits struct is valid; we set one flag.
+    let mut limits: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = unsafe { std::mem::zeroed() };
+    limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+    // SAFETY: valid job handle, struct and size.
+    let ok = unsafe {
+        SetInformationJobObject(
+            job.as_raw_handle() as HANDLE,
+            JobObjectExtendedLimitInformation,
+            &limits as *const _ as *const _,
+            size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(job)
+}
+
+/// Starts `job`. Runs on a spawner thread.
+pub(crate) fn spawn(job: &Job) -> Result<Spawned, SpawnFailure> {
+    let io_err = |e: io::Error| classify(e, &job.program);
+    if let Some(dir) = &job.cwd {
+        if !dir.is_dir() {
+            return Err(SpawnFailure::Job(SpawnError::WorkingDir {
+                dir: dir.clone(),
+                source: io::Error::new(io::ErrorKind::NotFound, "not a directory"),
+            }));
+        }
+    }
+    let (out_ours, out_child) = pipe::create(Direction::FromChild).map_err(io_err)?;
+    let (err_ours, err_child) = pipe::create(Direction::FromChild).map_err(io_err)?;
+    let (stdin_child, stdin_ours) = match &job.stdin {
+        Stdin::Null => (open_read(OsStr::new("NUL")).map_err(io_err)?, None),
+        Stdin::File(path) => {
+            let h = open_read(path.as_os_str()).map_err(|source| {
+                SpawnFailure::Job(SpawnError::StdinFile {
+                    path: path.clone(),
+                    source,
+                })
+            })?;
+            (h, None)
+        }
+        Stdin::Bytes(data) => {
+            let (ours, child) = pipe::create(Direction::ToChild).map_err(io_err)?;
+            (child, Some((ours, data.clone())))
+        }
+    };
+    let std_handles = [
+        inheritable(&stdin_child),
+        inheritable(&out_child),
+        inheritable(&err_child),
+    ];
+    let [Ok(stdin_h), Ok(stdout_h), Ok(stderr_h)] = std_handles else {
+        return Err(io_err(io::Error::last_os_error()));
+    };
+    let raw = |h: &OwnedHandle| h.as_raw_handle() as HANDLE;
+    let attributes =
+        AttributeList::with_handles(Box::new([raw(&stdin_h), raw(&stdout_h), raw(&stderr_h)]))
+            .map_err(io_err)?;
+    let job_handle = job_object().map_err(io_err)?;
+
+    let mut command_line = command_line::make(&job.program, &job.args);
+    let env = environment(job);
+    let cwd = job.cwd.as_ref().map(|d| wide(d.as_os_str()));
+    // SAFETY: zeroed STARTUPINFOEXW/PROCESS_INFORMATION are valid initial values.
+    let mut si: STARTUPINFOEXW = unsafe { std::mem::zeroed() };
+    si.StartupInfo.cb = size_of::<STARTUPINFOEXW>() as u32;
+    si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
+    si.StartupInfo.hStdInput = raw(&stdin_h);
+    si.StartupInfo.hStdOutput = raw(&stdout_h);
+    si.StartupInfo.hStdError = raw(&stderr_h);
+    si.lpAttributeList = attributes.list();
+    // SAFETY: as above.
+    let mut pi: PROCESS_INFORMATION = unsafe { std::mem::zeroed() };
+    let flags = CREATE_UNICODE_ENVIRONMENT
+        | EXTENDED_STARTUPINFO_PRESENT
+        | CREATE_NEW_PROCESS_GROUP
+        | CREATE_NO_WINDOW
+        | CREATE_SUSPENDED;
+    // SAFETY: every pointer is valid for the call: a mutable NUL-terminated command line, an
+    // optional environment block and directory, the startup info whose attribute list and
+    // handles live until after the call. bInheritHandles must be TRUE for the handle list.
+    let ok = unsafe {
+        CreateProcessW(
+            ptr::null(),
+            command_line.as_mut_ptr(),
+            ptr::null(),
+            ptr::null(),
+            1,
+            flags,
+            env.as_ref().map_or(ptr::null(), |e| e.as_ptr() as *const _),
+            cwd.as_ref().map_or(ptr::null(), |d| d.as_ptr()),
+            &si.StartupInfo,
+            &mut pi,
+        )
+    };
+    if ok == 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(ERROR_DIRECTORY as i32) {
+            let dir = job.cwd.clone().unwrap_or_default();
+            return Err(SpawnFailure::Job(SpawnError::WorkingDir { dir, source: e }));
+        }
+        return Err(io_err(e));
+    }
+    let start_time = SystemTime::now();
+    let started = Instant::now();
+    // The child holds its copies now; ours must go, or EOF would never come.
+    drop((
+        stdin_h,
+        stdout_h,
+        stderr_h,
+        stdin_child,
+        out_child,
+        err_child,
+        attributes,
+    ));
+    // SAFETY: both handles were just returned to us by CreateProcessW.
+    let (process, thread) = unsafe {
+        (
+            OwnedHandle::from_raw_handle(pi.hProcess as _),
+            OwnedHandle::from_raw_handle(pi.hThread as _),
+        )
+    };
+    // SAFETY: valid job and process handles.
+    if unsafe { AssignProcessToJobObject(job_handle.as_raw_handle() as HANDLE, raw(&process)) } == 0
+    {
+        let e = io::Error::last_os_error();
+        // SAFETY: our own suspended child.
+        unsafe { TerminateProcess(raw(&process), 1) };
+        return Err(io_err(e));
+    }
+    // SAFETY: the suspended main thread of our child.
+    unsafe { ResumeThread(raw(&thread)) };
+    drop(thread);
+    Ok(Spawned {
+        process: Process::new(pi.dwProcessId, process, job_handle),
+        pipes: Pipes {
+            stdout: out_ours,
+            stderr: err_ours,
+            stdin: stdin_ours,
+        },
+        start_time,
+        started,
+    })
+}

@@ -1,0 +1,475 @@
+//! The engine on Windows, run under Wine in CI (`.ci/windows-wine`).
+//!
+//! There is no `sh` or `dd` there, so this test binary is also the child program the tests
+//! start: called with `--child MODE ...` it writes, sleeps, exits or spawns as told. It has no
+//! libtest harness (a harness would print before the child could act); it runs every test in
+//! both completion modes and ends with the line `N passed, M failed`.
+
+#[cfg(not(windows))]
+fn main() {}
+
+#[cfg(windows)]
+fn main() {
+    suite::main()
+}
+
+#[cfg(windows)]
+mod suite {
+    use herd::{Event, Herd, Job, JobResult, Outcome, Stdin};
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    use testkit::Rng;
+    use windows_sys::Win32::Foundation::{CloseHandle, STILL_ACTIVE, WAIT_OBJECT_0};
+    use windows_sys::Win32::System::Threading::{
+        GetExitCodeProcess, OpenProcess, WaitForSingleObject, PROCESS_QUERY_LIMITED_INFORMATION,
+        PROCESS_SYNCHRONIZE,
+    };
+
+    fn me() -> std::path::PathBuf {
+        std::env::current_exe().unwrap()
+    }
+
+    fn child(args: &[&str]) -> Job {
+        Job::new(me()).arg("--child").args(args)
+    }
+
+    /// The bytes `--child spew SEED LEN` writes.
+    fn spew_bytes(seed: u64, len: usize) -> Vec<u8> {
+        Rng(seed).bytes(len)
+    }
+
+    // ---------------------------------------------------------------- the child program
+
+    fn run_child(args: &[String]) -> i32 {
+        let arg = |i: usize| args[i].as_str();
+        let num = |i: usize| args[i].parse::<u64>().unwrap();
+        match arg(0) {
+            // spew SEED_OUT LEN_OUT SEED_ERR LEN_ERR CHUNK: both streams, interleaved chunks.
+            "spew" => {
+                let out = spew_bytes(num(1), num(2) as usize);
+                let err = spew_bytes(num(3), num(4) as usize);
+                let chunk = num(5) as usize;
+                let (mut o, mut e) = (std::io::stdout().lock(), std::io::stderr().lock());
+                let (mut i, mut j) = (0, 0);
+                while i < out.len() || j < err.len() {
+                    let n = chunk.min(out.len() - i);
+                    o.write_all(&out[i..i + n]).unwrap();
+                    o.flush().unwrap();
+                    i += n;
+                    let n = chunk.min(err.len() - j);
+                    e.write_all(&err[j..j + n]).unwrap();
+                    j += n;
+                }
+                0
+            }
+            // big STREAM LEN: LEN zero bytes on stream 1 or 2, then "done" on the other.
+            "big" => {
+                let zeros = vec![0u8; num(2) as usize];
+                if arg(1) == "2" {
+                    std::io::stderr().write_all(&zeros).unwrap();
+                    print!("done");
+                } else {
+                    std::io::stdout().write_all(&zeros).unwrap();
+                    eprint!("done");
+                }
+                0
+            }
+            "exit" => num(1) as i32,
+            "sleep" => {
+                std::thread::sleep(Duration::from_millis(num(1)));
+                0
+            }
+            "say" => {
+                println!("{}", arg(1));
+                std::io::stdout().flush().unwrap();
+                std::thread::sleep(Duration::from_millis(num(2)));
+                0
+            }
+            "cat" => {
+                let mut data = Vec::new();
+                std::io::stdin().read_to_end(&mut data).unwrap();
+                std::io::stdout().write_all(&data).unwrap();
+                0
+            }
+            "env" => {
+                print!("{}", std::env::var(arg(1)).unwrap_or_default());
+                0
+            }
+            "cwd" => {
+                print!("{}", std::env::current_dir().unwrap().display());
+                0
+            }
+            // hold: a grandchild inherits our stdout and outlives us; its pid goes to stderr.
+            "hold" => {
+                let g = std::process::Command::new(me())
+                    .args(["--child", "sleep", "600000"])
+                    .stdin(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
+                eprint!("{}", g.id());
+                print!("hi");
+                0
+            }
+            // tree: a grandchild (holding nothing) and a long sleep; the grandchild's pid on stdout.
+            "tree" => {
+                let g = std::process::Command::new(me())
+                    .args(["--child", "sleep", "600000"])
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
+                print!("{}", g.id());
+                std::io::stdout().flush().unwrap();
+                std::thread::sleep(Duration::from_secs(600));
+                0
+            }
+            other => panic!("unknown child mode {other}"),
+        }
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    fn text(r: &JobResult) -> String {
+        String::from_utf8_lossy(&r.stdout.to_vec().unwrap()).into_owned()
+    }
+
+    /// Whether the process with this id is gone (waiting, on its handle, up to 10 s for the
+    /// kill to take effect).
+    fn gone(pid: u32) -> bool {
+        // SAFETY: plain Win32 calls on a handle we open and close here.
+        unsafe {
+            let h = OpenProcess(
+                PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_SYNCHRONIZE,
+                0,
+                pid,
+            );
+            if h.is_null() {
+                return true;
+            }
+            let exited = WaitForSingleObject(h, 10_000) == WAIT_OBJECT_0;
+            let mut code = 0;
+            GetExitCodeProcess(h, &mut code);
+            CloseHandle(h);
+            exited || code != STILL_ACTIVE as u32
+        }
+    }
+
+    fn threads() -> usize {
+        use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+            CreateToolhelp32Snapshot, Thread32First, Thread32Next, TH32CS_SNAPTHREAD, THREADENTRY32,
+        };
+        let pid = std::process::id();
+        let mut n = 0;
+        // SAFETY: a snapshot handle walked with a correctly sized entry, then closed.
+        unsafe {
+            let snap = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
+            let mut e: THREADENTRY32 = std::mem::zeroed();
+            e.dwSize = size_of::<THREADENTRY32>() as u32;
+            let mut ok = Thread32First(snap, &mut e);
+            while ok != 0 {
+                if e.th32OwnerProcessID == pid {
+                    n += 1;
+                }
+                ok = Thread32Next(snap, &mut e);
+            }
+            CloseHandle(snap);
+        }
+        n
+    }
+
+    // ---------------------------------------------------------------- tests
+
+    type Test = fn(bool);
+
+    fn builder(thread_pool: bool) -> herd::Builder {
+        Herd::builder().windows_thread_pool(thread_pool)
+    }
+
+    fn byte_exact_capture(tp: bool) {
+        let herd = builder(tp).max_running(32).build().unwrap();
+        let mut rng = Rng(9);
+        let mut expected = std::collections::HashMap::new();
+        for i in 0..150u64 {
+            let (lo, le) = (
+                testkit::output_size(&mut rng),
+                testkit::output_size(&mut rng),
+            );
+            let chunk = 1 + rng.below(9000);
+            let job = child(&[
+                "spew",
+                &i.to_string(),
+                &lo.to_string(),
+                &(i + 1000).to_string(),
+                &le.to_string(),
+                &chunk.to_string(),
+            ]);
+            let id = herd.submit(job).unwrap();
+            expected.insert(id, (spew_bytes(i, lo), spew_bytes(i + 1000, le)));
+        }
+        let mut done = 0;
+        for event in herd.events() {
+            if let Event::Finished(r) = event {
+                assert!(r.success(), "{:?}", r.outcome);
+                let (o, e) = &expected[&r.id];
+                assert!(&r.stdout.to_vec().unwrap() == o, "job {} stdout", r.id);
+                assert!(&r.stderr.to_vec().unwrap() == e, "job {} stderr", r.id);
+                done += 1;
+            }
+        }
+        assert_eq!(done, 150);
+    }
+
+    fn no_deadlock_either_way(tp: bool) {
+        let herd = builder(tp).build().unwrap();
+        for (stream, big_is_err) in [("2", true), ("1", false)] {
+            let r = herd
+                .spawn(child(&["big", stream, "20000000"]))
+                .unwrap()
+                .wait();
+            assert!(r.success(), "{:?}", r.outcome);
+            let (big, small) = if big_is_err {
+                (&r.stderr, &r.stdout)
+            } else {
+                (&r.stdout, &r.stderr)
+            };
+            assert_eq!(big.len(), 20_000_000);
+            assert!(big.to_vec().unwrap().iter().all(|&b| b == 0));
+            assert_eq!(small.to_vec().unwrap(), b"done");
+        }
+    }
+
+    fn exit_codes_and_missing_programs(tp: bool) {
+        let herd = builder(tp).build().unwrap();
+        let three = herd.spawn(child(&["exit", "3"])).unwrap();
+        let missing = herd.spawn(Job::new("herd-no-such-program")).unwrap();
+        let fine = herd.spawn(child(&["say", "still here", "0"])).unwrap();
+        assert_eq!(three.wait().exit_code(), Some(3));
+        let missing = missing.wait();
+        assert!(
+            matches!(
+                missing.outcome,
+                Outcome::SpawnFailed(herd::SpawnError::NotFound { .. })
+            ),
+            "{:?}",
+            missing.outcome
+        );
+        assert_eq!(missing.exit_code(), Some(127));
+        assert_eq!(text(&fine.wait()).trim(), "still here");
+    }
+
+    fn timeout_kills_the_tree(tp: bool) {
+        let herd = builder(tp).build().unwrap();
+        let r = herd
+            .spawn(child(&["tree"]).timeout(Duration::from_secs(2)))
+            .unwrap()
+            .wait();
+        assert!(r.timed_out);
+        assert!(!r.success());
+        let grandchild: u32 = text(&r).parse().unwrap();
+        assert!(
+            gone(grandchild),
+            "grandchild {grandchild} survived the timeout"
+        );
+    }
+
+    fn grandchild_holding_the_pipe(tp: bool) {
+        let herd = builder(tp)
+            .eof_grace(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        let r = herd.spawn(child(&["hold"])).unwrap().wait();
+        assert!(r.success(), "{:?}", r.outcome);
+        assert!(r.leaked);
+        assert_eq!(text(&r), "hi");
+        let grandchild: u32 = String::from_utf8(r.stderr.to_vec().unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(gone(grandchild), "grandchild {grandchild} survived");
+    }
+
+    fn cancel_kills_running_trees(tp: bool) {
+        let herd = builder(tp).max_running(2).build().unwrap();
+        for _ in 0..4 {
+            herd.submit(child(&["tree"]).stream_output(true)).unwrap();
+        }
+        let (mut pids, mut finished) = (Vec::new(), 0);
+        for event in herd.events() {
+            match event {
+                Event::Output { data, .. } => {
+                    pids.push(String::from_utf8(data).unwrap().parse::<u32>().unwrap());
+                    if pids.len() == 2 {
+                        herd.cancel_all();
+                    }
+                }
+                Event::Finished(r) => {
+                    assert!(r.cancelled);
+                    finished += 1;
+                }
+                Event::Started { .. } => {}
+            }
+        }
+        assert_eq!(finished, 4);
+        assert!(pids.iter().all(|&p| gone(p)));
+    }
+
+    fn stdin_env_and_cwd(tp: bool) {
+        let herd = builder(tp).build().unwrap();
+        let data = Rng(1).bytes(1 << 20);
+        let cat = herd
+            .spawn(child(&["cat"]).stdin(Stdin::bytes(data.clone())))
+            .unwrap();
+        let empty = herd.spawn(child(&["cat"])).unwrap();
+        let env = herd
+            .spawn(child(&["env", "HERD_TEST"]).env("HERD_TEST", "set"))
+            .unwrap();
+        let dir = std::env::temp_dir();
+        let cwd = herd.spawn(child(&["cwd"]).current_dir(&dir)).unwrap();
+        assert!(
+            cat.wait().stdout.to_vec().unwrap() == data,
+            "1 MiB through stdin"
+        );
+        assert_eq!(empty.wait().stdout.len(), 0);
+        assert_eq!(text(&env.wait()), "set");
+        let got = std::path::PathBuf::from(text(&cwd.wait()));
+        assert_eq!(got.canonicalize().unwrap(), dir.canonicalize().unwrap());
+    }
+
+    fn concurrent_spawns_never_inherit_each_others_pipes(tp: bool) {
+        let herd = builder(tp)
+            .max_running(32)
+            .eof_grace(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        let mut sleepers = Vec::new();
+        for round in 0..4 {
+            sleepers.push(herd.submit(child(&["sleep", "600000"])).unwrap());
+            for _ in 0..40 {
+                herd.submit(child(&["exit", &(round % 2).to_string()]))
+                    .unwrap();
+            }
+        }
+        let mut quick = 0;
+        for event in herd.events() {
+            if let Event::Finished(r) = event {
+                assert!(!r.leaked, "a quick job's pipe leaked into a sibling");
+                if sleepers.contains(&r.id) {
+                    assert_eq!(quick, 160);
+                } else {
+                    quick += 1;
+                    if quick == 160 {
+                        sleepers.iter().for_each(|&id| herd.cancel(id));
+                    }
+                }
+            }
+        }
+    }
+
+    fn back_off_when_too_many_reads_are_outstanding(tp: bool) {
+        let herd = builder(tp)
+            .inject_read_failures(40)
+            .max_running(8)
+            .build()
+            .unwrap();
+        let handles: Vec<_> = (0..10u64)
+            .map(|i| {
+                herd.spawn(child(&[
+                    "spew",
+                    &i.to_string(),
+                    "70000",
+                    &(i + 50).to_string(),
+                    "3000",
+                    "777",
+                ]))
+                .unwrap()
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            let r = h.wait();
+            assert!(r.success());
+            assert!(r.stdout.to_vec().unwrap() == spew_bytes(i as u64, 70000));
+            assert!(r.stderr.to_vec().unwrap() == spew_bytes(i as u64 + 50, 3000));
+        }
+    }
+
+    fn thread_count_does_not_grow_with_jobs(tp: bool) {
+        if tp {
+            return; // The system pool sizes itself; the port mode is the one with a fixed count.
+        }
+        let herd = builder(tp).max_running(1000).build().unwrap();
+        let with = |n: usize| {
+            for _ in 0..n {
+                herd.submit(child(&["say", "up", "600000"]).stream_output(true))
+                    .unwrap();
+            }
+            let mut up = 0;
+            while up < n {
+                if let Some(Event::Output { .. }) = herd.next_event() {
+                    up += 1;
+                }
+            }
+            let count = threads();
+            herd.cancel_all();
+            for _ in herd.events() {}
+            count
+        };
+        let two = with(2);
+        let many = with(200);
+        assert!(many <= two, "{two} threads with 2 jobs, {many} with 200");
+    }
+
+    const TESTS: &[(&str, Test)] = &[
+        ("byte_exact_capture", byte_exact_capture),
+        ("no_deadlock_either_way", no_deadlock_either_way),
+        (
+            "exit_codes_and_missing_programs",
+            exit_codes_and_missing_programs,
+        ),
+        ("timeout_kills_the_tree", timeout_kills_the_tree),
+        ("grandchild_holding_the_pipe", grandchild_holding_the_pipe),
+        ("cancel_kills_running_trees", cancel_kills_running_trees),
+        ("stdin_env_and_cwd", stdin_env_and_cwd),
+        (
+            "concurrent_spawns_never_inherit_each_others_pipes",
+            concurrent_spawns_never_inherit_each_others_pipes,
+        ),
+        (
+            "back_off_when_too_many_reads_are_outstanding",
+            back_off_when_too_many_reads_are_outstanding,
+        ),
+        (
+            "thread_count_does_not_grow_with_jobs",
+            thread_count_does_not_grow_with_jobs,
+        ),
+    ];
+
+    pub fn main() {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        if args.first().map(String::as_str) == Some("--child") {
+            std::process::exit(run_child(&args[1..]));
+        }
+        let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
+        let (mut passed, mut failed) = (0, 0);
+        for (name, test) in TESTS {
+            for (mode, tp) in [("port", false), ("thread-pool", true)] {
+                let full = format!("{name} [{mode}]");
+                if filter.as_ref().is_some_and(|f| !full.contains(f.as_str())) {
+                    continue;
+                }
+                let start = Instant::now();
+                let result = std::panic::catch_unwind(|| test(tp));
+                let secs = start.elapsed().as_secs_f64();
+                if result.is_ok() {
+                    println!("test {full} ... ok ({secs:.1}s)");
+                    passed += 1;
+                } else {
+                    println!("test {full} ... FAILED ({secs:.1}s)");
+                    failed += 1;
+                }
+            }
+        }
+        println!("\n{passed} passed, {failed} failed");
+        std::process::exit(if failed == 0 { 0 } else { 1 });
+    }
+}
