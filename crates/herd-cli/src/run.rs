@@ -80,17 +80,41 @@ fn os(v: Vec<u8>) -> OsString {
     String::from_utf8_lossy(&v).into_owned().into()
 }
 
-/// The shell that runs `--shell` commands and command lines read as input.
-fn shell_argv(script: Vec<u8>) -> Vec<Vec<u8>> {
+/// The command that runs `script` in the shell: `sh -c` on Unix. On Windows `cmd /d /s /c`
+/// with the script as a verbatim command-line tail: `cmd` parses its own command line, so the
+/// script must not be quoted as an argument.
+fn shell_job(script: Vec<u8>) -> (Job, Vec<Vec<u8>>) {
     if cfg!(windows) {
-        vec![b"cmd".to_vec(), b"/c".to_vec(), script]
+        let argv = vec![
+            b"cmd".to_vec(),
+            b"/d".to_vec(),
+            b"/s".to_vec(),
+            b"/c".to_vec(),
+            script.clone(),
+        ];
+        let mut tail = b"\"".to_vec();
+        tail.extend_from_slice(&script);
+        tail.push(b'"');
+        (
+            Job::new("cmd").args(["/d", "/s", "/c"]).raw_arg(os(tail)),
+            argv,
+        )
     } else {
-        vec![b"sh".to_vec(), b"-c".to_vec(), script]
+        let argv = vec![b"sh".to_vec(), b"-c".to_vec(), script];
+        (Job::new("sh").arg("-c").arg(os(argv[2].clone())), argv)
     }
 }
 
-/// Watches for SIGINT, SIGTERM and SIGHUP: the first one cancels every job (each tree gets
-/// SIGTERM, then SIGKILL) and stops new jobs; herd then prints what finished and exits.
+/// What to do when herd is asked to stop: cancel every job (each tree gets SIGTERM, then
+/// SIGKILL; on Windows its job object is terminated), start no new one, and remember why.
+fn on_stop(signal: i32, got: &AtomicI32, feed: &Feed, herd: &Herd) {
+    let _ = got.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+    feed.stop();
+    herd.cancel_all();
+}
+
+/// Watches for SIGINT, SIGTERM and SIGHUP; herd then prints what finished and exits.
+#[cfg(unix)]
 fn watch_signals(herd: Arc<Herd>, feed: Arc<Feed>) -> Result<Arc<AtomicI32>, Fatal> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let got = Arc::new(AtomicI32::new(0));
@@ -101,12 +125,21 @@ fn watch_signals(herd: Arc<Herd>, feed: Arc<Feed>) -> Result<Arc<AtomicI32>, Fat
         .name("herd-signals".into())
         .spawn(move || {
             for signal in signals.forever() {
-                let _ = flag.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
-                feed.stop();
-                herd.cancel_all();
+                on_stop(signal, &flag, &feed, &herd);
             }
         })
         .map_err(|e| Fatal(format!("cannot start the signal thread: {e}")))?;
+    Ok(got)
+}
+
+/// Watches for Ctrl-C and Ctrl-Break, reported like SIGINT (exit status 130).
+#[cfg(windows)]
+fn watch_signals(herd: Arc<Herd>, feed: Arc<Feed>) -> Result<Arc<AtomicI32>, Fatal> {
+    const SIGINT: i32 = 2;
+    let got = Arc::new(AtomicI32::new(0));
+    let flag = got.clone();
+    ctrlc::set_handler(move || on_stop(SIGINT, &flag, &feed, &herd))
+        .map_err(|e| Fatal(format!("cannot handle Ctrl-C: {e}")))?;
     Ok(got)
 }
 
@@ -122,15 +155,18 @@ struct JobMaker {
 impl JobMaker {
     fn make(&self, values: &[Vec<u8>], seq: u64, slot: usize) -> (Job, Vec<Vec<u8>>) {
         let fill = Fill { values, seq, slot };
-        let argv = match &self.template {
-            None => shell_argv(values.join(&b' ')),
-            Some(t) if self.shell => shell_argv(t.render_shell(&fill)),
-            Some(t) => t.render_direct(&fill),
+        let (job, argv) = match &self.template {
+            None => shell_job(values.join(&b' ')),
+            Some(t) if self.shell => shell_job(t.render_shell(&fill)),
+            Some(t) => {
+                let argv = t.render_direct(&fill);
+                (
+                    Job::new(os(argv[0].clone())).args(argv[1..].iter().cloned().map(os)),
+                    argv,
+                )
+            }
         };
-        let mut job = Job::new(os(argv[0].clone()))
-            .args(argv[1..].iter().cloned().map(os))
-            .stream_output(self.stream)
-            .collect_output(self.collect);
+        let mut job = job.stream_output(self.stream).collect_output(self.collect);
         if let Some(t) = self.timeout {
             job = job.timeout(t);
         }

@@ -138,8 +138,37 @@ fn apply(modifier: Modifier, v: &[u8]) -> &[u8] {
     }
 }
 
-/// Quotes `v` for a POSIX shell: `'…'`, with each `'` written as `'\''`.
+/// Quotes `v` for the shell `--shell` uses: `sh` on Unix, `cmd` on Windows.
 pub fn shell_quote(v: &[u8]) -> Vec<u8> {
+    if cfg!(windows) {
+        cmd_quote(v)
+    } else {
+        sh_quote(v)
+    }
+}
+
+/// Quotes `v` for `cmd`: `"…"`, with each `"` doubled, which both `cmd` and the MSVC argument
+/// parser read back as one `"`. (`cmd` still expands `%VAR%` inside quotes; nothing escapes that.)
+fn cmd_quote(v: &[u8]) -> Vec<u8> {
+    let safe = !v.is_empty()
+        && v.iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./\\=:,+@".contains(b));
+    if safe {
+        return v.to_vec();
+    }
+    let mut out = vec![b'"'];
+    for &b in v {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+    out
+}
+
+/// Quotes `v` for a POSIX shell: `'…'`, with each `'` written as `'\''`.
+fn sh_quote(v: &[u8]) -> Vec<u8> {
     let safe = !v.is_empty()
         && v.iter()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(b));
@@ -331,6 +360,14 @@ mod tests {
         assert!(Template::parse(&[b"{0}".to_vec()], 1).is_err());
     }
 
+    #[test]
+    fn cmd_quoting_doubles_quotes() {
+        assert_eq!(cmd_quote(b"plain"), b"plain");
+        assert_eq!(cmd_quote(b"two words"), br#""two words""#);
+        assert_eq!(cmd_quote(br#"say "hi" & exit"#), br#""say ""hi"" & exit""#);
+    }
+
+    #[cfg(unix)]
     #[test]
     fn shell_rendering_quotes_values() {
         let args = vec![

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};
-use testkit::{data_files, long_sleep, processes_with, Rng};
+use testkit::{assert_gone, data_files, long_sleep, Rng};
 
 fn herd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_herd"))
@@ -174,7 +174,7 @@ fn a_grandchild_holding_the_pipe_is_killed_and_the_output_kept() {
         "{}",
         text(&out.stderr)
     );
-    assert_eq!(processes_with(&sleep), Vec::<String>::new());
+    assert_gone(&sleep);
 }
 
 #[test]
@@ -205,7 +205,7 @@ fn a_timeout_kills_the_whole_tree() {
         "{}",
         text(&out.stderr)
     );
-    assert_eq!(processes_with(&sleep), Vec::<String>::new());
+    assert_gone(&sleep);
 }
 
 fn interrupt_leaves_no_survivor(signal: &str, code: i32, tag: u32) {
@@ -243,7 +243,7 @@ fn interrupt_leaves_no_survivor(signal: &str, code: i32, tag: u32) {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(code));
     assert_eq!(lines.count(), 0, "no queued job started after the signal");
-    assert_eq!(processes_with(&sleep), Vec::<String>::new());
+    assert_gone(&sleep);
 }
 
 #[test]

@@ -56,6 +56,8 @@ pub(crate) struct EnvChanges {
 pub struct Job {
     pub(crate) program: OsString,
     pub(crate) args: Vec<OsString>,
+    /// Indices into `args` of arguments passed verbatim on Windows.
+    pub(crate) raw_args: Vec<usize>,
     pub(crate) env: EnvChanges,
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) stdin: Stdin,
@@ -70,6 +72,7 @@ impl Job {
         Job {
             program: program.as_ref().to_owned(),
             args: Vec::new(),
+            raw_args: Vec::new(),
             env: EnvChanges::default(),
             cwd: None,
             stdin: Stdin::Null,
@@ -93,6 +96,15 @@ impl Job {
     {
         self.args
             .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Adds an argument that, on Windows, goes into the command line exactly as given, with no
+    /// quoting: for programs that parse their command line themselves, such as `cmd /c`.
+    /// Elsewhere it is an ordinary argument.
+    pub fn raw_arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.raw_args.push(self.args.len());
+        self.args.push(arg.as_ref().to_owned());
         self
     }
 

@@ -5,7 +5,7 @@ use herd::{Event, Herd, Job, Outcome, Stdin, Stream};
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
-use testkit::{data_files, long_sleep, processes_with, Rng, SPEW};
+use testkit::{assert_gone, data_files, long_sleep, Rng, SPEW};
 
 #[test]
 fn byte_exact_capture_of_many_jobs_on_both_streams() {
@@ -108,7 +108,7 @@ fn a_grandchild_holding_the_pipe_is_killed_after_the_grace() {
         r.duration < Duration::from_secs(60),
         "did not wait for the grandchild"
     );
-    assert_eq!(processes_with(&sleep), Vec::<String>::new());
+    assert_gone(&sleep);
 }
 
 #[test]
@@ -145,7 +145,7 @@ fn timeout_kills_the_whole_tree_even_when_sigterm_is_ignored() {
     assert!(!r.success());
     assert_eq!(r.signal(), Some(9), "{:?}", r.outcome);
     assert_eq!(r.stdout.to_vec().unwrap(), b"started\n");
-    assert_eq!(processes_with(&sleep), Vec::<String>::new());
+    assert_gone(&sleep);
 }
 
 #[test]
@@ -381,7 +381,7 @@ fn cancel_kills_running_trees_and_drops_queued_jobs() {
         }
     }
     assert_eq!(cancelled, ids.len());
-    assert_eq!(processes_with(&sleep), Vec::<String>::new());
+    assert_gone(&sleep);
 }
 
 #[test]
@@ -404,7 +404,7 @@ fn dropping_the_herd_leaves_no_process_behind() {
         }
     }
     drop(herd);
-    assert_eq!(processes_with(&sleep), Vec::<String>::new());
+    assert_gone(&sleep);
 }
 
 #[test]

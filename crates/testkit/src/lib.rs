@@ -80,6 +80,24 @@ pub fn processes_with(marker: &str) -> Vec<String> {
     found
 }
 
+/// Asserts that no process with `marker` in its command line remains. A killed process
+/// disappears a moment after the signal is sent (SIGKILL is delivered asynchronously), so this
+/// checks again until a 10 s deadline before it fails.
+pub fn assert_gone(marker: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = processes_with(marker);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "processes survived: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// A `sleep` duration of about a quarter of an hour that is unique to this test process and
 /// `tag`, so the processes a test starts can be recognised in /proc.
 pub fn long_sleep(tag: u32) -> String {

@@ -35,13 +35,18 @@ fn push_quoted(out: &mut Vec<u16>, arg: &OsStr) {
     out.push(b'"' as u16);
 }
 
-/// The program and its arguments as one NUL-terminated UTF-16 command line.
-pub(crate) fn make(program: &OsStr, args: &[std::ffi::OsString]) -> Vec<u16> {
+/// The program and its arguments as one NUL-terminated UTF-16 command line; the arguments
+/// whose index is in `raw` go in verbatim.
+pub(crate) fn make(program: &OsStr, args: &[std::ffi::OsString], raw: &[usize]) -> Vec<u16> {
     let mut out = Vec::new();
     push_quoted(&mut out, program);
-    for arg in args {
+    for (i, arg) in args.iter().enumerate() {
         out.push(b' ' as u16);
-        push_quoted(&mut out, arg);
+        if raw.contains(&i) {
+            out.extend(arg.encode_wide());
+        } else {
+            push_quoted(&mut out, arg);
+        }
     }
     out.push(0);
     out
@@ -53,7 +58,7 @@ mod tests {
 
     fn line(args: &[&str]) -> String {
         let args: Vec<std::ffi::OsString> = args[1..].iter().map(|a| a.into()).collect();
-        let mut v = make(args_program(args.len()), &args);
+        let mut v = make(args_program(args.len()), &args, &[]);
         v.pop();
         String::from_utf16(&v).unwrap()
     }
@@ -72,5 +77,16 @@ mod tests {
         assert_eq!(line(&["prog", r"C:\dir\", r"a\\b"]), r#"prog C:\dir\ a\\b"#);
         assert_eq!(line(&["prog", r"with space\"]), r#"prog "with space\\""#);
         assert_eq!(line(&["prog", r#"a\"b"#]), r#"prog "a\\\"b""#);
+    }
+
+    #[test]
+    fn raw_arguments_go_in_verbatim() {
+        let args: Vec<std::ffi::OsString> = vec!["/c".into(), r#""echo "hi" & ver""#.into()];
+        let mut v = make(std::ffi::OsStr::new("cmd"), &args, &[1]);
+        v.pop();
+        assert_eq!(
+            String::from_utf16(&v).unwrap(),
+            r#"cmd /c "echo "hi" & ver""#
+        );
     }
 }

@@ -286,7 +286,7 @@ pub(crate) fn spawn(job: &Job) -> Result<Spawned, SpawnFailure> {
             .map_err(io_err)?;
     let job_handle = job_object().map_err(io_err)?;
 
-    let mut command_line = command_line::make(&job.program, &job.args);
+    let mut command_line = command_line::make(&job.program, &job.args, &job.raw_args);
     let env = environment(job);
     let cwd = job.cwd.as_ref().map(|d| wide(d.as_os_str()));
     // SAFETY: zeroed STARTUPINFOEXW/PROCESS_INFORMATION are valid initial values.
