@@ -393,34 +393,20 @@ impl Poller {
             // SAFETY: the op is ours and not pending; its buffer and OVERLAPPED stay put until
             // the completion is dequeued. The byte count pointer is null, as required for
             // overlapped reads.
-            unsafe {
-                (*op).overlapped = std::mem::zeroed();
-                if thread_pool {
-                    StartThreadpoolIo((*op).tp_io);
-                }
-                let ok = ReadFile(
-                    (*op).handle.as_raw_handle() as HANDLE,
-                    (*op).buf.as_mut_ptr(),
-                    READ_SIZE as u32,
-                    ptr::null_mut(),
-                    &mut (*op).overlapped,
-                );
-                // A synchronous success still queues a completion (the handle does not skip
-                // the port on success): it is handled there, once.
-                let error = if ok != 0 {
-                    ERROR_IO_PENDING
-                } else {
-                    GetLastError()
-                };
-                if error == ERROR_IO_PENDING {
-                    (*op).pending = true;
-                    return;
-                }
-                if thread_pool {
-                    // No completion will come for this read: tell the pool.
-                    CancelThreadpoolIo((*op).tp_io);
-                }
-                error
+            let issued = unsafe {
+                issue(op, thread_pool, |handle, overlapped| {
+                    ReadFile(
+                        handle,
+                        (*op).buf.as_mut_ptr(),
+                        READ_SIZE as u32,
+                        ptr::null_mut(),
+                        overlapped,
+                    )
+                })
+            };
+            match issued {
+                None => return,
+                Some(error) => error,
             }
         };
         self.read_failed(token, stream, op, error);
@@ -452,43 +438,23 @@ impl Poller {
     }
 
     fn start_write(&mut self, op: *mut Op) {
-        let thread_pool = self.thread_pool;
-        // SAFETY: our op, not pending; `data` outlives the write.
-        let error = unsafe {
+        // SAFETY: our op, not pending; `data` lives in the op and outlives the write.
+        let issued = unsafe {
             let (data, written) = (*op).data.as_ref().expect("stdin op has data");
             let rest = &data[*written..];
             if rest.is_empty() {
-                0xFFFF_FFFF
+                Some(0)
             } else {
-                (*op).overlapped = std::mem::zeroed();
-                if thread_pool {
-                    StartThreadpoolIo((*op).tp_io);
-                }
                 let len = rest.len().min(1 << 30) as u32;
-                let ok = WriteFile(
-                    (*op).handle.as_raw_handle() as HANDLE,
-                    rest.as_ptr(),
-                    len,
-                    ptr::null_mut(),
-                    &mut (*op).overlapped,
-                );
-                let error = if ok != 0 {
-                    ERROR_IO_PENDING
-                } else {
-                    GetLastError()
-                };
-                if error == ERROR_IO_PENDING {
-                    (*op).pending = true;
-                    return;
-                }
-                if thread_pool {
-                    CancelThreadpoolIo((*op).tp_io);
-                }
-                error
+                issue(op, self.thread_pool, |handle, overlapped| {
+                    WriteFile(handle, rest.as_ptr(), len, ptr::null_mut(), overlapped)
+                })
             }
         };
+        if issued.is_none() {
+            return;
+        }
         // All written, or the child closed its stdin: close ours, which gives the child EOF.
-        let _ = error;
         // SAFETY: our op.
         let token = unsafe { (*op).token };
         if let Some(reg) = self.reg(token) {
@@ -726,6 +692,47 @@ impl Poller {
                 }
             }
         }
+    }
+}
+
+/// Issues one overlapped operation on an op, keeping the thread pool's books: the pool must
+/// expect a completion before *every* operation (`StartThreadpoolIo`) and be told when one
+/// will not come (`CancelThreadpoolIo`). Returns `None` when a completion will come (even for
+/// a synchronous success: the handle does not skip the port on success, so it is handled
+/// there, once), or the error of an operation that failed at once.
+///
+/// # Safety
+/// The op must be ours and not pending, and `io` must start an overlapped operation on the
+/// given handle and OVERLAPPED.
+unsafe fn issue(
+    op: *mut Op,
+    thread_pool: bool,
+    io: impl FnOnce(HANDLE, *mut OVERLAPPED) -> windows_sys::core::BOOL,
+) -> Option<u32> {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        (*op).overlapped = std::mem::zeroed();
+        if thread_pool {
+            StartThreadpoolIo((*op).tp_io);
+        }
+        let ok = io(
+            (*op).handle.as_raw_handle() as HANDLE,
+            &mut (*op).overlapped,
+        );
+        let error = if ok != 0 {
+            ERROR_IO_PENDING
+        } else {
+            GetLastError()
+        };
+        if error == ERROR_IO_PENDING {
+            (*op).pending = true;
+            return None;
+        }
+        if thread_pool {
+            // No completion will come for this operation: tell the pool.
+            CancelThreadpoolIo((*op).tp_io);
+        }
+        Some(error)
     }
 }
 
