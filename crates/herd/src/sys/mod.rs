@@ -53,6 +53,56 @@ pub(crate) struct Token {
     pub gen: u32,
 }
 
+/// Per-job state of a poller, indexed by token: a slot is found only with the generation it was
+/// inserted with, so a stale token never reaches the slot's next tenant.
+pub(crate) struct TokenTable<T> {
+    slots: Vec<Option<(u32, T)>>,
+}
+
+impl<T> TokenTable<T> {
+    pub(crate) fn new() -> Self {
+        TokenTable { slots: Vec::new() }
+    }
+
+    pub(crate) fn insert(&mut self, token: Token, value: T) {
+        let slot = token.slot as usize;
+        if self.slots.len() <= slot {
+            self.slots.resize_with(slot + 1, || None);
+        }
+        self.slots[slot] = Some((token.gen, value));
+    }
+
+    pub(crate) fn get_mut(&mut self, token: Token) -> Option<&mut T> {
+        match self.slots.get_mut(token.slot as usize)? {
+            Some((gen, value)) if *gen == token.gen => Some(value),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn remove(&mut self, token: Token) -> Option<T> {
+        let slot = self.slots.get_mut(token.slot as usize)?;
+        match slot {
+            Some((gen, _)) if *gen == token.gen => slot.take().map(|(_, value)| value),
+            _ => None,
+        }
+    }
+
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (Token, &mut T)> {
+        self.slots.iter_mut().enumerate().filter_map(|(i, s)| {
+            s.as_mut().map(|(gen, value)| {
+                (
+                    Token {
+                        slot: i as u32,
+                        gen: *gen,
+                    },
+                    value,
+                )
+            })
+        })
+    }
+}
+
 /// What the poller reports.
 pub(crate) enum SysEvent<'a> {
     /// Bytes read from one stream of one job, in order.

@@ -11,7 +11,7 @@
 //! falls behind, it passes 0, the pipes fill, and the children block in `write` until the
 //! consumer catches up. Memory stays bounded and nothing is lost.
 
-use super::super::{Stream, SysEvent, Token};
+use super::super::{Stream, SysEvent, Token, TokenTable};
 use super::process::Process;
 use rustix::event::{epoll, eventfd, EventfdFlags};
 use rustix::fd::{AsFd, OwnedFd};
@@ -65,7 +65,6 @@ struct StdinWriter {
 }
 
 struct Registration {
-    gen: u32,
     stdout: Option<OwnedFd>,
     stderr: Option<OwnedFd>,
     stdin: Option<StdinWriter>,
@@ -79,7 +78,7 @@ struct Registration {
 pub(crate) struct Poller {
     epoll: OwnedFd,
     waker: Arc<Waker>,
-    regs: Vec<Option<Registration>>,
+    regs: TokenTable<Registration>,
     /// Pipes that may hold more data than was read from them so far.
     pending: Vec<(Token, Stream)>,
     events: Vec<epoll::Event>,
@@ -105,7 +104,7 @@ impl Poller {
         Ok(Poller {
             epoll,
             waker: Arc::new(Waker { fd }),
-            regs: Vec::new(),
+            regs: TokenTable::new(),
             pending: Vec::new(),
             events: Vec::with_capacity(256),
             buf: vec![0; READ_SIZE].into_boxed_slice(),
@@ -124,10 +123,6 @@ impl Poller {
         pipes: Pipes,
     ) -> io::Result<()> {
         use epoll::EventFlags as F;
-        let slot = token.slot as usize;
-        if self.regs.len() <= slot {
-            self.regs.resize_with(slot + 1, || None);
-        }
         let edge_in = F::IN | F::RDHUP | F::ET;
         epoll::add(
             &self.epoll,
@@ -163,33 +158,29 @@ impl Poller {
             }
             None => None,
         };
-        self.regs[slot] = Some(Registration {
-            gen: token.gen,
-            stdout: Some(pipes.stdout),
-            stderr: Some(pipes.stderr),
-            stdin,
-            pending: [false; 2],
-            hup: [false; 2],
-        });
+        self.regs.insert(
+            token,
+            Registration {
+                stdout: Some(pipes.stdout),
+                stderr: Some(pipes.stderr),
+                stdin,
+                pending: [false; 2],
+                hup: [false; 2],
+            },
+        );
         Ok(())
     }
 
     /// Stops watching a child and closes what is left of its pipes.
     pub(crate) fn deregister(&mut self, token: Token) {
-        if let Some(slot) = self.regs.get_mut(token.slot as usize) {
-            if slot.as_ref().is_some_and(|r| r.gen == token.gen) {
-                // Closing a descriptor removes it from the epoll set.
-                *slot = None;
-                self.pending.retain(|(t, _)| *t != token);
-            }
+        // Closing a descriptor removes it from the epoll set.
+        if self.regs.remove(token).is_some() {
+            self.pending.retain(|(t, _)| *t != token);
         }
     }
 
     fn reg(&mut self, token: Token) -> Option<&mut Registration> {
-        self.regs
-            .get_mut(token.slot as usize)?
-            .as_mut()
-            .filter(|r| r.gen == token.gen)
+        self.regs.get_mut(token)
     }
 
     /// Waits for events (at most `timeout`; `None` waits for ever) and reports them to `on`.
@@ -288,12 +279,7 @@ impl Poller {
         stream: Stream,
         on: &mut dyn FnMut(SysEvent<'_>),
     ) -> usize {
-        let Some(reg) = self
-            .regs
-            .get_mut(token.slot as usize)
-            .and_then(|r| r.as_mut())
-            .filter(|r| r.gen == token.gen)
-        else {
+        let Some(reg) = self.regs.get_mut(token) else {
             return 0;
         };
         let hup = reg.hup[stream as usize];

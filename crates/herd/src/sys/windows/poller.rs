@@ -25,7 +25,7 @@
 //! delivery is not guaranteed, a sweep checks every unreported process handle (without
 //! waiting) a few times a second. No thread waits on any child.
 
-use super::super::{Stream, SysEvent, Token};
+use super::super::{Stream, SysEvent, Token, TokenTable};
 use super::process::Process;
 use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
@@ -163,7 +163,6 @@ unsafe extern "system" fn forward_completion(
 }
 
 struct Registration {
-    gen: u32,
     /// Output readers; `None` once the stream reached EOF.
     reads: [Option<*mut Op>; 2],
     stdin: Option<*mut Op>,
@@ -214,7 +213,7 @@ fn ntstatus_to_error(status: usize) -> u32 {
 pub(crate) struct Poller {
     waker: Arc<Waker>,
     thread_pool: bool,
-    regs: Vec<Option<Registration>>,
+    regs: TokenTable<Registration>,
     /// Events found outside `poll` (a synchronous EOF at registration), reported by the next.
     deferred: Vec<(Token, Stream)>,
     /// Reads waiting out a back-off after "too many outstanding reads".
@@ -245,7 +244,7 @@ impl Poller {
         Ok(Poller {
             waker: Arc::new(Waker { port }),
             thread_pool: options.windows_thread_pool,
-            regs: Vec::new(),
+            regs: TokenTable::new(),
             deferred: Vec::new(),
             retries: Vec::new(),
             parked: Vec::new(),
@@ -265,10 +264,7 @@ impl Poller {
     }
 
     fn reg(&mut self, token: Token) -> Option<&mut Registration> {
-        self.regs
-            .get_mut(token.slot as usize)?
-            .as_mut()
-            .filter(|r| r.gen == token.gen)
+        self.regs.get_mut(token)
     }
 
     /// Binds a handle to our port, or gives it a thread-pool I/O object.
@@ -323,10 +319,6 @@ impl Poller {
         process: &Process,
         pipes: Pipes,
     ) -> io::Result<()> {
-        let slot = token.slot as usize;
-        if self.regs.len() <= slot {
-            self.regs.resize_with(slot + 1, || None);
-        }
         let out = self.new_op(OpKind::Read(Stream::Stdout), token, pipes.stdout)?;
         let err = match self.new_op(OpKind::Read(Stream::Stderr), token, pipes.stderr) {
             Ok(op) => op,
@@ -359,13 +351,15 @@ impl Poller {
                 size_of::<JOBOBJECT_ASSOCIATE_COMPLETION_PORT>() as u32,
             )
         };
-        self.regs[slot] = Some(Registration {
-            gen: token.gen,
-            reads: [Some(out), Some(err)],
-            stdin,
-            process: process.raw_handle(),
-            exit_reported: false,
-        });
+        self.regs.insert(
+            token,
+            Registration {
+                reads: [Some(out), Some(err)],
+                stdin,
+                process: process.raw_handle(),
+                exit_reported: false,
+            },
+        );
         self.start_read(token, Stream::Stdout);
         self.start_read(token, Stream::Stderr);
         if let Some(op) = stdin {
@@ -466,13 +460,9 @@ impl Poller {
 
     /// Stops watching a child and closes what is left of its pipes.
     pub(crate) fn deregister(&mut self, token: Token) {
-        let Some(slot) = self.regs.get_mut(token.slot as usize) else {
+        let Some(reg) = self.regs.remove(token) else {
             return;
         };
-        if !slot.as_ref().is_some_and(|r| r.gen == token.gen) {
-            return;
-        }
-        let reg = slot.take().unwrap();
         for op in reg.reads.into_iter().chain([reg.stdin]).flatten() {
             // SAFETY: our op; a pending one is cancelled and freed when its completion arrives.
             unsafe {
@@ -522,11 +512,7 @@ impl Poller {
         if let Some(at) = self.retries.iter().map(|r| r.0).min() {
             consider(at);
         }
-        if self
-            .regs
-            .iter()
-            .any(|r| r.as_ref().is_some_and(|r| !r.exit_reported))
-        {
+        if self.regs.iter_mut().any(|(_, r)| !r.exit_reported) {
             consider(self.next_sweep);
         }
         if had_deferred {
@@ -612,19 +598,14 @@ impl Poller {
 
     /// Reports processes that have exited but whose job message did not come (yet).
     fn sweep(&mut self, on: &mut dyn FnMut(SysEvent<'_>)) {
-        for (slot, reg) in self.regs.iter_mut().enumerate() {
-            let Some(reg) = reg.as_mut().filter(|r| !r.exit_reported) else {
+        for (token, reg) in self.regs.iter_mut() {
+            if reg.exit_reported {
                 continue;
-            };
+            }
             // SAFETY: the process handle is valid while registered; a zero timeout never blocks.
             if unsafe { WaitForSingleObject(reg.process, 0) } == WAIT_OBJECT_0 {
                 reg.exit_reported = true;
-                on(SysEvent::Exited {
-                    token: Token {
-                        slot: slot as u32,
-                        gen: reg.gen,
-                    },
-                });
+                on(SysEvent::Exited { token });
             }
         }
     }
@@ -752,17 +733,7 @@ unsafe fn free_op(op: *mut Op) {
 
 impl Drop for Poller {
     fn drop(&mut self) {
-        let tokens: Vec<Token> = self
-            .regs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| {
-                r.as_ref().map(|r| Token {
-                    slot: i as u32,
-                    gen: r.gen,
-                })
-            })
-            .collect();
+        let tokens: Vec<Token> = self.regs.iter_mut().map(|(t, _)| t).collect();
         for token in tokens {
             self.deregister(token);
         }
