@@ -109,6 +109,20 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 
+    /// Take input from the lines of FILE, like `:::: FILE` (repeatable; these sources come first).
+    /// Example: herd -a hosts.txt ping -c1
+    #[arg(short = 'a', long = "arg-file", value_name = "FILE")]
+    pub arg_file: Vec<PathBuf>,
+
+    /// Print each job's command instead of running it.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+
+    /// Log each finished job to FILE in GNU parallel's tab-separated format: Seq, Host, Starttime,
+    /// JobRuntime, Send, Receive, Exitval, Signal, Command. Example: --joblog run.log
+    #[arg(long, value_name = "FILE")]
+    pub joblog: Option<PathBuf>,
+
     /// Read input items separated by NUL instead of newline (for find -print0).
     #[arg(short = '0', long = "null")]
     pub null: bool,
@@ -141,6 +155,8 @@ pub struct Options {
     pub timeout: Option<Duration>,
     pub eof_grace: Option<Duration>,
     pub json: Option<PathBuf>,
+    pub joblog: Option<PathBuf>,
+    pub dry_run: bool,
     pub delimiter: u8,
     /// The command template's words; empty when each input is itself a shell command.
     pub command: Vec<Vec<u8>>,
@@ -247,7 +263,12 @@ impl Cli {
         while let Some(w) = words.next_if(|w| w != b":::" && w != b"::::") {
             command.push(w);
         }
-        let mut sources = Vec::new();
+        let mut sources: Vec<SourceSpec> = self
+            .arg_file
+            .iter()
+            .cloned()
+            .map(SourceSpec::File)
+            .collect();
         while let Some(marker) = words.next() {
             let mut items = Vec::new();
             while let Some(w) = words.next_if(|w| w != b":::" && w != b"::::") {
@@ -295,6 +316,8 @@ impl Cli {
             timeout,
             eof_grace,
             json: self.json,
+            joblog: self.joblog,
+            dry_run: self.dry_run,
             delimiter: if self.null { 0 } else { b'\n' },
             command,
             sources,

@@ -39,6 +39,7 @@ pub struct Printer {
     out: BufWriter<io::Stdout>,
     err: BufWriter<io::Stderr>,
     json: Option<Box<dyn Write>>,
+    joblog: Option<BufWriter<File>>,
     /// `-k`: finished jobs waiting for their turn, by sequence number.
     waiting: BTreeMap<u64, (JobInfo, JobResult)>,
     next_seq: u64,
@@ -62,7 +63,27 @@ fn write_lines(w: &mut dyn Write, prefix: Option<&[u8]>, data: &[u8]) -> io::Res
 }
 
 impl Printer {
-    pub fn new(mode: OutputMode, tag: bool, json: Option<&std::path::Path>) -> io::Result<Printer> {
+    pub fn new(
+        mode: OutputMode,
+        tag: bool,
+        json: Option<&std::path::Path>,
+        joblog: Option<&std::path::Path>,
+    ) -> io::Result<Printer> {
+        let create = |p: &std::path::Path| {
+            File::create(p)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", p.display())))
+        };
+        let joblog = match joblog {
+            None => None,
+            Some(p) => {
+                let mut w = BufWriter::new(create(p)?);
+                w.write_all(
+                    b"Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n",
+                )?;
+                w.flush()?;
+                Some(w)
+            }
+        };
         let json_to_stdout = json.is_some_and(|p| p.as_os_str() == "-");
         let json: Option<Box<dyn Write>> = match json {
             None => None,
@@ -78,6 +99,7 @@ impl Printer {
             out: BufWriter::with_capacity(64 * 1024, io::stdout()),
             err: BufWriter::with_capacity(64 * 1024, io::stderr()),
             json,
+            joblog,
             waiting: BTreeMap::new(),
             next_seq: 1,
             partial: HashMap::new(),
@@ -155,6 +177,25 @@ impl Printer {
 
     /// A job finished.
     pub fn finish(&mut self, info: JobInfo, result: JobResult) {
+        if let Some(log) = self.joblog.as_mut() {
+            let start = result
+                .start_time
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            // GNU parallel's columns: Receive counts the output bytes; Send (stdin) is 0.
+            let line = format!(
+                "{}\t:\t{start:.3}\t{:10.3}\t0\t{}\t{}\t{}\t{}\n",
+                info.seq,
+                result.duration.as_secs_f64(),
+                result.stdout.len() + result.stderr.len(),
+                result.exit_code().unwrap_or(-1),
+                result.signal().unwrap_or(0),
+                info.display()
+            );
+            let r = log.write_all(line.as_bytes()).and_then(|_| log.flush());
+            self.check(r);
+        }
         if let Some(json) = self.json.as_mut() {
             let r = json::record(info.seq, &info.argv, &result)
                 .and_then(|line| {
@@ -246,6 +287,9 @@ impl Printer {
         let _ = self.err.flush();
         if let Some(json) = self.json.as_mut() {
             let _ = json.flush();
+        }
+        if let Some(log) = self.joblog.as_mut() {
+            let _ = log.flush();
         }
     }
 }

@@ -223,6 +223,29 @@ fn feed(herd: &Herd, feed: &Feed, mut inputs: Inputs, maker: JobMaker) {
     feed.hold.lock().unwrap().take();
 }
 
+/// `--dry-run`: prints each job's command, as a shell would read it, and runs nothing.
+fn dry_run(mut inputs: Inputs, maker: &JobMaker, jobs: usize) -> Result<i32, Fatal> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut seq = 0;
+    while let Some(values) = inputs.next_tuple().map_err(|e| Fatal(e.0))? {
+        seq += 1;
+        // Slots as they would be taken with every job as long as the next.
+        let slot = ((seq - 1) % jobs as u64) as usize + 1;
+        let (_, argv) = maker.make(&values, seq, slot);
+        let info = JobInfo {
+            seq,
+            slot,
+            values,
+            argv,
+        };
+        if writeln!(out, "{}", info.display()).is_err() {
+            return Ok(141);
+        }
+    }
+    out.flush().map_or(Ok(141), |_| Ok(0))
+}
+
 /// Runs every job; returns herd's exit status.
 pub fn run(opts: Options) -> Result<i32, Fatal> {
     let template = if opts.command.is_empty() {
@@ -231,8 +254,23 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         Some(Template::parse(&opts.command, opts.sources.len()).map_err(|e| Fatal(e.0))?)
     };
     let inputs = Inputs::open(&opts.sources, opts.delimiter).map_err(|e| Fatal(e.0))?;
-    let mut printer = Printer::new(opts.mode, opts.tag, opts.json.as_deref())
-        .map_err(|e| Fatal(e.to_string()))?;
+    let mut maker = JobMaker {
+        template,
+        shell: opts.shell,
+        timeout: opts.timeout,
+        stream: false,
+        collect: false,
+    };
+    if opts.dry_run {
+        return dry_run(inputs, &maker, opts.jobs);
+    }
+    let mut printer = Printer::new(
+        opts.mode,
+        opts.tag,
+        opts.json.as_deref(),
+        opts.joblog.as_deref(),
+    )
+    .map_err(|e| Fatal(e.to_string()))?;
     let mut builder = Herd::builder().max_running(opts.jobs);
     if let Some(g) = opts.eof_grace {
         builder = builder.eof_grace(g);
@@ -250,13 +288,8 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         hold: Mutex::new(Some(herd.keep_open())),
     });
     let signal = watch_signals(herd.clone(), feed_state.clone())?;
-    let maker = JobMaker {
-        template,
-        shell: opts.shell,
-        timeout: opts.timeout,
-        stream: printer.wants_stream(),
-        collect: printer.wants_collect(),
-    };
+    maker.stream = printer.wants_stream();
+    maker.collect = printer.wants_collect();
     {
         let (herd, feed_state) = (herd.clone(), feed_state.clone());
         std::thread::Builder::new()

@@ -617,3 +617,95 @@ fn help_teaches_with_examples() {
         assert!(help.contains(needle), "--help mentions {needle}");
     }
 }
+
+#[test]
+fn dry_run_prints_commands_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let out = run(&[
+        "--dry-run",
+        "-j",
+        "2",
+        "touch",
+        marker.to_str().unwrap(),
+        "{#}-{%}",
+        ":::",
+        "a b",
+        "c",
+        "d",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let m = marker.to_str().unwrap();
+    assert_eq!(
+        text(&out.stdout),
+        format!("touch {m} 1-1 'a b'\ntouch {m} 2-2 c\ntouch {m} 3-1 d\n")
+    );
+    assert!(!marker.exists(), "nothing ran");
+}
+
+#[test]
+fn arg_files_are_input_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::write(&a, "x\ny\n").unwrap();
+    std::fs::write(&b, "1\n2\n").unwrap();
+    let out = run(&[
+        "-k",
+        "-a",
+        a.to_str().unwrap(),
+        "--arg-file",
+        b.to_str().unwrap(),
+        "echo",
+        "{1}{2}",
+    ]);
+    assert_eq!(text(&out.stdout), "x1\nx2\ny1\ny2\n");
+    let out = run(&["-a", "/nonexistent/herd-args", "echo"]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(text(&out.stderr).contains("/nonexistent/herd-args"));
+}
+
+#[test]
+fn joblog_in_gnu_parallel_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("joblog");
+    let out = run(&[
+        "-k",
+        "--joblog",
+        log.to_str().unwrap(),
+        "sh",
+        "-c",
+        "printf $0; exit $0",
+        ":::",
+        "0",
+        "3",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand")
+    );
+    let mut rows: Vec<Vec<String>> = lines
+        .map(|l| l.split('\t').map(String::from).collect())
+        .collect();
+    rows.sort_by_key(|r| r[0].clone());
+    assert_eq!(rows.len(), 2);
+    for (row, (seq, exit)) in rows.iter().zip([("1", "0"), ("2", "3")]) {
+        assert_eq!(row.len(), 9, "{row:?}");
+        assert_eq!(
+            (row[0].as_str(), row[1].as_str(), row[4].as_str()),
+            (seq, ":", "0")
+        );
+        assert!(
+            row[2].parse::<f64>().unwrap() > 1.6e9,
+            "start time in epoch seconds"
+        );
+        assert!(row[3].trim().parse::<f64>().unwrap() >= 0.0);
+        assert_eq!(
+            (row[5].as_str(), row[6].as_str(), row[7].as_str()),
+            ("1", exit, "0")
+        );
+        assert_eq!(row[8], format!("sh -c 'printf $0; exit $0' {exit}"));
+    }
+}
