@@ -114,6 +114,11 @@ pub struct Cli {
     #[arg(short = 'a', long = "arg-file", value_name = "FILE")]
     pub arg_file: Vec<PathBuf>,
 
+    /// Run a failing job up to N times in all, until it succeeds; only its last run is printed
+    /// and logged. Example: --retries 3
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub retries: u32,
+
     /// Print each job's command instead of running it.
     #[arg(long = "dry-run")]
     pub dry_run: bool,
@@ -157,6 +162,7 @@ pub struct Options {
     pub json: Option<PathBuf>,
     pub joblog: Option<PathBuf>,
     pub dry_run: bool,
+    pub retries: u32,
     pub delimiter: u8,
     /// The command template's words; empty when each input is itself a shell command.
     pub command: Vec<Vec<u8>>,
@@ -318,6 +324,7 @@ impl Cli {
             json: self.json,
             joblog: self.joblog,
             dry_run: self.dry_run,
+            retries: self.retries,
             delimiter: if self.null { 0 } else { b'\n' },
             command,
             sources,

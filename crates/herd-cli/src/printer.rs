@@ -14,6 +14,9 @@ pub struct JobInfo {
     pub slot: usize,
     pub values: Vec<Vec<u8>>,
     pub argv: Vec<Vec<u8>>,
+    /// The job, kept to run it again (`--retries`), and how many times it has run.
+    pub job: Option<herd::Job>,
+    pub runs: u32,
 }
 
 impl JobInfo {
@@ -173,6 +176,12 @@ impl Printer {
             self.partial.insert(key, data[last_nl + 1..].to_vec());
         }
         Ok(())
+    }
+
+    /// A failed run that will be retried: its unfinished lines are dropped with it.
+    pub fn discard(&mut self, id: JobId) {
+        self.partial.remove(&(id, 0));
+        self.partial.remove(&(id, 1));
     }
 
     /// A job finished.

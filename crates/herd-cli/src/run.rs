@@ -150,6 +150,8 @@ struct JobMaker {
     timeout: Option<Duration>,
     stream: bool,
     collect: bool,
+    /// `--retries`: how many times a failing job may run in all.
+    retries: u32,
 }
 
 impl JobMaker {
@@ -204,6 +206,7 @@ fn feed(herd: &Herd, feed: &Feed, mut inputs: Inputs, maker: JobMaker) {
         window.permits -= 1;
         let slot = window.slots.take();
         let (job, argv) = maker.make(&values, seq, slot);
+        let again = (maker.retries > 1).then(|| job.clone());
         // Submitting under the lock: the main thread cannot see the job's events before its info.
         match herd.submit(job) {
             Ok(id) => {
@@ -214,6 +217,8 @@ fn feed(herd: &Herd, feed: &Feed, mut inputs: Inputs, maker: JobMaker) {
                         slot,
                         values,
                         argv,
+                        job: again,
+                        runs: 1,
                     },
                 );
             }
@@ -234,6 +239,8 @@ fn dry_run(mut inputs: Inputs, maker: &JobMaker, jobs: usize) -> Result<i32, Fat
         let slot = ((seq - 1) % jobs as u64) as usize + 1;
         let (_, argv) = maker.make(&values, seq, slot);
         let info = JobInfo {
+            job: None,
+            runs: 0,
             seq,
             slot,
             values,
@@ -260,6 +267,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         timeout: opts.timeout,
         stream: false,
         collect: false,
+        retries: opts.retries,
     };
     if opts.dry_run {
         return dry_run(inputs, &maker, opts.jobs);
@@ -312,9 +320,24 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
             Event::Finished(result) => {
                 let info = {
                     let mut window = feed_state.window.lock().unwrap();
-                    let Some(info) = window.running.remove(&result.id) else {
+                    let Some(mut info) = window.running.remove(&result.id) else {
                         continue;
                     };
+                    // --retries: run a failed job again in the same slot; only its last run is
+                    // reported.
+                    let retry = !result.success() && !result.cancelled && !window.stop;
+                    if let Some(job) = info
+                        .job
+                        .clone()
+                        .filter(|_| retry && info.runs < opts.retries)
+                    {
+                        if let Ok(id) = herd.submit(job) {
+                            printer.discard(result.id);
+                            info.runs += 1;
+                            window.running.insert(id, info);
+                            continue;
+                        }
+                    }
                     window.permits += 1;
                     window.slots.give(info.slot);
                     info

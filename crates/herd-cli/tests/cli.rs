@@ -709,3 +709,39 @@ fn joblog_in_gnu_parallel_format() {
         assert_eq!(row[8], format!("sh -c 'printf $0; exit $0' {exit}"));
     }
 }
+
+#[test]
+fn retries_run_a_failing_job_again_and_report_its_last_run() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each run counts itself in a file; the third run succeeds.
+    let script = "n=$(cat \"$0\" 2>/dev/null || echo 0); n=$((n+1)); echo $n > \"$0\"; echo run $n; [ $n -ge 3 ]";
+    for (retries, code, last_run) in [("3", 0, "3"), ("2", 1, "2")] {
+        let counter = dir.path().join(format!("count-{retries}"));
+        let log = dir.path().join(format!("log-{retries}"));
+        let out = run(&[
+            "--retries",
+            retries,
+            "--joblog",
+            log.to_str().unwrap(),
+            "sh",
+            "-c",
+            script,
+            ":::",
+            counter.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(code), "--retries {retries}");
+        assert_eq!(
+            text(&out.stdout),
+            format!("run {last_run}\n"),
+            "only the last run is printed"
+        );
+        assert_eq!(std::fs::read_to_string(&counter).unwrap().trim(), last_run);
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap().lines().count(),
+            2,
+            "one joblog row"
+        );
+    }
+    let out = run(&["--retries", "0", "true"]);
+    assert_eq!(out.status.code(), Some(255));
+}
