@@ -326,11 +326,12 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                     // --retries: run a failed job again in the same slot; only its last run is
                     // reported.
                     let retry = !result.success() && !result.cancelled && !window.stop;
-                    if let Some(job) = info
-                        .job
-                        .clone()
-                        .filter(|_| retry && info.runs < opts.retries)
-                    {
+                    let again = if retry && info.runs < opts.retries {
+                        info.job.clone()
+                    } else {
+                        None
+                    };
+                    if let Some(job) = again {
                         if let Ok(id) = herd.submit(job) {
                             printer.discard(result.id);
                             info.runs += 1;

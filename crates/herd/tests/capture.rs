@@ -176,6 +176,23 @@ fn missing_and_unexecutable_programs_fail_alone() {
 }
 
 #[test]
+fn a_missing_working_directory_fails_the_job_naming_it() {
+    let herd = Herd::new().unwrap();
+    let r = herd
+        .spawn(Job::new("true").current_dir("/nonexistent/herd-dir"))
+        .unwrap()
+        .wait();
+    match &r.outcome {
+        Outcome::SpawnFailed(e) => assert!(
+            e.to_string()
+                .starts_with("working directory /nonexistent/herd-dir:"),
+            "{e}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn stdin_env_and_working_directory() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("input.txt"), "from a file\n").unwrap();

@@ -136,6 +136,18 @@ pub(crate) enum SpawnFailure {
     Job(crate::SpawnError),
 }
 
+/// Fails a job whose working directory is missing, before anything is created for it (a
+/// failed `chdir` in the child would otherwise read as a missing program).
+pub(crate) fn check_working_dir(job: &crate::job::Job) -> Result<(), SpawnFailure> {
+    match &job.cwd {
+        Some(dir) if !dir.is_dir() => Err(SpawnFailure::Job(crate::SpawnError::WorkingDir {
+            dir: dir.clone(),
+            source: io::Error::new(io::ErrorKind::NotFound, "not a directory"),
+        })),
+        _ => Ok(()),
+    }
+}
+
 /// The signal sent to a process tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kill {

@@ -161,46 +161,36 @@ fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     pipe_with(PipeFlags::CLOEXEC).map_err(io::Error::from)
 }
 
+/// Looks the job's program up, as a job failure when there is nothing to run.
+fn lookup(job: &Job, path_var: Option<&OsStr>) -> Result<std::path::PathBuf, SpawnFailure> {
+    path::resolve(&job.program, path_var).map_err(|e| {
+        SpawnFailure::Job(match e {
+            Lookup::NotFound => SpawnError::NotFound {
+                program: job.program.to_string_lossy().into_owned(),
+            },
+            Lookup::NotExecutable(p) => SpawnError::NotExecutable {
+                program: p.to_string_lossy().into_owned(),
+                source: io::Error::from_raw_os_error(libc::EACCES),
+            },
+        })
+    })
+}
+
 /// Starts `job`. Runs on a spawner thread.
 pub(crate) fn spawn(job: &Job) -> Result<Spawned, SpawnFailure> {
     let path_var = job_path_var(job);
     let lookup_path = path_var
         .as_ref()
         .map(|p| p.as_deref().unwrap_or(OsStr::new("")));
-    let program_path = match path::resolve(&job.program, lookup_path) {
-        Ok(p) => p,
-        Err(Lookup::NotFound) => {
-            return Err(SpawnFailure::Job(SpawnError::NotFound {
-                program: job.program.to_string_lossy().into_owned(),
-            }))
-        }
-        Err(Lookup::NotExecutable(p)) => {
-            return Err(SpawnFailure::Job(SpawnError::NotExecutable {
-                program: p.to_string_lossy().into_owned(),
-                source: io::Error::from_raw_os_error(libc::EACCES),
-            }))
-        }
-    };
-    if let Some(dir) = &job.cwd {
-        if !dir.is_dir() {
-            return Err(SpawnFailure::Job(SpawnError::WorkingDir {
-                dir: dir.clone(),
-                source: io::Error::new(io::ErrorKind::NotFound, "not a directory"),
-            }));
-        }
-    }
+    let program_path = lookup(job, lookup_path)?;
+    crate::sys::check_working_dir(job)?;
     match spawn_resolved(job, &program_path) {
         // The cached path vanished since it was looked up: look again, once.
         Err(SpawnFailure::Job(SpawnError::NotFound { .. }))
             if !job.program.as_bytes().contains(&b'/') =>
         {
             path::forget(&job.program, lookup_path);
-            let program_path = path::resolve(&job.program, lookup_path).map_err(|_| {
-                SpawnFailure::Job(SpawnError::NotFound {
-                    program: job.program.to_string_lossy().into_owned(),
-                })
-            })?;
-            spawn_resolved(job, &program_path)
+            spawn_resolved(job, &lookup(job, lookup_path)?)
         }
         other => other,
     }

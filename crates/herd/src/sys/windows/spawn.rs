@@ -246,14 +246,7 @@ fn job_object() -> io::Result<OwnedHandle> {
 /// Starts `job`. Runs on a spawner thread.
 pub(crate) fn spawn(job: &Job) -> Result<Spawned, SpawnFailure> {
     let io_err = |e: io::Error| classify(e, &job.program);
-    if let Some(dir) = &job.cwd {
-        if !dir.is_dir() {
-            return Err(SpawnFailure::Job(SpawnError::WorkingDir {
-                dir: dir.clone(),
-                source: io::Error::new(io::ErrorKind::NotFound, "not a directory"),
-            }));
-        }
-    }
+    crate::sys::check_working_dir(job)?;
     let (out_ours, out_child) = pipe::create(Direction::FromChild).map_err(io_err)?;
     let (err_ours, err_child) = pipe::create(Direction::FromChild).map_err(io_err)?;
     let (stdin_child, stdin_ours) = match &job.stdin {
