@@ -1,7 +1,8 @@
 //! The command line: clap definitions (which are also `--help`) and their checks.
 
-use crate::input::SourceSpec;
-use clap::Parser;
+use crate::halt::Halt;
+use crate::input::{Source, SourceSpec};
+use clap::{Parser, ValueEnum};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,8 +14,9 @@ Run commands in parallel and keep every byte of their output.
 
 herd runs COMMAND once for each input, many at a time, and captures each job's stdout and \
 stderr completely and separately. Inputs are the values after :::, the lines of the files after \
-::::, or, with neither, the lines of standard input. Several sources combine as a cartesian \
-product (the last varies fastest).
+:::: or -a, or, with none of these, the lines of standard input. Several sources combine as a \
+cartesian product (the last varies fastest); a source given with :::+ or ::::+ is instead \
+linked to the one before it, value by value (the shorter wraps around).
 
 Placeholders in COMMAND are replaced by each input: {} the value, {.} without extension, \
 {/} basename, {//} directory, {/.} basename without extension, {N} (and {N.}, {N/}, …) the value \
@@ -29,8 +31,12 @@ Each job runs in its own process group. A timeout, Ctrl-C or SIGTERM kills the j
 and descendants that keep a job's output open after it exits are killed after a short grace: \
 nothing herd starts outlives it.
 
-Exit status: 0 if every job succeeded, else the number of failed jobs (at most 101); 130/143 \
-after SIGINT/SIGTERM; 255 for herd's own errors.";
+Output is kept in memory up to 1 MiB per stream (64 MiB in all), beyond that in unnamed \
+temporary files (--tmpdir); --max-output bounds it per job.
+
+Exit status: 0 if every job succeeded, else the number of failed jobs (at most 101); with \
+--halt, the status of the job that made herd halt; 130/143 after SIGINT/SIGTERM; 255 for \
+herd's own errors (bad options or input are reported before any job starts).";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -45,7 +51,16 @@ Examples:
   A pipeline needs a shell:
     herd --shell 'grep -c needle {} | tee {}.count' ::: *.txt
   Machine-readable results, one JSON object per finished job:
-    herd --json results.jsonl --timeout 30 ./test.sh ::: $(seq 100)";
+    herd --json results.jsonl --timeout 30 ./test.sh ::: $(seq 100)
+  Pairs instead of a product:
+    herd mv {1} {2} ::: a b c :::+ x y z
+  Columns of a CSV file as {1}, {2}:
+    herd --colsep , useradd -m -c {2} {1} :::: users.csv
+  Stop at the first failure, resume later where the log left off:
+    herd --halt now,fail=1 --joblog run.log ./step.sh :::: items
+    herd --resume --joblog run.log ./step.sh :::: items
+  Follow a run from another program:
+    herd --events events.jsonl --events-output make -C {} ::: */";
 
 /// The command line, as clap sees it.
 #[derive(Debug, Parser)]
@@ -69,16 +84,17 @@ pub struct Cli {
     pub keep_order: bool,
 
     /// Print each job's output as one block when it finishes: its stdout to stdout, its stderr to
-    /// stderr (the default).
+    /// stderr (the default). Example: herd --group make -C {} ::: */
     #[arg(long, overrides_with_all = ["ungroup", "line_buffer"])]
     pub group: bool,
 
     /// Pass output through as it arrives, chunks of different jobs mixed (fastest).
+    /// Example: herd -u tail -f ::: a.log b.log
     #[arg(short = 'u', long, overrides_with_all = ["group", "line_buffer"])]
     pub ungroup: bool,
 
     /// Print output as it arrives, in whole lines: lines of different jobs interleave, but a line is
-    /// never cut.
+    /// never cut. Example: herd --lb --tag ping -c3 ::: host1 host2
     #[arg(long = "line-buffer", visible_alias = "lb", overrides_with_all = ["group", "ungroup"])]
     pub line_buffer: bool,
 
@@ -98,7 +114,7 @@ pub struct Cli {
     pub timeout: Option<String>,
 
     /// After a job exits, wait at most SECONDS for descendants that still hold its output open,
-    /// then kill them [default: 1].
+    /// then kill them [default: 1]. Example: --eof-grace 0.2
     #[arg(long = "eof-grace", value_name = "SECONDS")]
     pub eof_grace: Option<String>,
 
@@ -119,7 +135,7 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub retries: u32,
 
-    /// Print each job's command instead of running it.
+    /// Print each job's command instead of running it. Example: herd --dry-run rm {} ::: *.tmp
     #[arg(long = "dry-run")]
     pub dry_run: bool,
 
@@ -128,9 +144,83 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub joblog: Option<PathBuf>,
 
-    /// Read input items separated by NUL instead of newline (for find -print0).
+    /// Read input items separated by NUL instead of newline. Example: find . -print0 | herd -0 wc -c
     #[arg(short = '0', long = "null")]
     pub null: bool,
+
+    /// Split each input value into columns at each match of REGEX; the columns become {1}, {2},
+    /// … (a missing column is empty). Example: --colsep '\t' or --colsep ' +'
+    #[arg(long, value_name = "REGEX")]
+    pub colsep: Option<String>,
+
+    /// With --joblog: skip the jobs the log already lists (by job number), run the rest, and
+    /// append to the log. Example: --resume --joblog run.log
+    #[arg(long, requires = "joblog", conflicts_with = "resume_failed")]
+    pub resume: bool,
+
+    /// With --joblog: skip the jobs the log lists as successful, run the failed ones again and
+    /// the rest, and append to the log. Example: --resume-failed --joblog run.log
+    #[arg(long = "resume-failed", requires = "joblog")]
+    pub resume_failed: bool,
+
+    /// Write each job's output to DIR/<job number>/stdout and DIR/<job number>/stderr, byte
+    /// for byte, as it arrives (it is also printed as usual). Example: --results out
+    #[arg(long, value_name = "DIR")]
+    pub results: Option<PathBuf>,
+
+    /// Stop when a condition is met: WHEN,WHY=N or WHEN,WHY=N% where WHEN is now (kill the
+    /// running jobs' trees) or soon (let them finish) and WHY is fail, success or done; or never
+    /// (the default). 1 means soon,fail=1 and 2 means now,fail=1. herd then exits with the
+    /// status of the job that made it halt (0 for success). Example: --halt now,fail=1
+    #[arg(long, value_name = "SPEC")]
+    pub halt: Option<String>,
+
+    /// Show a progress bar on stderr (only when stderr is a terminal; input is read first to
+    /// count the jobs). Example: herd --bar gzip ::: *.log
+    #[arg(long)]
+    pub bar: bool,
+
+    /// Show the estimated time left on stderr (only when stderr is a terminal; input is read
+    /// first to count the jobs). Example: --eta
+    #[arg(long)]
+    pub eta: bool,
+
+    /// Print one line at the end on stderr: jobs run, failed, skipped, wall time.
+    /// Example: --summary
+    #[arg(long)]
+    pub summary: bool,
+
+    /// Write a JSON Lines stream of the run to FILE (- for stdout) as it happens: "start" (job
+    /// number, pid, command), "finish" (the fields of --json, without the output), "retry", and
+    /// "end" (totals). Example: --events - | jq -c 'select(.event=="finish")'
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+
+    /// With --events, also write each chunk of output as an "output" event (stream, and data as
+    /// text or data_base64). Example: --events run.jsonl --events-output
+    #[arg(long = "events-output", requires = "events")]
+    pub events_output: bool,
+
+    /// With --json, give a job's output as one "timeline": its stdout and stderr chunks in the
+    /// order herd read them, each {"stream", "text" or "base64"}. Example: --json - --json-timeline
+    #[arg(long = "json-timeline", requires = "json")]
+    pub json_timeline: bool,
+
+    /// Keep at most BYTES of each job's stdout and of its stderr: the first and the last half,
+    /// with a line marking how much was cut between them (K, M, G suffixes: powers of 1024).
+    /// Example: --max-output 1M
+    #[arg(long = "max-output", value_name = "BYTES")]
+    pub max_output: Option<String>,
+
+    /// Put the temporary files that hold large output in DIR [default: the system's temporary
+    /// directory]. Example: --tmpdir /var/tmp
+    #[arg(long, value_name = "DIR")]
+    pub tmpdir: Option<PathBuf>,
+
+    /// Print a man page or a shell completion script to stdout and exit.
+    /// Example: herd --generate complete-bash > /etc/bash_completion.d/herd
+    #[arg(long, value_name = "KIND")]
+    pub generate: Option<Generate>,
 
     /// The command, its arguments, and the input sources.
     #[arg(
@@ -139,6 +229,27 @@ pub struct Cli {
         value_name = "COMMAND"
     )]
     pub command: Vec<OsString>,
+}
+
+/// What `--generate` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Generate {
+    /// A man page (roff).
+    Man,
+    CompleteBash,
+    CompleteZsh,
+    CompleteFish,
+    CompleteElvish,
+    CompletePowershell,
+}
+
+/// How `--resume` and `--resume-failed` read the joblog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Skip every job the log lists.
+    All,
+    /// Skip only the jobs the log lists as successful.
+    Successful,
 }
 
 /// How output reaches herd's stdout and stderr.
@@ -161,12 +272,24 @@ pub struct Options {
     pub eof_grace: Option<Duration>,
     pub json: Option<PathBuf>,
     pub joblog: Option<PathBuf>,
+    pub resume: Option<Resume>,
     pub dry_run: bool,
     pub retries: u32,
     pub delimiter: u8,
+    pub colsep: Option<regex::bytes::Regex>,
+    pub results: Option<PathBuf>,
+    pub halt: Option<Halt>,
+    pub bar: bool,
+    pub eta: bool,
+    pub summary: bool,
+    pub events: Option<PathBuf>,
+    pub events_output: bool,
+    pub json_timeline: bool,
+    pub max_output: Option<u64>,
+    pub tmpdir: Option<PathBuf>,
     /// The command template's words; empty when each input is itself a shell command.
     pub command: Vec<Vec<u8>>,
-    pub sources: Vec<SourceSpec>,
+    pub sources: Vec<Source>,
 }
 
 /// A command-line mistake, reported in one line.
@@ -211,6 +334,98 @@ fn parse_seconds(s: &str, option: &str) -> Result<Duration, UsageError> {
             "invalid value '{s}' for {option}: expected a positive number of seconds"
         ))),
     }
+}
+
+/// Splits an attached value off a short option (`-j4` → `-j 4`) among herd's own options.
+///
+/// clap reads `-j4` as `-j 4` only when no positional argument accepts values that start
+/// with a hyphen; COMMAND must (its arguments are the command's own options), so herd does the
+/// split itself, up to the first word that is not one of its options.
+pub fn split_short_values(args: Vec<OsString>) -> Vec<OsString> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let takes_value = |short: char| {
+        cmd.get_arguments()
+            .any(|a| a.get_short() == Some(short) && a.get_action().takes_values())
+    };
+    let long_takes_value = |long: &str| {
+        cmd.get_arguments()
+            .any(|a| a.get_long() == Some(long) && a.get_action().takes_values())
+            || cmd.get_arguments().any(|a| {
+                a.get_all_aliases().is_some_and(|al| al.contains(&long))
+                    && a.get_action().takes_values()
+            })
+    };
+    let mut out = Vec::with_capacity(args.len() + 1);
+    let mut args = args.into_iter();
+    out.extend(args.next()); // the program name
+    while let Some(arg) = args.next() {
+        let Some(text) = arg.to_str().map(str::to_owned) else {
+            out.push(arg);
+            break;
+        };
+        if text == "--" || !text.starts_with('-') || text == "-" {
+            out.push(arg);
+            break;
+        }
+        if let Some(long) = text.strip_prefix("--") {
+            out.push(arg);
+            if !long.contains('=') && long_takes_value(long) {
+                out.extend(args.next());
+            }
+            continue;
+        }
+        // A cluster of flags (-ku), perhaps ending in an option with its value (-kj4).
+        let mut split = Vec::new();
+        let mut value_next = false;
+        for (i, c) in text[1..].char_indices() {
+            if takes_value(c) {
+                split.push(OsString::from(format!("-{c}")));
+                let rest = &text[2 + i..];
+                if rest.is_empty() {
+                    value_next = true;
+                } else {
+                    split.push(OsString::from(rest.trim_start_matches('=')));
+                }
+                break;
+            }
+            if !cmd.get_arguments().any(|a| a.get_short() == Some(c)) && c != 'h' && c != 'V' {
+                // Not ours: leave the word for clap to report.
+                split = vec![arg.clone()];
+                break;
+            }
+            split.push(OsString::from(format!("-{c}")));
+        }
+        out.extend(split);
+        if value_next {
+            out.extend(args.next());
+        }
+    }
+    out.extend(args);
+    out
+}
+
+/// A size in bytes: a number with an optional K, M or G (powers of 1024; a trailing B or iB is
+/// allowed: 64KiB, 1MB).
+fn parse_size(s: &str, option: &str) -> Result<u64, UsageError> {
+    let bad = || {
+        UsageError(format!(
+            "invalid value '{s}' for {option}: expected a number of bytes, like 65536, 64K or 1M"
+        ))
+    };
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (digits, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 10),
+        Some('M') => (&t[..t.len() - 1], 20),
+        Some('G') => (&t[..t.len() - 1], 30),
+        _ => (t, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(1 << shift).ok_or_else(bad)
 }
 
 #[cfg(unix)]
@@ -264,46 +479,67 @@ impl Cli {
                 )));
             }
         }
+        let is_marker = |w: &Vec<u8>| matches!(&w[..], b":::" | b"::::" | b":::+" | b"::::+");
         let mut words = self.command.into_iter().map(bytes).peekable();
         let mut command = Vec::new();
-        while let Some(w) = words.next_if(|w| w != b":::" && w != b"::::") {
+        while let Some(w) = words.next_if(|w| !is_marker(w)) {
             command.push(w);
         }
-        let mut sources: Vec<SourceSpec> = self
+        let mut sources: Vec<Source> = self
             .arg_file
             .iter()
-            .cloned()
-            .map(SourceSpec::File)
+            .map(|p| Source {
+                spec: SourceSpec::File(p.clone()),
+                linked: false,
+            })
             .collect();
         while let Some(marker) = words.next() {
+            let marker = String::from_utf8_lossy(&marker).into_owned();
+            let linked = marker.ends_with('+');
+            if linked && sources.is_empty() {
+                return Err(UsageError(format!(
+                    "{marker} links to the source before it, but it is the first source"
+                )));
+            }
             let mut items = Vec::new();
-            while let Some(w) = words.next_if(|w| w != b":::" && w != b"::::") {
+            while let Some(w) = words.next_if(|w| !is_marker(w)) {
                 items.push(w);
             }
-            if marker == b":::" {
-                sources.push(SourceSpec::Values(items));
-            } else {
+            if marker.starts_with("::::") {
                 if items.is_empty() {
-                    return Err(UsageError(
-                        ":::: must be followed by at least one file".into(),
-                    ));
-                }
-                // Each file after :::: is its own source, as in GNU parallel.
-                for f in items {
-                    sources.push(SourceSpec::File(PathBuf::from(
-                        String::from_utf8_lossy(&f).into_owned(),
+                    return Err(UsageError(format!(
+                        "{marker} must be followed by at least one file"
                     )));
                 }
+                // Each file after :::: is its own source, as in GNU parallel; after ::::+ the
+                // first is linked.
+                for (i, f) in items.into_iter().enumerate() {
+                    sources.push(Source {
+                        spec: SourceSpec::File(PathBuf::from(
+                            String::from_utf8_lossy(&f).into_owned(),
+                        )),
+                        linked: linked && i == 0,
+                    });
+                }
+            } else {
+                sources.push(Source {
+                    spec: SourceSpec::Values(items),
+                    linked,
+                });
             }
         }
         if sources.is_empty() {
-            sources.push(SourceSpec::Stdin);
+            sources.push(Source {
+                spec: SourceSpec::Stdin,
+                linked: false,
+            });
         }
         let stdin_sources = sources
             .iter()
-            .filter(|s| {
-                matches!(s, SourceSpec::Stdin)
-                    || matches!(s, SourceSpec::File(p) if p.as_os_str() == "-")
+            .filter(|s| match &s.spec {
+                SourceSpec::Stdin => true,
+                SourceSpec::File(p) => p.as_os_str() == "-",
+                SourceSpec::Values(_) => false,
             })
             .count();
         if stdin_sources > 1 {
@@ -314,6 +550,51 @@ impl Cli {
         if command.is_empty() && self.shell {
             return Err(UsageError("--shell needs a COMMAND".into()));
         }
+        let colsep = self
+            .colsep
+            .as_deref()
+            .map(|c| {
+                regex::bytes::Regex::new(c).map_err(|e| {
+                    let text = e.to_string();
+                    let detail = text.lines().last().unwrap_or("").trim();
+                    let detail = detail.strip_prefix("error: ").unwrap_or(detail);
+                    UsageError(format!("invalid regex '{c}' for --colsep: {detail}"))
+                })
+            })
+            .transpose()?;
+        let halt = self
+            .halt
+            .as_deref()
+            .map(|h| {
+                Halt::parse(h)
+                    .map_err(|e| UsageError(format!("invalid value '{h}' for --halt: {e}")))
+            })
+            .transpose()?
+            .flatten();
+        let max_output = self
+            .max_output
+            .as_deref()
+            .map(|s| parse_size(s, "--max-output"))
+            .transpose()?;
+        let to_stdout = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str() == "-");
+        if to_stdout(&self.json) && to_stdout(&self.events) {
+            return Err(UsageError(
+                "--json and --events cannot both write to standard output".into(),
+            ));
+        }
+        if let Some(dir) = &self.tmpdir {
+            if !dir.is_dir() {
+                return Err(UsageError(format!(
+                    "--tmpdir {}: not a directory",
+                    dir.display()
+                )));
+            }
+        }
+        let resume = match (self.resume, self.resume_failed) {
+            (true, _) => Some(Resume::All),
+            (_, true) => Some(Resume::Successful),
+            _ => None,
+        };
         Ok(Options {
             jobs,
             mode,
@@ -323,11 +604,67 @@ impl Cli {
             eof_grace,
             json: self.json,
             joblog: self.joblog,
+            resume,
             dry_run: self.dry_run,
             retries: self.retries,
             delimiter: if self.null { 0 } else { b'\n' },
+            colsep,
+            results: self.results,
+            halt,
+            bar: self.bar,
+            eta: self.eta,
+            summary: self.summary,
+            events: self.events,
+            events_output: self.events_output,
+            json_timeline: self.json_timeline,
+            max_output,
+            tmpdir: self.tmpdir,
             command,
             sources,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attached_short_values_are_split_off() {
+        let split = |v: &[&str]| -> Vec<String> {
+            split_short_values(v.iter().map(OsString::from).collect())
+                .into_iter()
+                .map(|s| s.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            split(&["herd", "-j4", "-k", "grep", "-j4", ":::", "a"]),
+            ["herd", "-j", "4", "-k", "grep", "-j4", ":::", "a"]
+        );
+        assert_eq!(
+            split(&["herd", "--halt", "-j4", "-afile", "echo"]),
+            ["herd", "--halt", "-j4", "-a", "file", "echo"]
+        );
+        assert_eq!(
+            split(&["herd", "-kuj", "3", "-0a=f", "x"]),
+            ["herd", "-k", "-u", "-j", "3", "-0", "-a", "f", "x"]
+        );
+        assert_eq!(split(&["herd", "-kz", "x"]), ["herd", "-kz", "x"]);
+        assert_eq!(
+            split(&["herd", "-j", "4", "echo", "-j8"]),
+            ["herd", "-j", "4", "echo", "-j8"]
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536", "x").unwrap(), 65536);
+        assert_eq!(parse_size("64K", "x").unwrap(), 65536);
+        assert_eq!(parse_size("64KiB", "x").unwrap(), 65536);
+        assert_eq!(parse_size("1m", "x").unwrap(), 1 << 20);
+        assert_eq!(parse_size("2G", "x").unwrap(), 2 << 30);
+        assert!(parse_size("1.5M", "x").is_err());
+        assert!(parse_size("M", "x").is_err());
+        assert!(parse_size("99999999999G", "x").is_err());
     }
 }

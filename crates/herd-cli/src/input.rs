@@ -1,11 +1,21 @@
 //! Input sources and their combination.
 //!
-//! Sources are `:::` value lists, `::::` files (`-` is stdin), or stdin when there is neither.
-//! Several sources combine as a cartesian product, the last varying fastest (as in GNU
-//! parallel). The first source is streamed: a job can start before the rest of a long input
-//! has been read, and a 100,000-line input never sits in memory. The other sources of a
-//! product are read whole at start, since they are walked once per value of the first.
+//! Sources are `:::` value lists, `::::` files (`-` is stdin), `-a` files, or stdin when there
+//! is none. A source given with `:::+` or `::::+` is linked to the one before it: the two are
+//! read side by side (the shorter wraps around) and form one group. Groups combine as a
+//! cartesian product, the last varying fastest (as in GNU parallel).
+//!
+//! The first group, when it is a single source, is streamed: a job can start before the rest
+//! of a long input has been read, and a 100,000-line input never sits in memory. Every other
+//! group is read whole at start, since it is walked once per value of the first (or, when
+//! linked, must be read side by side). `--bar`, `--eta` and `--halt N%` need the number of
+//! jobs, so they read everything first ([`Inputs::count`]).
+//!
+//! With `--colsep`, each value is split into columns, and the columns of all sources make the
+//! tuple: `{1}` is the first column of the first source.
 
+use regex::bytes::Regex;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
@@ -15,10 +25,17 @@ use std::path::PathBuf;
 pub enum SourceSpec {
     /// Values given on the command line after `:::`.
     Values(Vec<Vec<u8>>),
-    /// Lines of a file given after `::::` (`-` for stdin).
+    /// Lines of a file given after `::::` or `-a` (`-` for stdin).
     File(PathBuf),
     /// Lines of stdin, when no source is given.
     Stdin,
+}
+
+/// One source, and whether it is linked to the previous one (`:::+`, `::::+`).
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub spec: SourceSpec,
+    pub linked: bool,
 }
 
 type Lines = Box<dyn Iterator<Item = io::Result<Vec<u8>>> + Send>;
@@ -41,6 +58,12 @@ fn open(spec: &SourceSpec, delimiter: u8) -> Result<Lines, InputError> {
         SourceSpec::File(p) => {
             let f = File::open(p)
                 .map_err(|e| InputError(format!("cannot read input file {}: {e}", p.display())))?;
+            if f.metadata().is_ok_and(|m| m.is_dir()) {
+                return Err(InputError(format!(
+                    "cannot read input file {}: it is a directory",
+                    p.display()
+                )));
+            }
             lines_of(BufReader::with_capacity(64 * 1024, f), delimiter)
         }
     })
@@ -54,62 +77,136 @@ fn describe(spec: &SourceSpec) -> String {
     }
 }
 
-/// The stream of input tuples: one value per source.
+fn read_all(spec: &SourceSpec, delimiter: u8) -> Result<Vec<Vec<u8>>, InputError> {
+    open(spec, delimiter)?
+        .collect::<io::Result<_>>()
+        .map_err(|e| InputError(format!("cannot read {}: {e}", describe(spec))))
+}
+
+/// Linked sources read whole: row `i` takes value `i` of each, the shorter wrapping around.
+fn linked_rows(sources: Vec<Vec<Vec<u8>>>) -> Vec<Vec<Vec<u8>>> {
+    if sources.iter().any(Vec::is_empty) {
+        return Vec::new();
+    }
+    let len = sources.iter().map(Vec::len).max().unwrap_or(0);
+    (0..len)
+        .map(|i| sources.iter().map(|s| s[i % s.len()].clone()).collect())
+        .collect()
+}
+
+/// The first group: streamed when it is one source, else read whole.
+enum First {
+    Streamed { lines: Lines, name: String },
+    Rows(std::vec::IntoIter<Vec<Vec<u8>>>),
+}
+
+/// The stream of input tuples: one value per source (one per column with `--colsep`).
 pub struct Inputs {
-    first: Lines,
-    first_name: String,
-    rest: Vec<Vec<Vec<u8>>>,
-    current: Option<Vec<u8>>,
+    first: First,
+    /// The other groups, read whole: group → rows → one value per source of the group.
+    rest: Vec<Vec<Vec<Vec<u8>>>>,
+    current: Option<Vec<Vec<u8>>>,
     /// Odometer over `rest`.
     index: Vec<usize>,
     done: bool,
+    colsep: Option<Regex>,
+    /// Tuples read ahead by [`Inputs::count`].
+    ahead: VecDeque<Vec<Vec<u8>>>,
 }
 
 impl Inputs {
-    /// Opens every source; reads all but the first whole. Errors name the source.
-    pub fn open(specs: &[SourceSpec], delimiter: u8) -> Result<Inputs, InputError> {
-        let first = open(&specs[0], delimiter)?;
+    /// Opens every source; reads all but a single first one whole. Errors name the source.
+    pub fn open(
+        sources: &[Source],
+        delimiter: u8,
+        colsep: Option<Regex>,
+    ) -> Result<Inputs, InputError> {
+        let mut groups: Vec<Vec<&SourceSpec>> = Vec::new();
+        for source in sources {
+            match groups.last_mut() {
+                Some(group) if source.linked => group.push(&source.spec),
+                _ => groups.push(vec![&source.spec]),
+            }
+        }
+        let mut groups = groups.into_iter();
+        let first_group = groups.next().expect("at least one source");
+        let first = if let [spec] = first_group[..] {
+            First::Streamed {
+                lines: open(spec, delimiter)?,
+                name: describe(spec),
+            }
+        } else {
+            let values = first_group
+                .iter()
+                .map(|s| read_all(s, delimiter))
+                .collect::<Result<_, _>>()?;
+            First::Rows(linked_rows(values).into_iter())
+        };
         let mut rest = Vec::new();
-        for spec in &specs[1..] {
-            let values: Vec<Vec<u8>> = open(spec, delimiter)?
-                .collect::<io::Result<_>>()
-                .map_err(|e| InputError(format!("cannot read {}: {e}", describe(spec))))?;
-            rest.push(values);
+        for group in groups {
+            let values = group
+                .iter()
+                .map(|s| read_all(s, delimiter))
+                .collect::<Result<_, _>>()?;
+            rest.push(linked_rows(values));
         }
         let done = rest.iter().any(Vec::is_empty);
         Ok(Inputs {
             first,
-            first_name: describe(&specs[0]),
             index: vec![0; rest.len()],
             rest,
             current: None,
             done,
+            colsep,
+            ahead: VecDeque::new(),
         })
+    }
+
+    /// Reads every remaining tuple ahead and returns how many remain.
+    pub fn count(&mut self) -> Result<u64, InputError> {
+        while let Some(t) = self.read_tuple()? {
+            self.ahead.push_back(t);
+        }
+        Ok(self.ahead.len() as u64)
     }
 
     /// The next tuple, or `None` at the end.
     pub fn next_tuple(&mut self) -> Result<Option<Vec<Vec<u8>>>, InputError> {
+        match self.ahead.pop_front() {
+            Some(t) => Ok(Some(t)),
+            None => self.read_tuple(),
+        }
+    }
+
+    fn next_first(&mut self) -> Result<Option<Vec<Vec<u8>>>, InputError> {
+        match &mut self.first {
+            First::Rows(rows) => Ok(rows.next()),
+            First::Streamed { lines, name } => match lines.next() {
+                None => Ok(None),
+                Some(Err(e)) => Err(InputError(format!("cannot read {name}: {e}"))),
+                Some(Ok(v)) => Ok(Some(vec![v])),
+            },
+        }
+    }
+
+    fn read_tuple(&mut self) -> Result<Option<Vec<Vec<u8>>>, InputError> {
         if self.done {
             return Ok(None);
         }
         if self.current.is_none() {
-            match self.first.next() {
+            match self.next_first()? {
                 None => {
                     self.done = true;
                     return Ok(None);
                 }
-                Some(Err(e)) => {
-                    return Err(InputError(format!("cannot read {}: {e}", self.first_name)))
-                }
-                Some(Ok(v)) => self.current = Some(v),
+                Some(row) => self.current = Some(row),
             }
         }
-        let mut tuple = Vec::with_capacity(1 + self.rest.len());
-        tuple.push(self.current.clone().unwrap());
-        for (source, &i) in self.rest.iter().zip(&self.index) {
-            tuple.push(source[i].clone());
+        let mut tuple: Vec<Vec<u8>> = self.current.clone().unwrap();
+        for (group, &i) in self.rest.iter().zip(&self.index) {
+            tuple.extend(group[i].iter().cloned());
         }
-        // Advance the odometer, last source fastest; when it wraps, take the next first value.
+        // Advance the odometer, last group fastest; when it wraps, take the next first row.
         let mut wrapped = true;
         for (pos, i) in self.index.iter_mut().enumerate().rev() {
             *i += 1;
@@ -122,6 +219,12 @@ impl Inputs {
         if wrapped {
             self.current = None;
         }
+        if let Some(colsep) = &self.colsep {
+            tuple = tuple
+                .iter()
+                .flat_map(|v| colsep.split(v).map(<[u8]>::to_vec))
+                .collect();
+        }
         Ok(Some(tuple))
     }
 }
@@ -130,12 +233,23 @@ impl Inputs {
 mod tests {
     use super::*;
 
-    fn values(v: &[&str]) -> SourceSpec {
-        SourceSpec::Values(v.iter().map(|s| s.as_bytes().to_vec()).collect())
+    fn values(v: &[&str]) -> Source {
+        Source {
+            spec: SourceSpec::Values(v.iter().map(|s| s.as_bytes().to_vec()).collect()),
+            linked: false,
+        }
     }
 
-    fn all(specs: &[SourceSpec]) -> Vec<String> {
-        let mut inputs = Inputs::open(specs, b'\n').unwrap();
+    fn linked(v: &[&str]) -> Source {
+        Source {
+            linked: true,
+            ..values(v)
+        }
+    }
+
+    fn all_with(specs: &[Source], colsep: Option<&str>) -> Vec<String> {
+        let colsep = colsep.map(|c| Regex::new(c).unwrap());
+        let mut inputs = Inputs::open(specs, b'\n', colsep).unwrap();
         let mut out = Vec::new();
         while let Some(t) = inputs.next_tuple().unwrap() {
             out.push(
@@ -146,6 +260,10 @@ mod tests {
             );
         }
         out
+    }
+
+    fn all(specs: &[Source]) -> Vec<String> {
+        all_with(specs, None)
     }
 
     #[test]
@@ -163,9 +281,55 @@ mod tests {
     }
 
     #[test]
+    fn linked_sources_go_side_by_side_and_the_shorter_wraps() {
+        assert_eq!(
+            all(&[values(&["a", "b", "c"]), linked(&["1", "2", "3"])]),
+            ["a,1", "b,2", "c,3"]
+        );
+        assert_eq!(
+            all(&[values(&["a", "b", "c"]), linked(&["1"])]),
+            ["a,1", "b,1", "c,1"]
+        );
+        // Linked pairs, then a product with a third source.
+        assert_eq!(
+            all(&[
+                values(&["x", "y"]),
+                values(&["a", "b"]),
+                linked(&["1", "2"])
+            ]),
+            ["x,a,1", "x,b,2", "y,a,1", "y,b,2"]
+        );
+        assert!(all(&[values(&["a"]), linked(&[])]).is_empty());
+    }
+
+    #[test]
+    fn columns_become_values() {
+        assert_eq!(
+            all_with(&[values(&["a,b", "c,,d"]), values(&["x y"])], Some("[, ]")),
+            ["a,b,x,y", "c,,d,x,y"]
+        );
+    }
+
+    #[test]
+    fn counting_reads_ahead_without_losing_a_tuple() {
+        let mut inputs =
+            Inputs::open(&[values(&["a", "b"]), values(&["1", "2"])], b'\n', None).unwrap();
+        assert_eq!(inputs.next_tuple().unwrap().unwrap(), [b"a", b"1"]);
+        assert_eq!(inputs.count().unwrap(), 3);
+        let mut rest = Vec::new();
+        while let Some(t) = inputs.next_tuple().unwrap() {
+            rest.push(t);
+        }
+        assert_eq!(rest.len(), 3);
+    }
+
+    #[test]
     fn missing_file_names_it() {
-        let Err(e) = Inputs::open(&[SourceSpec::File("/nonexistent/herd-input".into())], b'\n')
-        else {
+        let missing = Source {
+            spec: SourceSpec::File("/nonexistent/herd-input".into()),
+            linked: false,
+        };
+        let Err(e) = Inputs::open(&[missing], b'\n', None) else {
             panic!()
         };
         assert!(e.0.contains("/nonexistent/herd-input"), "{}", e.0);

@@ -3,12 +3,20 @@
 //! The path of a run: [`cli`] parses the command line; [`input`] streams the input tuples;
 //! [`template`] turns each into a command; [`run`] keeps up to `-j` of them in a
 //! [`herd::Herd`] and hands what comes back to [`printer`], which writes it in the chosen
-//! output mode (and as JSON with `--json`, see [`json`]).
+//! output mode (and as JSON with `--json`, see [`json`]), and to the other reports:
+//! [`results`] files, the [`events`] stream, the [`joblog`] and the [`progress`] bar. [`halt`]
+//! decides when to stop early; [`generate`] writes the man page and completions.
 
 mod cli;
+mod events;
+mod generate;
+mod halt;
 mod input;
+mod joblog;
 mod json;
 mod printer;
+mod progress;
+mod results;
 mod run;
 mod template;
 
@@ -16,7 +24,8 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let args = cli::split_short_values(std::env::args_os().collect());
+    let cli = match cli::Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -24,16 +33,22 @@ fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
-            // One line naming the problem, not clap's usage block.
+            // One line naming the problem (clap's message, up to its usage block).
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!(
-                "herd: {} (see herd --help)",
-                first.trim_start_matches("error: ")
-            );
+            let message: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.is_empty() && !l.starts_with("Usage:"))
+                .collect();
+            let message = message.join(" ");
+            let message = message.trim_start_matches("error: ");
+            eprintln!("herd: {message} (see herd --help)");
             return ExitCode::from(255);
         }
     };
+    if let Some(kind) = cli.generate {
+        return generate::generate(kind);
+    }
     let options = match cli.into_options() {
         Ok(o) => o,
         Err(e) => {

@@ -1,9 +1,15 @@
 //! Where job output goes: herd's stdout and stderr, in the chosen output mode, and `--json`.
+//!
+//! Streamed output (`-u`, `--line-buffer`) is written chunk by chunk as it arrives; grouped
+//! output (`--group`, `-k`) is written whole when the job finishes, from what the engine
+//! collected (in memory or a spill file). With `--max-output`, a streamed job passes its head
+//! through and its tail comes from the collected output at the end, after the cut mark.
 
 use crate::cli::OutputMode;
-use crate::json;
+use crate::json::{self, OutputForm, Segment};
 use crate::template::shell_quote;
-use herd::{JobId, JobResult, Stream};
+use herd::{JobId, JobResult, Output, Stream};
+use indicatif::ProgressBar;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -33,21 +39,47 @@ impl JobInfo {
     }
 }
 
+/// How the printer is set up.
+pub struct PrinterOptions<'a> {
+    pub mode: OutputMode,
+    pub tag: bool,
+    pub json: Option<&'a std::path::Path>,
+    pub json_timeline: bool,
+    /// `--max-output`, per stream.
+    pub max_output: Option<u64>,
+    /// Another writer (`--events -`) has stdout: job output is not printed.
+    pub stdout_taken: bool,
+    pub bar: Option<ProgressBar>,
+}
+
+/// The state of one stream of one job whose output is printed as it arrives.
+#[derive(Default)]
+struct Streaming {
+    /// `--line-buffer`: the unfinished last line.
+    partial: Vec<u8>,
+    /// Bytes passed through so far (with `--max-output`, at most the head).
+    passed: u64,
+    /// The job's timeline, kept on its stdout entry (`--json-timeline`).
+    segments: Vec<Segment>,
+}
+
 /// Writes output and results.
 pub struct Printer {
     mode: OutputMode,
     tag: bool,
-    /// Job output goes to herd's stdout/stderr (not when `--json -` takes stdout).
+    /// Job output goes to herd's stdout/stderr (not when `--json -` or `--events -` has it).
     print_output: bool,
     out: BufWriter<io::Stdout>,
     err: BufWriter<io::Stderr>,
     json: Option<Box<dyn Write>>,
-    joblog: Option<BufWriter<File>>,
-    /// `-k`: finished jobs waiting for their turn, by sequence number.
-    waiting: BTreeMap<u64, (JobInfo, JobResult)>,
+    json_timeline: bool,
+    /// How many bytes of a stream pass through before the tail is held back.
+    head: Option<u64>,
+    bar: Option<ProgressBar>,
+    /// `-k`: finished (or skipped, `None`) jobs waiting for their turn, by sequence number.
+    waiting: BTreeMap<u64, Option<(JobInfo, JobResult)>>,
     next_seq: u64,
-    /// `--line-buffer`: the unfinished last line of each stream of each job.
-    partial: HashMap<(JobId, usize), Vec<u8>>,
+    streaming: HashMap<(JobId, Stream), Streaming>,
     /// Our stdout is gone (a closed pipe): stop writing to it.
     pub broken: bool,
 }
@@ -65,30 +97,33 @@ fn write_lines(w: &mut dyn Write, prefix: Option<&[u8]>, data: &[u8]) -> io::Res
     }
 }
 
+/// The kept bytes of a cut stream with a line marking the cut, or `None` when nothing was
+/// cut. (A cut stream holds at most `--max-output` bytes, so reading it whole is bounded.)
+fn with_cut_mark(output: &Output, stream: Stream) -> io::Result<Option<Vec<u8>>> {
+    let Some(cut) = output.cut() else {
+        return Ok(None);
+    };
+    let kept = output.to_vec()?;
+    let (head, tail) = kept.split_at(cut.offset as usize);
+    let mut v = Vec::with_capacity(kept.len() + 64);
+    v.extend_from_slice(head);
+    if !head.is_empty() && !head.ends_with(b"\n") {
+        v.push(b'\n');
+    }
+    let name = if stream == Stream::Stdout {
+        "stdout"
+    } else {
+        "stderr"
+    };
+    v.extend_from_slice(format!("[herd: {} bytes of {name} cut]\n", cut.bytes).as_bytes());
+    v.extend_from_slice(tail);
+    Ok(Some(v))
+}
+
 impl Printer {
-    pub fn new(
-        mode: OutputMode,
-        tag: bool,
-        json: Option<&std::path::Path>,
-        joblog: Option<&std::path::Path>,
-    ) -> io::Result<Printer> {
-        let create = |p: &std::path::Path| {
-            File::create(p)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", p.display())))
-        };
-        let joblog = match joblog {
-            None => None,
-            Some(p) => {
-                let mut w = BufWriter::new(create(p)?);
-                w.write_all(
-                    b"Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n",
-                )?;
-                w.flush()?;
-                Some(w)
-            }
-        };
-        let json_to_stdout = json.is_some_and(|p| p.as_os_str() == "-");
-        let json: Option<Box<dyn Write>> = match json {
+    pub fn new(o: PrinterOptions<'_>) -> io::Result<Printer> {
+        let json_to_stdout = o.json.is_some_and(|p| p.as_os_str() == "-");
+        let json: Option<Box<dyn Write>> = match o.json {
             None => None,
             Some(_) if json_to_stdout => Some(Box::new(io::stdout())),
             Some(p) => Some(Box::new(BufWriter::new(File::create(p).map_err(|e| {
@@ -96,28 +131,44 @@ impl Printer {
             })?))),
         };
         Ok(Printer {
-            mode,
-            tag,
-            print_output: !json_to_stdout,
+            mode: o.mode,
+            tag: o.tag,
+            print_output: !json_to_stdout && !o.stdout_taken,
             out: BufWriter::with_capacity(64 * 1024, io::stdout()),
             err: BufWriter::with_capacity(64 * 1024, io::stderr()),
             json,
-            joblog,
+            json_timeline: o.json_timeline,
+            head: o.max_output.map(|m| m - m / 2),
+            bar: o.bar,
             waiting: BTreeMap::new(),
             next_seq: 1,
-            partial: HashMap::new(),
+            streaming: HashMap::new(),
             broken: false,
         })
     }
 
+    fn streams_output(&self) -> bool {
+        self.print_output && matches!(self.mode, OutputMode::Ungroup | OutputMode::LineBuffer)
+    }
+
     /// Whether jobs must stream their output to us as it arrives.
     pub fn wants_stream(&self) -> bool {
-        self.print_output && matches!(self.mode, OutputMode::Ungroup | OutputMode::LineBuffer)
+        self.streams_output() || self.json_timeline
     }
 
     /// Whether jobs must keep their output for the end.
     pub fn wants_collect(&self) -> bool {
-        self.json.is_some() || matches!(self.mode, OutputMode::Group | OutputMode::KeepOrder)
+        self.json.is_some()
+            || (self.print_output && matches!(self.mode, OutputMode::Group | OutputMode::KeepOrder))
+            || (self.streams_output() && self.head.is_some())
+    }
+
+    /// Runs `f` with the progress bar (if any) cleared, so that output and bar do not mix.
+    fn suspended<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        match self.bar.clone() {
+            Some(bar) => bar.suspend(|| f(self)),
+            None => f(self),
+        }
     }
 
     fn check(&mut self, r: io::Result<()>) {
@@ -125,7 +176,7 @@ impl Printer {
             if !self.broken {
                 self.broken = true;
                 if e.kind() != io::ErrorKind::BrokenPipe {
-                    eprintln!("herd: cannot write output: {e}");
+                    self.message(&format!("cannot write output: {e}"));
                 }
             }
         }
@@ -133,122 +184,164 @@ impl Printer {
 
     /// A chunk of streamed output.
     pub fn chunk(&mut self, id: JobId, info: &JobInfo, stream: Stream, data: &[u8]) {
-        if self.broken {
+        if self.json_timeline {
+            let entry = self.streaming.entry((id, Stream::Stdout)).or_default();
+            json::add_segment(&mut entry.segments, stream, data.len() as u64);
+        }
+        if !self.streams_output() || self.broken {
             return;
         }
-        let r = match self.mode {
-            OutputMode::LineBuffer => self.chunk_lines(id, info, stream, data),
-            _ => {
-                let w: &mut dyn Write = if stream == Stream::Stdout {
-                    &mut self.out
-                } else {
-                    &mut self.err
-                };
-                w.write_all(data).and_then(|_| w.flush())
-            }
+        let entry = self.streaming.entry((id, stream)).or_default();
+        let take = match self.head {
+            Some(head) => head.saturating_sub(entry.passed).min(data.len() as u64) as usize,
+            None => data.len(),
         };
+        entry.passed += take as u64;
+        if take == 0 {
+            return;
+        }
+        let r = self.suspended(|p| p.pass(id, info, stream, &data[..take]));
         self.check(r);
     }
 
-    fn chunk_lines(
-        &mut self,
-        id: JobId,
-        info: &JobInfo,
-        stream: Stream,
-        data: &[u8],
-    ) -> io::Result<()> {
-        let key = (id, stream as usize);
+    fn writer(&mut self, stream: Stream) -> &mut dyn Write {
+        match stream {
+            Stream::Stdout => &mut self.out,
+            Stream::Stderr => &mut self.err,
+        }
+    }
+
+    /// Writes streamed bytes: as they are (`-u`), or whole lines only (`--line-buffer`).
+    fn pass(&mut self, id: JobId, info: &JobInfo, stream: Stream, data: &[u8]) -> io::Result<()> {
+        if self.mode != OutputMode::LineBuffer {
+            let w = self.writer(stream);
+            return w.write_all(data).and_then(|_| w.flush());
+        }
+        let entry = self.streaming.entry((id, stream)).or_default();
         let Some(last_nl) = data.iter().rposition(|&b| b == b'\n') else {
-            self.partial.entry(key).or_default().extend_from_slice(data);
+            entry.partial.extend_from_slice(data);
             return Ok(());
         };
-        let tag = self.tag.then(|| info.tag());
-        let w: &mut dyn Write = if stream == Stream::Stdout {
-            &mut self.out
-        } else {
-            &mut self.err
-        };
-        let mut lines = self.partial.remove(&key).unwrap_or_default();
+        let mut lines = std::mem::take(&mut entry.partial);
         lines.extend_from_slice(&data[..=last_nl]);
+        entry.partial = data[last_nl + 1..].to_vec();
+        let tag = self.tag.then(|| info.tag());
+        let w = self.writer(stream);
         write_lines(w, tag.as_deref(), &lines)?;
-        w.flush()?;
-        if last_nl + 1 < data.len() {
-            self.partial.insert(key, data[last_nl + 1..].to_vec());
+        w.flush()
+    }
+
+    /// A failed run that will be run again: what it streamed but did not print is dropped.
+    pub fn discard(&mut self, id: JobId) {
+        self.streaming.remove(&(id, Stream::Stdout));
+        self.streaming.remove(&(id, Stream::Stderr));
+    }
+
+    /// `--resume`: a job that will not run. Under `-k` the jobs after it need not wait for it.
+    pub fn skip(&mut self, seq: u64) {
+        if self.mode == OutputMode::KeepOrder {
+            self.waiting.insert(seq, None);
+            self.release_in_order();
+        }
+    }
+
+    /// A job finished. Its JSON record (if any) is written, then its output.
+    pub fn finish(&mut self, info: JobInfo, result: JobResult) {
+        let segments = self
+            .streaming
+            .get_mut(&(result.id, Stream::Stdout))
+            .map(|s| std::mem::take(&mut s.segments))
+            .unwrap_or_default();
+        if self.json.is_some() {
+            let form = if self.json_timeline {
+                OutputForm::Timeline(&segments)
+            } else {
+                OutputForm::Separate
+            };
+            let r = json::record(info.seq, &info.argv, &result, form).and_then(|record| {
+                let json = self.json.as_mut().expect("json");
+                serde_json::to_writer(&mut *json, &record)?;
+                json.write_all(b"\n")?;
+                json.flush()
+            });
+            self.check(r);
+        }
+        if !self.streams_output() {
+            self.discard(result.id);
+        }
+        if !self.print_output || self.broken {
+            self.discard(result.id);
+            return;
+        }
+        let r = self.suspended(|p| match p.mode {
+            OutputMode::Ungroup | OutputMode::LineBuffer => p.finish_streamed(&info, &result),
+            OutputMode::Group => p.write_job(&info, &result),
+            OutputMode::KeepOrder => {
+                p.waiting.insert(info.seq, Some((info, result)));
+                p.release_in_order();
+                Ok(())
+            }
+        });
+        self.check(r);
+    }
+
+    /// `-k`: writes the finished jobs whose turn has come.
+    fn release_in_order(&mut self) {
+        while let Some(entry) = self.waiting.remove(&self.next_seq) {
+            self.next_seq += 1;
+            if let Some((info, result)) = entry {
+                let r = self.suspended(|p| p.write_job(&info, &result));
+                self.check(r);
+            }
+            if self.broken {
+                break;
+            }
+        }
+    }
+
+    /// The end of a streamed job: its unfinished last line, and with `--max-output` the part
+    /// held back (the cut mark and the tail).
+    fn finish_streamed(&mut self, info: &JobInfo, result: &JobResult) -> io::Result<()> {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let state = self
+                .streaming
+                .remove(&(result.id, stream))
+                .unwrap_or_default();
+            if self.head.is_some() {
+                let output = result.output(stream);
+                let rest = match with_cut_mark(output, stream)? {
+                    Some(marked) => marked,
+                    None => output.to_vec()?,
+                };
+                let from = (state.passed as usize).min(rest.len());
+                self.streaming.insert(
+                    (result.id, stream),
+                    Streaming {
+                        partial: state.partial,
+                        ..Default::default()
+                    },
+                );
+                self.pass(result.id, info, stream, &rest[from..])?;
+                let state = self
+                    .streaming
+                    .remove(&(result.id, stream))
+                    .unwrap_or_default();
+                self.write_rest(info, stream, &state.partial)?;
+            } else {
+                self.write_rest(info, stream, &state.partial)?;
+            }
         }
         Ok(())
     }
 
-    /// A failed run that will be retried: its unfinished lines are dropped with it.
-    pub fn discard(&mut self, id: JobId) {
-        self.partial.remove(&(id, 0));
-        self.partial.remove(&(id, 1));
-    }
-
-    /// A job finished.
-    pub fn finish(&mut self, info: JobInfo, result: JobResult) {
-        if let Some(log) = self.joblog.as_mut() {
-            let start = result
-                .start_time
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs_f64();
-            // GNU parallel's columns: Receive counts the output bytes; Send (stdin) is 0.
-            let line = format!(
-                "{}\t:\t{start:.3}\t{:10.3}\t0\t{}\t{}\t{}\t{}\n",
-                info.seq,
-                result.duration.as_secs_f64(),
-                result.stdout.len() + result.stderr.len(),
-                result.exit_code().unwrap_or(-1),
-                result.signal().unwrap_or(0),
-                info.display()
-            );
-            let r = log.write_all(line.as_bytes()).and_then(|_| log.flush());
-            self.check(r);
+    fn write_rest(&mut self, info: &JobInfo, stream: Stream, partial: &[u8]) -> io::Result<()> {
+        if partial.is_empty() {
+            return Ok(());
         }
-        if let Some(json) = self.json.as_mut() {
-            let r = json::record(info.seq, &info.argv, &result)
-                .and_then(|line| {
-                    json.write_all(line.as_bytes())
-                        .and_then(|_| json.write_all(b"\n"))
-                })
-                .and_then(|_| json.flush());
-            self.check(r);
-        }
-        if !self.print_output || self.broken {
-            return;
-        }
-        match self.mode {
-            OutputMode::Ungroup => {}
-            OutputMode::LineBuffer => {
-                let tag = self.tag.then(|| info.tag());
-                for stream in [Stream::Stdout, Stream::Stderr] {
-                    if let Some(rest) = self.partial.remove(&(result.id, stream as usize)) {
-                        let w: &mut dyn Write = if stream == Stream::Stdout {
-                            &mut self.out
-                        } else {
-                            &mut self.err
-                        };
-                        let r = write_lines(w, tag.as_deref(), &rest).and_then(|_| w.flush());
-                        self.check(r);
-                    }
-                }
-            }
-            OutputMode::Group => {
-                let r = self.write_job(&info, &result);
-                self.check(r);
-            }
-            OutputMode::KeepOrder => {
-                self.waiting.insert(info.seq, (info, result));
-                while let Some((info, result)) = self.waiting.remove(&self.next_seq) {
-                    self.next_seq += 1;
-                    let r = self.write_job(&info, &result);
-                    self.check(r);
-                    if self.broken {
-                        break;
-                    }
-                }
-            }
-        }
+        let tag = self.tag.then(|| info.tag());
+        let w = self.writer(stream);
+        write_lines(w, tag.as_deref(), partial)?;
+        w.flush()
     }
 
     /// One job's collected output, as one block per stream.
@@ -259,16 +352,13 @@ impl Printer {
             if output.is_empty() {
                 continue;
             }
-            let w: &mut dyn Write = if stream == Stream::Stdout {
-                &mut self.out
-            } else {
-                &mut self.err
-            };
-            match (&tag, output.as_bytes()) {
-                (None, _) => {
+            let marked = with_cut_mark(output, stream)?;
+            let w = self.writer(stream);
+            match (&tag, marked.as_deref().or(output.as_bytes())) {
+                (_, Some(bytes)) => write_lines(w, tag.as_deref(), bytes)?,
+                (None, None) => {
                     output.write_to(w)?;
                 }
-                (Some(tag), Some(bytes)) => write_lines(w, Some(tag), bytes)?,
                 (Some(tag), None) => {
                     let mut reader = BufReader::new(output.reader()?);
                     let mut line = Vec::new();
@@ -285,20 +375,29 @@ impl Printer {
 
     /// A message from herd itself, on stderr, in order with job output.
     pub fn message(&mut self, text: &str) {
-        let _ = self.err.flush();
-        let _ = writeln!(self.err, "herd: {text}");
-        let _ = self.err.flush();
+        self.suspended(|p| {
+            let _ = p.err.flush();
+            let _ = writeln!(p.err, "herd: {text}");
+            let _ = p.err.flush();
+        });
     }
 
+    /// The end of the run: under `-k`, jobs still waiting (behind a job that never came, when
+    /// the run was stopped) are written in order.
     pub fn flush(&mut self) {
+        let waiting = std::mem::take(&mut self.waiting);
+        for (info, result) in waiting.into_values().flatten() {
+            if self.broken {
+                break;
+            }
+            let r = self.suspended(|p| p.write_job(&info, &result));
+            self.check(r);
+        }
         let r = self.out.flush();
         self.check(r);
         let _ = self.err.flush();
         if let Some(json) = self.json.as_mut() {
             let _ = json.flush();
-        }
-        if let Some(log) = self.joblog.as_mut() {
-            let _ = log.flush();
         }
     }
 }

@@ -1,20 +1,29 @@
-//! The run: a feeder thread turns inputs into jobs while the main thread prints what comes back.
+//! The run: a feeder thread turns inputs into jobs while the main thread reports what comes back.
 //!
 //! Reading input can block for ever (a terminal, `tail -f`), so it has a thread of its own: the
-//! feeder takes one of `-j` permits, reads the next input, and submits its job. The main thread
-//! follows the herd's events, prints, and gives a permit back for each finished job. Output is
-//! never held up by input that has not arrived yet.
+//! feeder takes one of `-j` permits, reads the next input, and submits its job (or skips it,
+//! under `--resume`). The main thread follows the herd's events and hands each to the places
+//! that want it — the [`Printer`] (stdout, stderr, `--json`), [`Results`] files, the
+//! [`EventLog`], the [`Joblog`] and the [`Progress`] bar — then gives a permit back for each
+//! finished job and decides on `--retries` and `--halt`. Output is never held up by input that
+//! has not arrived yet.
 
 use crate::cli::Options;
+use crate::events::EventLog;
+use crate::halt::{Counts, When};
 use crate::input::Inputs;
-use crate::printer::{JobInfo, Printer};
+use crate::joblog::{self, Joblog};
+use crate::json::{self, OutputForm};
+use crate::printer::{JobInfo, Printer, PrinterOptions};
+use crate::progress::Progress;
+use crate::results::Results;
 use crate::template::{Fill, Template};
 use herd::{Event, Herd, Job, JobId, KeepOpen, Outcome};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::ffi::OsString;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
 /// An error that stops herd before or during the run (exit status 255).
@@ -48,6 +57,9 @@ struct Window {
     permits: usize,
     slots: Slots,
     running: HashMap<JobId, JobInfo>,
+    /// Job numbers `--resume` skipped, not yet told to the printer.
+    skipped: Vec<u64>,
+    skipped_total: u64,
     stop: bool,
     input_error: Option<String>,
 }
@@ -113,9 +125,11 @@ fn on_stop(signal: i32, got: &AtomicI32, feed: &Feed, herd: &Herd) {
     herd.cancel_all();
 }
 
-/// Watches for SIGINT, SIGTERM and SIGHUP; herd then prints what finished and exits.
+/// Watches for SIGINT, SIGTERM and SIGHUP; herd then prints what finished and exits. The
+/// watcher holds the herd weakly: when the run ends, dropping the herd cleans up (its spill
+/// directory) even though the watcher thread lives on.
 #[cfg(unix)]
-fn watch_signals(herd: Arc<Herd>, feed: Arc<Feed>) -> Result<Arc<AtomicI32>, Fatal> {
+fn watch_signals(herd: Weak<Herd>, feed: Arc<Feed>) -> Result<Arc<AtomicI32>, Fatal> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let got = Arc::new(AtomicI32::new(0));
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
@@ -125,7 +139,9 @@ fn watch_signals(herd: Arc<Herd>, feed: Arc<Feed>) -> Result<Arc<AtomicI32>, Fat
         .name("herd-signals".into())
         .spawn(move || {
             for signal in signals.forever() {
-                on_stop(signal, &flag, &feed, &herd);
+                if let Some(herd) = herd.upgrade() {
+                    on_stop(signal, &flag, &feed, &herd);
+                }
             }
         })
         .map_err(|e| Fatal(format!("cannot start the signal thread: {e}")))?;
@@ -134,12 +150,16 @@ fn watch_signals(herd: Arc<Herd>, feed: Arc<Feed>) -> Result<Arc<AtomicI32>, Fat
 
 /// Watches for Ctrl-C and Ctrl-Break, reported like SIGINT (exit status 130).
 #[cfg(windows)]
-fn watch_signals(herd: Arc<Herd>, feed: Arc<Feed>) -> Result<Arc<AtomicI32>, Fatal> {
+fn watch_signals(herd: Weak<Herd>, feed: Arc<Feed>) -> Result<Arc<AtomicI32>, Fatal> {
     const SIGINT: i32 = 2;
     let got = Arc::new(AtomicI32::new(0));
     let flag = got.clone();
-    ctrlc::set_handler(move || on_stop(SIGINT, &flag, &feed, &herd))
-        .map_err(|e| Fatal(format!("cannot handle Ctrl-C: {e}")))?;
+    ctrlc::set_handler(move || {
+        if let Some(herd) = herd.upgrade() {
+            on_stop(SIGINT, &flag, &feed, &herd);
+        }
+    })
+    .map_err(|e| Fatal(format!("cannot handle Ctrl-C: {e}")))?;
     Ok(got)
 }
 
@@ -152,6 +172,7 @@ struct JobMaker {
     collect: bool,
     /// `--retries`: how many times a failing job may run in all.
     retries: u32,
+    max_output: Option<u64>,
 }
 
 impl JobMaker {
@@ -172,13 +193,16 @@ impl JobMaker {
         if let Some(t) = self.timeout {
             job = job.timeout(t);
         }
+        if let Some(m) = self.max_output {
+            job = job.max_output(m);
+        }
         (job, argv)
     }
 }
 
 /// Reads inputs and submits their jobs, one per free permit, until the input ends or the run
-/// stops.
-fn feed(herd: &Herd, feed: &Feed, mut inputs: Inputs, maker: JobMaker) {
+/// stops. Jobs in `skip` (`--resume`) keep their number but do not run.
+fn feed(herd: Weak<Herd>, feed: &Feed, mut inputs: Inputs, maker: JobMaker, skip: HashSet<u64>) {
     let mut seq = 0;
     loop {
         {
@@ -203,11 +227,18 @@ fn feed(herd: &Herd, feed: &Feed, mut inputs: Inputs, maker: JobMaker) {
         if window.stop {
             break;
         }
+        if skip.contains(&seq) {
+            window.skipped.push(seq);
+            window.skipped_total += 1;
+            continue;
+        }
         window.permits -= 1;
         let slot = window.slots.take();
         let (job, argv) = maker.make(&values, seq, slot);
         let again = (maker.retries > 1).then(|| job.clone());
         // Submitting under the lock: the main thread cannot see the job's events before its info.
+        // The herd is held only here, and gone once the run has ended.
+        let Some(herd) = herd.upgrade() else { break };
         match herd.submit(job) {
             Ok(id) => {
                 window.running.insert(
@@ -253,14 +284,50 @@ fn dry_run(mut inputs: Inputs, maker: &JobMaker, jobs: usize) -> Result<i32, Fat
     out.flush().map_or(Ok(141), |_| Ok(0))
 }
 
+/// The places a run reports to, besides the printer.
+struct Reports {
+    joblog: Option<Joblog>,
+    results: Option<Results>,
+    events: Option<EventLog>,
+    progress: Progress,
+    /// The first error writing a report; herd stops starting jobs and exits with 255.
+    error: Option<String>,
+}
+
+impl Reports {
+    fn check<E: std::fmt::Display>(&mut self, r: Result<(), E>, what: &str) {
+        if let Err(e) = r {
+            if self.error.is_none() {
+                self.error = Some(format!("{what}: {e}"));
+            }
+        }
+    }
+}
+
+fn open_output(path: &std::path::Path) -> Result<Box<dyn std::io::Write>, Fatal> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(std::io::stdout()));
+    }
+    let f = std::fs::File::create(path)
+        .map_err(|e| Fatal(format!("cannot write {}: {e}", path.display())))?;
+    Ok(Box::new(std::io::BufWriter::new(f)))
+}
+
 /// Runs every job; returns herd's exit status.
 pub fn run(opts: Options) -> Result<i32, Fatal> {
+    // Everything that can be wrong with the options or the input is found before a job starts.
     let template = if opts.command.is_empty() {
         None
     } else {
-        Some(Template::parse(&opts.command, opts.sources.len()).map_err(|e| Fatal(e.0))?)
+        let sources = opts.colsep.is_none().then_some(opts.sources.len());
+        Some(Template::parse(&opts.command, sources).map_err(|e| Fatal(e.0))?)
     };
-    let inputs = Inputs::open(&opts.sources, opts.delimiter).map_err(|e| Fatal(e.0))?;
+    let skip = match (&opts.joblog, opts.resume) {
+        (Some(path), Some(resume)) => joblog::finished_jobs(path, resume).map_err(Fatal)?,
+        _ => HashSet::new(),
+    };
+    let mut inputs =
+        Inputs::open(&opts.sources, opts.delimiter, opts.colsep.clone()).map_err(|e| Fatal(e.0))?;
     let mut maker = JobMaker {
         template,
         shell: opts.shell,
@@ -268,20 +335,56 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         stream: false,
         collect: false,
         retries: opts.retries,
+        max_output: opts.max_output,
     };
     if opts.dry_run {
         return dry_run(inputs, &maker, opts.jobs);
     }
-    let mut printer = Printer::new(
-        opts.mode,
-        opts.tag,
-        opts.json.as_deref(),
-        opts.joblog.as_deref(),
-    )
+    let needs_total =
+        opts.halt.is_some_and(|h| h.needs_total()) || Progress::visible(opts.bar, opts.eta);
+    let total = if needs_total {
+        Some(inputs.count().map_err(|e| Fatal(e.0))?)
+    } else {
+        None
+    };
+    let progress = Progress::new(opts.bar, opts.eta, total, opts.summary);
+    let stdout_taken = opts.events.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    let mut printer = Printer::new(PrinterOptions {
+        mode: opts.mode,
+        tag: opts.tag,
+        json: opts.json.as_deref(),
+        json_timeline: opts.json_timeline,
+        max_output: opts.max_output,
+        stdout_taken,
+        bar: progress.bar.clone(),
+    })
     .map_err(|e| Fatal(e.to_string()))?;
+    let mut reports = Reports {
+        joblog: opts
+            .joblog
+            .as_deref()
+            .map(|p| Joblog::open(p, opts.resume.is_some()))
+            .transpose()
+            .map_err(|e| Fatal(e.to_string()))?,
+        results: opts
+            .results
+            .as_deref()
+            .map(Results::new)
+            .transpose()
+            .map_err(Fatal)?,
+        events: match &opts.events {
+            Some(p) => Some(EventLog::new(open_output(p)?, opts.events_output)),
+            None => None,
+        },
+        progress,
+        error: None,
+    };
     let mut builder = Herd::builder().max_running(opts.jobs);
     if let Some(g) = opts.eof_grace {
         builder = builder.eof_grace(g);
+    }
+    if let Some(dir) = &opts.tmpdir {
+        builder = builder.spill_dir(dir);
     }
     let herd = Arc::new(builder.build().map_err(|e| Fatal(e.to_string()))?);
     let feed_state = Arc::new(Feed {
@@ -289,37 +392,61 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
             permits: opts.jobs,
             slots: Slots::default(),
             running: HashMap::new(),
+            skipped: Vec::new(),
+            skipped_total: 0,
             stop: false,
             input_error: None,
         }),
         room: Condvar::new(),
         hold: Mutex::new(Some(herd.keep_open())),
     });
-    let signal = watch_signals(herd.clone(), feed_state.clone())?;
-    maker.stream = printer.wants_stream();
+    let signal = watch_signals(Arc::downgrade(&herd), feed_state.clone())?;
+    maker.stream = printer.wants_stream() || reports.results.is_some() || opts.events_output;
     maker.collect = printer.wants_collect();
     {
-        let (herd, feed_state) = (herd.clone(), feed_state.clone());
+        let (herd, feed_state) = (Arc::downgrade(&herd), feed_state.clone());
         std::thread::Builder::new()
             .name("herd-feeder".into())
-            .spawn(move || feed(&herd, &feed_state, inputs, maker))
+            .spawn(move || feed(herd, &feed_state, inputs, maker, skip))
             .map_err(|e| Fatal(format!("cannot start the input thread: {e}")))?;
     }
 
-    let mut failed = 0u64;
+    let mut counts = Counts::default();
+    let mut halted: Option<(crate::halt::Halt, i32)> = None;
+    let mut halt_told = false;
     let mut stopped = false;
     while let Some(event) = herd.next_event() {
         match event {
-            Event::Started { .. } => {}
+            Event::Started { id, pid } => {
+                let window = feed_state.window.lock().unwrap();
+                if let Some(info) = window.running.get(&id) {
+                    if let Some(results) = reports.results.as_mut() {
+                        results.start(info.seq);
+                    }
+                    if let Some(events) = reports.events.as_mut() {
+                        let r = events.start(info.seq, info.slot, pid, &info.argv);
+                        reports.check(r, "cannot write --events");
+                    }
+                }
+            }
             Event::Output { id, stream, data } => {
                 let window = feed_state.window.lock().unwrap();
                 if let Some(info) = window.running.get(&id) {
                     printer.chunk(id, info, stream, &data);
+                    if let Some(results) = reports.results.as_mut() {
+                        let r = results.write(info.seq, stream, &data);
+                        reports.check(r, "--results");
+                    }
+                    if let Some(events) = reports.events.as_mut() {
+                        let r = events.output(info.seq, stream, &data);
+                        reports.check(r, "cannot write --events");
+                    }
                 }
             }
             Event::Finished(result) => {
-                let info = {
+                let (info, skipped) = {
                     let mut window = feed_state.window.lock().unwrap();
+                    let skipped = std::mem::take(&mut window.skipped);
                     let Some(mut info) = window.running.remove(&result.id) else {
                         continue;
                     };
@@ -334,18 +461,39 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                     if let Some(job) = again {
                         if let Ok(id) = herd.submit(job) {
                             printer.discard(result.id);
+                            if let Some(events) = reports.events.as_mut() {
+                                let r = events.retry(info.seq, info.runs, &result);
+                                reports.check(r, "cannot write --events");
+                            }
                             info.runs += 1;
                             window.running.insert(id, info);
+                            window.skipped = skipped;
                             continue;
                         }
                     }
+                    // Counted, and --halt decided, before the permit goes back: once halted, the
+                    // feeder must not start another job.
+                    counts.done += 1;
+                    if result.success() {
+                        counts.succeeded += 1;
+                    } else {
+                        counts.failed += 1;
+                    }
+                    let halt_now = opts
+                        .halt
+                        .filter(|h| halted.is_none() && h.reached(counts, total));
+                    if let Some(halt) = halt_now {
+                        halted = Some((halt, halt.exit_status(&result)));
+                        window.stop = true;
+                    }
                     window.permits += 1;
                     window.slots.give(info.slot);
-                    info
+                    (info, skipped)
                 };
                 feed_state.room.notify_one();
-                if !result.success() {
-                    failed += 1;
+                for seq in skipped {
+                    printer.skip(seq);
+                    reports.progress.advance();
                 }
                 if let Outcome::SpawnFailed(e) = &result.outcome {
                     printer.message(&format!("job {}: {e}", info.seq));
@@ -365,27 +513,85 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                         info.display()
                     ));
                 }
-                printer.finish(info, result);
+                if let Some(log) = reports.joblog.as_mut() {
+                    let r = log.row(info.seq, &info.display(), &result);
+                    reports.check(r, "cannot write --joblog");
+                }
+                if let Some(results) = reports.results.as_mut() {
+                    let r = results.finish(info.seq);
+                    reports.check(r, "--results");
+                }
+                if reports.events.is_some() {
+                    let r = json::record(info.seq, &info.argv, &result, OutputForm::None)
+                        .and_then(|record| reports.events.as_mut().unwrap().finish(&record));
+                    reports.check(r, "cannot write --events");
+                }
+                reports.progress.advance();
+                if let Some((halt, _)) = halted.filter(|_| !halt_told) {
+                    halt_told = true;
+                    let how = if halt.when == When::Now {
+                        "killing the running jobs"
+                    } else {
+                        "waiting for the running jobs"
+                    };
+                    printer.message(&format!(
+                        "halting after job {} ({how}): {}",
+                        info.seq,
+                        info.display()
+                    ));
+                    feed_state.stop();
+                    if halt.when == When::Now {
+                        herd.cancel_all();
+                    }
+                }
+                printer.finish(info, *result);
             }
         }
-        if printer.broken && !stopped {
-            // Nobody reads our output any more: stop, and end every job's tree.
+        if (printer.broken || reports.error.is_some()) && !stopped {
+            // Nobody reads our output any more, or a report cannot be written: stop, and end
+            // every job's tree.
             stopped = true;
             feed_state.stop();
             herd.cancel_all();
         }
     }
+    let (skipped, input_error) = {
+        let mut window = feed_state.window.lock().unwrap();
+        for seq in std::mem::take(&mut window.skipped) {
+            printer.skip(seq);
+        }
+        (window.skipped_total, window.input_error.take())
+    };
     printer.flush();
-    if let Some(e) = feed_state.window.lock().unwrap().input_error.take() {
-        printer.message(&e);
-        return Ok(255);
-    }
     let signal = signal.load(Ordering::SeqCst);
-    if signal != 0 {
-        return Ok(128 + signal);
+    let status = if let Some(e) = input_error.or(reports.error.take()) {
+        printer.message(&e);
+        255
+    } else if signal != 0 {
+        128 + signal
+    } else if let Some((_, status)) = halted {
+        status
+    } else if printer.broken {
+        141
+    } else {
+        counts.failed.min(101) as i32
+    };
+    if let Some(events) = reports.events.as_mut() {
+        let r = events.end(
+            counts.done,
+            counts.failed,
+            skipped,
+            status,
+            reports.progress.elapsed(),
+        );
+        reports.check(r, "cannot write --events");
     }
-    if printer.broken {
-        return Ok(141);
-    }
-    Ok(failed.min(101) as i32)
+    reports.progress.finish(counts.done, counts.failed, skipped);
+    // The last reference: the feeder and the signal watcher hold the herd weakly, and the feeder
+    // only under the window's lock. Dropping it removes the spill directory, even when the
+    // feeder is still blocked reading input.
+    let window = feed_state.window.lock().unwrap();
+    drop(herd);
+    drop(window);
+    Ok(status)
 }

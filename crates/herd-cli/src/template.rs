@@ -203,15 +203,21 @@ pub struct Fill<'a> {
 }
 
 impl Template {
-    /// Parses `args` and checks each `{N}` against the number of input sources.
-    pub fn parse(args: &[Vec<u8>], sources: usize) -> Result<Template, TemplateError> {
+    /// Parses `args` and checks each `{N}` against the number of input sources (`None` with
+    /// `--colsep`, where each line has its own number of columns: a missing one is empty).
+    pub fn parse(args: &[Vec<u8>], sources: Option<usize>) -> Result<Template, TemplateError> {
         let args: Vec<ArgTemplate> = args.iter().map(|a| parse_arg(a)).collect();
         let mut has_value_placeholder = false;
         for piece in args.iter().flat_map(|a| &a.pieces) {
             if let Piece::Value { source, .. } = piece {
                 has_value_placeholder = true;
                 if let Some(n) = *source {
-                    if n == 0 || n > sources {
+                    if n == 0 {
+                        return Err(TemplateError(
+                            "placeholder {0} names no input: sources count from {1}".into(),
+                        ));
+                    }
+                    if let Some(sources) = sources.filter(|&s| n > s) {
                         let have = if sources == 1 {
                             "there is 1 input source".to_string()
                         } else {
@@ -240,7 +246,7 @@ impl Template {
                 Piece::Value { source, modifier } => {
                     let joined;
                     let value: &[u8] = match source {
-                        Some(n) => &fill.values[n - 1],
+                        Some(n) => fill.values.get(n - 1).map_or(&[][..], |v| &v[..]),
                         None if fill.values.len() == 1 => &fill.values[0],
                         None => {
                             joined = fill.values.join(&b' ');
@@ -295,7 +301,7 @@ mod tests {
     fn render(args: &[&str], values: &[&str]) -> Vec<String> {
         let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
         let values: Vec<Vec<u8>> = values.iter().map(|a| a.as_bytes().to_vec()).collect();
-        let t = Template::parse(&args, values.len()).unwrap();
+        let t = Template::parse(&args, Some(values.len())).unwrap();
         t.render_direct(&Fill {
             values: &values,
             seq: 7,
@@ -352,12 +358,14 @@ mod tests {
     #[test]
     fn out_of_range_source_is_an_error() {
         let args = vec![b"echo".to_vec(), b"{3}".to_vec()];
-        let e = Template::parse(&args, 2).unwrap_err();
+        let e = Template::parse(&args, Some(2)).unwrap_err();
         assert_eq!(
             e.0,
             "placeholder {3} names input source 3, but there are 2 input sources"
         );
-        assert!(Template::parse(&[b"{0}".to_vec()], 1).is_err());
+        assert!(Template::parse(&[b"{0}".to_vec()], Some(1)).is_err());
+        assert!(Template::parse(&[b"{0}".to_vec()], None).is_err());
+        assert!(Template::parse(&[b"{9}".to_vec()], None).is_ok());
     }
 
     #[test]
@@ -376,7 +384,7 @@ mod tests {
             b"|".to_vec(),
             b"wc".to_vec(),
         ];
-        let t = Template::parse(&args, 1).unwrap();
+        let t = Template::parse(&args, Some(1)).unwrap();
         let values = vec![b"it's $HOME".to_vec()];
         let s = t.render_shell(&Fill {
             values: &values,

@@ -410,8 +410,8 @@ impl Engine {
                 system_time: info.system_time,
                 max_rss_kb: info.max_rss_kb,
             },
-            stdout: std::mem::take(&mut entry.stdout).finish(),
-            stderr: std::mem::take(&mut entry.stderr).finish(),
+            stdout: std::mem::take(&mut entry.stdout).finish(&s.limits, &s.spill),
+            stderr: std::mem::take(&mut entry.stderr).finish(&s.limits, &s.spill),
         };
         s.deliver(entry.queued.delivery, result);
     }
@@ -428,6 +428,7 @@ impl State {
 
     /// Takes a slot for a job about to be spawned.
     fn occupy(&mut self, queued: Queued) -> Token {
+        let max_output = queued.job.max_output;
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -447,8 +448,8 @@ impl State {
         slot.entry = Some(Entry {
             queued,
             running: None,
-            stdout: Capture::default(),
-            stderr: Capture::default(),
+            stdout: Capture::new(max_output),
+            stderr: Capture::new(max_output),
             open: 0b11,
             exited_at: None,
             timed_out: false,
@@ -550,7 +551,7 @@ impl State {
 
     fn deliver(&mut self, delivery: Delivery, result: JobResult) {
         match delivery {
-            Delivery::Events => self.push_event(Event::Finished(result), true),
+            Delivery::Events => self.push_event(Event::Finished(Box::new(result)), true),
             Delivery::Handle(slot) => slot.complete(result),
         }
     }

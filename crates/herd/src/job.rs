@@ -64,6 +64,7 @@ pub struct Job {
     pub(crate) timeout: Option<Duration>,
     pub(crate) stream_output: bool,
     pub(crate) collect_output: bool,
+    pub(crate) max_output: Option<u64>,
 }
 
 impl Job {
@@ -79,6 +80,7 @@ impl Job {
             timeout: None,
             stream_output: false,
             collect_output: true,
+            max_output: None,
         }
     }
 
@@ -160,6 +162,20 @@ impl Job {
     /// off when the output is streamed and not needed again.
     pub fn collect_output(mut self, yes: bool) -> Self {
         self.collect_output = yes;
+        self
+    }
+
+    /// Keeps at most `bytes` of each collected stream: the first half and the last half; the
+    /// bytes between are dropped and reported by [`Output::cut`](crate::Output::cut). A job
+    /// that prints without end then costs a bounded amount of memory and disk. Streamed
+    /// [`Event::Output`](crate::Event::Output) chunks are not cut.
+    ///
+    /// ```
+    /// let job = herd::Job::new("yes").max_output(1 << 20);
+    /// # let _ = job;
+    /// ```
+    pub fn max_output(mut self, bytes: u64) -> Self {
+        self.max_output = Some(bytes);
         self
     }
 

@@ -99,6 +99,6 @@ mod sys;
 pub use crate::error::{Error, SpawnError};
 pub use crate::herd::{Builder, Herd, JobHandle, KeepOpen};
 pub use crate::job::{Job, Stdin};
-pub use crate::output::Output;
+pub use crate::output::{Cut, Output};
 pub use crate::result::{signal_name, Event, JobId, JobResult, Outcome, ResourceUsage};
 pub use crate::sys::Stream;

@@ -8,6 +8,10 @@
 //!
 //! Disk failure never loses output: if a spill file cannot be created or written, the stream
 //! goes back to memory (what was already on disk is read back) and carries on there.
+//!
+//! A job with [`Job::max_output`](crate::Job::max_output) keeps only the head and the tail of
+//! each stream: the first half of the limit is stored as above, the last half in a ring that
+//! always holds the latest bytes; what fell between them is counted and reported as a [`Cut`].
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -67,6 +71,30 @@ pub(crate) struct CaptureLimits {
     pub budget: Arc<MemoryBudget>,
 }
 
+/// The tail of a capped stream: the latest bytes past the head.
+#[derive(Default)]
+struct Tail {
+    ring: std::collections::VecDeque<u8>,
+    capacity: usize,
+    dropped: u64,
+}
+
+impl Tail {
+    fn push(&mut self, data: &[u8]) {
+        let data = if data.len() > self.capacity {
+            let skip = data.len() - self.capacity;
+            self.dropped += skip as u64;
+            &data[skip..]
+        } else {
+            data
+        };
+        let over = (self.ring.len() + data.len()).saturating_sub(self.capacity);
+        self.ring.drain(..over);
+        self.dropped += over as u64;
+        self.ring.extend(data);
+    }
+}
+
 /// One stream's output being collected, inside the engine.
 #[derive(Default)]
 pub(crate) struct Capture {
@@ -76,12 +104,26 @@ pub(crate) struct Capture {
     total: u64,
     charged: usize,
     budget: Option<Arc<MemoryBudget>>,
+    /// With a cap: how many bytes the head may hold, and the tail.
+    head_capacity: Option<u64>,
+    tail: Tail,
 }
 
 impl Capture {
+    /// A capture that keeps everything, or with `max` only its first and last `max / 2` bytes.
+    pub(crate) fn new(max: Option<u64>) -> Self {
+        let mut capture = Capture::default();
+        if let Some(max) = max {
+            let tail = max / 2;
+            capture.head_capacity = Some(max - tail);
+            capture.tail.capacity = tail as usize;
+        }
+        capture
+    }
+
     pub(crate) fn push(
         &mut self,
-        data: &[u8],
+        mut data: &[u8],
         keep: bool,
         limits: &CaptureLimits,
         spill: &SpillDir,
@@ -90,6 +132,19 @@ impl Capture {
         if !keep {
             return;
         }
+        if let Some(head) = self.head_capacity {
+            let stored = self.file_len + self.mem.len() as u64;
+            let room = head.saturating_sub(stored).min(data.len() as u64) as usize;
+            self.tail.push(&data[room..]);
+            data = &data[..room];
+            if data.is_empty() {
+                return;
+            }
+        }
+        self.store(data, limits, spill);
+    }
+
+    fn store(&mut self, data: &[u8], limits: &CaptureLimits, spill: &SpillDir) {
         if self.file.is_none() {
             let over_stream = self.mem.len() + data.len() > limits.per_stream;
             let used = limits.budget.used.load(Ordering::Relaxed);
@@ -160,7 +215,15 @@ impl Capture {
         self.charged = 0;
     }
 
-    pub(crate) fn finish(mut self) -> Output {
+    pub(crate) fn finish(mut self, limits: &CaptureLimits, spill: &SpillDir) -> Output {
+        let cut = (self.tail.dropped > 0).then(|| Cut {
+            offset: self.file_len + self.mem.len() as u64,
+            bytes: self.tail.dropped,
+        });
+        if !self.tail.ring.is_empty() {
+            let tail: Vec<u8> = std::mem::take(&mut self.tail.ring).into();
+            self.store(&tail, limits, spill);
+        }
         let stored = match self.file.take() {
             Some(file) => Stored::File(file, self.file_len),
             None => Stored::Memory(std::mem::take(&mut self.mem)),
@@ -172,6 +235,7 @@ impl Capture {
         Output {
             stored,
             total: self.total,
+            cut,
             _charge: charge,
         }
     }
@@ -204,12 +268,22 @@ enum Stored {
     File(File, u64),
 }
 
+/// Where a capped stream lost bytes ([`Job::max_output`](crate::Job::max_output)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    /// Where in the kept bytes the cut is: the length of the head.
+    pub offset: u64,
+    /// How many bytes were dropped there.
+    pub bytes: u64,
+}
+
 /// The captured output of one stream of one job: in memory, or in a temporary file when it
 /// was large. The file is unnamed and vanishes when the `Output` is dropped.
 #[derive(Debug)]
 pub struct Output {
     stored: Stored,
     total: u64,
+    cut: Option<Cut>,
     _charge: Charge,
 }
 
@@ -218,13 +292,25 @@ impl Output {
         Output {
             stored: Stored::Memory(Vec::new()),
             total: 0,
+            cut: None,
             _charge: Charge::default(),
         }
     }
 
-    /// How many bytes the stream produced.
+    /// How many bytes the stream produced (kept or not).
     pub fn len(&self) -> u64 {
         self.total
+    }
+
+    /// How many bytes are kept: [`len`](Self::len) less what a cap cut out.
+    pub fn kept_len(&self) -> u64 {
+        self.total - self.cut.map_or(0, |c| c.bytes)
+    }
+
+    /// Where bytes were cut out of the middle, when the job had a
+    /// [`max_output`](crate::Job::max_output) and the stream passed it.
+    pub fn cut(&self) -> Option<Cut> {
+        self.cut
     }
 
     /// Whether the stream produced nothing.

@@ -157,6 +157,6 @@ pub enum Event {
         /// The bytes, in order within the stream.
         data: Vec<u8>,
     },
-    /// The job finished.
-    Finished(JobResult),
+    /// The job finished. (Boxed: results are large and rare, output chunks small and many.)
+    Finished(Box<JobResult>),
 }

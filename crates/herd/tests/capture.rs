@@ -499,3 +499,48 @@ fn a_future_per_job_with_a_hand_made_executor() {
         assert_eq!(r.stdout.to_vec().unwrap(), format!("{i}\n").into_bytes());
     }
 }
+
+/// `max_output` keeps exactly the first and last halves, whether the head stays in memory or
+/// spills to disk, and whatever the sizes of the child's writes.
+#[test]
+fn max_output_keeps_head_and_tail_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(7);
+    let data = rng.bytes(3_000_000);
+    let path = dir.path().join("data.bin");
+    std::fs::write(&path, &data).unwrap();
+    // A tiny per-stream memory cap makes the head spill; the default keeps it in memory.
+    for per_stream in [16 * 1024, 1 << 20] {
+        let herd = Herd::builder()
+            .memory_per_stream(per_stream)
+            .build()
+            .unwrap();
+        for (max, block) in [(1000u64, 4096), (100_001, 777), (5_000_000, 65536), (0, 10)] {
+            let job = Job::new("dd")
+                .arg(format!("if={}", path.display()))
+                .arg(format!("bs={block}"))
+                .arg("status=none")
+                .max_output(max);
+            let r = herd.spawn(job).unwrap().wait();
+            assert!(r.success(), "{:?}", r.outcome);
+            let kept = r.stdout.to_vec().unwrap();
+            assert_eq!(r.stdout.len(), data.len() as u64);
+            if max as usize >= data.len() {
+                assert!(r.stdout.cut().is_none());
+                assert!(kept == data, "uncut output differs");
+                continue;
+            }
+            let (head, tail) = ((max - max / 2) as usize, (max / 2) as usize);
+            let cut = r.stdout.cut().expect("a cut");
+            assert_eq!(cut.offset, head as u64);
+            assert_eq!(cut.bytes, (data.len() - head - tail) as u64);
+            assert_eq!(r.stdout.kept_len(), max);
+            assert_eq!(kept.len(), head + tail, "max {max}");
+            assert!(kept[..head] == data[..head], "head differs (max {max})");
+            assert!(
+                kept[head..] == data[data.len() - tail..],
+                "tail differs (max {max})"
+            );
+        }
+    }
+}

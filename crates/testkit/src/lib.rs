@@ -103,3 +103,23 @@ pub fn assert_gone(marker: &str) {
 pub fn long_sleep(tag: u32) -> String {
     format!("9{tag:02}.{}", std::process::id())
 }
+
+/// Waits until `condition` holds, checking every 10 ms; fails naming `what` after 30 s. For
+/// waiting on something another process does (a file appears, a line is written), never for
+/// a fixed time.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A shell loop that waits until the file `path` exists: a child's half of a handshake with
+/// a test.
+pub fn wait_for_file(path: &Path) -> String {
+    format!("while [ ! -e '{}' ]; do sleep 0.01; done", path.display())
+}

@@ -1,0 +1,108 @@
+//! `--joblog`: one tab-separated row per finished job, in GNU parallel's format, and its
+//! reading back for `--resume` and `--resume-failed`.
+
+use crate::cli::Resume;
+use herd::JobResult;
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::Path;
+
+const HEADER: &str = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand";
+
+/// The job numbers an existing joblog says need not run again.
+pub fn finished_jobs(path: &Path, resume: Resume) -> Result<HashSet<u64>, String> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        // Nothing to resume from: every job runs.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashSet::new()),
+        Err(e) => return Err(format!("cannot read joblog {}: {e}", path.display())),
+    };
+    let bad = |n: usize, what: &str| {
+        format!(
+            "joblog {} line {n}: {what} (expected GNU parallel's columns: {})",
+            path.display(),
+            HEADER.replace('\t', " ")
+        )
+    };
+    let mut skip = HashSet::new();
+    for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
+        let line = line.map_err(|e| format!("cannot read joblog {}: {e}", path.display()))?;
+        let line = String::from_utf8_lossy(&line);
+        if i == 0 {
+            if line != HEADER {
+                return Err(bad(1, "not a joblog header"));
+            }
+            continue;
+        }
+        if line.is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.splitn(9, '\t').collect();
+        if fields.len() < 9 {
+            return Err(bad(i + 1, "fewer than 9 tab-separated fields"));
+        }
+        let seq: u64 = fields[0]
+            .parse()
+            .map_err(|_| bad(i + 1, "Seq is not a job number"))?;
+        let exit: i64 = fields[6]
+            .trim()
+            .parse()
+            .map_err(|_| bad(i + 1, "Exitval is not a number"))?;
+        let signal: i64 = fields[7]
+            .trim()
+            .parse()
+            .map_err(|_| bad(i + 1, "Signal is not a number"))?;
+        if resume == Resume::All || (exit == 0 && signal == 0) {
+            skip.insert(seq);
+        }
+    }
+    Ok(skip)
+}
+
+/// The joblog being written.
+pub struct Joblog {
+    out: BufWriter<File>,
+}
+
+impl Joblog {
+    /// Creates the log (with its header), or appends to it when resuming.
+    pub fn open(path: &Path, append: bool) -> io::Result<Joblog> {
+        let exists = append && path.metadata().is_ok_and(|m| m.len() > 0);
+        let file = if append {
+            OpenOptions::new().create(true).append(true).open(path)
+        } else {
+            File::create(path)
+        }
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display())))?;
+        let mut out = BufWriter::new(file);
+        if !exists {
+            out.write_all(HEADER.as_bytes())?;
+            out.write_all(b"\n")?;
+            out.flush()?;
+        }
+        Ok(Joblog { out })
+    }
+
+    /// Logs a finished job, and flushes: the log is current while the run goes on.
+    pub fn row(&mut self, seq: u64, command: &str, result: &JobResult) -> io::Result<()> {
+        let start = result
+            .start_time
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        // GNU parallel's columns: Receive counts the output bytes; Send (stdin) is 0. A command
+        // never holds a newline here: it is shell-quoted, which keeps it on one line only if
+        // it has none, so newlines are written as the two characters \n.
+        let command = command.replace('\n', "\\n");
+        let line = format!(
+            "{seq}\t:\t{start:.3}\t{:10.3}\t0\t{}\t{}\t{}\t{command}\n",
+            result.duration.as_secs_f64(),
+            result.stdout.len() + result.stderr.len(),
+            result.exit_code().unwrap_or(-1),
+            result.signal().unwrap_or(0),
+        );
+        self.out.write_all(line.as_bytes())?;
+        self.out.flush()
+    }
+}

@@ -1,0 +1,753 @@
+//! The `herd` command's options beyond the core (issue 4), against real processes.
+#![cfg(unix)]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use testkit::{assert_gone, data_files, long_sleep, wait_for_file, wait_until};
+
+fn herd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_herd"))
+}
+
+fn run(args: &[&str]) -> Output {
+    herd().args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+fn run_in(dir: &Path, args: &[&str]) -> Output {
+    herd()
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
+    text(bytes)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
+    json_lines(&std::fs::read(path).unwrap_or_default())
+}
+
+/// Whether a tool the test needs is installed; in CI (HERD_REQUIRE_TOOLS=1) a missing tool fails.
+fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !found {
+        assert!(
+            std::env::var_os("HERD_REQUIRE_TOOLS").is_none(),
+            "{tool} is required (HERD_REQUIRE_TOOLS is set)"
+        );
+        eprintln!("skipped: {tool} is not installed");
+    }
+    found
+}
+
+#[test]
+fn colsep_splits_values_into_numbered_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("in.csv");
+    std::fs::write(&csv, "a,b,c\nd,,f\ng\n").unwrap();
+    let out = run(&[
+        "-k",
+        "--colsep",
+        ",",
+        "echo",
+        "{3}-{1}-{2}",
+        "::::",
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "c-a-b\nf-d-\n-g-\n");
+    // A regex, and columns from two sources in a row.
+    let out = run(&[
+        "-k",
+        "--colsep",
+        " +",
+        "echo",
+        "{4}{3}{2}{1}",
+        ":::",
+        "a  b",
+        ":::",
+        "c d",
+    ]);
+    assert_eq!(text(&out.stdout), "dcba\n");
+}
+
+#[test]
+fn linked_sources_pair_values_instead_of_a_product() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("nums");
+    std::fs::write(&file, "1\n2\n3\n").unwrap();
+    let out = run(&[
+        "-k",
+        "echo",
+        "{1}{2}{3}",
+        ":::",
+        "a",
+        "b",
+        "c",
+        "::::+",
+        file.to_str().unwrap(),
+        ":::",
+        "x",
+        "y",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "a1x\na1y\nb2x\nb2y\nc3x\nc3y\n");
+    // The shorter wraps around.
+    let out = run(&["-k", "echo", ":::", "a", "b", "c", ":::+", "1", "2"]);
+    assert_eq!(text(&out.stdout), "a 1\nb 2\nc 1\n");
+    let out = run(&["echo", ":::+", "a"]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(text(&out.stderr).contains(":::+ links to the source before it"));
+}
+
+/// `--resume` skips what the joblog lists; `--resume-failed` reruns only the failures; both
+/// append to the log, and `-k` output does not wait for skipped jobs.
+#[test]
+fn resume_and_resume_failed_follow_the_joblog() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("run.log");
+    let log = log.to_str().unwrap();
+    // Job n writes file ran-n; jobs 2 and 4 fail.
+    let script = "touch ran-$0-$1; echo out $0; [ $(($0 % 2)) = 1 ]";
+    let first = run_in(
+        dir.path(),
+        &[
+            "-k", "--joblog", log, "sh", "-c", script, "{}", "first", ":::", "1", "2", "3", "4",
+        ],
+    );
+    assert_eq!(first.status.code(), Some(2));
+    let ran = |tag: &str| -> Vec<u32> {
+        (1..=6)
+            .filter(|n| dir.path().join(format!("ran-{n}-{tag}")).exists())
+            .collect()
+    };
+    assert_eq!(ran("first"), [1, 2, 3, 4]);
+
+    let again = run_in(
+        dir.path(),
+        &[
+            "-k",
+            "--resume-failed",
+            "--joblog",
+            log,
+            "sh",
+            "-c",
+            script,
+            "{}",
+            "failed",
+            ":::",
+            "1",
+            "2",
+            "3",
+            "4",
+            "5",
+        ],
+    );
+    assert_eq!(ran("failed"), [2, 4, 5], "only failures and new jobs run");
+    assert_eq!(text(&again.stdout), "out 2\nout 4\nout 5\n");
+    assert_eq!(again.status.code(), Some(2), "2 and 4 still fail");
+
+    let resumed = run_in(
+        dir.path(),
+        &[
+            "-k", "--resume", "--joblog", log, "sh", "-c", script, "{}", "resume", ":::", "1", "2",
+            "3", "4", "5", "6",
+        ],
+    );
+    assert_eq!(ran("resume"), [6], "every logged job is skipped");
+    assert_eq!(resumed.status.code(), Some(1), "job 6 fails");
+    let log_text = std::fs::read_to_string(log).unwrap();
+    assert_eq!(log_text.matches("Seq\tHost").count(), 1, "one header");
+    assert_eq!(log_text.lines().count(), 1 + 4 + 3 + 1, "{log_text}");
+
+    // A file that is not a joblog stops herd before any job.
+    let bad = dir.path().join("bad.log");
+    std::fs::write(&bad, "Seq Host\n1 2 3\n").unwrap();
+    let out = run_in(
+        dir.path(),
+        &[
+            "--resume",
+            "--joblog",
+            bad.to_str().unwrap(),
+            "touch",
+            "ran-bad",
+            ":::",
+            "x",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).contains("not a joblog header"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.path().join("ran-bad").exists());
+}
+
+#[test]
+fn results_hold_each_jobs_streams_byte_exact_written_while_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = data_files(dir.path(), 20, 3);
+    let results = dir.path().join("res");
+    let mut args = vec![
+        "--results".to_string(),
+        results.display().to_string(),
+        "sh".into(),
+        "-c".into(),
+        "cat \"$0\"; cat \"$1\" >&2".into(),
+        "{1}".into(),
+        "{2}".into(),
+        ":::".into(),
+    ];
+    args.extend(files[..10].iter().map(|f| f.0.display().to_string()));
+    args.push(":::+".into());
+    args.extend(files[10..].iter().map(|f| f.0.display().to_string()));
+    let out = herd().args(&args).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    for seq in 1..=10usize {
+        let job = results.join(seq.to_string());
+        assert!(
+            std::fs::read(job.join("stdout")).unwrap() == files[seq - 1].1,
+            "job {seq} stdout"
+        );
+        assert!(
+            std::fs::read(job.join("stderr")).unwrap() == files[seq + 9].1,
+            "job {seq} stderr"
+        );
+    }
+
+    // The file fills while the job runs.
+    let go = dir.path().join("go");
+    let live = dir.path().join("live");
+    let script = format!("echo first; {}; echo second", wait_for_file(&go));
+    let child = herd()
+        .args([
+            "--results",
+            live.to_str().unwrap(),
+            "sh",
+            "-c",
+            &script,
+            ":::",
+            "x",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = live.join("1/stdout");
+    wait_until("the first line in the results file", || {
+        std::fs::read(&stdout).is_ok_and(|b| b == b"first\n")
+    });
+    std::fs::write(&go, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(text(&out.stdout), "first\nsecond\n");
+    assert_eq!(std::fs::read(&stdout).unwrap(), b"first\nsecond\n");
+    assert_eq!(std::fs::read(live.join("1/stderr")).unwrap(), b"");
+}
+
+#[test]
+fn halt_now_kills_running_trees_and_exits_with_the_failing_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let sleep = long_sleep(41);
+    let input = format!(
+        "sleep {sleep}\nsh -c 'exit 7'\ntouch {}\ntouch {}\n",
+        dir.path().join("after-1").display(),
+        dir.path().join("after-2").display()
+    );
+    let input_file = dir.path().join("commands");
+    std::fs::write(&input_file, input).unwrap();
+    let started = std::time::Instant::now();
+    let out = run(&[
+        "-j",
+        "2",
+        "--halt",
+        "now,fail=1",
+        "-a",
+        input_file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert!(
+        started.elapsed().as_secs() < 60,
+        "the sleeping job was killed"
+    );
+    assert!(
+        text(&out.stderr).contains("halting after job 2"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !dir.path().join("after-1").exists(),
+        "no job starts after the halt"
+    );
+    assert!(!dir.path().join("after-2").exists());
+    assert_gone(&sleep);
+}
+
+#[test]
+fn halt_soon_lets_running_jobs_finish_and_starts_no_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    // Job 1 runs until job 2 has failed and herd has said it halts; job 3 must never start.
+    let input = format!(
+        "{}; echo one done\nexit 3\ntouch {}\n",
+        wait_for_file(&go),
+        dir.path().join("three").display()
+    );
+    let input_file = dir.path().join("commands");
+    std::fs::write(&input_file, input).unwrap();
+    let mut child = herd()
+        .args([
+            "-j",
+            "2",
+            "--halt",
+            "soon,fail=1",
+            "-a",
+            input_file.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("halting after job 2 (waiting"), "{first}");
+    std::fs::write(&go, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(text(&out.stdout), "one done\n");
+    assert!(!dir.path().join("three").exists());
+
+    // done=50% of 4 jobs: two run, one at a time.
+    let out = run(&[
+        "-j",
+        "1",
+        "--halt",
+        "soon,done=50%",
+        "echo",
+        ":::",
+        "a",
+        "b",
+        "c",
+        "d",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "a\nb\n");
+    // success=1 halts on the first success, with status 0.
+    let out = run(&[
+        "-j",
+        "1",
+        "--halt",
+        "now,success=1",
+        "sh",
+        "-c",
+        "exit $0",
+        ":::",
+        "1",
+        "0",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn bar_and_eta_draw_only_on_a_terminal_and_summary_always() {
+    let out = run(&[
+        "--bar",
+        "--eta",
+        "--summary",
+        "sh",
+        "-c",
+        "exit $0",
+        ":::",
+        "0",
+        "1",
+        "0",
+    ]);
+    let err = text(&out.stderr);
+    assert!(!err.contains("/3 jobs"), "no bar without a terminal: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("herd: 3 jobs, 1 failed, "), "{err}");
+    if !have("script") {
+        return;
+    }
+    // script(1) gives herd a terminal.
+    let command = format!(
+        "{} --bar -j 2 sh -c 'echo out $0' ::: 1 2 3 4",
+        env!("CARGO_BIN_EXE_herd")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let screen = text(&out.stdout);
+    assert!(screen.contains("/4 jobs"), "a bar is drawn: {screen:?}");
+    for n in 1..=4 {
+        assert!(
+            screen.contains(&format!("out {n}")),
+            "output kept: {screen:?}"
+        );
+    }
+}
+
+#[test]
+fn events_stream_the_run_live_as_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let json = dir.path().join("results.jsonl");
+    let go = dir.path().join("go");
+    let script = format!(
+        "echo first; {}; echo second >&2; exit 3",
+        wait_for_file(&go)
+    );
+    let child = herd()
+        .args([
+            "--events",
+            events.to_str().unwrap(),
+            "--events-output",
+            "--json",
+            json.to_str().unwrap(),
+            "sh",
+            "-c",
+            &script,
+            ":::",
+            "x",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The start and the first output are in the file while the job still runs.
+    wait_until("start and output events", || {
+        read_json_lines(&events).len() >= 2
+    });
+    let early = read_json_lines(&events);
+    assert_eq!(early[0]["event"], "start");
+    assert_eq!(early[0]["seq"], 1);
+    let pid = early[0]["pid"].as_u64().unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists(), "the job runs");
+    assert_eq!(early[1]["event"], "output");
+    assert_eq!(early[1]["stream"], "stdout");
+    assert_eq!(early[1]["text"], "first\n");
+    std::fs::write(&go, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let all = read_json_lines(&events);
+    let kinds: Vec<&str> = all.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["start", "output", "output", "finish", "end"]);
+    assert_eq!(all[2]["stream"], "stderr");
+    assert_eq!(all[2]["text"], "second\n");
+    // The finish event has the --json record's fields, without the output.
+    let record = &read_json_lines(&json)[0];
+    let finish = all[3].as_object().unwrap();
+    for (key, value) in record.as_object().unwrap() {
+        if key == "stdout" || key == "stderr" {
+            assert!(!finish.contains_key(key));
+        } else {
+            assert_eq!(&finish[key], value, "{key}");
+        }
+    }
+    assert_eq!(all[4]["jobs"], 1);
+    assert_eq!(all[4]["failed"], 1);
+    assert_eq!(all[4]["exit_status"], 1);
+
+    // To stdout, events are all there is on it.
+    let out = run(&["--events", "-", "echo", ":::", "a", "b"]);
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 2 + 2 + 1);
+    let out = run(&["--events", "-", "--json", "-", "echo", ":::", "a"]);
+    assert_eq!(out.status.code(), Some(255));
+}
+
+/// With `--json-timeline` the record keeps both streams apart and in the order herd read
+/// them. The child writes each piece only after herd has reported reading the one before.
+#[test]
+fn json_timeline_orders_both_streams_as_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let json = dir.path().join("out.jsonl");
+    let (go1, go2) = (dir.path().join("go1"), dir.path().join("go2"));
+    let script = format!(
+        "printf one; {}; printf two >&2; {}; printf three",
+        wait_for_file(&go1),
+        wait_for_file(&go2)
+    );
+    let child = herd()
+        .args([
+            "--events",
+            events.to_str().unwrap(),
+            "--events-output",
+            "--json",
+            json.to_str().unwrap(),
+            "--json-timeline",
+            "sh",
+            "-c",
+            &script,
+            ":::",
+            "x",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let outputs = || {
+        read_json_lines(&events)
+            .into_iter()
+            .filter(|e| e["event"] == "output")
+            .count()
+    };
+    wait_until("herd to read 'one'", || outputs() >= 1);
+    std::fs::write(&go1, "").unwrap();
+    wait_until("herd to read 'two'", || outputs() >= 2);
+    std::fs::write(&go2, "").unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let record = &read_json_lines(&json)[0];
+    assert_eq!(
+        record["timeline"],
+        serde_json::json!([
+            {"stream": "stdout", "text": "one"},
+            {"stream": "stderr", "text": "two"},
+            {"stream": "stdout", "text": "three"},
+        ])
+    );
+    assert_eq!(record["stdout_bytes"], 8);
+    assert!(record.get("stdout").is_none());
+}
+
+#[test]
+fn max_output_keeps_head_and_tail_with_a_mark_in_every_mode() {
+    let full: String = (1..=20000).map(|n| format!("{n}\n")).collect();
+    let (head, tail) = (&full[..512], &full[full.len() - 512..]);
+    let cut = full.len() - 1024;
+    let mark = format!("[herd: {cut} bytes of stdout cut]\n");
+    let newline = if head.ends_with('\n') { "" } else { "\n" };
+    let expected = format!("{head}{newline}{mark}{tail}");
+    for mode in ["--group", "-k", "-u", "--line-buffer"] {
+        let out = run(&[
+            mode,
+            "--max-output",
+            "1K",
+            "sh",
+            "-c",
+            "seq 20000",
+            ":::",
+            "x",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{mode}");
+        assert!(
+            text(&out.stdout) == expected,
+            "{mode}: {}",
+            text(&out.stdout)
+        );
+    }
+    // Under the cap nothing changes.
+    let out = run(&[
+        "-u",
+        "--max-output",
+        "1M",
+        "sh",
+        "-c",
+        "seq 20000",
+        ":::",
+        "x",
+    ]);
+    assert!(text(&out.stdout) == full);
+    // JSON says where the cut is.
+    let out = run(&[
+        "--json",
+        "-",
+        "--max-output",
+        "1K",
+        "sh",
+        "-c",
+        "seq 20000",
+        ":::",
+        "x",
+    ]);
+    let record = &json_lines(&out.stdout)[0];
+    assert_eq!(record["stdout_bytes"], full.len());
+    assert_eq!(record["stdout_cut"]["offset"], 512);
+    assert_eq!(record["stdout_cut"]["bytes"], cut);
+    assert_eq!(record["stdout"].as_str().unwrap(), format!("{head}{tail}"));
+    let out = run(&["--max-output", "lots", "true"]);
+    assert_eq!(out.status.code(), Some(255));
+}
+
+#[test]
+fn tmpdir_holds_spilled_output_and_is_left_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("spill");
+    std::fs::create_dir(&tmp).unwrap();
+    let go = dir.path().join("go");
+    // 4 MB on stdout is past the 1 MiB kept in memory per stream.
+    let script = format!("head -c 4000000 /dev/zero; {}", wait_for_file(&go));
+    let child = herd()
+        .args([
+            "--tmpdir",
+            tmp.to_str().unwrap(),
+            "sh",
+            "-c",
+            &script,
+            ":::",
+            "x",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("a spill directory in --tmpdir", || {
+        std::fs::read_dir(&tmp).unwrap().next().is_some()
+    });
+    std::fs::write(&go, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.stdout.len(), 4_000_000);
+    assert!(
+        std::fs::read_dir(&tmp).unwrap().next().is_none(),
+        "cleaned up"
+    );
+    let out = run(&["--tmpdir", "/nonexistent/herd-tmp", "true", ":::", "x"]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(text(&out.stderr).contains("/nonexistent/herd-tmp"));
+}
+
+#[test]
+fn man_page_and_completions_come_from_the_same_definitions() {
+    let man = run(&["--generate", "man"]);
+    assert_eq!(man.status.code(), Some(0));
+    let man = text(&man.stdout);
+    assert!(man.contains(".TH herd 1"), "{man}");
+    for option in ["halt", "results", "max\\-output", "colsep"] {
+        assert!(
+            man.contains(&format!("\\-\\-{option}")),
+            "man page lists --{option}"
+        );
+    }
+    for (shell, needle) in [
+        ("bash", "--resume-failed"),
+        ("zsh", "--events-output"),
+        ("fish", "json-timeline"),
+    ] {
+        let out = run(&["--generate", &format!("complete-{shell}")]);
+        assert_eq!(out.status.code(), Some(0));
+        assert!(
+            text(&out.stdout).contains(needle),
+            "{shell} completion lists {needle}"
+        );
+    }
+}
+
+#[test]
+fn every_option_in_help_has_an_example() {
+    let help = text(&run(&["--help"]).stdout);
+    let options = help
+        .split("Options:")
+        .nth(1)
+        .unwrap()
+        .split("Examples:")
+        .next()
+        .unwrap();
+    let mut blocks: Vec<String> = Vec::new();
+    for line in options.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('-') && line.len() - trimmed.len() <= 6 {
+            blocks.push(String::new());
+        }
+        if let Some(b) = blocks.last_mut() {
+            b.push_str(trimmed);
+            b.push(' ');
+        }
+    }
+    assert!(blocks.len() > 30, "{blocks:?}");
+    for block in blocks {
+        if block.starts_with("-h,") || block.starts_with("-V,") {
+            continue;
+        }
+        assert!(block.contains("Example"), "no example: {block}");
+    }
+}
+
+#[test]
+fn bad_input_stops_herd_before_any_job_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let touch = marker.to_str().unwrap();
+    for (args, expect) in [
+        (
+            vec!["--halt", "sometimes", "touch", touch, ":::", "a"],
+            "invalid value 'sometimes' for --halt",
+        ),
+        (
+            vec!["--colsep", "(", "touch", touch, ":::", "a"],
+            "invalid regex '(' for --colsep",
+        ),
+        (vec!["touch", touch, "{0}", ":::", "a"], "placeholder {0}"),
+        (
+            vec!["-a", "/nonexistent/herd-args", "touch", touch],
+            "/nonexistent/herd-args",
+        ),
+        (vec!["touch", touch, "::::", "/"], "it is a directory"),
+        (
+            vec!["--max-output", "1X", "touch", touch, ":::", "a"],
+            "--max-output",
+        ),
+        (vec!["--resume", "touch", touch, ":::", "a"], "--joblog"),
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(255), "{args:?}");
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("herd: ") && err.contains(expect),
+            "{args:?}: {err}"
+        );
+        assert!(!marker.exists(), "{args:?}: a job ran");
+    }
+}
+
+/// 100,000 input lines run in the memory of 1000: the input is streamed, never held.
+#[test]
+fn a_hundred_thousand_inputs_run_in_flat_memory() {
+    if !have("/usr/bin/time") {
+        return;
+    }
+    let peak = |lines: u32| -> u64 {
+        let command = format!(
+            "seq {lines} | /usr/bin/time -f %M {} -j 8 true",
+            env!("CARGO_BIN_EXE_herd")
+        );
+        let out = Command::new("sh").args(["-c", &command]).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stderr)
+            .trim()
+            .lines()
+            .last()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let small = peak(1000);
+    let large = peak(100_000);
+    assert!(
+        large <= small + 2048,
+        "peak RSS grew from {small} KiB (1000 jobs) to {large} KiB (100,000 jobs)"
+    );
+}
