@@ -114,7 +114,36 @@ pub struct Inputs {
     ahead: VecDeque<Vec<Vec<u8>>>,
 }
 
+/// Whether standard input is a regular file (reading it never waits).
+fn stdin_is_file() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(File::from)
+            .and_then(|f| f.metadata())
+            .is_ok_and(|m| m.is_file())
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
 impl Inputs {
+    /// Whether reading these sources can never wait for ever: values and regular files can be
+    /// read between events on the main thread; pipes and terminals need a thread of their own.
+    pub fn never_block(sources: &[Source]) -> bool {
+        sources.iter().all(|s| match &s.spec {
+            SourceSpec::Values(_) => true,
+            SourceSpec::Stdin => stdin_is_file(),
+            SourceSpec::File(p) if p.as_os_str() == "-" => stdin_is_file(),
+            SourceSpec::File(p) => std::fs::metadata(p).is_ok_and(|m| m.is_file()),
+        })
+    }
+
     /// Opens every source; reads all but a single first one whole. Errors name the source.
     pub fn open(
         sources: &[Source],

@@ -1,12 +1,13 @@
-//! The run: a feeder thread turns inputs into jobs while the main thread reports what comes back.
+//! The run: the feeder turns inputs into jobs while the main thread reports what comes back.
 //!
-//! Reading input can block for ever (a terminal, `tail -f`), so it has a thread of its own: the
-//! feeder takes one of `-j` permits, reads the next input, and submits its job (or skips it,
-//! under `--resume`). The main thread follows the herd's events and hands each to the places
-//! that want it — the [`Printer`] (stdout, stderr, `--json`), [`Results`] files, the
-//! [`EventLog`], the [`Joblog`] and the [`Progress`] bar — then gives a permit back for each
-//! finished job and decides on `--retries` and `--halt`. Output is never held up by input that
-//! has not arrived yet.
+//! The feeder takes one of `-j` permits, reads the next input, and submits its job (or skips
+//! it, under `--resume`). Reading a pipe or a terminal can block for ever, so then the feeder
+//! has a thread of its own and output is never held up by input that has not arrived yet;
+//! values and regular files are read by the main thread between events. The main thread
+//! follows the herd's events and hands each to the places that want it — the [`Printer`]
+//! (stdout, stderr, `--json`), [`Results`] files, the [`EventLog`], the [`Joblog`] and the
+//! [`Progress`] bar — gives a permit back for each finished job, decides on `--retries` and
+//! `--halt`, and acts on SIGINT/SIGTERM, which a signal handler only records.
 
 use crate::cli::Options;
 use crate::events::EventLog;
@@ -22,7 +23,7 @@ use herd::{Event, Herd, Job, JobId, KeepOpen, Outcome};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::ffi::OsString;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
@@ -64,7 +65,7 @@ struct Window {
     input_error: Option<String>,
 }
 
-/// What the feeder, the main thread and the signal thread share.
+/// What the feeder and the main thread share.
 struct Feed {
     window: Mutex<Window>,
     room: Condvar,
@@ -117,51 +118,33 @@ fn shell_job(script: Vec<u8>) -> (Job, Vec<Vec<u8>>) {
     }
 }
 
-/// What to do when herd is asked to stop: cancel every job (each tree gets SIGTERM, then
-/// SIGKILL; on Windows its job object is terminated), start no new one, and remember why.
-fn on_stop(signal: i32, got: &AtomicI32, feed: &Feed, herd: &Herd) {
-    let _ = got.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
-    feed.stop();
-    herd.cancel_all();
-}
-
-/// Watches for SIGINT, SIGTERM and SIGHUP; herd then prints what finished and exits. The
-/// watcher holds the herd weakly: when the run ends, dropping the herd cleans up (its spill
-/// directory) even though the watcher thread lives on.
+/// Asks for herd to stop on SIGINT, SIGTERM and SIGHUP: the handler only records the
+/// signal; the main thread acts on it between events (it waits for events at most
+/// [`SIGNAL_CHECK`] at a time), so no thread is spent watching for signals.
 #[cfg(unix)]
-fn watch_signals(herd: Weak<Herd>, feed: Arc<Feed>) -> Result<Arc<AtomicI32>, Fatal> {
+fn watch_signals() -> Result<Arc<AtomicUsize>, Fatal> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let got = Arc::new(AtomicI32::new(0));
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .map_err(|e| Fatal(format!("cannot handle signals: {e}")))?;
-    let flag = got.clone();
-    std::thread::Builder::new()
-        .name("herd-signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                if let Some(herd) = herd.upgrade() {
-                    on_stop(signal, &flag, &feed, &herd);
-                }
-            }
-        })
-        .map_err(|e| Fatal(format!("cannot start the signal thread: {e}")))?;
+    let got = Arc::new(AtomicUsize::new(0));
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
+        signal_hook::flag::register_usize(signal, got.clone(), signal as usize)
+            .map_err(|e| Fatal(format!("cannot handle signals: {e}")))?;
+    }
     Ok(got)
 }
 
-/// Watches for Ctrl-C and Ctrl-Break, reported like SIGINT (exit status 130).
+/// Ctrl-C and Ctrl-Break, recorded like SIGINT (exit status 130).
 #[cfg(windows)]
-fn watch_signals(herd: Weak<Herd>, feed: Arc<Feed>) -> Result<Arc<AtomicI32>, Fatal> {
-    const SIGINT: i32 = 2;
-    let got = Arc::new(AtomicI32::new(0));
+fn watch_signals() -> Result<Arc<AtomicUsize>, Fatal> {
+    const SIGINT: usize = 2;
+    let got = Arc::new(AtomicUsize::new(0));
     let flag = got.clone();
-    ctrlc::set_handler(move || {
-        if let Some(herd) = herd.upgrade() {
-            on_stop(SIGINT, &flag, &feed, &herd);
-        }
-    })
-    .map_err(|e| Fatal(format!("cannot handle Ctrl-C: {e}")))?;
+    ctrlc::set_handler(move || flag.store(SIGINT, Ordering::SeqCst))
+        .map_err(|e| Fatal(format!("cannot handle Ctrl-C: {e}")))?;
     Ok(got)
 }
+
+/// How long the main thread waits for an event before it looks for a signal.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
 /// How the feeder makes jobs.
 struct JobMaker {
@@ -200,45 +183,70 @@ impl JobMaker {
     }
 }
 
+/// What one step of the feeder did.
+enum Fed {
+    /// Submitted a job, or skipped one (`--resume`): there may be room for more.
+    Progress,
+    /// Every permit is taken.
+    NoRoom,
+    /// The input ended, or the run stopped.
+    Done,
+}
+
 /// Reads inputs and submits their jobs, one per free permit, until the input ends or the run
 /// stops. Jobs in `skip` (`--resume`) keep their number but do not run.
-fn feed(herd: Weak<Herd>, feed: &Feed, mut inputs: Inputs, maker: JobMaker, skip: HashSet<u64>) {
-    let mut seq = 0;
-    loop {
+///
+/// When reading input can block (a pipe, a terminal), the feeder runs on a thread of its own;
+/// when it cannot (values, regular files), the main thread calls it between events, and the
+/// run needs one thread less.
+struct Feeder {
+    /// The herd is held only while submitting, and is gone once the run has ended.
+    herd: Weak<Herd>,
+    inputs: Inputs,
+    maker: JobMaker,
+    skip: HashSet<u64>,
+    seq: u64,
+}
+
+impl Feeder {
+    fn step(&mut self, feed: &Feed) -> Fed {
         {
-            let mut window = feed.window.lock().unwrap();
-            while window.permits == 0 && !window.stop {
-                window = feed.room.wait(window).unwrap();
-            }
+            let window = feed.window.lock().unwrap();
             if window.stop {
-                break;
+                return Fed::Done;
+            }
+            if window.permits == 0 {
+                return Fed::NoRoom;
             }
         }
-        let values = match inputs.next_tuple() {
+        // Read outside the lock: reading may block.
+        let values = match self.inputs.next_tuple() {
             Ok(Some(v)) => v,
-            Ok(None) => break,
+            Ok(None) => return Fed::Done,
             Err(e) => {
                 feed.window.lock().unwrap().input_error = Some(e.0);
-                break;
+                return Fed::Done;
             }
         };
-        seq += 1;
+        self.seq += 1;
+        let seq = self.seq;
         let mut window = feed.window.lock().unwrap();
         if window.stop {
-            break;
+            return Fed::Done;
         }
-        if skip.contains(&seq) {
+        if self.skip.contains(&seq) {
             window.skipped.push(seq);
             window.skipped_total += 1;
-            continue;
+            return Fed::Progress;
         }
         window.permits -= 1;
         let slot = window.slots.take();
-        let (job, argv) = maker.make(&values, seq, slot);
-        let again = (maker.retries > 1).then(|| job.clone());
+        let (job, argv) = self.maker.make(&values, seq, slot);
+        let again = (self.maker.retries > 1).then(|| job.clone());
         // Submitting under the lock: the main thread cannot see the job's events before its info.
-        // The herd is held only here, and gone once the run has ended.
-        let Some(herd) = herd.upgrade() else { break };
+        let Some(herd) = self.herd.upgrade() else {
+            return Fed::Done;
+        };
         match herd.submit(job) {
             Ok(id) => {
                 window.running.insert(
@@ -252,11 +260,41 @@ fn feed(herd: Weak<Herd>, feed: &Feed, mut inputs: Inputs, maker: JobMaker, skip
                         runs: 1,
                     },
                 );
+                Fed::Progress
             }
-            Err(_) => break,
+            Err(_) => Fed::Done,
         }
     }
-    feed.hold.lock().unwrap().take();
+
+    /// On a thread of its own: waits for permits, feeds until done.
+    fn run_thread(mut self, feed: &Feed) {
+        loop {
+            {
+                let mut window = feed.window.lock().unwrap();
+                while window.permits == 0 && !window.stop {
+                    window = feed.room.wait(window).unwrap();
+                }
+            }
+            if let Fed::Done = self.step(feed) {
+                break;
+            }
+        }
+        feed.hold.lock().unwrap().take();
+    }
+
+    /// On the main thread: submits while there is room. Returns false once done.
+    fn fill(&mut self, feed: &Feed) -> bool {
+        loop {
+            match self.step(feed) {
+                Fed::Progress => {}
+                Fed::NoRoom => return true,
+                Fed::Done => {
+                    feed.hold.lock().unwrap().take();
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 /// `--dry-run`: prints each job's command, as a shell would read it, and runs nothing.
@@ -326,6 +364,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         (Some(path), Some(resume)) => joblog::finished_jobs(path, resume).map_err(Fatal)?,
         _ => HashSet::new(),
     };
+    let never_blocks = Inputs::never_block(&opts.sources);
     let mut inputs =
         Inputs::open(&opts.sources, opts.delimiter, opts.colsep.clone()).map_err(|e| Fatal(e.0))?;
     let mut maker = JobMaker {
@@ -400,22 +439,55 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         room: Condvar::new(),
         hold: Mutex::new(Some(herd.keep_open())),
     });
-    let signal = watch_signals(Arc::downgrade(&herd), feed_state.clone())?;
+    let signal = watch_signals()?;
     maker.stream = printer.wants_stream() || reports.results.is_some() || opts.events_output;
     maker.collect = printer.wants_collect();
-    {
-        let (herd, feed_state) = (Arc::downgrade(&herd), feed_state.clone());
+    let feeder = Feeder {
+        herd: Arc::downgrade(&herd),
+        inputs,
+        maker,
+        skip,
+        seq: 0,
+    };
+    let mut inline = if never_blocks {
+        Some(feeder)
+    } else {
+        let feed_state = feed_state.clone();
         std::thread::Builder::new()
             .name("herd-feeder".into())
-            .spawn(move || feed(herd, &feed_state, inputs, maker, skip))
+            .spawn(move || feeder.run_thread(&feed_state))
             .map_err(|e| Fatal(format!("cannot start the input thread: {e}")))?;
-    }
+        None
+    };
 
     let mut counts = Counts::default();
     let mut halted: Option<(crate::halt::Halt, i32)> = None;
     let mut halt_told = false;
     let mut stopped = false;
-    while let Some(event) = herd.next_event() {
+    let mut signalled = 0;
+    loop {
+        if let Some(feeder) = inline.as_mut() {
+            if !feeder.fill(&feed_state) {
+                inline = None;
+            }
+        }
+        let event = herd.next_event_timeout(SIGNAL_CHECK);
+        if signalled == 0 {
+            signalled = signal.load(Ordering::SeqCst);
+            if signalled != 0 {
+                // Cancel every job (each tree gets SIGTERM, then SIGKILL; on Windows its job
+                // object is terminated), start no new one, and report what finished.
+                feed_state.stop();
+                herd.cancel_all();
+            }
+        }
+        let Some(event) = event else {
+            let window = feed_state.window.lock().unwrap();
+            if window.running.is_empty() && feed_state.hold.lock().unwrap().is_none() {
+                break;
+            }
+            continue;
+        };
         match event {
             Event::Started { id, pid } => {
                 let window = feed_state.window.lock().unwrap();
@@ -563,12 +635,11 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         (window.skipped_total, window.input_error.take())
     };
     printer.flush();
-    let signal = signal.load(Ordering::SeqCst);
     let status = if let Some(e) = input_error.or(reports.error.take()) {
         printer.message(&e);
         255
-    } else if signal != 0 {
-        128 + signal
+    } else if signalled != 0 {
+        128 + signalled as i32
     } else if let Some((_, status)) = halted {
         status
     } else if printer.broken {

@@ -751,3 +751,43 @@ fn a_hundred_thousand_inputs_run_in_flat_memory() {
         "peak RSS grew from {small} KiB (1000 jobs) to {large} KiB (100,000 jobs)"
     );
 }
+
+/// With inputs that never block (values, regular files) the command needs four threads however
+/// many jobs run: main (which also feeds jobs and notices signals), the event loop, and two
+/// spawners. A pipe on stdin adds one thread to read it.
+#[test]
+fn the_command_runs_on_four_threads() {
+    let sleep = long_sleep(44);
+    let count_threads = |pid: u32| -> usize {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("Threads:")).unwrap();
+        line[8..].trim().parse().unwrap()
+    };
+    let values: Vec<String> = (0..200).map(|_| sleep.clone()).collect();
+    let mut args = vec!["-j", "0", "sleep", ":::"];
+    args.extend(values.iter().map(String::as_str));
+    let mut child = herd().args(&args).stdin(Stdio::null()).spawn().unwrap();
+    // (herd's own command line holds the marker too.)
+    wait_until("200 sleeping jobs", || {
+        testkit::processes_with(&sleep)
+            .iter()
+            .filter(|p| p.contains(": sleep "))
+            .count()
+            == 200
+    });
+    let threads = count_threads(child.id());
+    send_signal(child.id(), "INT");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_gone(&sleep);
+    assert_eq!(threads, 4, "threads with 200 running jobs");
+}
+
+fn send_signal(pid: u32, signal: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}

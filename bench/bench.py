@@ -1,0 +1,368 @@
+#!/usr/bin/env python3
+"""herd's benchmark: workloads W1-W5 side by side with the C baseline and the peers.
+
+Run it with `bench/run` (which builds and installs what it needs); see bench/README.md.
+Each workload runs every tool once per round, in the same order every round (A B A B …),
+and reports medians. Timings come from wait4 (wall clock around it); a tool's own peak RSS,
+threads and open descriptors come from sampling /proc/PID while it runs.
+"""
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Tools:
+    def __init__(self, args):
+        self.herd = os.path.join(ROOT, "target/release/herd")
+        self.spawn_cost = os.path.join(ROOT, "target/release/examples/spawn_cost")
+        self.tiny = os.path.join(args.tools, "tiny")
+        self.baseline = os.path.join(args.tools, "baseline")
+        self.writer = os.path.join(args.tools, "writer")
+        self.rust_parallel = shutil.which("rust-parallel", path=os.path.join(args.tools, "rp/bin"))
+        self.parallel = shutil.which("parallel")
+        self.xargs = shutil.which("xargs")
+
+
+class Sample:
+    """Peak RSS (VmHWM), threads and descriptors of one process, sampled while it runs."""
+
+    def __init__(self, pid, interval, count_fds):
+        self.pid, self.interval, self.count_fds = pid, interval, count_fds
+        self.rss_kb = self.threads = self.fds = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.done.is_set():
+            try:
+                with open(f"/proc/{self.pid}/status") as f:
+                    status = f.read()
+                hwm = re.search(r"VmHWM:\s+(\d+)", status)
+                threads = re.search(r"Threads:\s+(\d+)", status)
+                if hwm:
+                    self.rss_kb = max(self.rss_kb, int(hwm.group(1)))
+                if threads:
+                    self.threads = max(self.threads, int(threads.group(1)))
+                if self.count_fds:
+                    self.fds = max(self.fds, len(os.listdir(f"/proc/{self.pid}/fd")))
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                pass
+            self.done.wait(self.interval)
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+
+
+def measure(argv, stdin_path=None, interval=0.02, count_fds=False, stdout=subprocess.DEVNULL):
+    """Runs argv; returns wall s, CPU s (user+system of it and its reaped descendants), and
+    the samples."""
+    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
+    sample = Sample(proc.pid, interval, count_fds)
+    err_chunks = []
+    reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    sample.stop()
+    reader.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if stdin_path:
+        stdin.close()
+    if proc.returncode != 0:
+        err = b"".join(err_chunks).decode(errors="replace")[-2000:]
+        raise RuntimeError(f"{argv[0]} exited {proc.returncode}: {err}")
+    return {
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "rss_mb": sample.rss_kb / 1024,
+        "threads": sample.threads,
+        "fds": sample.fds,
+    }
+
+
+def median(runs, key):
+    return statistics.median(r[key] for r in runs)
+
+
+def rounds(tools, n, label):
+    """Runs each (name, fn) once per round, alternating; returns name -> list of results."""
+    results = {name: [] for name, _ in tools}
+    for r in range(n):
+        for name, fn in tools:
+            print(f"  {label} round {r + 1}/{n}: {name}", file=sys.stderr, flush=True)
+            results[name].append(fn())
+    return results
+
+
+def input_file(tmp, name, lines):
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.write("".join(f"{line}\n" for line in lines))
+    return path
+
+
+def table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def peers(t, jobs, program, extra=()):
+    """The command lines of the peers that take their inputs on stdin."""
+    cmds = []
+    if t.rust_parallel:
+        cmds.append(("rust-parallel", [t.rust_parallel, "-j", str(jobs), program, *extra]))
+    if t.xargs:
+        cmds.append(("xargs -P", [t.xargs, "-P", str(jobs), "-n", "1", program, *extra]))
+    if t.parallel:
+        cmds.append(("GNU parallel", [t.parallel, "--will-cite", "-j", str(jobs), program, *extra]))
+    return cmds
+
+
+def w1(t, a, tmp, out):
+    n, j = a.w1_jobs, 8
+    inputs = input_file(tmp, "w1", range(1, n + 1))
+    tools = [
+        ("C baseline", lambda: measure([t.baseline, str(j), str(n), t.tiny])),
+        ("herd", lambda: measure([t.herd, "-j", str(j), t.tiny], inputs)),
+    ]
+    for name, argv in peers(t, j, t.tiny):
+        if name == "GNU parallel" and not a.w1_gnu:
+            continue
+        tools.append((name, lambda argv=argv: measure(argv, inputs)))
+    res = rounds(tools, a.rounds, "W1")
+    base = res["C baseline"]
+    rows = []
+    for name, runs in res.items():
+        wall, cpu = median(runs, "wall"), median(runs, "cpu")
+        rows.append([
+            name, f"{wall:.2f}", f"{cpu:.2f}", f"{wall / n * 1e6:.0f}",
+            f"{wall / median(base, 'wall'):.2f}",
+            f"{(cpu - median(base, 'cpu')) / n * 1e6:+.0f}",
+        ])
+    herd_wall = median(res["herd"], "wall")
+    lines = [f"## W1: {n} jobs of a tiny static program at -j {j}", "",
+             table(["tool", "wall s", "CPU s", "wall µs/job", "wall ÷ baseline",
+                    "CPU µs/job beyond baseline"], rows), ""]
+    if "rust-parallel" in res:
+        lines.append(f"herd ÷ rust-parallel (wall): {herd_wall / median(res['rust-parallel'], 'wall'):.2f}")
+        lines.append("")
+    out.append("\n".join(lines))
+    return res
+
+
+def w2(t, a, tmp, out):
+    n, secs = a.w2_jobs, a.w2_sleep
+    inputs = input_file(tmp, "w2", [secs] * n)
+    sleep = shutil.which("sleep")
+    tools = [
+        ("C baseline", lambda: measure([t.baseline, str(n), str(n), sleep, str(secs)], interval=0.2, count_fds=True)),
+        ("herd", lambda: measure([t.herd, "-j", str(n), sleep], inputs, interval=0.2, count_fds=True)),
+    ]
+    for name, argv in peers(t, n, sleep):
+        tools.append((name, lambda argv=argv: measure(argv, inputs, interval=0.2, count_fds=True)))
+    res = rounds(tools, a.rounds, "W2")
+    rows = [[name, f"{median(r, 'wall'):.2f}", f"{median(r, 'threads'):.0f}",
+             f"{median(r, 'rss_mb'):.1f}", f"{median(r, 'fds'):.0f}"] for name, r in res.items()]
+    out.append("\n".join([
+        f"## W2: {n} jobs sleeping {secs} s, all at once", "",
+        table(["tool", "wall s", "peak threads", "peak RSS MB", "peak open descriptors"], rows), ""]))
+    return res
+
+
+def w3(t, a, tmp, out):
+    size = a.w3_bytes
+    inputs = input_file(tmp, "w3", [size, size])
+    def sh(argv):
+        return measure(argv, inputs)
+    tools = [
+        ("C baseline (raw drain)", lambda: measure([t.baseline, "2", "2", t.writer, str(size)])),
+        ("herd -u", lambda: sh([t.herd, "-u", "-j", "2", t.writer])),
+        ("herd (grouped)", lambda: sh([t.herd, "-j", "2", t.writer])),
+    ]
+    for name, argv in peers(t, 2, t.writer):
+        if name != "xargs -P":  # xargs does not capture: children write to /dev/null directly
+            tools.append((name, lambda argv=argv: sh(argv)))
+    res = rounds(tools, a.rounds, "W3")
+    base = median(res["C baseline (raw drain)"], "wall")
+    rows = []
+    for name, r in res.items():
+        wall = median(r, "wall")
+        rows.append([name, f"{wall:.2f}", f"{2 * size / wall / 1e9:.2f}", f"{base / wall:.2f}",
+                     f"{median(r, 'rss_mb'):.1f}"])
+    out.append("\n".join([
+        f"## W3: 2 jobs writing {size / 1e9:g} GB each (output to /dev/null)", "",
+        table(["tool", "wall s", "GB/s", "throughput ÷ raw drain", "peak RSS MB"], rows), ""]))
+    return res
+
+
+def w4(t, a, tmp, out):
+    sizes = a.w4_sizes
+    tools = []
+    for n in sizes:
+        inputs = input_file(tmp, f"w4-{n}", range(1, n + 1))
+        tools.append((f"herd {n}", lambda n=n, inputs=inputs: measure([t.herd, "-j", "8", t.tiny], inputs)))
+    res = rounds(tools, a.rounds, "W4")
+    first = median(res[f"herd {sizes[0]}"], "wall") / sizes[0]
+    rows = []
+    for n in sizes:
+        r = res[f"herd {n}"]
+        per = median(r, "wall") / n
+        rows.append([n, f"{median(r, 'wall'):.2f}", f"{per * 1e6:.0f}", f"{per / first:.2f}",
+                     f"{median(r, 'rss_mb'):.1f}"])
+    out.append("\n".join([
+        "## W4: the run grows (tiny jobs at -j 8)", "",
+        table(["jobs", "wall s", "µs/job", "per job ÷ smallest run", "peak RSS MB"], rows), ""]))
+    return res
+
+
+def w5(t, a, tmp, out):
+    jobs = a.w5_jobs
+    def run(mib):
+        r = subprocess.run([t.spawn_cost, str(mib), str(jobs), t.tiny], check=True,
+                           capture_output=True, text=True)
+        return {"per_job": float(r.stdout.strip())}
+    tools = [("small parent", lambda: run(0)), (f"{a.w5_mib} MiB parent", lambda: run(a.w5_mib))]
+    res = rounds(tools, a.rounds, "W5")
+    small = statistics.median(r["per_job"] for r in res["small parent"])
+    rows = []
+    for name, r in res.items():
+        per = statistics.median(x["per_job"] for x in r)
+        rows.append([name, f"{per:.0f}", f"{per / small:.2f}"])
+    out.append("\n".join([
+        f"## W5: the library spawning {jobs} tiny jobs from a parent with {a.w5_mib} MiB resident", "",
+        table(["parent", "µs/job", "÷ small parent"], rows), ""]))
+    return res
+
+
+def syscalls(t, a, tmp, out):
+    """System calls per job: strace -f over a run, split into herd's own threads and the
+    spawned child before it execs."""
+    if not shutil.which("strace"):
+        out.append("## System calls per job\n\nstrace is not installed: skipped.\n")
+        return
+    n = a.syscall_jobs
+    inputs = input_file(tmp, "sys", range(1, n + 1))
+    trace = os.path.join(tmp, "strace.out")
+    with open(inputs, "rb") as stdin:
+        subprocess.run(["strace", "-f", "-qq", "-o", trace, t.herd, "-j", "8", t.tiny],
+                       stdin=stdin, check=True, stdout=subprocess.DEVNULL)
+    children, execed = set(), set()
+    own, child = {}, {}
+    call = re.compile(r"^(\d+)\s+(?:<\.\.\. (\w+) resumed>|(\w+)\()")
+    with open(trace) as f:
+        for line in f:
+            m = call.match(line)
+            if not m or m.group(2):
+                continue
+            pid, name = int(m.group(1)), m.group(3)
+            if name in ("clone", "clone3", "vfork") and "CLONE_VFORK" in line or name == "vfork":
+                ret = re.search(r"= (\d+)\s*$", line)
+                if ret:
+                    children.add(int(ret.group(1)))
+            if pid in children:
+                if pid in execed:
+                    continue
+                child[name] = child.get(name, 0) + 1
+                if name == "execve":
+                    execed.add(pid)
+            else:
+                own[name] = own.get(name, 0) + 1
+    # Children whose clone line came after their first call (strace's interleaving) are
+    # attributed late; they are few and only shift counts between the two tables slightly.
+    rows = sorted(own.items(), key=lambda kv: -kv[1])
+    total = sum(own.values()) / n
+    lines = [f"## System calls per job ({n} tiny jobs at -j 8, strace -f)", "",
+             f"In herd's own threads: {total:.1f} per job.", "",
+             table(["system call", "per job"], [[k, f"{v / n:.2f}"] for k, v in rows if v / n >= 0.05]), ""]
+    crows = sorted(child.items(), key=lambda kv: -kv[1])
+    lines += [f"In each child between the spawn and its exec: {sum(child.values()) / n:.1f}.", "",
+              table(["system call", "per job"], [[k, f"{v / n:.2f}"] for k, v in crows if v / n >= 0.05]), ""]
+    out.append("\n".join(lines))
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            m = re.search(r"model name\s*:\s*(.*)", f.read())
+            cpu = m.group(1) if m else cpu
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    def version(argv):
+        try:
+            return subprocess.run(argv, capture_output=True, text=True).stdout.splitlines()[0]
+        except (OSError, IndexError):
+            return "not installed"
+    return cpu, os.cpu_count(), mem, platform.release(), version
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, one round: checks the benchmark runs")
+    p.add_argument("--tools", required=True, help="where bench/run put tiny, baseline and rust-parallel")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--only", default="W1,W2,W3,W4,W5,SYS")
+    p.add_argument("--output", default=os.path.join(ROOT, "bench/RESULTS.md"))
+    a = p.parse_args()
+    a.w1_jobs, a.w1_gnu = 10000, True
+    a.w2_jobs, a.w2_sleep = 1000, 10
+    a.w3_bytes = 10**9
+    a.w4_sizes = [1000, 10000, 100000]
+    a.w5_jobs, a.w5_mib = 2000, 4096
+    a.syscall_jobs = 1000
+    if a.smoke:
+        a.rounds = 1
+        a.w1_jobs, a.w2_jobs, a.w2_sleep, a.w3_bytes = 200, 50, 1, 10**7
+        a.w4_sizes, a.w5_jobs, a.w5_mib, a.syscall_jobs = [100, 300], 100, 64, 50
+    t = Tools(a)
+    only = set(a.only.upper().split(","))
+    out = []
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="herd-bench-") as tmp:
+        for name, fn in [("W1", w1), ("W2", w2), ("W3", w3), ("W4", w4), ("W5", w5), ("SYS", syscalls)]:
+            if name in only:
+                print(f"{name}…", file=sys.stderr, flush=True)
+                fn(t, a, tmp, out)
+    cpu, cores, mem, kernel, version = machine()
+    herd_version = version([t.herd, "--version"])
+    head = [
+        "# herd benchmark results" + (" (smoke run: sizes too small to mean anything)" if a.smoke else ""),
+        "",
+        f"Machine: {cpu}, {cores} cores, {mem:.0f} GiB, Linux {kernel}. "
+        f"Run {time.strftime('%Y-%m-%d', time.gmtime(started))}, {a.rounds} rounds, "
+        f"{(time.time() - started) / 60:.0f} min; medians.",
+        "",
+        f"Tools: {herd_version} (release build); C baseline = bench/baseline.c (posix_spawn + poll, "
+        f"one thread); {version([t.rust_parallel, '--version']) if t.rust_parallel else 'rust-parallel not installed'}; "
+        f"{version([t.xargs, '--version']) if t.xargs else 'xargs not installed'}; "
+        f"{version([t.parallel, '--version']) if t.parallel else 'GNU parallel not installed'}.",
+        "",
+        "Each round runs every tool once, in the same order; the machine is shared and noisy, so",
+        "compare ratios within one run, not numbers across runs. Produced by `bench/run`.",
+        "",
+    ]
+    text = "\n".join(head) + "\n" + "\n".join(out)
+    with open(a.output, "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
