@@ -262,29 +262,26 @@ def syscalls(t, a, tmp, out):
     with open(inputs, "rb") as stdin:
         subprocess.run(["strace", "-f", "-qq", "-o", trace, t.herd, "-j", "8", t.tiny],
                        stdin=stdin, check=True, stdout=subprocess.DEVNULL)
-    children, execed = set(), set()
-    own, child = {}, {}
     call = re.compile(r"^(\d+)\s+(?:<\.\.\. (\w+) resumed>|(\w+)\()")
     with open(trace) as f:
-        for line in f:
-            m = call.match(line)
-            if not m or m.group(2):
-                continue
-            pid, name = int(m.group(1)), m.group(3)
-            if name in ("clone", "clone3", "vfork") and "CLONE_VFORK" in line or name == "vfork":
-                ret = re.search(r"= (\d+)\s*$", line)
-                if ret:
-                    children.add(int(ret.group(1)))
-            if pid in children:
-                if pid in execed:
-                    continue
+        lines = [(m, line) for line in f if (m := call.match(line))]
+    # The first process is herd; every other process that calls execve is a job's child.
+    herd_pid = int(lines[0][0].group(1))
+    children = {int(m.group(1)) for m, _ in lines if m.group(3) == "execve"} - {herd_pid}
+    execed = set()
+    own, child = {}, {}
+    for m, line in lines:
+        if m.group(2):
+            continue  # the second half of a call counted at its start
+        pid, name = int(m.group(1)), m.group(3)
+        if pid in children:
+            # Before its exec the child runs herd's spawn code; after, the job's program.
+            if pid not in execed:
                 child[name] = child.get(name, 0) + 1
-                if name == "execve":
-                    execed.add(pid)
-            else:
-                own[name] = own.get(name, 0) + 1
-    # Children whose clone line came after their first call (strace's interleaving) are
-    # attributed late; they are few and only shift counts between the two tables slightly.
+            if name == "execve":
+                execed.add(pid)
+        else:
+            own[name] = own.get(name, 0) + 1
     rows = sorted(own.items(), key=lambda kv: -kv[1])
     total = sum(own.values()) / n
     lines = [f"## System calls per job ({n} tiny jobs at -j 8, strace -f)", "",

@@ -418,7 +418,10 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         progress,
         error: None,
     };
-    let mut builder = Herd::builder().max_running(opts.jobs);
+    // Only --events and --results look at the start of a job.
+    let mut builder = Herd::builder()
+        .max_running(opts.jobs)
+        .started_events(opts.events.is_some() || opts.results.is_some());
     if let Some(g) = opts.eof_grace {
         builder = builder.eof_grace(g);
     }

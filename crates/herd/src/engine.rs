@@ -130,6 +130,10 @@ struct State {
     /// Tokens whose completion must be checked after the current poll.
     check: Vec<Token>,
     exit_hints: Vec<Token>,
+    /// Events were queued since the consumers were last woken. One wake-up per turn of the
+    /// loop, not one per event: a job's Started, Output and Finished often come in one turn,
+    /// and each needless wake-up of the consumer is a context switch.
+    events_to_announce: std::cell::Cell<bool>,
 }
 
 impl Engine {
@@ -163,6 +167,7 @@ impl Engine {
                 shutting_down: false,
                 check: Vec::new(),
                 exit_hints: Vec::new(),
+                events_to_announce: std::cell::Cell::new(false),
             },
         }
     }
@@ -180,6 +185,9 @@ impl Engine {
             self.fire_timers();
             self.state.pump();
             let s = &self.state;
+            if s.events_to_announce.take() {
+                s.shared.events_cond.notify_all();
+            }
             if s.shutting_down && s.active == 0 && s.queue.is_empty() {
                 break;
             }
@@ -275,7 +283,7 @@ impl Engine {
                 let id = entry.queued.id;
                 let timeout = entry.queued.job.timeout;
                 let cancelled = entry.cancelled;
-                if matches!(entry.queued.delivery, Delivery::Events) {
+                if matches!(entry.queued.delivery, Delivery::Events) && s.config.started_events {
                     s.push_event(Event::Started { id, pid }, false);
                 }
                 if cancelled {
@@ -566,7 +574,8 @@ impl State {
             events.outstanding -= 1;
         }
         drop(events);
-        self.shared.events_cond.notify_one();
+        // The consumers are woken before the loop next waits (see `events_to_announce`).
+        self.events_to_announce.set(true);
     }
 
     /// How many bytes the poller may read now: none while the event queue is full.

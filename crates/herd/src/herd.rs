@@ -27,6 +27,7 @@ pub(crate) struct Config {
     pub event_buffer: usize,
     pub spill_dir: Option<PathBuf>,
     pub kill_descendants: bool,
+    pub started_events: bool,
     pub poller: sys::PollerOptions,
 }
 
@@ -42,6 +43,7 @@ impl Default for Config {
             event_buffer: 16 << 20,
             spill_dir: None,
             kill_descendants: true,
+            started_events: true,
             poller: sys::PollerOptions::default(),
         }
     }
@@ -125,6 +127,14 @@ impl Builder {
     /// descendant outlives its job. Turn off to let jobs leave daemons behind.
     pub fn kill_descendants(mut self, yes: bool) -> Self {
         self.config.kill_descendants = yes;
+        self
+    }
+
+    /// Whether submitted jobs produce [`Event::Started`] (default true). A consumer that has no
+    /// use for it saves a wake-up per job: the start of a job rarely comes in the same turn
+    /// of the event loop as anything else.
+    pub fn started_events(mut self, yes: bool) -> Self {
+        self.config.started_events = yes;
         self
     }
 

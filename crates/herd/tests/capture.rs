@@ -544,3 +544,26 @@ fn max_output_keeps_head_and_tail_exactly() {
         }
     }
 }
+
+#[test]
+fn started_events_can_be_turned_off() {
+    for wanted in [true, false] {
+        let herd = Herd::builder().started_events(wanted).build().unwrap();
+        for _ in 0..5 {
+            herd.submit(Job::new("true")).unwrap();
+        }
+        let (mut started, mut finished) = (0, 0);
+        for event in herd.events() {
+            match event {
+                Event::Started { .. } => started += 1,
+                Event::Finished(r) => {
+                    assert!(r.success());
+                    finished += 1;
+                }
+                Event::Output { .. } => {}
+            }
+        }
+        assert_eq!(finished, 5);
+        assert_eq!(started, if wanted { 5 } else { 0 });
+    }
+}
