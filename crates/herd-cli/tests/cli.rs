@@ -3,37 +3,10 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};
-use testkit::{assert_gone, data_files, long_sleep, Rng};
+mod common;
 
-fn herd() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_herd"))
-}
-
-fn run(args: &[&str]) -> Output {
-    herd().args(args).stdin(Stdio::null()).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Whether a tool the test needs is installed; in CI (HERD_REQUIRE_TOOLS=1) a missing tool fails.
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .unwrap()
-        .status
-        .success();
-    if !found {
-        assert!(
-            std::env::var_os("HERD_REQUIRE_TOOLS").is_none(),
-            "{tool} is required (HERD_REQUIRE_TOOLS is set)"
-        );
-        eprintln!("skipped: {tool} is not installed");
-    }
-    found
-}
+use common::{herd, run, text};
+use testkit::{assert_gone, data_files, have, long_sleep, Rng};
 
 /// 1000 jobs, each a shell command line that writes random binary data to stdout and stderr at
 /// once, in writes of random size; returns the input (one command per line) and, per job, the

@@ -3,15 +3,10 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use testkit::{assert_gone, data_files, long_sleep, wait_for_file, wait_until};
+mod common;
 
-fn herd() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_herd"))
-}
-
-fn run(args: &[&str]) -> Output {
-    herd().args(args).stdin(Stdio::null()).output().unwrap()
-}
+use common::{herd, json_lines, run, text};
+use testkit::{assert_gone, data_files, have, long_sleep, wait_for_file, wait_until};
 
 fn run_in(dir: &Path, args: &[&str]) -> Output {
     herd()
@@ -22,37 +17,8 @@ fn run_in(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
-    text(bytes)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
 fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
     json_lines(&std::fs::read(path).unwrap_or_default())
-}
-
-/// Whether a tool the test needs is installed; in CI (HERD_REQUIRE_TOOLS=1) a missing tool fails.
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .unwrap()
-        .status
-        .success();
-    if !found {
-        assert!(
-            std::env::var_os("HERD_REQUIRE_TOOLS").is_none(),
-            "{tool} is required (HERD_REQUIRE_TOOLS is set)"
-        );
-        eprintln!("skipped: {tool} is not installed");
-    }
-    found
 }
 
 #[test]

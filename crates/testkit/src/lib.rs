@@ -123,3 +123,22 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 pub fn wait_for_file(path: &Path) -> String {
     format!("while [ ! -e '{}' ]; do sleep 0.01; done", path.display())
 }
+
+/// Whether a tool a test needs is installed. In CI (`HERD_REQUIRE_TOOLS=1`) a missing tool
+/// fails the test instead of skipping it.
+pub fn have(tool: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !found {
+        assert!(
+            std::env::var_os("HERD_REQUIRE_TOOLS").is_none(),
+            "{tool} is required (HERD_REQUIRE_TOOLS is set)"
+        );
+        eprintln!("skipped: {tool} is not installed");
+    }
+    found
+}
