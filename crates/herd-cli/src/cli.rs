@@ -20,7 +20,7 @@ linked to the one before it, value by value (the shorter wraps around).
 
 Placeholders in COMMAND are replaced by each input: {} the value, {.} without extension, \
 {/} basename, {//} directory, {/.} basename without extension, {N} (and {N.}, {N/}, …) the value \
-of the N-th source, {#} the job number (from 1), {%} the job slot (1 to -j). Without a \
+of the N-th source (with --colsep, the N-th column), {#} the job number (from 1), {%} the job slot (1 to -j). Without a \
 placeholder the values are appended as the last arguments.
 
 COMMAND is executed directly, not by a shell: input values reach it exactly as they are and are \
@@ -119,9 +119,10 @@ pub struct Cli {
     pub eof_grace: Option<String>,
 
     /// Write one JSON object per finished job to FILE (- for stdout, which then carries only JSON):
-    /// seq, command, exit_code, signal, timed_out, start_time, duration_s, user_time_s,
-    /// system_time_s, max_rss_kb, stdout_bytes, stderr_bytes, and the output as stdout/stderr
-    /// (UTF-8) or stdout_base64/stderr_base64. Example: --json - | jq .exit_code
+    /// seq, command, exit_code, signal, timed_out, leaked, error, start_time, duration_s,
+    /// user_time_s, system_time_s, max_rss_kb, stdout_bytes, stderr_bytes, the output as
+    /// stdout/stderr (UTF-8) or stdout_base64/stderr_base64, and stdout_cut/stderr_cut where
+    /// --max-output cut it. Example: --json - | jq .exit_code
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 

@@ -474,6 +474,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                 inline = None;
             }
         }
+        let waiting = std::time::Instant::now();
         let event = herd.next_event_timeout(SIGNAL_CHECK);
         if signalled == 0 {
             signalled = signal.load(Ordering::SeqCst);
@@ -485,8 +486,9 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
             }
         }
         let Some(event) = event else {
-            let window = feed_state.window.lock().unwrap();
-            if window.running.is_empty() && feed_state.hold.lock().unwrap().is_none() {
+            // Only the end of the event stream (every job reported, nothing held open, or the
+            // engine gone) returns before the time is up.
+            if waiting.elapsed() < SIGNAL_CHECK {
                 break;
             }
             continue;
