@@ -350,12 +350,11 @@ pub fn split_short_values(args: Vec<OsString>) -> Vec<OsString> {
             .any(|a| a.get_short() == Some(short) && a.get_action().takes_values())
     };
     let long_takes_value = |long: &str| {
-        cmd.get_arguments()
-            .any(|a| a.get_long() == Some(long) && a.get_action().takes_values())
-            || cmd.get_arguments().any(|a| {
-                a.get_all_aliases().is_some_and(|al| al.contains(&long))
-                    && a.get_action().takes_values()
-            })
+        cmd.get_arguments().any(|a| {
+            a.get_action().takes_values()
+                && (a.get_long() == Some(long)
+                    || a.get_all_aliases().is_some_and(|al| al.contains(&long)))
+        })
     };
     let mut out = Vec::with_capacity(args.len() + 1);
     let mut args = args.into_iter();

@@ -59,8 +59,6 @@ struct Streaming {
     partial: Vec<u8>,
     /// Bytes passed through so far (with `--max-output`, at most the head).
     passed: u64,
-    /// The job's timeline, kept on its stdout entry (`--json-timeline`).
-    segments: Vec<Segment>,
 }
 
 /// Writes output and results.
@@ -80,6 +78,8 @@ pub struct Printer {
     waiting: BTreeMap<u64, Option<(JobInfo, JobResult)>>,
     next_seq: u64,
     streaming: HashMap<(JobId, Stream), Streaming>,
+    /// `--json-timeline`: each running job's chunks so far, as (stream, length).
+    timelines: HashMap<JobId, Vec<Segment>>,
     /// Our stdout is gone (a closed pipe): stop writing to it.
     pub broken: bool,
 }
@@ -143,6 +143,7 @@ impl Printer {
             waiting: BTreeMap::new(),
             next_seq: 1,
             streaming: HashMap::new(),
+            timelines: HashMap::new(),
             broken: false,
         })
     }
@@ -185,8 +186,8 @@ impl Printer {
     /// A chunk of streamed output.
     pub fn chunk(&mut self, id: JobId, info: &JobInfo, stream: Stream, data: &[u8]) {
         if self.json_timeline {
-            let entry = self.streaming.entry((id, Stream::Stdout)).or_default();
-            json::add_segment(&mut entry.segments, stream, data.len() as u64);
+            let segments = self.timelines.entry(id).or_default();
+            json::add_segment(segments, stream, data.len() as u64);
         }
         if !self.streams_output() || self.broken {
             return;
@@ -235,6 +236,7 @@ impl Printer {
     pub fn discard(&mut self, id: JobId) {
         self.streaming.remove(&(id, Stream::Stdout));
         self.streaming.remove(&(id, Stream::Stderr));
+        self.timelines.remove(&id);
     }
 
     /// `--resume`: a job that will not run. Under `-k` the jobs after it need not wait for it.
@@ -247,11 +249,7 @@ impl Printer {
 
     /// A job finished. Its JSON record (if any) is written, then its output.
     pub fn finish(&mut self, info: JobInfo, result: JobResult) {
-        let segments = self
-            .streaming
-            .get_mut(&(result.id, Stream::Stdout))
-            .map(|s| std::mem::take(&mut s.segments))
-            .unwrap_or_default();
+        let segments = self.timelines.remove(&result.id).unwrap_or_default();
         if self.json.is_some() {
             let form = if self.json_timeline {
                 OutputForm::Timeline(&segments)
@@ -265,9 +263,6 @@ impl Printer {
                 json.flush()
             });
             self.check(r);
-        }
-        if !self.streams_output() {
-            self.discard(result.id);
         }
         if !self.print_output || self.broken {
             self.discard(result.id);
@@ -303,33 +298,19 @@ impl Printer {
     /// held back (the cut mark and the tail).
     fn finish_streamed(&mut self, info: &JobInfo, result: &JobResult) -> io::Result<()> {
         for stream in [Stream::Stdout, Stream::Stderr] {
-            let state = self
-                .streaming
-                .remove(&(result.id, stream))
-                .unwrap_or_default();
+            let key = (result.id, stream);
             if self.head.is_some() {
                 let output = result.output(stream);
                 let rest = match with_cut_mark(output, stream)? {
                     Some(marked) => marked,
                     None => output.to_vec()?,
                 };
-                let from = (state.passed as usize).min(rest.len());
-                self.streaming.insert(
-                    (result.id, stream),
-                    Streaming {
-                        partial: state.partial,
-                        ..Default::default()
-                    },
-                );
+                let passed = self.streaming.get(&key).map_or(0, |s| s.passed);
+                let from = (passed as usize).min(rest.len());
                 self.pass(result.id, info, stream, &rest[from..])?;
-                let state = self
-                    .streaming
-                    .remove(&(result.id, stream))
-                    .unwrap_or_default();
-                self.write_rest(info, stream, &state.partial)?;
-            } else {
-                self.write_rest(info, stream, &state.partial)?;
             }
+            let state = self.streaming.remove(&key).unwrap_or_default();
+            self.write_rest(info, stream, &state.partial)?;
         }
         Ok(())
     }

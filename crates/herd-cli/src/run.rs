@@ -464,8 +464,8 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
     };
 
     let mut counts = Counts::default();
-    let mut halted: Option<(crate::halt::Halt, i32)> = None;
-    let mut halt_told = false;
+    // The exit status of the job that made herd halt, once one has.
+    let mut halted: Option<i32> = None;
     let mut stopped = false;
     let mut signalled = 0;
     loop {
@@ -521,9 +521,8 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                 }
             }
             Event::Finished(result) => {
-                let (info, skipped) = {
+                let (info, skipped, halting) = {
                     let mut window = feed_state.window.lock().unwrap();
-                    let skipped = std::mem::take(&mut window.skipped);
                     let Some(mut info) = window.running.remove(&result.id) else {
                         continue;
                     };
@@ -544,7 +543,6 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                             }
                             info.runs += 1;
                             window.running.insert(id, info);
-                            window.skipped = skipped;
                             continue;
                         }
                     }
@@ -556,16 +554,16 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                     } else {
                         counts.failed += 1;
                     }
-                    let halt_now = opts
+                    let halting = opts
                         .halt
                         .filter(|h| halted.is_none() && h.reached(counts, total));
-                    if let Some(halt) = halt_now {
-                        halted = Some((halt, halt.exit_status(&result)));
+                    if let Some(halt) = halting {
+                        halted = Some(halt.exit_status(&result));
                         window.stop = true;
                     }
                     window.permits += 1;
                     window.slots.give(info.slot);
-                    (info, skipped)
+                    (info, std::mem::take(&mut window.skipped), halting)
                 };
                 feed_state.room.notify_one();
                 for seq in skipped {
@@ -598,14 +596,13 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                     let r = results.finish(info.seq);
                     reports.check(r, "--results");
                 }
-                if reports.events.is_some() {
+                if let Some(events) = reports.events.as_mut() {
                     let r = json::record(info.seq, &info.argv, &result, OutputForm::None)
-                        .and_then(|record| reports.events.as_mut().unwrap().finish(&record));
+                        .and_then(|record| events.finish(&record));
                     reports.check(r, "cannot write --events");
                 }
                 reports.progress.advance();
-                if let Some((halt, _)) = halted.filter(|_| !halt_told) {
-                    halt_told = true;
+                if let Some(halt) = halting {
                     let how = if halt.when == When::Now {
                         "killing the running jobs"
                     } else {
@@ -645,7 +642,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         255
     } else if signalled != 0 {
         128 + signalled as i32
-    } else if let Some((_, status)) = halted {
+    } else if let Some(status) = halted {
         status
     } else if printer.broken {
         141
@@ -663,8 +660,8 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         reports.check(r, "cannot write --events");
     }
     reports.progress.finish(counts.done, counts.failed, skipped);
-    // The last reference: the feeder and the signal watcher hold the herd weakly, and the feeder
-    // only under the window's lock. Dropping it removes the spill directory, even when the
+    // The last reference: the feeder holds the herd weakly, and upgrades it only under the
+    // window's lock. Dropping it removes the spill directory, even when the
     // feeder is still blocked reading input.
     let window = feed_state.window.lock().unwrap();
     drop(herd);
