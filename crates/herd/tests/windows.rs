@@ -400,10 +400,17 @@ mod suite {
                 herd.submit(child(&["say", "up", "600000"]).stream_output(true))
                     .unwrap();
             }
+            // Each child says "up" once it runs; a job that ends first fails the test (it
+            // must not leave the loop waiting for an output that will never come).
             let mut up = 0;
             while up < n {
-                if let Some(Event::Output { .. }) = herd.next_event() {
-                    up += 1;
+                match herd.next_event() {
+                    Some(Event::Output { .. }) => up += 1,
+                    Some(Event::Started { .. }) => {}
+                    Some(Event::Finished(r)) => {
+                        panic!("job {} ended before it said up: {:?}", r.id, r.outcome)
+                    }
+                    None => panic!("the event stream ended with {up} of {n} children up"),
                 }
             }
             let count = threads();
