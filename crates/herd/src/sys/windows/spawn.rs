@@ -27,9 +27,9 @@ use std::ptr;
 use std::time::{Instant, SystemTime};
 use windows_sys::Win32::Foundation::{
     DuplicateHandle, DUPLICATE_SAME_ACCESS, ERROR_ACCESS_DENIED, ERROR_BAD_EXE_FORMAT,
-    ERROR_COMMITMENT_LIMIT, ERROR_DIRECTORY, ERROR_FILE_NOT_FOUND, ERROR_NOT_ENOUGH_MEMORY,
-    ERROR_NOT_ENOUGH_QUOTA, ERROR_NO_SYSTEM_RESOURCES, ERROR_OUTOFMEMORY, ERROR_PATH_NOT_FOUND,
-    GENERIC_READ, HANDLE, INVALID_HANDLE_VALUE,
+    ERROR_COMMITMENT_LIMIT, ERROR_DIRECTORY, ERROR_FILE_NOT_FOUND, ERROR_INTERNAL_ERROR,
+    ERROR_NOT_ENOUGH_MEMORY, ERROR_NOT_ENOUGH_QUOTA, ERROR_NO_SYSTEM_RESOURCES, ERROR_OUTOFMEMORY,
+    ERROR_PATH_NOT_FOUND, GENERIC_READ, HANDLE, INVALID_HANDLE_VALUE,
 };
 use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
 use windows_sys::Win32::Storage::FileSystem::{
@@ -56,8 +56,14 @@ pub(crate) struct Spawned {
     pub started: Instant,
 }
 
+/// Failures that say nothing about the job, only that the system could not create a process
+/// just now: the engine waits for a running job to finish (or, with none running, a short
+/// timer) and tries again, and reports the error only if it persists. `ERROR_INTERNAL_ERROR`
+/// is among them: Wine's CreateProcess returns it now and then under load, and a retry
+/// succeeds.
 fn exhausted(code: i32) -> bool {
     [
+        ERROR_INTERNAL_ERROR,
         ERROR_NOT_ENOUGH_MEMORY,
         ERROR_OUTOFMEMORY,
         ERROR_NO_SYSTEM_RESOURCES,
@@ -362,4 +368,30 @@ pub(crate) fn spawn(job: &Job) -> Result<Spawned, SpawnFailure> {
         start_time,
         started,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_system_failures_are_retried_and_the_rest_fail_the_job() {
+        let program = OsStr::new("prog.exe");
+        for code in [
+            ERROR_INTERNAL_ERROR,
+            ERROR_NOT_ENOUGH_MEMORY,
+            ERROR_NO_SYSTEM_RESOURCES,
+        ] {
+            let e = io::Error::from_raw_os_error(code as i32);
+            assert!(
+                matches!(classify(e, program), SpawnFailure::Exhausted(_)),
+                "{code}"
+            );
+        }
+        let e = io::Error::from_raw_os_error(ERROR_FILE_NOT_FOUND as i32);
+        assert!(matches!(
+            classify(e, program),
+            SpawnFailure::Job(SpawnError::NotFound { .. })
+        ));
+    }
 }
