@@ -1,14 +1,18 @@
-//! Linux backend: `posix_spawn` (vfork semantics) for process creation, a pidfd per child for
-//! exit, and one epoll instance for every pipe and pidfd.
+//! Linux backend: `clone3` with vfork semantics (or `posix_spawn`) for process creation, a
+//! pidfd per child for exit, and one epoll instance for every pipe and pidfd.
 //!
-//! - [`spawn`](spawn::spawn): pipes, the spawn itself, the pidfd.
+//! - [`spawn`](spawn::spawn): pipes, argv and environment prepared in the parent.
+//! - [`clone3`]: herd's own spawn, the child's set-up and `execve`; [`posix_spawn`]: the
+//!   fallback where the kernel refuses `clone3`.
 //! - [`poller`]: epoll, edge-triggered, and the read loop that turns readiness into completions.
 //! - [`process`]: exit confirmation, reaping with resource usage, signalling the process group.
 //! - [`rlimit`]: raising `RLIMIT_NOFILE` once, at start.
 //! - [`path`]: looking a program up in `PATH`, with a cache.
 
+mod clone3;
 mod path;
 mod poller;
+mod posix_spawn;
 mod process;
 mod rlimit;
 mod spawn;

@@ -1,33 +1,43 @@
-//! Starting a child with `posix_spawn`.
+//! Starting a job's child: everything prepared in the parent, then one of two ways to create it.
 //!
-//! glibc implements `posix_spawn` with `clone(CLONE_VM|CLONE_VFORK)`: no page tables are
-//! copied, so the cost of a spawn does not grow with the parent's memory, and the call returns
-//! only once the child has exec'd (or failed to), which is why it runs on a spawner thread.
+//! The parent does all the work that allocates or may fail in an ordinary way: it looks the
+//! program up, builds argv and the environment as C strings, and creates the pipes. Then
+//! [`clone3`](super::clone3) (or, where the kernel refuses it, [`posix_spawn`](super::posix_spawn))
+//! creates the child, which only moves descriptors, changes directory and exec's. Both borrow
+//! the parent's memory instead of copying it, so a spawn costs the same from a parent of 4 GiB.
 //!
 //! Every descriptor herd creates is close-on-exec from birth (`pipe2(O_CLOEXEC)`): a child
 //! spawned concurrently by another thread can never inherit a sibling's pipe, which would
 //! delay that sibling's EOF until the unrelated child exits. The child's three standard
-//! descriptors are `dup2`'d into place by the spawn's file actions, and `closefrom(3)` closes
-//! anything a careless library left inheritable.
+//! descriptors are `dup2`'d into place, and everything above 2 is closed, also what a careless
+//! library left inheritable.
 //!
 //! The child leads its own process group (so herd can kill its whole tree, and a terminal's
-//! Ctrl-C reaches herd, not the jobs), starts with an empty signal mask and with every signal
-//! at its default disposition (Rust ignores SIGPIPE, and that would leak into children).
+//! Ctrl-C reaches herd, not the jobs) and starts with an empty signal mask, every handled
+//! signal at its default, and SIGPIPE at its default (Rust ignores it, and that would leak into
+//! children). Signals ignored by herd's own parent stay ignored, as after a shell's `nohup`.
 
+use super::clone3::{self, Step};
 use super::path::{self, Lookup};
 use super::poller::Pipes;
+use super::posix_spawn;
 use super::process::Process;
 use crate::job::{Job, Stdin};
 use crate::sys::SpawnFailure;
 use crate::SpawnError;
-use rustix::fd::{AsRawFd, OwnedFd};
+use rustix::fd::{AsRawFd, OwnedFd, RawFd};
+use rustix::fs::{Mode, OFlags};
+use rustix::io::fcntl_dupfd_cloexec;
 use rustix::io::Errno;
 use rustix::pipe::{pipe_with, PipeFlags};
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
-use std::ffi::{CString, OsStr, OsString};
+use std::cell::OnceCell;
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
+#[cfg(test)]
+use std::path::PathBuf;
 use std::ptr;
 use std::time::{Instant, SystemTime};
 
@@ -113,50 +123,6 @@ fn environment(job: &Job) -> Result<Option<Vec<CString>>, SpawnFailure> {
     Ok(Some(out))
 }
 
-/// Owns a `posix_spawnattr_t` and a `posix_spawn_file_actions_t` and destroys them.
-struct SpawnAttrs {
-    attr: libc::posix_spawnattr_t,
-    actions: libc::posix_spawn_file_actions_t,
-}
-
-impl SpawnAttrs {
-    fn new() -> io::Result<Box<Self>> {
-        // SAFETY: both are plain C structs that the init functions below fully initialise.
-        let mut this: Box<Self> = Box::new(unsafe { std::mem::zeroed() });
-        // SAFETY: pointers to owned, writable structs.
-        let r = unsafe { libc::posix_spawnattr_init(&mut this.attr) };
-        if r != 0 {
-            return Err(io::Error::from_raw_os_error(r));
-        }
-        // SAFETY: as above.
-        let r = unsafe { libc::posix_spawn_file_actions_init(&mut this.actions) };
-        if r != 0 {
-            // SAFETY: `attr` was initialised just above.
-            unsafe { libc::posix_spawnattr_destroy(&mut this.attr) };
-            return Err(io::Error::from_raw_os_error(r));
-        }
-        Ok(this)
-    }
-}
-
-impl Drop for SpawnAttrs {
-    fn drop(&mut self) {
-        // SAFETY: both were initialised in `new` and are destroyed exactly once.
-        unsafe {
-            libc::posix_spawn_file_actions_destroy(&mut self.actions);
-            libc::posix_spawnattr_destroy(&mut self.attr);
-        }
-    }
-}
-
-fn check(r: libc::c_int) -> io::Result<()> {
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(r))
-    }
-}
-
 fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     pipe_with(PipeFlags::CLOEXEC).map_err(io::Error::from)
 }
@@ -184,33 +150,139 @@ pub(crate) fn spawn(job: &Job) -> Result<Spawned, SpawnFailure> {
         .map(|p| p.as_deref().unwrap_or(OsStr::new("")));
     let program_path = lookup(job, lookup_path)?;
     crate::sys::check_working_dir(job)?;
-    match spawn_resolved(job, &program_path) {
+    match spawn_resolved(job, &program_path, Backend::preferred()) {
         // The cached path vanished since it was looked up: look again, once.
         Err(SpawnFailure::Job(SpawnError::NotFound { .. }))
             if !job.program.as_bytes().contains(&b'/') =>
         {
             path::forget(&job.program, lookup_path);
-            spawn_resolved(job, &lookup(job, lookup_path)?)
+            spawn_resolved(job, &lookup(job, lookup_path)?, Backend::preferred())
         }
         other => other,
     }
 }
 
-fn spawn_resolved(job: &Job, program_path: &Path) -> Result<Spawned, SpawnFailure> {
+/// What the child needs, prepared by the parent: C strings and descriptors above 2 (so that
+/// placing one on 0, 1 or 2 can never close another). Nothing in the child allocates.
+pub(super) struct ChildSetup<'a> {
+    pub path: &'a CStr,
+    /// Null-terminated.
+    pub argv: *const *const libc::c_char,
+    /// Null-terminated.
+    pub envp: *const *const libc::c_char,
+    pub stdin: RawFd,
+    pub stdout: RawFd,
+    pub stderr: RawFd,
+    pub cwd: Option<&'a CStr>,
+}
+
+thread_local! {
+    /// `/dev/null` for every child's stdin, opened once per spawner thread and closed when the
+    /// thread ends (with its herd).
+    static DEV_NULL: OnceCell<OwnedFd> = const { OnceCell::new() };
+}
+
+/// The raw descriptor of this thread's `/dev/null`, valid until the thread ends.
+fn dev_null() -> io::Result<RawFd> {
+    DEV_NULL.with(|cell| {
+        if let Some(fd) = cell.get() {
+            return Ok(fd.as_raw_fd());
+        }
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+        let fd = above_stdio(rustix::fs::open("/dev/null", flags, Mode::empty())?)?;
+        Ok(cell.get_or_init(|| fd).as_raw_fd())
+    })
+}
+
+/// `fd`, moved above 2 if it is 0, 1 or 2 (which happens only when herd's parent closed its
+/// own standard descriptors).
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    Ok(fcntl_dupfd_cloexec(&fd, 3)?)
+}
+
+/// The two ways to create a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Clone3,
+    PosixSpawn,
+}
+
+impl Backend {
+    /// `clone3` until the kernel has refused it once.
+    fn preferred() -> Self {
+        if clone3::available() {
+            Backend::Clone3
+        } else {
+            Backend::PosixSpawn
+        }
+    }
+}
+
+/// Creates the child: with `clone3` when asked and the kernel allows it, else `posix_spawn`.
+fn start_child(
+    job: &Job,
+    setup: &ChildSetup,
+    backend: Backend,
+) -> Result<(Pid, OwnedFd), SpawnFailure> {
+    let program = &job.program;
+    if backend == Backend::Clone3 {
+        match clone3::start(setup) {
+            Ok(started) => return Ok(started),
+            Err(clone3::Failure::Unsupported) => {}
+            Err(clone3::Failure::Clone(e)) => return Err(classify(e.into(), program)),
+            Err(clone3::Failure::Child(Step::WorkingDir, e)) => {
+                return Err(SpawnFailure::Job(SpawnError::WorkingDir {
+                    dir: job.cwd.clone().unwrap_or_default(),
+                    source: e.into(),
+                }))
+            }
+            Err(clone3::Failure::Child(_, e)) => return Err(classify(e.into(), program)),
+        }
+    }
+    let pid = posix_spawn::start(setup).map_err(|e| classify(e, program))?;
+    // Race-free: herd never waits on other pids, so this pid cannot have been reaped and reused.
+    match pidfd_open(pid, PidfdFlags::empty()) {
+        Ok(fd) => Ok((pid, fd)),
+        Err(e) => {
+            // The child runs but cannot be watched: kill and reap it, then retry the job later.
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            let mut status = 0;
+            // SAFETY: waiting on our own child; null rusage is allowed.
+            unsafe { libc::wait4(pid.as_raw_nonzero().get(), &mut status, 0, ptr::null_mut()) };
+            let e = io::Error::from(e);
+            Err(if e.raw_os_error() == Some(Errno::NOSYS.raw_os_error()) {
+                SpawnFailure::Job(SpawnError::Io {
+                    program: program.to_string_lossy().into_owned(),
+                    source: e,
+                })
+            } else {
+                SpawnFailure::Exhausted(e)
+            })
+        }
+    }
+}
+
+fn spawn_resolved(
+    job: &Job,
+    program_path: &Path,
+    backend: Backend,
+) -> Result<Spawned, SpawnFailure> {
     let c_path = cstring(program_path.as_os_str().as_bytes())?;
     let mut argv_owned = Vec::with_capacity(job.args.len() + 1);
     argv_owned.push(cstring(job.program.as_bytes())?);
     for arg in &job.args {
         argv_owned.push(cstring(arg.as_bytes())?);
     }
-    let mut argv: Vec<*mut libc::c_char> =
-        argv_owned.iter().map(|s| s.as_ptr() as *mut _).collect();
-    argv.push(ptr::null_mut());
+    let mut argv: Vec<*const libc::c_char> = argv_owned.iter().map(|s| s.as_ptr()).collect();
+    argv.push(ptr::null());
     let env_owned = environment(job)?;
-    let mut envp: Vec<*mut libc::c_char> = Vec::new();
+    let mut envp: Vec<*const libc::c_char> = Vec::new();
     if let Some(env) = &env_owned {
-        envp = env.iter().map(|s| s.as_ptr() as *mut _).collect();
-        envp.push(ptr::null_mut());
+        envp = env.iter().map(|s| s.as_ptr()).collect();
+        envp.push(ptr::null());
     }
     let c_cwd = match &job.cwd {
         Some(dir) => Some(cstring(dir.as_os_str().as_bytes())?),
@@ -220,13 +292,20 @@ fn spawn_resolved(job: &Job, program_path: &Path) -> Result<Spawned, SpawnFailur
     let io_err = |e: io::Error| classify(e, &job.program);
     let (out_r, out_w) = pipe_pair().map_err(io_err)?;
     let (err_r, err_w) = pipe_pair().map_err(io_err)?;
+    let (out_w, err_w) = (
+        above_stdio(out_w).map_err(io_err)?,
+        above_stdio(err_w).map_err(io_err)?,
+    );
     // The child's stdin: /dev/null, a file, or a pipe herd writes the job's bytes into.
     let (stdin_child, stdin_ours): (Option<OwnedFd>, Option<StdinFeed>) = match &job.stdin {
         Stdin::Null => (None, None),
         Stdin::Bytes(data) => {
             let (r, w) = pipe_pair().map_err(io_err)?;
             rustix::io::ioctl_fionbio(&w, true).map_err(|e| io_err(e.into()))?;
-            (Some(r), Some((w, data.clone())))
+            (
+                Some(above_stdio(r).map_err(io_err)?),
+                Some((w, data.clone())),
+            )
         }
         Stdin::File(path) => {
             let file = std::fs::File::open(path).map_err(|source| {
@@ -239,110 +318,39 @@ fn spawn_resolved(job: &Job, program_path: &Path) -> Result<Spawned, SpawnFailur
                     })
                 }
             })?;
-            (Some(OwnedFd::from(file)), None)
+            (
+                Some(above_stdio(OwnedFd::from(file)).map_err(io_err)?),
+                None,
+            )
         }
     };
     // Our ends never block the event loop; the child's ends stay blocking (children expect it).
     rustix::io::ioctl_fionbio(&out_r, true).map_err(|e| io_err(e.into()))?;
     rustix::io::ioctl_fionbio(&err_r, true).map_err(|e| io_err(e.into()))?;
-
-    let mut attrs = SpawnAttrs::new().map_err(io_err)?;
-    let dev_null = c"/dev/null";
-    // SAFETY: `attrs` holds initialised attribute and file-action objects; every pointer passed
-    // (signal sets, path strings, argv, envp) points to memory that outlives the spawn call, and
-    // every descriptor named is open in this process.
-    let pid = unsafe {
-        let attr = &mut attrs.attr;
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        check(libc::posix_spawnattr_setsigmask(attr, &empty)).map_err(io_err)?;
-        check(libc::posix_spawnattr_setsigdefault(attr, &all)).map_err(io_err)?;
-        check(libc::posix_spawnattr_setpgroup(attr, 0)).map_err(io_err)?;
-        let flags = libc::POSIX_SPAWN_SETSIGMASK
-            | libc::POSIX_SPAWN_SETSIGDEF
-            | libc::POSIX_SPAWN_SETPGROUP;
-        check(libc::posix_spawnattr_setflags(attr, flags as libc::c_short)).map_err(io_err)?;
-
-        let actions = &mut attrs.actions;
-        match &stdin_child {
-            Some(fd) => check(libc::posix_spawn_file_actions_adddup2(
-                actions,
-                fd.as_raw_fd(),
-                0,
-            )),
-            None => check(libc::posix_spawn_file_actions_addopen(
-                actions,
-                0,
-                dev_null.as_ptr(),
-                libc::O_RDONLY,
-                0,
-            )),
-        }
-        .map_err(io_err)?;
-        check(libc::posix_spawn_file_actions_adddup2(
-            actions,
-            out_w.as_raw_fd(),
-            1,
-        ))
-        .map_err(io_err)?;
-        check(libc::posix_spawn_file_actions_adddup2(
-            actions,
-            err_w.as_raw_fd(),
-            2,
-        ))
-        .map_err(io_err)?;
-        if let Some(dir) = &c_cwd {
-            check(libc::posix_spawn_file_actions_addchdir_np(
-                actions,
-                dir.as_ptr(),
-            ))
-            .map_err(io_err)?;
-        }
-        check(libc::posix_spawn_file_actions_addclosefrom_np(actions, 3)).map_err(io_err)?;
-
-        let envp_ptr = if env_owned.is_some() {
-            envp.as_ptr()
-        } else {
-            libc::environ as *const *mut libc::c_char
-        };
-        let mut pid: libc::pid_t = 0;
-        check(libc::posix_spawn(
-            &mut pid,
-            c_path.as_ptr(),
-            &attrs.actions,
-            &attrs.attr,
-            argv.as_ptr(),
-            envp_ptr,
-        ))
-        .map_err(io_err)?;
-        pid
+    let stdin = match &stdin_child {
+        Some(fd) => fd.as_raw_fd(),
+        None => dev_null().map_err(io_err)?,
     };
+
+    let envp_ptr = if env_owned.is_some() {
+        envp.as_ptr()
+    } else {
+        // SAFETY: reading the pointer glibc keeps for the process's environment.
+        unsafe { libc::environ as *const *const libc::c_char }
+    };
+    let setup = ChildSetup {
+        path: &c_path,
+        argv: argv.as_ptr(),
+        envp: envp_ptr,
+        stdin,
+        stdout: out_w.as_raw_fd(),
+        stderr: err_w.as_raw_fd(),
+        cwd: c_cwd.as_deref(),
+    };
+    let (pid, pidfd) = start_child(job, &setup, backend)?;
     let start_time = SystemTime::now();
     let started = Instant::now();
     drop((out_w, err_w, stdin_child));
-    let pid = Pid::from_raw(pid).expect("posix_spawn returned pid 0");
-    // Race-free: herd never waits on other pids, so this pid cannot have been reaped and reused.
-    let pidfd = match pidfd_open(pid, PidfdFlags::empty()) {
-        Ok(fd) => fd,
-        Err(e) => {
-            // The child runs but cannot be watched: kill and reap it, then retry the job later.
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-            let mut status = 0;
-            // SAFETY: waiting on our own child; null rusage is allowed.
-            unsafe { libc::wait4(pid.as_raw_nonzero().get(), &mut status, 0, ptr::null_mut()) };
-            let e = io::Error::from(e);
-            return Err(if e.raw_os_error() == Some(Errno::NOSYS.raw_os_error()) {
-                SpawnFailure::Job(SpawnError::Io {
-                    program: job.program.to_string_lossy().into_owned(),
-                    source: e,
-                })
-            } else {
-                SpawnFailure::Exhausted(e)
-            });
-        }
-    };
     Ok(Spawned {
         process: Process::new(pid, pidfd),
         pipes: Pipes {
@@ -353,4 +361,123 @@ fn spawn_resolved(job: &Job, program_path: &Path) -> Result<Spawned, SpawnFailur
         start_time,
         started,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! Both backends against real children: the same set-up, the same errors.
+    use super::*;
+    use rustix::fd::FromRawFd;
+    use std::io::Read;
+
+    const BACKENDS: [Backend; 2] = [Backend::Clone3, Backend::PosixSpawn];
+
+    /// Runs `job` (its program a path) with `backend`; its stdout and exit code.
+    fn run(job: &Job, backend: Backend) -> Result<(String, Option<i32>), SpawnFailure> {
+        let program = PathBuf::from(&job.program);
+        let spawned = spawn_resolved(job, &program, backend)?;
+        // The poller feeds stdin in herd; here the test does (small enough for the pipe).
+        if let Some((fd, data)) = spawned.pipes.stdin {
+            assert_eq!(rustix::io::write(&fd, &data).unwrap(), data.len());
+        }
+        rustix::io::ioctl_fionbio(&spawned.pipes.stdout, false).unwrap();
+        let mut out = String::new();
+        std::fs::File::from(spawned.pipes.stdout)
+            .read_to_string(&mut out)
+            .unwrap();
+        Ok((out, spawned.process.reap().code))
+    }
+
+    fn status_mask(status: &str, name: &str) -> u64 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    }
+
+    fn bit(signal: i32) -> u64 {
+        1 << (signal - 1)
+    }
+
+    #[test]
+    fn both_backends_set_up_the_child_alike() {
+        // What the child must not inherit: a descriptor left without close-on-exec, SIGPIPE
+        // ignored (Rust's doing) and the spawning thread's blocked signals. What it must: other
+        // ignored signals (as under `nohup`).
+        // (A high number: the shell's own directory listing takes the lowest free one.)
+        let null = rustix::fs::open("/dev/null", OFlags::RDONLY, Mode::empty()).unwrap();
+        // SAFETY: duplicating a descriptor we own, without close-on-exec; setting a disposition
+        // and this thread's mask (no handler is installed).
+        let leaked = unsafe {
+            let leaked = libc::fcntl(null.as_raw_fd(), libc::F_DUPFD, 100);
+            assert!(leaked >= 100);
+            libc::signal(libc::SIGUSR2, libc::SIG_IGN);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, ptr::null_mut());
+            OwnedFd::from_raw_fd(leaked)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let script =
+            "echo pid $$; ps -o pgid= -p $$; pwd; grep -E '^Sig(Blk|Ign)' /proc/self/status; \
+                      for f in /proc/$$/fd/*; do echo fd ${f##*/}; done; cat";
+        for backend in BACKENDS {
+            let job = Job::new("/bin/sh")
+                .args(["-c", script])
+                .current_dir(dir.path())
+                .stdin(crate::Stdin::bytes("from stdin"));
+            let (out, code) = run(&job, backend).unwrap_or_else(|e| panic!("{backend:?}: {e:?}"));
+            assert_eq!(code, Some(0), "{backend:?}: {out}");
+            let lines: Vec<&str> = out.lines().collect();
+            let pid = lines[0].strip_prefix("pid ").unwrap();
+            assert_eq!(
+                lines[1].trim(),
+                pid,
+                "{backend:?}: leads its own process group"
+            );
+            assert_eq!(
+                Path::new(lines[2]).canonicalize().unwrap(),
+                dir.path().canonicalize().unwrap()
+            );
+            assert_eq!(status_mask(&out, "SigBlk:"), 0, "{backend:?}: {out}");
+            let ignored = status_mask(&out, "SigIgn:");
+            assert_eq!(ignored & bit(libc::SIGPIPE), 0, "{backend:?}: {out}");
+            assert_ne!(ignored & bit(libc::SIGUSR2), 0, "{backend:?}: {out}");
+            let fds: Vec<&str> = lines.iter().filter_map(|l| l.strip_prefix("fd ")).collect();
+            assert!(
+                fds.contains(&"0") && fds.contains(&"2"),
+                "{backend:?}: {out}"
+            );
+            let leaked = leaked.as_raw_fd().to_string();
+            assert!(
+                !fds.contains(&leaked.as_str()),
+                "{backend:?} leaked fd {leaked}: {out}"
+            );
+            assert!(out.ends_with("from stdin"), "{backend:?}: {out}");
+        }
+    }
+
+    #[test]
+    fn both_backends_name_what_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_executable = dir.path().join("data");
+        std::fs::write(&not_executable, "not a program").unwrap();
+        for backend in BACKENDS {
+            let missing = Job::new(dir.path().join("missing"));
+            match run(&missing, backend) {
+                Err(SpawnFailure::Job(SpawnError::NotFound { .. })) => {}
+                other => panic!("{backend:?}: {other:?}"),
+            }
+            match run(&Job::new(&not_executable), backend) {
+                Err(SpawnFailure::Job(SpawnError::NotExecutable { .. })) => {}
+                other => panic!("{backend:?}: {other:?}"),
+            }
+        }
+        // The directory vanished after the parent's check: the child's chdir names it.
+        let gone = dir.path().join("gone");
+        let job = Job::new("/bin/true").current_dir(&gone);
+        match run(&job, Backend::Clone3) {
+            Err(SpawnFailure::Job(SpawnError::WorkingDir { dir, .. })) => assert_eq!(dir, gone),
+            other => panic!("{other:?}"),
+        }
+    }
 }
