@@ -16,7 +16,7 @@ use crate::herd::{Config, Delivery, Shared};
 use crate::job::Job;
 use crate::output::{Capture, CaptureLimits, MemoryBudget, SpillDir};
 use crate::result::{Event, JobId, JobResult, Outcome, ResourceUsage};
-use crate::spawner::SpawnQueue;
+use crate::spawner::Spawners;
 use crate::sys::{self, Kill, Process, SpawnFailure, Spawned, Stream, SysEvent, Token};
 use crate::SpawnError;
 use std::cmp::Reverse;
@@ -90,12 +90,11 @@ enum TimerKind {
 
 type Timer = Reverse<(Instant, TimerKind, Token)>;
 
-/// Closes the event stream and the spawn queue when the loop thread ends.
-struct CloseOnExit(Arc<Shared>, Arc<SpawnQueue>);
+/// Closes the event stream when the loop thread ends.
+struct CloseOnExit(Arc<Shared>);
 
 impl Drop for CloseOnExit {
     fn drop(&mut self) {
-        self.1.close();
         if let Ok(mut events) = self.0.events.lock() {
             events.closed = true;
         }
@@ -111,7 +110,7 @@ pub(crate) struct Engine {
 /// Everything but the poller, so that poller callbacks can borrow it.
 struct State {
     shared: Arc<Shared>,
-    spawn_queue: Arc<SpawnQueue>,
+    spawners: Spawners,
     config: Config,
     slots: Vec<Slot>,
     free: Vec<u32>,
@@ -119,7 +118,7 @@ struct State {
     queue: VecDeque<Queued>,
     /// Jobs holding a slot (spawning or running).
     active: usize,
-    /// Spawn requests handed to the spawners and not yet answered.
+    /// Spawn requests handed to the spawner threads and not yet answered.
     spawning: usize,
     /// A spawn ran out of resources: start nothing until a job finishes (or a retry timer).
     exhausted: bool,
@@ -137,12 +136,7 @@ struct State {
 }
 
 impl Engine {
-    pub(crate) fn new(
-        poller: sys::Poller,
-        shared: Arc<Shared>,
-        spawn_queue: Arc<SpawnQueue>,
-        config: Config,
-    ) -> Self {
+    pub(crate) fn new(poller: sys::Poller, shared: Arc<Shared>, config: Config) -> Self {
         let limits = CaptureLimits {
             per_stream: config.memory_per_stream,
             budget: MemoryBudget::new(config.memory_budget),
@@ -151,8 +145,8 @@ impl Engine {
         Engine {
             poller,
             state: State {
+                spawners: Spawners::new(config.spawners, shared.clone()),
                 shared,
-                spawn_queue,
                 config,
                 slots: Vec::new(),
                 free: Vec::new(),
@@ -173,9 +167,9 @@ impl Engine {
     }
 
     pub(crate) fn run(mut self) {
-        // However the loop ends (a panic included), the event stream closes and the spawners
-        // stop, so no caller waits for ever.
-        let _closer = CloseOnExit(self.state.shared.clone(), self.state.spawn_queue.clone());
+        // However the loop ends (a panic included), the event stream closes (and, as the state
+        // drops, the spawner threads stop), so no caller waits for ever.
+        let _closer = CloseOnExit(self.state.shared.clone());
         let mut inbox = Vec::new();
         loop {
             self.state.shared.take_inbox(&mut inbox);
@@ -183,7 +177,7 @@ impl Engine {
                 self.handle(msg);
             }
             self.fire_timers();
-            self.state.pump();
+            let more_to_start = self.start_queued();
             let s = &self.state;
             if s.events_to_announce.take() {
                 s.shared.events_cond.notify_all();
@@ -191,10 +185,14 @@ impl Engine {
             if s.shutting_down && s.active == 0 && s.queue.is_empty() {
                 break;
             }
-            let timeout = s
-                .timers
-                .peek()
-                .map(|Reverse((at, _, _))| at.saturating_duration_since(Instant::now()));
+            let timeout = if more_to_start {
+                // Read what has arrived, then come back to start the rest.
+                Some(Duration::ZERO)
+            } else {
+                s.timers
+                    .peek()
+                    .map(|Reverse((at, _, _))| at.saturating_duration_since(Instant::now()))
+            };
             let budget = self.state.read_budget();
             let state = &mut self.state;
             if let Err(e) = self
@@ -304,6 +302,49 @@ impl Engine {
         }
     }
 
+    /// Starts queued jobs while there is room: here, when the spawn does not block (Linux's
+    /// `clone3`), else through the spawner threads. Returns whether more could start now but
+    /// were left for the next turn, so that output keeps being read during a burst of starts.
+    fn start_queued(&mut self) -> bool {
+        // Spawning here costs the loop some tens of microseconds each.
+        const STARTS_PER_TURN: usize = 32;
+        // A few requests in flight per spawner thread keep them busy without handing them a
+        // backlog that a shortage of descriptors would only bounce back.
+        let max_spawning = self.state.config.spawners * 4;
+        let mut started_here = 0;
+        loop {
+            let s = &mut self.state;
+            if s.exhausted
+                || s.shutting_down
+                || s.active >= s.config.max_running
+                || s.spawning >= max_spawning
+                || s.queue.is_empty()
+            {
+                return false;
+            }
+            let inline = sys::spawns_without_blocking(&s.queue[0].job);
+            if inline && started_here == STARTS_PER_TURN {
+                return true;
+            }
+            let queued = s.queue.pop_front().expect("checked above");
+            let job = queued.job.clone();
+            let token = s.occupy(queued);
+            s.spawning += 1;
+            let job = if inline {
+                started_here += 1;
+                job
+            } else {
+                match s.spawners.push(token, job) {
+                    Ok(()) => continue,
+                    // No spawner thread could be started: spawn here after all.
+                    Err(job) => job,
+                }
+            };
+            let result = sys::spawn(&job);
+            self.on_spawned(token, result);
+        }
+    }
+
     fn fire_timers(&mut self) {
         let now = Instant::now();
         while let Some(&Reverse((at, kind, token))) = self.state.timers.peek() {
@@ -399,6 +440,13 @@ impl Engine {
         let end = entry.exited_at.unwrap_or_else(Instant::now);
         let pid = running.process.id();
         let info = running.process.reap();
+        if let Some(e) = info.spawn_error {
+            // The child never reached its program: reported as if the spawn had failed.
+            let result =
+                JobResult::not_run(entry.queued.id, Outcome::SpawnFailed(e), entry.cancelled);
+            s.deliver(entry.queued.delivery, result);
+            return;
+        }
         let outcome = match (info.code, info.signal) {
             (Some(c), _) => Outcome::Exited(c),
             (None, Some(sig)) => Outcome::Signaled(sig),
@@ -481,26 +529,6 @@ impl State {
         // A slot came free: resources may have come back too.
         self.exhausted = false;
         entry
-    }
-
-    /// Starts queued jobs while there is room.
-    fn pump(&mut self) {
-        // A few spawn requests in flight per spawner keep the spawners busy without handing
-        // them a backlog that a shortage of descriptors would only bounce back.
-        let max_spawning = self.config.spawners * 4;
-        while !self.exhausted
-            && !self.shutting_down
-            && self.active < self.config.max_running
-            && self.spawning < max_spawning
-        {
-            let Some(queued) = self.queue.pop_front() else {
-                break;
-            };
-            let job = queued.job.clone();
-            let token = self.occupy(queued);
-            self.spawning += 1;
-            self.spawn_queue.push(token, job);
-        }
     }
 
     /// A spawn failed for lack of descriptors, processes or memory: put the job back and wait

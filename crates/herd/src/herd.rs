@@ -2,7 +2,6 @@
 
 use crate::engine::{Engine, Msg};
 use crate::result::{Event, JobId, JobResult};
-use crate::spawner::{self, SpawnQueue};
 use crate::sys;
 use crate::{Error, Job};
 use std::collections::VecDeque;
@@ -72,8 +71,11 @@ impl Builder {
         self
     }
 
-    /// How many threads create processes (default 2). Process creation blocks for the whole
-    /// exec, so more spawners help only up to the number of cores.
+    /// How many threads create the processes whose creation blocks (default 2): all of them on
+    /// Windows, where `CreateProcessW` takes milliseconds; on Linux only jobs whose stdin is a
+    /// file, or every job where the kernel refuses `clone3` (then `posix_spawn` waits for each
+    /// exec). The threads start with the first such job. More help only up to the number of
+    /// cores.
     pub fn spawner_threads(mut self, n: usize) -> Self {
         self.config.spawners = n.clamp(1, 64);
         self
@@ -154,7 +156,7 @@ impl Builder {
         self
     }
 
-    /// Starts the event loop and the spawner threads.
+    /// Starts the event loop.
     ///
     /// On Linux this also raises the soft `RLIMIT_NOFILE` to the hard limit, once per
     /// process; children inherit the raised limit.
@@ -317,17 +319,17 @@ impl Future for JobHandle {
 
 /// A running engine: submit jobs, then collect their results or follow their events.
 ///
-/// One event-loop thread owns every pipe and every exit notification; a small fixed pool of
-/// spawner threads creates processes. The thread count is the same for 10 or 10,000 running
-/// jobs.
+/// One event-loop thread owns every pipe and every exit notification, and on Linux also
+/// creates the processes; a small fixed pool of spawner threads takes the spawns that block
+/// (all of them on Windows). The thread count is the same for 10 or 10,000 running jobs.
 ///
 /// Dropping a `Herd` cancels what has not finished (killing each job's process tree), waits
 /// for that, and stops the threads: no child outlives its herd.
 pub struct Herd {
     shared: Arc<Shared>,
-    spawn_queue: Arc<SpawnQueue>,
     next_id: AtomicU64,
-    threads: Vec<JoinHandle<()>>,
+    /// The event loop; it owns the spawner threads and stops them as it ends.
+    loop_thread: Option<JoinHandle<()>>,
     max_running: usize,
 }
 
@@ -353,26 +355,16 @@ impl Herd {
             paused: AtomicBool::new(false),
             event_buffer: config.event_buffer,
         });
-        let spawn_queue = Arc::new(SpawnQueue::default());
-        let mut threads = spawner::start(config.spawners, spawn_queue.clone(), shared.clone())
-            .map_err(Error::Setup)?;
         let max_running = config.max_running;
-        let engine = Engine::new(poller, shared.clone(), spawn_queue.clone(), config);
+        let engine = Engine::new(poller, shared.clone(), config);
         let loop_thread = std::thread::Builder::new()
             .name("herd-loop".into())
-            .spawn(move || engine.run());
-        match loop_thread {
-            Ok(t) => threads.push(t),
-            Err(e) => {
-                spawn_queue.close();
-                return Err(Error::Setup(e));
-            }
-        }
+            .spawn(move || engine.run())
+            .map_err(Error::Setup)?;
         Ok(Herd {
             shared,
-            spawn_queue,
             next_id: AtomicU64::new(1),
-            threads,
+            loop_thread: Some(loop_thread),
             max_running,
         })
     }
@@ -516,10 +508,8 @@ impl Drop for KeepOpen {
 impl Drop for Herd {
     fn drop(&mut self) {
         self.shared.send(Msg::Shutdown);
-        for t in self.threads.drain(..).rev() {
-            // The loop is last in the list: joining it first lets it finish in-flight spawns.
+        if let Some(t) = self.loop_thread.take() {
             let _ = t.join();
-            self.spawn_queue.close();
         }
     }
 }

@@ -2,8 +2,9 @@
 //! stderr, with a handful of threads.
 //!
 //! A [`Herd`] runs [`Job`]s. One event-loop thread owns every pipe and every exit
-//! notification (epoll and pidfds on Linux); a small fixed pool of spawner threads creates the
-//! processes. No thread per job or per pipe, ever: 10 or 10,000 running jobs cost the same
+//! notification (epoll and pidfds on Linux), and on Linux also starts the processes, without
+//! waiting for their exec; on Windows a small fixed pool of spawner threads creates them. No
+//! thread per job or per pipe, ever: 10 or 10,000 running jobs cost the same
 //! threads. Both streams of every child are drained from the instant it starts, so no child
 //! ever blocks on a full pipe, and captured output lives in memory up to a bound and then in
 //! private temporary files.

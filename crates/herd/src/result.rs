@@ -48,7 +48,7 @@ pub struct ResourceUsage {
     pub system_time: Duration,
     /// Peak resident set size, in KiB, as the kernel reports it (`ru_maxrss`).
     ///
-    /// On Linux a child started with vfork semantics (as herd starts them, so that spawning
+    /// On Linux a child started sharing its parent's memory (as herd starts them, so that spawning
     /// does not copy the parent's page tables) shares the parent's memory until `exec`, and the
     /// kernel folds that memory's peak into the child's figure. So this is the larger of the
     /// child's own peak and the peak of the process that runs the herd.
@@ -141,7 +141,9 @@ pub fn signal_name(signal: i32) -> Option<&'static str> {
 /// Something that happened in a run, in the order it happened.
 #[derive(Debug)]
 pub enum Event {
-    /// The job's process started.
+    /// The job's process started. Its program may still fail to load (a file the kernel cannot
+    /// execute, an argument list too long): on Linux that shows only as the process exits, and
+    /// then the job's [`Finished`](Event::Finished) says [`Outcome::SpawnFailed`].
     Started {
         /// Which job.
         id: JobId,

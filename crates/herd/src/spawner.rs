@@ -1,10 +1,13 @@
-//! Spawner threads.
+//! Spawner threads, for the spawns that block.
 //!
-//! Process creation blocks: `posix_spawn` returns only once the child has exec'd, and
-//! `CreateProcessW` takes milliseconds (far more under an antivirus). So spawning never runs on
-//! the event loop. A small fixed pool of spawner threads takes spawn requests and hands each
-//! new child (or the reason there is none) back to the loop through its inbox. Two spawners
-//! keep two cores busy creating processes while the loop reads output.
+//! On Linux a spawn normally does not wait for the child (`clone3` returns as soon as the
+//! child exists; see `sys/linux/clone3.rs`), so the event loop spawns itself and no job crosses
+//! a thread to start. Some spawns do block: `CreateProcessW` takes milliseconds (far more under
+//! an antivirus), `posix_spawn` (Linux's fallback) waits for the child's exec, and opening a
+//! job's stdin file can wait on a FIFO or a slow file system. Those go to a small fixed pool of
+//! spawner threads, which hand each new child (or the reason there is none) back to the loop
+//! through its inbox. The threads start with the first such spawn, so a run that never needs
+//! them never has them.
 
 use crate::engine::Msg;
 use crate::herd::Shared;
@@ -22,18 +25,18 @@ struct Requests {
 
 /// The queue of spawn requests, shared by the loop (producer) and the spawners (consumers).
 #[derive(Default)]
-pub(crate) struct SpawnQueue {
+struct SpawnQueue {
     requests: Mutex<Requests>,
     cond: Condvar,
 }
 
 impl SpawnQueue {
-    pub(crate) fn push(&self, token: Token, job: Arc<Job>) {
+    fn push(&self, token: Token, job: Arc<Job>) {
         self.requests.lock().unwrap().queue.push_back((token, job));
         self.cond.notify_one();
     }
 
-    pub(crate) fn close(&self) {
+    fn close(&self) {
         self.requests.lock().unwrap().closed = true;
         self.cond.notify_all();
     }
@@ -52,24 +55,55 @@ impl SpawnQueue {
     }
 }
 
-/// Starts `count` spawner threads.
-pub(crate) fn start(
-    count: usize,
+/// The pool, owned by the loop. Dropping it stops the threads and waits for them.
+pub(crate) struct Spawners {
     queue: Arc<SpawnQueue>,
+    count: usize,
     shared: Arc<Shared>,
-) -> std::io::Result<Vec<JoinHandle<()>>> {
-    (0..count)
-        .map(|i| {
-            let queue = queue.clone();
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name(format!("herd-spawner-{i}"))
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Spawners {
+    pub(crate) fn new(count: usize, shared: Arc<Shared>) -> Self {
+        Spawners {
+            queue: Arc::default(),
+            count,
+            shared,
+            threads: Vec::new(),
+        }
+    }
+
+    /// Hands a spawn to the threads (started now if this is the first). The answer comes as
+    /// [`Msg::Spawned`]. Gives the request back if no thread could be started.
+    pub(crate) fn push(&mut self, token: Token, job: Arc<Job>) -> Result<(), Arc<Job>> {
+        while self.threads.len() < self.count {
+            let queue = self.queue.clone();
+            let shared = self.shared.clone();
+            let started = std::thread::Builder::new()
+                .name(format!("herd-spawner-{}", self.threads.len()))
                 .spawn(move || {
                     while let Some((token, job)) = queue.pop() {
                         let result = sys::spawn(&job);
                         shared.send(Msg::Spawned { token, result });
                     }
-                })
-        })
-        .collect()
+                });
+            match started {
+                Ok(t) => self.threads.push(t),
+                Err(_) if self.threads.is_empty() => return Err(job),
+                // Fewer threads than asked for still do the work.
+                Err(_) => break,
+            }
+        }
+        self.queue.push(token, job);
+        Ok(())
+    }
+}
+
+impl Drop for Spawners {
+    fn drop(&mut self) {
+        self.queue.close();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }

@@ -175,6 +175,41 @@ fn missing_and_unexecutable_programs_fail_alone() {
     assert_eq!(fine.wait().stdout.to_vec().unwrap(), b"still here\n");
 }
 
+/// herd looks a program up in PATH once per run and remembers where it was. When that file
+/// goes, the job that finds it gone fails naming the program (or, where the spawn waits for the
+/// exec, is retried at once), and the jobs after it look again and find the next one in PATH.
+#[test]
+fn a_program_that_vanishes_mid_run_is_looked_up_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    for (dir, word) in dirs.iter().zip(["first", "second"]) {
+        let prog = dir.path().join("herd-test-prog");
+        std::fs::write(&prog, format!("#!/bin/sh\necho {word}\n")).unwrap();
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = std::env::join_paths(dirs.iter().map(|d| d.path())).unwrap();
+    let herd = Herd::new().unwrap();
+    let run = || {
+        let job = Job::new("herd-test-prog").env("PATH", &path);
+        herd.spawn(job).unwrap().wait()
+    };
+    assert_eq!(run().stdout.to_vec().unwrap(), b"first\n");
+    std::fs::remove_file(dirs[0].path().join("herd-test-prog")).unwrap();
+    let after = run();
+    if testkit::expected_spawner_threads() == 0 {
+        // clone3: the failed exec is seen only as the child exits.
+        match &after.outcome {
+            Outcome::SpawnFailed(e) => {
+                assert_eq!(e.to_string(), "program not found: herd-test-prog")
+            }
+            other => panic!("{other:?}"),
+        }
+    } else {
+        assert_eq!(after.stdout.to_vec().unwrap(), b"second\n");
+    }
+    assert_eq!(run().stdout.to_vec().unwrap(), b"second\n");
+}
+
 #[test]
 fn a_missing_working_directory_fails_the_job_naming_it() {
     let herd = Herd::new().unwrap();

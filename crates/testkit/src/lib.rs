@@ -142,3 +142,35 @@ pub fn have(tool: &str) -> bool {
     }
     found
 }
+
+/// The names of a process's threads (Linux).
+pub fn thread_names(pid: u32) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// How many spawner threads herd should have on this machine: none where the kernel offers
+/// `clone3` with `CLONE_CLEAR_SIGHAND` (Linux 5.5) and no seccomp filter can refuse it (then
+/// the event loop spawns), else two.
+pub fn expected_spawner_threads() -> usize {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut version = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let kernel = (version.next().unwrap_or(0), version.next().unwrap_or(0));
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let filtered = status
+        .lines()
+        .any(|l| l.starts_with("Seccomp:") && l.trim_end() != "Seccomp:\t0");
+    if kernel >= (5, 5) && !filtered && cfg!(target_arch = "x86_64") {
+        0
+    } else {
+        2
+    }
+}

@@ -5,7 +5,8 @@
 //!
 //! - [`spawn`]`(&Job) -> Result<Spawned, SpawnFailure>` starts a child in its own process tree
 //!   (a process group on Linux, a job object on Windows) with its stdout and stderr on pipes.
-//!   It runs on a spawner thread, because process creation blocks.
+//!   It runs on the event loop when `spawns_without_blocking(&Job)` says so (Linux's `clone3`
+//!   returns as soon as the child exists), else on a spawner thread.
 //! - `Process` is the handle on a running child: `signal_tree`, `has_exited` (a check that does
 //!   not reap) and `reap` (exactly once, after exit).
 //! - `Poller` owns every pipe. It is *completion-shaped*: `poll` reports "these bytes arrived on
@@ -118,8 +119,11 @@ pub(crate) enum SysEvent<'a> {
 }
 
 /// How a child ended, as the operating system reports it when it is reaped.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Default)]
 pub(crate) struct ExitInfo {
+    /// The program never ran: the child failed on its way to it (Linux's `clone3` path learns
+    /// that only when the child exits).
+    pub spawn_error: Option<crate::SpawnError>,
     pub code: Option<i32>,
     pub signal: Option<i32>,
     pub user_time: std::time::Duration,

@@ -20,7 +20,7 @@ mod spawn;
 pub(crate) use poller::{Poller, Waker};
 pub(crate) use process::Process;
 pub(crate) use rlimit::raise_fd_limit;
-pub(crate) use spawn::{spawn, Spawned};
+pub(crate) use spawn::{spawn, spawns_without_blocking, Spawned};
 
 /// The name of a signal number, for results and messages ("SIGKILL").
 pub(crate) fn signal_name(signal: i32) -> Option<&'static str> {

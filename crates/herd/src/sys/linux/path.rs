@@ -79,3 +79,10 @@ pub(crate) fn forget(program: &OsStr, path_var: Option<&OsStr>) {
         cache.remove(&(program.to_owned(), path_var.map(OsStr::to_owned)));
     }
 }
+
+/// Forgets every cached path for `program`, whatever `PATH` it was looked up in.
+pub(crate) fn forget_program(program: &OsStr) {
+    if let Some(cache) = CACHE.lock().unwrap().as_mut() {
+        cache.retain(|(name, _), _| name != program);
+    }
+}

@@ -5,7 +5,7 @@
 //! gets the same set-up: its own process group, the three descriptors in place, every other
 //! descriptor closed, an empty signal mask, SIGPIPE and every handled signal at its default.
 
-use super::spawn::ChildSetup;
+use super::spawn::ChildArgs;
 use rustix::process::Pid;
 use std::io;
 
@@ -55,7 +55,7 @@ fn check(r: libc::c_int) -> io::Result<()> {
 
 /// Starts the child described by `setup`. Returns once it has exec'd; a failure of the child's
 /// set-up or of `execve` comes back as the error.
-pub(super) fn start(setup: &ChildSetup) -> io::Result<Pid> {
+pub(super) fn start(setup: &ChildArgs) -> io::Result<Pid> {
     let mut attrs = SpawnAttrs::new()?;
     // SAFETY: `attrs` holds initialised attribute and file-action objects; every pointer passed
     // (signal sets, path strings, argv, envp) points to memory that outlives the spawn call, and
@@ -93,10 +93,9 @@ pub(super) fn start(setup: &ChildSetup) -> io::Result<Pid> {
             setup.stderr,
             2,
         ))?;
-        if let Some(dir) = setup.cwd {
+        if !setup.cwd.is_null() {
             check(libc::posix_spawn_file_actions_addchdir_np(
-                actions,
-                dir.as_ptr(),
+                actions, setup.cwd,
             ))?;
         }
         check(libc::posix_spawn_file_actions_addclosefrom_np(actions, 3))?;
@@ -104,7 +103,7 @@ pub(super) fn start(setup: &ChildSetup) -> io::Result<Pid> {
         let mut pid: libc::pid_t = 0;
         check(libc::posix_spawn(
             &mut pid,
-            setup.path.as_ptr(),
+            setup.path,
             &attrs.actions,
             &attrs.attr,
             setup.argv as *const *mut libc::c_char,

@@ -11,6 +11,7 @@
 //! that one pid: herd never calls `waitpid(-1)`, so it never steals another library's children.
 
 use super::super::{ExitInfo, Kill};
+use super::clone3::ExecStatus;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::process::{kill_process_group, waitid, Pid, Signal, WaitId, WaitIdOptions};
 use std::time::Duration;
@@ -19,14 +20,25 @@ pub(crate) struct Process {
     pid: Pid,
     pidfd: OwnedFd,
     reaped: bool,
+    /// For a child started by `clone3`, which reports a failed exec only as it exits.
+    exec_check: Option<ExecCheck>,
+}
+
+/// Where a `clone3` child reports a failure before its program runs, and what to name then.
+/// Kept until the child is reaped: the child may write the status until it exits.
+pub(crate) struct ExecCheck {
+    pub status: Box<ExecStatus>,
+    pub program: std::ffi::OsString,
+    pub cwd: Option<std::path::PathBuf>,
 }
 
 impl Process {
-    pub(super) fn new(pid: Pid, pidfd: OwnedFd) -> Self {
+    pub(super) fn new(pid: Pid, pidfd: OwnedFd, exec_check: Option<ExecCheck>) -> Self {
         Process {
             pid,
             pidfd,
             reaped: false,
+            exec_check,
         }
     }
 
@@ -81,7 +93,13 @@ impl Process {
             }
         }
         let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        // Exited, so the status is final.
+        let spawn_error = self.exec_check.as_ref().and_then(|check| {
+            let (step, errno) = check.status.failure()?;
+            Some(super::spawn::late_failure(step, errno, check))
+        });
         ExitInfo {
+            spawn_error,
             code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
             signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
             user_time: tv(usage.ru_utime),

@@ -21,6 +21,7 @@ use super::clone3::{self, Step};
 use super::path::{self, Lookup};
 use super::poller::Pipes;
 use super::posix_spawn;
+use super::process::ExecCheck;
 use super::process::Process;
 use crate::job::{Job, Stdin};
 use crate::sys::SpawnFailure;
@@ -30,7 +31,7 @@ use rustix::fs::{Mode, OFlags};
 use rustix::io::fcntl_dupfd_cloexec;
 use rustix::io::Errno;
 use rustix::pipe::{pipe_with, PipeFlags};
-use rustix::process::{pidfd_open, Pid, PidfdFlags};
+use rustix::process::{pidfd_open, PidfdFlags};
 use std::cell::OnceCell;
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
@@ -142,7 +143,14 @@ fn lookup(job: &Job, path_var: Option<&OsStr>) -> Result<std::path::PathBuf, Spa
     })
 }
 
-/// Starts `job`. Runs on a spawner thread.
+/// Whether [`spawn`] returns without waiting for the child's exec (or anything else slow), so
+/// the event loop may call it itself: with `clone3`, unless the job's stdin is a file (opening
+/// a FIFO waits for its writer).
+pub(crate) fn spawns_without_blocking(job: &Job) -> bool {
+    clone3::available() && !matches!(job.stdin, Stdin::File(_))
+}
+
+/// Starts `job`: on the event loop when [`spawns_without_blocking`], else on a spawner thread.
 pub(crate) fn spawn(job: &Job) -> Result<Spawned, SpawnFailure> {
     let path_var = job_path_var(job);
     let lookup_path = path_var
@@ -162,18 +170,80 @@ pub(crate) fn spawn(job: &Job) -> Result<Spawned, SpawnFailure> {
     }
 }
 
-/// What the child needs, prepared by the parent: C strings and descriptors above 2 (so that
-/// placing one on 0, 1 or 2 can never close another). Nothing in the child allocates.
-pub(super) struct ChildSetup<'a> {
-    pub path: &'a CStr,
-    /// Null-terminated.
+/// What the child needs, as raw pointers into memory the parent keeps until the child has
+/// exec'd: NUL-terminated strings, null-terminated arrays, and descriptors above 2 (so that
+/// placing one on 0, 1 or 2 never closes another). Nothing in the child allocates.
+pub(super) struct ChildArgs {
+    pub path: *const libc::c_char,
     pub argv: *const *const libc::c_char,
-    /// Null-terminated.
     pub envp: *const *const libc::c_char,
+    /// Null: stay in the parent's directory.
+    pub cwd: *const libc::c_char,
     pub stdin: RawFd,
     pub stdout: RawFd,
     pub stderr: RawFd,
-    pub cwd: Option<&'a CStr>,
+}
+
+/// The child's program, arguments, environment and directory as C strings, built in the parent
+/// where allocating is allowed. The pointers point into heap buffers, which stay put when this
+/// value moves (into a `clone3` slot, until the child has exec'd).
+struct Prepared {
+    path: CString,
+    _argv: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    _env: Option<Vec<CString>>,
+    /// Null-terminated, or empty to pass the parent's environment.
+    envp: Vec<*const libc::c_char>,
+    cwd: Option<CString>,
+}
+
+impl Prepared {
+    fn new(job: &Job, program_path: &Path) -> Result<Self, SpawnFailure> {
+        let path = cstring(program_path.as_os_str().as_bytes())?;
+        let mut argv_owned = Vec::with_capacity(job.args.len() + 1);
+        argv_owned.push(cstring(job.program.as_bytes())?);
+        for arg in &job.args {
+            argv_owned.push(cstring(arg.as_bytes())?);
+        }
+        let mut argv: Vec<_> = argv_owned.iter().map(|s| s.as_ptr()).collect();
+        argv.push(ptr::null());
+        let env = environment(job)?;
+        let mut envp = Vec::new();
+        if let Some(env) = &env {
+            envp = env.iter().map(|s| s.as_ptr()).collect();
+            envp.push(ptr::null());
+        }
+        let cwd = match &job.cwd {
+            Some(dir) => Some(cstring(dir.as_os_str().as_bytes())?),
+            None => None,
+        };
+        Ok(Prepared {
+            path,
+            _argv: argv_owned,
+            argv,
+            _env: env,
+            envp,
+            cwd,
+        })
+    }
+
+    fn child_args(&self, [stdin, stdout, stderr]: [RawFd; 3]) -> ChildArgs {
+        let envp = if self.envp.is_empty() {
+            // SAFETY: reading the pointer glibc keeps for the process's environment.
+            unsafe { libc::environ as *const *const libc::c_char }
+        } else {
+            self.envp.as_ptr()
+        };
+        ChildArgs {
+            path: self.path.as_ptr(),
+            argv: self.argv.as_ptr(),
+            envp,
+            cwd: self.cwd.as_deref().map_or(ptr::null(), CStr::as_ptr),
+            stdin,
+            stdout,
+            stderr,
+        }
+    }
 }
 
 thread_local! {
@@ -224,28 +294,34 @@ impl Backend {
 /// Creates the child: with `clone3` when asked and the kernel allows it, else `posix_spawn`.
 fn start_child(
     job: &Job,
-    setup: &ChildSetup,
+    program_path: &Path,
+    fds: [RawFd; 3],
     backend: Backend,
-) -> Result<(Pid, OwnedFd), SpawnFailure> {
+) -> Result<Process, SpawnFailure> {
     let program = &job.program;
+    let prepared = Prepared::new(job, program_path)?;
+    let args = prepared.child_args(fds);
     if backend == Backend::Clone3 {
-        match clone3::start(setup) {
-            Ok(started) => return Ok(started),
-            Err(clone3::Failure::Unsupported) => {}
-            Err(clone3::Failure::Clone(e)) => return Err(classify(e.into(), program)),
-            Err(clone3::Failure::Child(Step::WorkingDir, e)) => {
-                return Err(SpawnFailure::Job(SpawnError::WorkingDir {
-                    dir: job.cwd.clone().unwrap_or_default(),
-                    source: e.into(),
-                }))
+        match clone3::start(args, prepared) {
+            Ok(launched) => {
+                let check = ExecCheck {
+                    status: launched.status,
+                    program: program.clone(),
+                    cwd: job.cwd.clone(),
+                };
+                return Ok(Process::new(launched.pid, launched.pidfd, Some(check)));
             }
-            Err(clone3::Failure::Child(_, e)) => return Err(classify(e.into(), program)),
+            Err(clone3::Failure::Unsupported) => {
+                return start_child(job, program_path, fds, Backend::PosixSpawn)
+            }
+            Err(clone3::Failure::Clone(e)) => return Err(classify(e.into(), program)),
         }
     }
-    let pid = posix_spawn::start(setup).map_err(|e| classify(e, program))?;
+    let pid = posix_spawn::start(&args).map_err(|e| classify(e, program))?;
+    drop(prepared);
     // Race-free: herd never waits on other pids, so this pid cannot have been reaped and reused.
     match pidfd_open(pid, PidfdFlags::empty()) {
-        Ok(fd) => Ok((pid, fd)),
+        Ok(fd) => Ok(Process::new(pid, fd, None)),
         Err(e) => {
             // The child runs but cannot be watched: kill and reap it, then retry the job later.
             let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
@@ -265,30 +341,35 @@ fn start_child(
     }
 }
 
+/// The error for a child that failed between `clone3` and its program (seen when it is
+/// reaped): named as `posix_spawn`'s would have been.
+pub(super) fn late_failure(step: Step, errno: Errno, check: &ExecCheck) -> SpawnError {
+    let program = check.program.to_string_lossy().into_owned();
+    let source = io::Error::from(errno);
+    match step {
+        Step::WorkingDir => SpawnError::WorkingDir {
+            dir: check.cwd.clone().unwrap_or_default(),
+            source,
+        },
+        Step::Exec => {
+            if errno == Errno::NOENT {
+                // The program vanished since it was looked up: the next job looks again.
+                path::forget_program(&check.program);
+            }
+            match classify(source, &check.program) {
+                SpawnFailure::Job(e) => e,
+                SpawnFailure::Exhausted(source) => SpawnError::Io { program, source },
+            }
+        }
+        _ => SpawnError::Io { program, source },
+    }
+}
+
 fn spawn_resolved(
     job: &Job,
     program_path: &Path,
     backend: Backend,
 ) -> Result<Spawned, SpawnFailure> {
-    let c_path = cstring(program_path.as_os_str().as_bytes())?;
-    let mut argv_owned = Vec::with_capacity(job.args.len() + 1);
-    argv_owned.push(cstring(job.program.as_bytes())?);
-    for arg in &job.args {
-        argv_owned.push(cstring(arg.as_bytes())?);
-    }
-    let mut argv: Vec<*const libc::c_char> = argv_owned.iter().map(|s| s.as_ptr()).collect();
-    argv.push(ptr::null());
-    let env_owned = environment(job)?;
-    let mut envp: Vec<*const libc::c_char> = Vec::new();
-    if let Some(env) = &env_owned {
-        envp = env.iter().map(|s| s.as_ptr()).collect();
-        envp.push(ptr::null());
-    }
-    let c_cwd = match &job.cwd {
-        Some(dir) => Some(cstring(dir.as_os_str().as_bytes())?),
-        None => None,
-    };
-
     let io_err = |e: io::Error| classify(e, &job.program);
     let (out_r, out_w) = pipe_pair().map_err(io_err)?;
     let (err_r, err_w) = pipe_pair().map_err(io_err)?;
@@ -331,28 +412,15 @@ fn spawn_resolved(
         Some(fd) => fd.as_raw_fd(),
         None => dev_null().map_err(io_err)?,
     };
-
-    let envp_ptr = if env_owned.is_some() {
-        envp.as_ptr()
-    } else {
-        // SAFETY: reading the pointer glibc keeps for the process's environment.
-        unsafe { libc::environ as *const *const libc::c_char }
-    };
-    let setup = ChildSetup {
-        path: &c_path,
-        argv: argv.as_ptr(),
-        envp: envp_ptr,
-        stdin,
-        stdout: out_w.as_raw_fd(),
-        stderr: err_w.as_raw_fd(),
-        cwd: c_cwd.as_deref(),
-    };
-    let (pid, pidfd) = start_child(job, &setup, backend)?;
+    let fds = [stdin, out_w.as_raw_fd(), err_w.as_raw_fd()];
+    let process = start_child(job, program_path, fds, backend)?;
     let start_time = SystemTime::now();
     let started = Instant::now();
+    // The child has its own copy of the descriptor table (made by the clone), so the parent's
+    // copies of the child's ends can go at once.
     drop((out_w, err_w, stdin_child));
     Ok(Spawned {
-        process: Process::new(pid, pidfd),
+        process,
         pipes: Pipes {
             stdout: out_r,
             stderr: err_r,
@@ -385,7 +453,12 @@ mod tests {
         std::fs::File::from(spawned.pipes.stdout)
             .read_to_string(&mut out)
             .unwrap();
-        Ok((out, spawned.process.reap().code))
+        let info = spawned.process.reap();
+        match info.spawn_error {
+            // `clone3`'s child reports a failed exec as it exits.
+            Some(e) => Err(SpawnFailure::Job(e)),
+            None => Ok((out, info.code)),
+        }
     }
 
     fn status_mask(status: &str, name: &str) -> u64 {

@@ -18,7 +18,7 @@ mod spawn;
 
 pub(crate) use poller::{Poller, Waker};
 pub(crate) use process::Process;
-pub(crate) use spawn::{spawn, Spawned};
+pub(crate) use spawn::{spawn, spawns_without_blocking, Spawned};
 
 /// Windows has no descriptor limit to raise.
 pub(crate) fn raise_fd_limit() {}

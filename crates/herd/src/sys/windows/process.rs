@@ -85,6 +85,7 @@ impl Process {
         // SAFETY: valid handle, struct and size.
         let have_memory = unsafe { K32GetProcessMemoryInfo(handle, &mut memory, memory.cb) } != 0;
         ExitInfo {
+            spawn_error: None,
             code: have_code.then_some(code as i32),
             signal: None,
             user_time: if have_times { ft(user) } else { Duration::ZERO },

@@ -249,6 +249,11 @@ fn job_object() -> io::Result<OwnedHandle> {
     Ok(job)
 }
 
+/// `CreateProcessW` takes milliseconds: every spawn goes to a spawner thread.
+pub(crate) fn spawns_without_blocking(_job: &Job) -> bool {
+    false
+}
+
 /// Starts `job`. Runs on a spawner thread.
 pub(crate) fn spawn(job: &Job) -> Result<Spawned, SpawnFailure> {
     let io_err = |e: io::Error| classify(e, &job.program);
