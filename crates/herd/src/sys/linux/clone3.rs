@@ -194,7 +194,7 @@ extern "C" fn child_main(handoff: *const Handoff) -> ! {
 /// Only in the child made by [`start`], with `args` valid.
 unsafe fn child_steps(args: &ChildArgs) -> (Step, i32) {
     use libc::{
-        SYS_chdir, SYS_close_range, SYS_dup2, SYS_execve, SYS_rt_sigaction, SYS_rt_sigprocmask,
+        SYS_chdir, SYS_close_range, SYS_dup3, SYS_execve, SYS_rt_sigaction, SYS_rt_sigprocmask,
         SYS_setpgid,
     };
     let call = |nr, a: usize, b: usize, c: usize, d: usize| {
@@ -211,9 +211,10 @@ unsafe fn child_steps(args: &ChildArgs) -> (Step, i32) {
     if let Err(e) = call(SYS_setpgid, 0, 0, 0, 0) {
         return (Step::ProcessGroup, e);
     }
-    // The three descriptors are above 2, so placing one never closes another.
+    // The three descriptors are above 2, so placing one never closes another (and `dup3`, the
+    // call every architecture has, never sees the same number twice).
     for (from, to) in [(args.stdin, 0), (args.stdout, 1), (args.stderr, 2)] {
-        if let Err(e) = call(SYS_dup2, from as usize, to, 0, 0) {
+        if let Err(e) = call(SYS_dup3, from as usize, to, 0, 0) {
             return (Step::Descriptors, e);
         }
     }
