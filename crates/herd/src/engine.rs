@@ -642,7 +642,7 @@ impl State {
                         Event::Output {
                             id,
                             stream,
-                            data: data.to_vec(),
+                            data: self.shared.chunks.chunk(data),
                         },
                         false,
                     );

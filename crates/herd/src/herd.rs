@@ -188,6 +188,8 @@ pub(crate) struct Shared {
     /// The loop stopped reading pipes because the event queue is full.
     pub paused: AtomicBool,
     pub event_buffer: usize,
+    /// Buffers for output events, reused as the consumer drops them.
+    pub chunks: Arc<crate::chunk::ChunkPool>,
 }
 
 impl Shared {
@@ -354,6 +356,7 @@ impl Herd {
             events_cond: Condvar::new(),
             paused: AtomicBool::new(false),
             event_buffer: config.event_buffer,
+            chunks: Arc::default(),
         });
         let max_running = config.max_running;
         let engine = Engine::new(poller, shared.clone(), config);

@@ -88,6 +88,7 @@
 
 #![warn(missing_docs)]
 
+mod chunk;
 mod engine;
 mod error;
 mod herd;
@@ -97,6 +98,7 @@ mod result;
 mod spawner;
 mod sys;
 
+pub use crate::chunk::Chunk;
 pub use crate::error::{Error, SpawnError};
 pub use crate::herd::{Builder, Herd, JobHandle, KeepOpen};
 pub use crate::job::{Job, Stdin};

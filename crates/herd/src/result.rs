@@ -157,7 +157,7 @@ pub enum Event {
         /// Which stream.
         stream: Stream,
         /// The bytes, in order within the stream.
-        data: Vec<u8>,
+        data: crate::Chunk,
     },
     /// The job finished. (Boxed: results are large and rare, output chunks small and many.)
     Finished(Box<JobResult>),

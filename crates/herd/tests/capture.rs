@@ -359,7 +359,7 @@ fn streamed_output_arrives_in_order_between_started_and_finished() {
                 data,
                 ..
             } => {
-                streamed.extend(data);
+                streamed.extend_from_slice(&data);
                 seen.push("output");
             }
             Event::Output { .. } => panic!("no stderr expected"),

@@ -298,7 +298,12 @@ mod suite {
         for event in herd.events() {
             match event {
                 Event::Output { data, .. } => {
-                    pids.push(String::from_utf8(data).unwrap().parse::<u32>().unwrap());
+                    pids.push(
+                        String::from_utf8(data.into_vec())
+                            .unwrap()
+                            .parse::<u32>()
+                            .unwrap(),
+                    );
                     if pids.len() == 2 {
                         herd.cancel_all();
                     }
