@@ -4,10 +4,6 @@
 
 use herd::{Event, Herd, Job};
 
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
-}
-
 /// Starts `n` jobs that each say "up" and then wait; returns the thread count once all are up.
 fn threads_with_running(herd: &Herd, n: usize) -> usize {
     for _ in 0..n {
@@ -24,7 +20,7 @@ fn threads_with_running(herd: &Herd, n: usize) -> usize {
             up += 1;
         }
     }
-    let count = threads();
+    let count = testkit::thread_names(std::process::id()).len();
     herd.cancel_all();
     for _ in herd.events() {}
     count

@@ -10,10 +10,10 @@
 //! What `clone3` is asked for:
 //! - `CLONE_VM`: the child borrows the parent's memory, so no page table is copied whatever the
 //!   parent's size, and it reads the arguments the parent prepared in place.
-//! - No `CLONE_VFORK`: the spawner thread goes on at once. The child's stack and arguments
+//! - No `CLONE_VFORK`: the calling thread (the event loop) goes on at once. The child's stack and arguments
 //!   stay reserved until the kernel says the child is done with them: `CLONE_CHILD_CLEARTID`
 //!   zeroes a word (and wakes a futex on it) when the child exec's or exits, because that is
-//!   when it lets go of the shared memory. Each spawner thread keeps a small pool of stacks.
+//!   when it lets go of the shared memory. Each thread that spawns keeps a small pool of stacks.
 //! - `CLONE_CLEAR_SIGHAND` (Linux 5.5): every signal the parent handles is at its default in
 //!   the child, in one step; no handler of the parent can ever run in the child.
 //! - `CLONE_PIDFD`: the pidfd comes with the child (no `pidfd_open`).
@@ -263,7 +263,7 @@ unsafe fn child_steps(args: &ChildArgs) -> (Step, i32) {
 }
 
 thread_local! {
-    /// Each spawner thread's stacks for children on their way to `execve`.
+    /// This thread's stacks for children on their way to `execve`.
     static POOL: RefCell<Pool> = const { RefCell::new(Pool { slots: Vec::new() }) };
 }
 
@@ -274,7 +274,7 @@ struct Pool {
     slots: Vec<Box<Slot>>,
 }
 
-/// More children than this between clone and exec, per spawner thread, means exec is stalling
+/// More children than this between clone and exec, per spawning thread, means exec is stalling
 /// (a slow file system): wait for one rather than map more.
 const MAX_SLOTS: usize = 64;
 

@@ -73,15 +73,9 @@ pub(crate) fn resolve(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathB
     Err(not_executable.map_or(Lookup::NotFound, Lookup::NotExecutable))
 }
 
-/// Forgets a cached answer, after the file it named turned out to be gone.
-pub(crate) fn forget(program: &OsStr, path_var: Option<&OsStr>) {
-    if let Some(cache) = CACHE.lock().unwrap().as_mut() {
-        cache.remove(&(program.to_owned(), path_var.map(OsStr::to_owned)));
-    }
-}
-
-/// Forgets every cached path for `program`, whatever `PATH` it was looked up in.
-pub(crate) fn forget_program(program: &OsStr) {
+/// Forgets every cached path for `program`, whatever `PATH` it was looked up in, after the file
+/// one named turned out to be gone.
+pub(crate) fn forget(program: &OsStr) {
     if let Some(cache) = CACHE.lock().unwrap().as_mut() {
         cache.retain(|(name, _), _| name != program);
     }

@@ -21,8 +21,7 @@ use super::clone3::{self, Step};
 use super::path::{self, Lookup};
 use super::poller::Pipes;
 use super::posix_spawn;
-use super::process::ExecCheck;
-use super::process::Process;
+use super::process::{ExecCheck, Process};
 use crate::job::{Job, Stdin};
 use crate::sys::SpawnFailure;
 use crate::SpawnError;
@@ -159,11 +158,12 @@ pub(crate) fn spawn(job: &Job) -> Result<Spawned, SpawnFailure> {
     let program_path = lookup(job, lookup_path)?;
     crate::sys::check_working_dir(job)?;
     match spawn_resolved(job, &program_path, Backend::preferred()) {
-        // The cached path vanished since it was looked up: look again, once.
+        // The cached path vanished since it was looked up: look again, once. (Only
+        // `posix_spawn` says so here; `clone3`'s child reports it as it exits, see `late_failure`.)
         Err(SpawnFailure::Job(SpawnError::NotFound { .. }))
             if !job.program.as_bytes().contains(&b'/') =>
         {
-            path::forget(&job.program, lookup_path);
+            path::forget(&job.program);
             spawn_resolved(job, &lookup(job, lookup_path)?, Backend::preferred())
         }
         other => other,
@@ -247,7 +247,7 @@ impl Prepared {
 }
 
 thread_local! {
-    /// `/dev/null` for every child's stdin, opened once per spawner thread and closed when the
+    /// `/dev/null` for every child's stdin, opened once per spawning thread and closed when the
     /// thread ends (with its herd).
     static DEV_NULL: OnceCell<OwnedFd> = const { OnceCell::new() };
 }
@@ -354,7 +354,7 @@ pub(super) fn late_failure(step: Step, errno: Errno, check: &ExecCheck) -> Spawn
         Step::Exec => {
             if errno == Errno::NOENT {
                 // The program vanished since it was looked up: the next job looks again.
-                path::forget_program(&check.program);
+                path::forget(&check.program);
             }
             match classify(source, &check.program) {
                 SpawnFailure::Job(e) => e,
