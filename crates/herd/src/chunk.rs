@@ -1,9 +1,10 @@
 //! The bytes of an output event, in a buffer that goes back to its herd when dropped.
 //!
-//! A job that streams a gigabyte arrives as some 16,000 chunks of 64 KiB. Allocating a fresh
-//! buffer for each, filled by the event loop and freed by the consumer's thread, made the
-//! allocator hand memory back to the system and fault it in again for every chunk; the pool
-//! keeps a few buffers in circulation instead.
+//! A job that streams a gigabyte arrives as some 16,000 chunks of 64 KiB. Each large chunk is
+//! the very buffer the poller read into, so its bytes are never copied in user space; when the
+//! consumer drops it, it goes back to a pool and carries a later read. Allocating a fresh
+//! buffer for each chunk, filled by the event loop and freed by the consumer's thread, made
+//! the allocator hand memory back to the system and fault it in again for every chunk.
 
 use std::fmt;
 use std::ops::Deref;
@@ -55,33 +56,62 @@ impl Drop for Chunk {
 }
 
 /// Buffers waiting to carry the next chunks.
-#[derive(Default)]
 pub(crate) struct ChunkPool {
-    free: Mutex<Vec<Vec<u8>>>,
+    free: Mutex<Free>,
+    /// At most this many bytes of buffers wait in the pool: as many as the event queue may
+    /// hold, so that a consumer that keeps up within its buffer never costs an allocation.
+    keep_bytes: usize,
 }
 
-/// At most this many buffers wait in the pool (2 MiB of 64 KiB reads).
-const KEEP: usize = 32;
-/// Larger buffers are not kept.
+#[derive(Default)]
+struct Free {
+    buffers: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+/// Larger buffers are not kept (a read buffer is 64 KiB).
 const KEEP_CAPACITY: usize = 128 * 1024;
 
 impl ChunkPool {
-    /// A chunk holding a copy of `data`.
-    pub(crate) fn chunk(self: &Arc<Self>, data: &[u8]) -> Chunk {
-        let mut buf = self.free.lock().unwrap().pop().unwrap_or_default();
-        buf.clear();
-        buf.extend_from_slice(data);
+    pub(crate) fn new(keep_bytes: usize) -> Self {
+        ChunkPool {
+            free: Mutex::default(),
+            keep_bytes,
+        }
+    }
+
+    /// A chunk of the bytes in `read`, a read buffer. When they fill at least half of it, the
+    /// chunk takes the buffer itself and leaves a pooled one (or an empty one) in its place:
+    /// streaming a gigabyte then copies nothing beyond the kernel's copy into the buffer. A
+    /// smaller read is copied into a chunk of its own size, so that a queue of small chunks
+    /// does not hold a read buffer each.
+    pub(crate) fn chunk(self: &Arc<Self>, read: &mut Vec<u8>) -> Chunk {
+        if read.len() * 2 < read.capacity() {
+            return Chunk {
+                buf: read.to_vec(),
+                pool: None,
+            };
+        }
+        let spare = {
+            let mut free = self.free.lock().unwrap();
+            let spare = free.buffers.pop().unwrap_or_default();
+            free.bytes -= spare.capacity();
+            spare
+        };
         Chunk {
-            buf,
+            buf: std::mem::replace(read, spare),
             pool: Some(self.clone()),
         }
     }
 
-    fn give(&self, buf: Vec<u8>) {
-        if buf.capacity() <= KEEP_CAPACITY {
+    fn give(&self, mut buf: Vec<u8>) {
+        let size = buf.capacity();
+        if size <= KEEP_CAPACITY {
             let mut free = self.free.lock().unwrap();
-            if free.len() < KEEP {
-                free.push(buf);
+            if free.bytes + size <= self.keep_bytes {
+                buf.clear();
+                free.bytes += size;
+                free.buffers.push(buf);
             }
         }
     }
@@ -91,33 +121,57 @@ impl ChunkPool {
 mod tests {
     use super::*;
 
+    const READ: usize = 64 * 1024;
+
+    /// A read buffer as a poller leaves it: `len` bytes in a buffer of a read's size.
+    fn read(fill: u8, len: usize) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(READ);
+        buf.resize(len, fill);
+        buf
+    }
+
     #[test]
-    fn a_dropped_chunk_carries_the_next_one_and_the_pool_stays_bounded() {
-        let pool = Arc::new(ChunkPool::default());
-        let first = pool.chunk(b"first chunk");
-        let buffer = first.as_ptr();
-        drop(first);
-        let second = pool.chunk(b"second");
-        assert_eq!(&*second, b"second");
-        assert_eq!(
-            second.as_ptr(),
-            buffer,
-            "the dropped chunk's buffer is reused"
-        );
+    fn a_large_read_is_handed_over_whole_and_its_buffer_comes_back() {
+        let pool = Arc::new(ChunkPool::new(4 * READ));
+        let mut buf = read(1, READ);
+        let filled = buf.as_ptr();
+        let chunk = pool.chunk(&mut buf);
+        assert_eq!(chunk.as_ptr(), filled, "the bytes were not copied");
+        assert_eq!(&*chunk, &[1; READ][..]);
+        assert!(buf.is_empty(), "the poller got a buffer to refill");
+        drop(chunk);
+        // The next large read leaves the returned buffer in the poller's hands.
+        let mut buf = read(2, READ / 2);
+        let chunk = pool.chunk(&mut buf);
+        assert_eq!(buf.as_ptr(), filled, "the dropped chunk's buffer is reused");
+        assert_eq!(&*chunk, &[2; READ / 2][..]);
         // Kept: the bytes leave the pool with it.
-        assert_eq!(second.into_vec(), b"second");
-        let many: Vec<Chunk> = (0..KEEP * 2).map(|i| pool.chunk(&[i as u8; 100])).collect();
+        assert_eq!(chunk.into_vec(), vec![2; READ / 2]);
+    }
+
+    #[test]
+    fn a_small_read_is_copied_into_a_chunk_of_its_size() {
+        let pool = Arc::new(ChunkPool::new(4 * READ));
+        let mut buf = read(3, 10);
+        let filled = buf.as_ptr();
+        let chunk = pool.chunk(&mut buf);
+        assert_eq!(&*chunk, &[3; 10][..]);
+        assert_eq!(buf.as_ptr(), filled, "the poller keeps its buffer");
+        assert!(chunk.buf.capacity() < READ);
+        drop(chunk);
+        assert!(pool.free.lock().unwrap().buffers.is_empty());
+    }
+
+    #[test]
+    fn the_pool_keeps_at_most_its_bytes() {
+        let pool = Arc::new(ChunkPool::new(4 * READ));
+        let many: Vec<Chunk> = (0..10).map(|i| pool.chunk(&mut read(i, READ))).collect();
         for (i, c) in many.iter().enumerate() {
-            assert_eq!(&**c, &[i as u8; 100][..]);
+            assert_eq!(&**c, &[i as u8; READ][..]);
         }
         drop(many);
-        assert_eq!(pool.free.lock().unwrap().len(), KEEP);
-        drop(pool.chunk(&vec![0; KEEP_CAPACITY * 2]));
-        assert!(pool
-            .free
-            .lock()
-            .unwrap()
-            .iter()
-            .all(|b| b.capacity() <= KEEP_CAPACITY));
+        let free = pool.free.lock().unwrap();
+        assert_eq!(free.buffers.len(), 4);
+        assert_eq!(free.bytes, 4 * READ);
     }
 }

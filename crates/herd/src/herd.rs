@@ -356,7 +356,7 @@ impl Herd {
             events_cond: Condvar::new(),
             paused: AtomicBool::new(false),
             event_buffer: config.event_buffer,
-            chunks: Arc::default(),
+            chunks: Arc::new(crate::chunk::ChunkPool::new(config.event_buffer)),
         });
         let max_running = config.max_running;
         let engine = Engine::new(poller, shared.clone(), config);

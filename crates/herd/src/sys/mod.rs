@@ -106,11 +106,14 @@ impl<T> TokenTable<T> {
 
 /// What the poller reports.
 pub(crate) enum SysEvent<'a> {
-    /// Bytes read from one stream of one job, in order.
+    /// Bytes read from one stream of one job, in order. `data` is the poller's read buffer
+    /// itself, holding just those bytes: the engine copies them, or takes the buffer whole
+    /// (leaving another in its place) to hand a large read to the consumer without copying it.
+    /// The poller makes room again before its next read.
     Output {
         token: Token,
         stream: Stream,
-        data: &'a [u8],
+        data: &'a mut Vec<u8>,
     },
     /// The stream reached end of file: every writer (the child and its descendants) closed it.
     Eof { token: Token, stream: Stream },

@@ -133,6 +133,8 @@ struct Op {
     /// Deregistered while pending: free it when its completion arrives.
     closing: bool,
     retries: u32,
+    /// Where a read lands: its spare capacity while the read is pending, its length once the
+    /// read completes. The engine may take it with the bytes (see [`SysEvent::Output`]).
     buf: Vec<u8>,
     /// For the stdin writer: what to write, and how much is written.
     data: Option<(Arc<[u8]>, usize)>,
@@ -303,7 +305,7 @@ impl Poller {
             closing: false,
             retries: 0,
             buf: if matches!(kind, OpKind::Read(_)) {
-                vec![0; READ_SIZE]
+                Vec::with_capacity(READ_SIZE)
             } else {
                 Vec::new()
             },
@@ -385,14 +387,19 @@ impl Poller {
             ERROR_NOT_ENOUGH_QUOTA
         } else {
             // SAFETY: the op is ours and not pending; its buffer and OVERLAPPED stay put until
-            // the completion is dequeued. The byte count pointer is null, as required for
+            // the completion is dequeued (nothing touches the buffer meanwhile). The read fills
+            // the buffer's spare capacity. The byte count pointer is null, as required for
             // overlapped reads.
             let issued = unsafe {
+                let buf = &mut (*op).buf;
+                buf.clear();
+                buf.reserve(READ_SIZE);
+                let capacity = buf.capacity().min(u32::MAX as usize) as u32;
                 issue(op, thread_pool, |handle, overlapped| {
                     ReadFile(
                         handle,
                         (*op).buf.as_mut_ptr(),
-                        READ_SIZE as u32,
+                        capacity,
                         ptr::null_mut(),
                         overlapped,
                     )
@@ -635,8 +642,12 @@ impl Poller {
                     // SAFETY: a successful read wrote `bytes` into the buffer.
                     unsafe { (*op).retries = 0 };
                     if bytes > 0 {
-                        // SAFETY: as above.
-                        let data = unsafe { &(&(*op).buf)[..bytes] };
+                        // SAFETY: the read wrote `bytes` (at most the capacity it was given)
+                        // into the buffer, which nothing else refers to until the next read.
+                        let data = unsafe {
+                            (*op).buf.set_len(bytes);
+                            &mut (*op).buf
+                        };
                         on(SysEvent::Output {
                             token,
                             stream,
