@@ -2,8 +2,8 @@
 """herd's benchmark: workloads W1-W5 side by side with the C baseline and the peers.
 
 Run it with `bench/run` (which builds and installs what it needs); see bench/README.md.
-Each workload runs every tool once per round, in the same order every round (A B A B …),
-and reports medians. Timings come from wait4 (wall clock around it); a tool's own peak RSS,
+Each workload runs every tool once per round, alternating (A B C, C B A, A B C …), and
+reports medians. Timings come from wait4 (wall clock around it); a tool's own peak RSS,
 threads and open descriptors come from sampling /proc/PID while it runs.
 """
 
@@ -100,10 +100,15 @@ def median(runs, key):
 
 
 def rounds(tools, n, label):
-    """Runs each (name, fn) once per round, alternating; returns name -> list of results."""
+    """Runs each (name, fn) once per round, alternating; returns name -> list of results.
+
+    Odd rounds run the tools in reverse order: a tool's place in a round shifts its time on
+    this VM (in W3 one build measured 0.76 of the raw drain when always second in its round,
+    and 0.93 when the order was shuffled), and reversing gives every tool the same mix of
+    places."""
     results = {name: [] for name, _ in tools}
     for r in range(n):
-        for name, fn in tools:
+        for name, fn in (tools if r % 2 == 0 else tools[::-1]):
             print(f"  {label} round {r + 1}/{n}: {name}", file=sys.stderr, flush=True)
             results[name].append(fn())
     return results
@@ -353,7 +358,7 @@ def main():
         f"{version([t.xargs, '--version']) if t.xargs else 'xargs not installed'}; "
         f"{version([t.parallel, '--version']) if t.parallel else 'GNU parallel not installed'}.",
         "",
-        "Each round runs every tool once, in the same order; the machine is shared and noisy, so",
+        "Each round runs every tool once, in reverse order every other round; the machine is shared and noisy, so",
         "compare ratios within one run, not numbers across runs. Produced by `bench/run`.",
         "",
     ]
