@@ -112,7 +112,8 @@ impl Builder {
 
     /// Bytes of streamed output that may wait in the event queue (default 16 MiB). When the
     /// consumer falls behind, herd stops reading pipes until it catches up; children then
-    /// block in `write`. Nothing is lost.
+    /// block in `write`. Nothing is lost. Read buffers handed out as [`Chunk`](crate::Chunk)s
+    /// come back when dropped; up to this many bytes of them are kept for later reads.
     pub fn event_buffer(mut self, bytes: usize) -> Self {
         self.config.event_buffer = bytes.max(1);
         self
