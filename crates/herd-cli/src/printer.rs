@@ -63,26 +63,27 @@ struct Streaming {
 
 /// herd's stdout for job output. On Unix a duplicate of descriptor 1 rather than
 /// `io::stdout()`, whose line buffering scans every write for a newline (a tenth of herd's CPU
-/// when a job streams a gigabyte); herd buffers and flushes itself. On Windows `io::stdout()`,
-/// which also writes Unicode to a console correctly.
+/// when a job streams a gigabyte); herd buffers and flushes itself. Being a `File`, it also
+/// lets the kernel copy spilled output to it (see `Output::write_to`). On Windows
+/// `io::stdout()`, which also writes Unicode to a console correctly.
 #[cfg(unix)]
-type Stdout = Box<dyn Write>;
+type Stdout = File;
 #[cfg(not(unix))]
 type Stdout = io::Stdout;
 
 #[cfg(unix)]
-fn stdout() -> Stdout {
+fn stdout() -> io::Result<Stdout> {
     use std::os::fd::AsFd;
     match io::stdout().as_fd().try_clone_to_owned() {
-        Ok(fd) => Box::new(File::from(fd)),
-        // Descriptor 1 is closed: writes fail either way.
-        Err(_) => Box::new(io::stdout()),
+        Ok(fd) => Ok(File::from(fd)),
+        // Descriptor 1 is closed: discard, as `io::stdout()` does then.
+        Err(_) => File::options().write(true).open("/dev/null"),
     }
 }
 
 #[cfg(not(unix))]
-fn stdout() -> Stdout {
-    io::stdout()
+fn stdout() -> io::Result<Stdout> {
+    Ok(io::stdout())
 }
 
 /// Writes output and results.
@@ -158,7 +159,7 @@ impl Printer {
             mode: o.mode,
             tag: o.tag,
             print_output: !json_to_stdout && !o.stdout_taken,
-            out: BufWriter::with_capacity(64 * 1024, stdout()),
+            out: BufWriter::with_capacity(64 * 1024, stdout()?),
             err: BufWriter::with_capacity(64 * 1024, io::stderr()),
             json,
             json_timeline: o.json_timeline,
@@ -358,13 +359,15 @@ impl Printer {
                 continue;
             }
             let marked = with_cut_mark(output, stream)?;
-            let w = self.writer(stream);
             match (&tag, marked.as_deref().or(output.as_bytes())) {
-                (_, Some(bytes)) => write_lines(w, tag.as_deref(), bytes)?,
-                (None, None) => {
-                    output.write_to(w)?;
-                }
+                (_, Some(bytes)) => write_lines(self.writer(stream), tag.as_deref(), bytes)?,
+                // The concrete writers, so that a spill file reaches them in the kernel.
+                (None, None) => match stream {
+                    Stream::Stdout => output.write_to(&mut self.out).map(drop)?,
+                    Stream::Stderr => output.write_to(&mut self.err).map(drop)?,
+                },
                 (Some(tag), None) => {
+                    let w = self.writer(stream);
                     let mut reader = BufReader::new(output.reader()?);
                     let mut line = Vec::new();
                     while reader.read_until(b'\n', &mut line)? > 0 {
@@ -373,7 +376,7 @@ impl Printer {
                     }
                 }
             }
-            w.flush()?;
+            self.writer(stream).flush()?;
         }
         Ok(())
     }

@@ -259,6 +259,66 @@ fn a_run_under_strace_completes_correctly() {
     assert_eq!(text(&out.stderr), want);
 }
 
+// A spilled stream reaches herd's stdout through the kernel (sendfile or copy_file_range)
+// when that is a file or a pipe, past herd's own buffer: what herd buffered before (the jobs
+// ahead of it, the start of the file) must land first, and the spill file must be read from
+// its start.
+#[test]
+fn spilled_output_lands_byte_exact_and_in_order_in_a_file_and_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(21);
+    let big = rng.bytes(3 << 20); // past the 1 MiB a stream keeps in memory
+    let big_file = dir.path().join("big.bin");
+    std::fs::write(&big_file, &big).unwrap();
+    let big_arg = format!("cat {}", big_file.display());
+    let args = [
+        "-k",
+        "-j",
+        "3",
+        "sh",
+        "-c",
+        "{}",
+        ":::",
+        "echo first",
+        &big_arg,
+        "echo between",
+        &big_arg,
+        "echo last",
+    ];
+    let mut expected = b"first\n".to_vec();
+    expected.extend_from_slice(&big);
+    expected.extend_from_slice(b"between\n");
+    expected.extend_from_slice(&big);
+    expected.extend_from_slice(b"last\n");
+    // A file, already holding a line: herd's output goes after it.
+    let out_path = dir.path().join("out");
+    std::fs::write(&out_path, b"before\n").unwrap();
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&out_path)
+        .unwrap();
+    let status = herd()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let written = std::fs::read(&out_path).unwrap();
+    assert!(written.starts_with(b"before\n"));
+    assert!(
+        written[7..] == expected[..],
+        "the file holds the jobs' bytes in order"
+    );
+    // A pipe.
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        out.stdout == expected,
+        "the pipe carries the jobs' bytes in order"
+    );
+}
+
 #[test]
 fn memory_stays_bounded_while_jobs_print_hundreds_of_mb() {
     // GNU time forks from a small process: a child spawned with vfork semantics (posix_spawn,

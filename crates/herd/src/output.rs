@@ -343,11 +343,18 @@ impl Output {
         }
     }
 
-    /// Copies the bytes into `out`; returns how many.
-    pub fn write_to(&self, out: &mut dyn Write) -> io::Result<u64> {
+    /// Copies the bytes into `out`; returns how many. When the bytes are in a file and `out`
+    /// is a `File` (or a `BufWriter` of one), `std::io::copy` lets the kernel move them on
+    /// Linux (`copy_file_range`, `sendfile` or `splice`) instead of reading them back through
+    /// a buffer: pass the concrete type, not `&mut dyn Write`, to get that.
+    pub fn write_to<W: Write + ?Sized>(&self, out: &mut W) -> io::Result<u64> {
         match &self.stored {
             Stored::Memory(v) => out.write_all(v).map(|_| v.len() as u64),
-            Stored::File(..) => io::copy(&mut self.reader()?, out),
+            Stored::File(file, len) => {
+                let mut f = file.try_clone()?;
+                f.seek(SeekFrom::Start(0))?;
+                io::copy(&mut f.take(*len), out)
+            }
         }
     }
 
