@@ -3,7 +3,9 @@
 //! A byte's path: the child writes to its pipe; the [`Poller`](crate::sys::Poller) reads it and
 //! reports [`SysEvent::Output`]; [`Engine::on_sys_event`] appends it to the job's
 //! [`Capture`] (memory, then a spill file) and, for streamed jobs, queues an
-//! [`Event::Output`]; when the job completes, [`Engine::complete`] turns the captures into
+//! [`Event::Output`]. (Once a stream that is not streamed spills, Linux's poller moves the
+//! rest from the pipe into the spill file with `splice` and reports only the count,
+//! [`SysEvent::Spilled`].) When the job completes, [`Engine::complete`] turns the captures into
 //! the [`JobResult`]'s [`Output`](crate::Output)s and delivers it to the event queue or to
 //! the job's [`JobHandle`](crate::JobHandle).
 //!
@@ -64,6 +66,8 @@ struct Entry {
     stderr: Capture,
     /// Output streams not yet at EOF, one bit per [`Stream`].
     open: u8,
+    /// Streams handed to the poller to move into their spill files itself, one bit each.
+    spilling_direct: u8,
     exited_at: Option<Instant>,
     timed_out: bool,
     cancelled: bool,
@@ -129,6 +133,9 @@ struct State {
     /// Tokens whose completion must be checked after the current poll.
     check: Vec<Token>,
     exit_hints: Vec<Token>,
+    /// Streams that began spilling, each with its spill file: after the poll, the poller is
+    /// asked to move their bytes into the file itself.
+    direct_spills: Vec<(Token, Stream, std::fs::File)>,
     /// Events were queued since the consumers were last woken. One wake-up per turn of the
     /// loop, not one per event: a job's Started, Output and Finished often come in one turn,
     /// and each needless wake-up of the consumer is a context switch.
@@ -161,6 +168,7 @@ impl Engine {
                 shutting_down: false,
                 check: Vec::new(),
                 exit_hints: Vec::new(),
+                direct_spills: Vec::new(),
                 events_to_announce: std::cell::Cell::new(false),
             },
         }
@@ -382,6 +390,9 @@ impl Engine {
     }
 
     fn after_poll(&mut self) {
+        for (token, stream, file) in self.state.direct_spills.drain(..) {
+            self.poller.spill_into(token, stream, file);
+        }
         let hints = std::mem::take(&mut self.state.exit_hints);
         for token in &hints {
             if let Some(entry) = self.state.entry_mut(*token) {
@@ -512,6 +523,7 @@ impl State {
             cancelled: false,
             leaked: false,
             grace_armed: false,
+            spilling_direct: 0,
         });
         self.active += 1;
         token
@@ -636,7 +648,18 @@ impl State {
                     Stream::Stderr => &mut entry.stderr,
                 };
                 capture.push(data, job.collect_output, &self.limits, &self.spill);
-                if job.stream_output && matches!(entry.queued.delivery, Delivery::Events) {
+                let streamed =
+                    job.stream_output && matches!(entry.queued.delivery, Delivery::Events);
+                let bit = 1 << stream as u8;
+                if !streamed && entry.spilling_direct & bit == 0 {
+                    // Spilling, and nobody wants the bytes before the job ends: the poller
+                    // may move the rest from the pipe to the file without reading it.
+                    if let Some(file) = capture.direct_spill_file() {
+                        entry.spilling_direct |= bit;
+                        self.direct_spills.push((token, stream, file));
+                    }
+                }
+                if streamed {
                     let id = entry.queued.id;
                     self.push_event(
                         Event::Output {
@@ -646,6 +669,18 @@ impl State {
                         },
                         false,
                     );
+                }
+            }
+            SysEvent::Spilled {
+                token,
+                stream,
+                bytes,
+            } => {
+                if let Some(entry) = self.entry_mut(token) {
+                    match stream {
+                        Stream::Stdout => entry.stdout.spilled(bytes),
+                        Stream::Stderr => entry.stderr.spilled(bytes),
+                    }
                 }
             }
             SysEvent::Eof { token, stream } => {

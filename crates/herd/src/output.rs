@@ -144,6 +144,22 @@ impl Capture {
         self.store(data, limits, spill);
     }
 
+    /// The spill file, for the poller to append the rest of the stream to by itself: only
+    /// once the stream spills, and not when it keeps a head and a tail (the tail must see
+    /// every byte).
+    pub(crate) fn direct_spill_file(&self) -> Option<File> {
+        if self.head_capacity.is_some() {
+            return None;
+        }
+        self.file.as_ref()?.try_clone().ok()
+    }
+
+    /// `bytes` were appended to the spill file by the poller.
+    pub(crate) fn spilled(&mut self, bytes: usize) {
+        self.total += bytes as u64;
+        self.file_len += bytes as u64;
+    }
+
     fn store(&mut self, data: &[u8], limits: &CaptureLimits, spill: &SpillDir) {
         if self.file.is_none() {
             let over_stream = self.mem.len() + data.len() > limits.per_stream;

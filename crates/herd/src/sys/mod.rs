@@ -115,6 +115,14 @@ pub(crate) enum SysEvent<'a> {
         stream: Stream,
         data: &'a mut Vec<u8>,
     },
+    /// `bytes` more of a stream went straight from its pipe into its spill file
+    /// (`Poller::spill_into`), in order after everything reported before.
+    #[cfg_attr(windows, allow(dead_code))]
+    Spilled {
+        token: Token,
+        stream: Stream,
+        bytes: usize,
+    },
     /// The stream reached end of file: every writer (the child and its descendants) closed it.
     Eof { token: Token, stream: Stream },
     /// The process may have exited. A hint only: confirm with `Process::has_exited`.

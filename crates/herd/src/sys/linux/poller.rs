@@ -16,6 +16,7 @@ use super::process::Process;
 use rustix::event::{epoll, eventfd, EventfdFlags};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
+use std::fs::File;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,6 +74,8 @@ struct Registration {
     /// Whether each output stream has reported a hang-up: its writers are gone, so after the
     /// data is read the next read returns EOF, and no new edge will announce it.
     hup: [bool; 2],
+    /// Each output stream's spill file, once the engine lets the poller fill it directly.
+    spill: [Option<File>; 2],
 }
 
 pub(crate) struct Poller {
@@ -172,6 +175,7 @@ impl Poller {
                 stdin,
                 pending: [false; 2],
                 hup: [false; 2],
+                spill: [None, None],
             },
         );
         Ok(())
@@ -182,6 +186,16 @@ impl Poller {
         // Closing a descriptor removes it from the epoll set.
         if self.regs.remove(token).is_some() {
             self.pending.retain(|(t, _)| *t != token);
+        }
+    }
+
+    /// From now on, moves this stream's bytes from its pipe to the end of `file` with
+    /// `splice`, reporting [`SysEvent::Spilled`] counts instead of the bytes: a stream that
+    /// spills a gigabyte is never copied through herd's memory. If the kernel refuses a
+    /// splice, the stream goes back to being read.
+    pub(crate) fn spill_into(&mut self, token: Token, stream: Stream, file: File) {
+        if let Some(reg) = self.reg(token) {
+            reg.spill[stream as usize] = Some(file);
         }
     }
 
@@ -286,11 +300,37 @@ impl Poller {
             return 0;
         };
         let hup = reg.hup[stream as usize];
+        let spill = &mut reg.spill[stream as usize];
         let slot = match stream {
             Stream::Stdout => &mut reg.stdout,
             Stream::Stderr => &mut reg.stderr,
         };
         let Some(fd) = slot.as_ref() else { return 0 };
+        if let Some(file) = spill.as_ref() {
+            match splice_all(fd, file) {
+                Spliced::Bytes(n) => {
+                    on(SysEvent::Spilled {
+                        token,
+                        stream,
+                        bytes: n,
+                    });
+                    if n == READ_SIZE || hup {
+                        self.mark_pending(token, stream);
+                    }
+                    return n;
+                }
+                Spliced::Empty => return 0,
+                Spliced::Eof => {
+                    *slot = None;
+                    *spill = None;
+                    on(SysEvent::Eof { token, stream });
+                    return 0;
+                }
+                // Not into this file (or not now): read the stream as any other, and let the
+                // engine's capture write the file, or fall back to memory.
+                Spliced::Refused => *spill = None,
+            }
+        }
         loop {
             self.buf.clear();
             self.buf.reserve(READ_SIZE);
@@ -346,6 +386,28 @@ impl Poller {
                 }
             }
         }
+    }
+}
+
+enum Spliced {
+    Bytes(usize),
+    Empty,
+    Eof,
+    Refused,
+}
+
+/// Moves what the pipe holds (up to a read's worth) to the end of `file`, in the kernel.
+fn splice_all(pipe: &OwnedFd, file: &File) -> Spliced {
+    use rustix::pipe::{splice, SpliceFlags};
+    loop {
+        return match splice(pipe, None, file, None, READ_SIZE, SpliceFlags::NONBLOCK) {
+            Ok(0) => Spliced::Eof,
+            Ok(n) => Spliced::Bytes(n),
+            Err(Errno::AGAIN) => Spliced::Empty,
+            Err(Errno::INTR) => continue,
+            // ENOSPC, EIO, or a file system without splice: nothing was moved.
+            Err(_) => Spliced::Refused,
+        };
     }
 }
 
@@ -412,5 +474,104 @@ mod tests {
             total[1] += reads[1];
         }
         assert_eq!(total, [4, 4]);
+    }
+
+    /// Polls until the stream `stream` of token 0 reaches EOF; returns the bytes reported as
+    /// output, and the count reported as spilled.
+    fn drain(poller: &mut Poller, stream: Stream) -> (Vec<u8>, usize) {
+        let (mut read, mut spilled, mut eof) = (Vec::new(), 0, false);
+        while !eof {
+            poller
+                .poll(
+                    Some(Duration::from_secs(5)),
+                    usize::MAX,
+                    &mut |ev| match ev {
+                        SysEvent::Output {
+                            data, stream: s, ..
+                        } if s == stream => read.extend_from_slice(data),
+                        SysEvent::Spilled {
+                            bytes, stream: s, ..
+                        } if s == stream => spilled += bytes,
+                        SysEvent::Eof { stream: s, .. } if s == stream => eof = true,
+                        _ => {}
+                    },
+                )
+                .unwrap();
+        }
+        (read, spilled)
+    }
+
+    #[test]
+    fn a_spilling_stream_goes_from_the_pipe_to_its_file_in_the_kernel() {
+        let mut poller = Poller::new(&Default::default()).unwrap();
+        let (stdout, stdout_w) = pipe(1 << 20);
+        let (stderr, _stderr_w) = pipe(4096);
+        let exit = eventfd(0, EventfdFlags::CLOEXEC).unwrap();
+        let token = Token { slot: 0, gen: 1 };
+        let pipes = Pipes {
+            stdout,
+            stderr,
+            stdin: None,
+        };
+        poller.watch(token, exit.as_fd(), pipes).unwrap();
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, b"already on disk|").unwrap();
+        poller.spill_into(token, Stream::Stdout, file.try_clone().unwrap());
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let writer = std::thread::spawn(move || {
+            let mut done = 0;
+            while done < data.len() {
+                match rustix::io::write(&stdout_w, &data[done..]) {
+                    Ok(n) => done += n,
+                    Err(Errno::AGAIN) => std::thread::yield_now(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            data
+        });
+        let (read, spilled) = drain(&mut poller, Stream::Stdout);
+        let data = writer.join().unwrap();
+        assert!(read.is_empty(), "no byte came up to herd");
+        assert_eq!(spilled, data.len());
+        let mut on_disk = Vec::new();
+        std::io::Seek::rewind(&mut file).unwrap();
+        std::io::Read::read_to_end(&mut file, &mut on_disk).unwrap();
+        assert!(on_disk.starts_with(b"already on disk|"));
+        assert!(
+            on_disk[16..] == data[..],
+            "the file holds the stream, in order"
+        );
+    }
+
+    #[test]
+    fn a_spill_file_the_kernel_will_not_splice_into_leaves_the_stream_to_reads() {
+        let mut poller = Poller::new(&Default::default()).unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let (stdout, stdout_w) = pipe(1 << 20);
+        let (stderr, _stderr_w) = pipe(4096);
+        let exit = eventfd(0, EventfdFlags::CLOEXEC).unwrap();
+        let token = Token { slot: 0, gen: 1 };
+        let pipes = Pipes {
+            stdout,
+            stderr,
+            stdin: None,
+        };
+        poller.watch(token, exit.as_fd(), pipes).unwrap();
+        let mut done = 0;
+        while done < data.len() {
+            done += rustix::io::write(&stdout_w, &data[done..]).unwrap();
+        }
+        drop(stdout_w);
+        // splice refuses a file opened for appending (EINVAL).
+        let dir = tempfile::tempdir().unwrap();
+        let appending = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("spill"))
+            .unwrap();
+        poller.spill_into(token, Stream::Stdout, appending);
+        let (read, spilled) = drain(&mut poller, Stream::Stdout);
+        assert_eq!(spilled, 0);
+        assert!(read == data, "every byte was read instead");
     }
 }

@@ -27,6 +27,7 @@
 
 use super::super::{Stream, SysEvent, Token, TokenTable};
 use super::process::Process;
+use std::fs::File;
 use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
 use std::ptr;
@@ -264,6 +265,10 @@ impl Poller {
     fn port(&self) -> HANDLE {
         self.waker.port()
     }
+
+    /// Windows has no `splice`: a spilling stream keeps arriving as [`SysEvent::Output`], and
+    /// the engine writes its spill file.
+    pub(crate) fn spill_into(&mut self, _token: Token, _stream: Stream, _file: File) {}
 
     fn reg(&mut self, token: Token) -> Option<&mut Registration> {
         self.regs.get_mut(token)
