@@ -112,8 +112,7 @@ impl Builder {
 
     /// Bytes of streamed output that may wait in the event queue (default 16 MiB). When the
     /// consumer falls behind, herd stops reading pipes until it catches up; children then
-    /// block in `write`. Nothing is lost. Read buffers handed out as [`Chunk`](crate::Chunk)s
-    /// come back when dropped; up to this many bytes of them are kept for later reads.
+    /// block in `write`. Nothing is lost.
     pub fn event_buffer(mut self, bytes: usize) -> Self {
         self.config.event_buffer = bytes.max(1);
         self
@@ -357,7 +356,9 @@ impl Herd {
             events_cond: Condvar::new(),
             paused: AtomicBool::new(false),
             event_buffer: config.event_buffer,
-            chunks: Arc::new(crate::chunk::ChunkPool::new(config.event_buffer)),
+            chunks: Arc::new(crate::chunk::ChunkPool::new(
+                config.event_buffer.min(crate::chunk::KEEP_BYTES),
+            )),
         });
         let max_running = config.max_running;
         let engine = Engine::new(poller, shared.clone(), config);
