@@ -278,6 +278,14 @@ impl Drop for Charge {
     }
 }
 
+/// The first `len` bytes of a spill file, as a `File` (not a `dyn Read`, so that `io::copy`
+/// can hand the copy to the kernel).
+fn from_start(file: &File, len: u64) -> io::Result<io::Take<File>> {
+    let mut f = file.try_clone()?;
+    f.seek(SeekFrom::Start(0))?;
+    Ok(f.take(len))
+}
+
 #[derive(Debug)]
 enum Stored {
     Memory(Vec<u8>),
@@ -351,11 +359,7 @@ impl Output {
     pub fn reader(&self) -> io::Result<Box<dyn Read + '_>> {
         match &self.stored {
             Stored::Memory(v) => Ok(Box::new(&v[..])),
-            Stored::File(file, len) => {
-                let mut f = file.try_clone()?;
-                f.seek(SeekFrom::Start(0))?;
-                Ok(Box::new(f.take(*len)))
-            }
+            Stored::File(file, len) => Ok(Box::new(from_start(file, *len)?)),
         }
     }
 
@@ -366,11 +370,7 @@ impl Output {
     pub fn write_to<W: Write + ?Sized>(&self, out: &mut W) -> io::Result<u64> {
         match &self.stored {
             Stored::Memory(v) => out.write_all(v).map(|_| v.len() as u64),
-            Stored::File(file, len) => {
-                let mut f = file.try_clone()?;
-                f.seek(SeekFrom::Start(0))?;
-                io::copy(&mut f.take(*len), out)
-            }
+            Stored::File(file, len) => io::copy(&mut from_start(file, *len)?, out),
         }
     }
 
