@@ -423,12 +423,33 @@ mod tests {
         (read, write)
     }
 
-    fn fill(fd: &OwnedFd, bytes: usize) {
-        let data = vec![b'x'; bytes];
+    /// Writes `data` into a pipe that has room for it.
+    fn write_all(fd: &OwnedFd, data: &[u8]) {
         let mut done = 0;
-        while done < bytes {
+        while done < data.len() {
             done += rustix::io::write(fd, &data[done..]).unwrap();
         }
+    }
+
+    fn fill(fd: &OwnedFd, bytes: usize) {
+        write_all(fd, &vec![b'x'; bytes]);
+    }
+
+    /// One job's stdout and stderr pipes (1 MiB each) under a new poller, with an eventfd
+    /// standing in for its pidfd; returns the poller, the job's token and the write ends.
+    fn watched_job() -> (Poller, Token, OwnedFd, OwnedFd, OwnedFd) {
+        let mut poller = Poller::new(&Default::default()).unwrap();
+        let (stdout, stdout_w) = pipe(1 << 20);
+        let (stderr, stderr_w) = pipe(1 << 20);
+        let exit = eventfd(0, EventfdFlags::CLOEXEC).unwrap();
+        let token = Token { slot: 0, gen: 1 };
+        let pipes = Pipes {
+            stdout,
+            stderr,
+            stdin: None,
+        };
+        poller.watch(token, exit.as_fd(), pipes).unwrap();
+        (poller, token, stdout_w, stderr_w, exit)
     }
 
     /// Output events per stream in one turn of the poller.
@@ -450,17 +471,7 @@ mod tests {
     // fought over the pipe's lock, and streaming ran at 0.73 of a raw drain instead of 0.95.
     #[test]
     fn a_pipe_is_read_once_per_turn_however_often_it_is_announced() {
-        let mut poller = Poller::new(&Default::default()).unwrap();
-        let (stdout, stdout_w) = pipe(1 << 20);
-        let (stderr, stderr_w) = pipe(1 << 20);
-        let exit = eventfd(0, EventfdFlags::CLOEXEC).unwrap();
-        let token = Token { slot: 0, gen: 1 };
-        let pipes = Pipes {
-            stdout,
-            stderr,
-            stdin: None,
-        };
-        poller.watch(token, exit.as_fd(), pipes).unwrap();
+        let (mut poller, _, stdout_w, stderr_w, _exit) = watched_job();
         // Far more than one read each: both stay pending turn after turn.
         fill(&stdout_w, 8 * READ_SIZE);
         fill(&stderr_w, 8 * READ_SIZE);
@@ -503,17 +514,7 @@ mod tests {
 
     #[test]
     fn a_spilling_stream_goes_from_the_pipe_to_its_file_in_the_kernel() {
-        let mut poller = Poller::new(&Default::default()).unwrap();
-        let (stdout, stdout_w) = pipe(1 << 20);
-        let (stderr, _stderr_w) = pipe(4096);
-        let exit = eventfd(0, EventfdFlags::CLOEXEC).unwrap();
-        let token = Token { slot: 0, gen: 1 };
-        let pipes = Pipes {
-            stdout,
-            stderr,
-            stdin: None,
-        };
-        poller.watch(token, exit.as_fd(), pipes).unwrap();
+        let (mut poller, token, stdout_w, _stderr_w, _exit) = watched_job();
         let mut file = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut file, b"already on disk|").unwrap();
         poller.spill_into(token, Stream::Stdout, file.try_clone().unwrap());
@@ -545,22 +546,9 @@ mod tests {
 
     #[test]
     fn a_spill_file_the_kernel_will_not_splice_into_leaves_the_stream_to_reads() {
-        let mut poller = Poller::new(&Default::default()).unwrap();
+        let (mut poller, token, stdout_w, _stderr_w, _exit) = watched_job();
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
-        let (stdout, stdout_w) = pipe(1 << 20);
-        let (stderr, _stderr_w) = pipe(4096);
-        let exit = eventfd(0, EventfdFlags::CLOEXEC).unwrap();
-        let token = Token { slot: 0, gen: 1 };
-        let pipes = Pipes {
-            stdout,
-            stderr,
-            stdin: None,
-        };
-        poller.watch(token, exit.as_fd(), pipes).unwrap();
-        let mut done = 0;
-        while done < data.len() {
-            done += rustix::io::write(&stdout_w, &data[done..]).unwrap();
-        }
+        write_all(&stdout_w, &data);
         drop(stdout_w);
         // splice refuses a file opened for appending (EINVAL).
         let dir = tempfile::tempdir().unwrap();
