@@ -23,9 +23,18 @@ Placeholders in COMMAND are replaced by each input: {} the value, {.} without ex
 of the N-th source (with --colsep, the N-th column), {#} the job number (from 1), {%} the job slot (1 to -j). Without a \
 placeholder the values are appended as the last arguments.
 
-COMMAND is executed directly, not by a shell: input values reach it exactly as they are and are \
-never interpreted. Use --shell to run COMMAND with sh -c (values are then shell-quoted), or give \
-no COMMAND to run each input line itself as a shell command.
+COMMAND is composed as GNU parallel composes it: its words are joined with spaces, each \
+replacement string is replaced by the value shell-quoted, and the line runs in the shell herd was \
+started from ($PARALLEL_SHELL, else the calling shell, else $SHELL, else /bin/sh). So pipes, \
+redirections, $VARIABLES and exported functions in COMMAND work (quote them: \
+herd 'gzip < {} > {}.gz' ::: *), while input values are never interpreted. A line that needs no \
+shell (plain words, a program on PATH) is run directly, with the same arguments, to save a \
+process. -q passes COMMAND's words to the program as they are, with no shell. With no \
+COMMAND, each input line is itself a command. Jobs see $PARALLEL_SEQ (the job number) and \
+$PARALLEL_JOBSLOT (its slot).
+
+GNU parallel's option syntax is understood: bundled short options (-kj4), abbreviated long \
+options (--dry), its aliases (--jl, --xapply, --dryrun), $PARALLEL and ~/.parallel/config.
 
 Each job runs in its own process group. A timeout, Ctrl-C or SIGTERM kills the job's whole tree, \
 and descendants that keep a job's output open after it exits are killed after a short grace: \
@@ -48,8 +57,11 @@ Examples:
     herd convert {1} -resize {2} {1/.}-{2}.png ::: a.jpg b.jpg ::: 50% 200%
   Values from a file, one job per line, each line of output tagged with its input:
     herd --tag ping -c1 :::: hosts.txt
-  A pipeline needs a shell:
-    herd --shell 'grep -c needle {} | tee {}.count' ::: *.txt
+  Pipes and redirections, quoted so they reach herd (values are quoted for you):
+    herd 'grep -c needle {} | tee {}.count' ::: *.txt
+  Several inputs per job, or as many as fit on one command line:
+    herd -n 2 diff ::: a1 a2 b1 b2
+    herd -m rm ::: *.tmp
   Machine-readable results, one JSON object per finished job:
     herd --json results.jsonl --timeout 30 ./test.sh ::: $(seq 100)
   Pairs instead of a product:
@@ -71,7 +83,8 @@ Examples:
     long_about = LONG_ABOUT,
     after_help = "Run 'herd --help' for placeholders, examples and exit statuses.",
     after_long_help = EXAMPLES,
-    override_usage = "herd [OPTIONS] [COMMAND [ARG]...] [::: VALUE...]... [:::: FILE...]..."
+    override_usage = "herd [OPTIONS] [COMMAND [ARG]...] [::: VALUE...]... [:::: FILE...]...",
+    args_override_self = true
 )]
 pub struct Cli {
     /// Run N jobs at once: a number, N% of the CPUs, or 0 for no limit [default: the number of CPUs].
@@ -103,9 +116,8 @@ pub struct Cli {
     #[arg(long)]
     pub tag: bool,
 
-    /// Run COMMAND with sh -c; input values are shell-quoted into it.
-    /// Example: herd --shell 'sort {} | uniq -c > {}.counts' ::: *.txt
-    #[arg(long)]
+    /// Accepted for compatibility: every command runs as a shell line (see COMMANDS in --help).
+    #[arg(long, hide = true)]
     pub shell: bool,
 
     /// Kill a job's whole process tree when it runs longer than SECONDS (SIGTERM, then SIGKILL
@@ -223,6 +235,227 @@ pub struct Cli {
     #[arg(long, value_name = "KIND")]
     pub generate: Option<Generate>,
 
+    /// Pass the command's words to the program exactly as given, without a shell: nothing in
+    /// them is expanded, and values are put in as they are. Example: herd -q perl -e 'print "@ARGV\n"' ::: a
+    #[arg(short = 'q', long, help_heading = "Composing commands")]
+    pub quote: bool,
+
+    /// Use STR instead of {} for the whole value (GNU's -I). Example: herd -I ,, mv ,, ,,.bak ::: *.txt
+    #[arg(
+        short = 'I',
+        long = "replace-str",
+        value_name = "STR",
+        help_heading = "Composing commands"
+    )]
+    pub replace_str: Option<String>,
+
+    /// Like -I, with {} if STR is left out (xargs' -i). Example: --replace=X
+    #[arg(long, value_name = "STR", hide = true)]
+    pub replace: Option<String>,
+
+    /// Use STR instead of {.} (the value without its extension). Example: --er EXT
+    #[arg(long, value_name = "STR", help_heading = "Composing commands")]
+    pub extensionreplace: Option<String>,
+
+    /// Use STR instead of {/} (the basename). Example: --bnr BASE
+    #[arg(long, value_name = "STR", help_heading = "Composing commands")]
+    pub basenamereplace: Option<String>,
+
+    /// Use STR instead of {//} (the directory). Example: --dnr DIR
+    #[arg(long, value_name = "STR", help_heading = "Composing commands")]
+    pub dirnamereplace: Option<String>,
+
+    /// Use STR instead of {/.} (basename without extension). Example: --bner B
+    #[arg(long, value_name = "STR", help_heading = "Composing commands")]
+    pub basenameextensionreplace: Option<String>,
+
+    /// Use STR instead of {#} (the job number). Example: --seqreplace SEQ
+    #[arg(long, value_name = "STR", help_heading = "Composing commands")]
+    pub seqreplace: Option<String>,
+
+    /// Use STR instead of {%} (the job slot). Example: --slotreplace SLOT
+    #[arg(long, value_name = "STR", help_heading = "Composing commands")]
+    pub slotreplace: Option<String>,
+
+    /// Add GNU's further replacement strings: {+/} {+.} {..} {...} {/..} {##} (number of jobs)
+    /// {0#} {0%} {:-default} {:start:len} {#prefix} {%suffix} {/re/new} {//re/new} {^} {,,} ….
+    /// Example: herd --plus echo {..} ::: a.tar.gz
+    #[arg(long, help_heading = "Composing commands")]
+    pub plus: bool,
+
+    /// Give each job at most N inputs (their values, in order, are {1} {2} …; {} is all).
+    /// Example: herd -n 2 echo ::: a b c d
+    #[arg(
+        short = 'n',
+        long = "max-args",
+        value_name = "N",
+        help_heading = "Inputs per job"
+    )]
+    pub max_args: Option<usize>,
+
+    /// Like -n; -N0 runs one job per input without using it. Example: herd -N0 date ::: 1 2
+    #[arg(
+        short = 'N',
+        long = "max-replace-args",
+        value_name = "N",
+        help_heading = "Inputs per job"
+    )]
+    pub max_replace_args: Option<usize>,
+
+    /// Like -N, for lines (GNU's -L): a line ending in a blank continues on the next.
+    /// Example: herd -L 2 echo :::: pairs.txt
+    #[arg(
+        short = 'L',
+        long = "max-lines",
+        value_name = "N",
+        help_heading = "Inputs per job"
+    )]
+    pub max_lines: Option<String>,
+
+    /// Give each job as many inputs as fit the command line; with several job slots, share the
+    /// inputs evenly among them. Example: herd -m rm ::: *.tmp
+    #[arg(short = 'm', long, help_heading = "Inputs per job")]
+    pub multiple: bool,
+
+    /// Like -m, and repeat the word around {} for each input (context replace).
+    /// Example: herd -X echo pre-{}.txt ::: a b
+    #[arg(short = 'X', long = "context-replace", help_heading = "Inputs per job")]
+    pub context_replace: bool,
+
+    /// As many inputs per job as fit the command line, without sharing among slots (xargs).
+    /// Example: herd --xargs echo ::: $(seq 1000)
+    #[arg(long, help_heading = "Inputs per job")]
+    pub xargs: bool,
+
+    /// The longest command line, in bytes [default: what the system allows].
+    /// Example: herd -s 1000 -m echo ::: $(seq 1000)
+    #[arg(
+        short = 's',
+        long = "max-chars",
+        value_name = "N",
+        help_heading = "Inputs per job"
+    )]
+    pub max_chars: Option<usize>,
+
+    /// Stop reading input at a value equal to STR. Example: herd -E END echo :::: list
+    #[arg(
+        short = 'E',
+        long = "eof",
+        value_name = "STR",
+        help_heading = "Inputs per job"
+    )]
+    pub eof: Option<String>,
+
+    /// Skip inputs that are empty or only white space. Example: herd -r echo :::: maybe-empty
+    #[arg(short = 'r', long = "no-run-if-empty", help_heading = "Inputs per job")]
+    pub no_run_if_empty: bool,
+
+    /// Input items end with DELIM instead of newline (\n, \t, \0 and \\ understood).
+    /// Example: herd -d , echo :::: list.csv
+    #[arg(short = 'd', long, value_name = "DELIM")]
+    pub delimiter: Option<String>,
+
+    /// Use SEP instead of ::: to mark values. Example: herd --arg-sep ,, echo ,, a b
+    #[arg(long = "arg-sep", value_name = "SEP")]
+    pub arg_sep: Option<String>,
+
+    /// Use SEP instead of :::: to mark input files. Example: herd --arg-file-sep // cat // list
+    #[arg(long = "arg-file-sep", value_name = "SEP")]
+    pub arg_file_sep: Option<String>,
+
+    /// Link every input source to the next, value by value (the shorter wraps around), instead
+    /// of combining them. Example: herd --link echo ::: a b c ::: 1 2
+    #[arg(long)]
+    pub link: bool,
+
+    /// Remove white space around each value: l (left), r (right), lr, or n (none; the default,
+    /// but lr with --colsep). Example: --trim lr
+    #[arg(long, value_name = "HOW")]
+    pub trim: Option<String>,
+
+    /// Do not use the first line of input. Example: herd --skip-first-line echo :::: table.tsv
+    #[arg(long = "skip-first-line")]
+    pub skip_first_line: bool,
+
+    /// Run the jobs in random order. Example: herd --shuf ./test.sh ::: $(seq 100)
+    #[arg(long)]
+    pub shuf: bool,
+
+    /// Print each job's command before its output, on stdout (-v -v: also herd's notes).
+    /// Example: herd -v gzip ::: *.log
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Print each job's command on stderr as it starts (GNU's -t and --verbose).
+    /// Example: herd -t rm {} ::: *.tmp
+    #[arg(long = "verbose-stderr")]
+    pub verbose_stderr: bool,
+
+    /// With --tag: prefix each line with STR instead of the values (replacement strings work).
+    /// Example: --tagstring '{#}:{}'
+    #[arg(long, value_name = "STR")]
+    pub tagstring: Option<String>,
+
+    /// Wait SECONDS between the starts of two jobs. Example: --delay 0.5
+    #[arg(long, value_name = "SECONDS")]
+    pub delay: Option<String>,
+
+    /// Run each job with this niceness (nice -n N). Example: --nice 10
+    #[arg(long, value_name = "N")]
+    pub nice: Option<i32>,
+
+    /// Set the environment variable NAME to the job's slot minus one. Example: --process-slot-var SLOT
+    #[arg(long = "process-slot-var", value_name = "NAME")]
+    pub process_slot_var: Option<String>,
+
+    /// Run the jobs in DIR. Example: --workdir /tmp
+    #[arg(long, visible_alias = "wd", value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+
+    /// The number of jobs, for {##}, --bar and --eta when the input is not read ahead.
+    /// Example: --total-jobs 1000
+    #[arg(long = "total-jobs", value_name = "N")]
+    pub total_jobs: Option<u64>,
+
+    /// Undo an earlier --keep-order (from $PARALLEL or a profile). Example: PARALLEL=-k herd --no-keep-order ...
+    #[arg(long = "no-keep-order")]
+    pub no_keep_order: bool,
+
+    /// Ignore $PARALLEL and ~/.parallel/config. Example: herd --plain echo ::: a
+    #[arg(long)]
+    pub plain: bool,
+
+    /// Read options from ~/.parallel/NAME (or the file NAME if it starts with / or ./).
+    /// Example: -J myprofile
+    #[arg(short = 'J', long, value_name = "NAME")]
+    pub profile: Vec<String>,
+
+    /// Print the number of CPU threads and exit. Example: herd --number-of-threads
+    #[arg(long = "number-of-threads", help_heading = "Information")]
+    pub number_of_threads: bool,
+
+    /// Print the number of physical CPU cores and exit. Example: herd --number-of-cores
+    #[arg(long = "number-of-cores", help_heading = "Information")]
+    pub number_of_cores: bool,
+
+    /// Print the number of physical CPU cores and exit (GNU's obsolete spelling).
+    #[arg(long = "number-of-cpus", hide = true)]
+    pub number_of_cpus: bool,
+
+    /// Print the number of CPU sockets and exit. Example: herd --number-of-sockets
+    #[arg(long = "number-of-sockets", help_heading = "Information")]
+    pub number_of_sockets: bool,
+
+    /// Print the longest command line the system takes (as GNU parallel measures it), and
+    /// exit. Example: herd --max-line-length-allowed
+    #[arg(long = "max-line-length-allowed", help_heading = "Information")]
+    pub max_line_length_allowed: bool,
+
+    /// Exit 255 unless herd's GNU parallel compatibility level (a GNU parallel version,
+    /// 20221122) is at least VERSION. Example: --minversion 20200101
+    #[arg(long, value_name = "VERSION", help_heading = "Information")]
+    pub minversion: Option<u64>,
+
     /// The command, its arguments, and the input sources.
     #[arg(
         trailing_var_arg = true,
@@ -262,13 +495,28 @@ pub enum OutputMode {
     LineBuffer,
 }
 
+/// How each job's command is made (see [`crate::compose`] and [`crate::template`]).
+#[derive(Debug, Clone)]
+pub struct CommandSpec {
+    /// The command's words; empty when each input is itself a command.
+    pub words: Vec<Vec<u8>>,
+    /// `-q`: the words go to the program as they are, without a shell.
+    pub quote: bool,
+    /// `-X`: repeat the word around `{}` for each value.
+    pub context: bool,
+    pub names: crate::template::Names,
+    pub tagstring: Option<Vec<u8>>,
+    pub nice: Option<i32>,
+    pub process_slot_var: Option<String>,
+    pub workdir: Option<PathBuf>,
+}
+
 /// The checked options.
 #[derive(Debug)]
 pub struct Options {
     pub jobs: usize,
     pub mode: OutputMode,
     pub tag: bool,
-    pub shell: bool,
     pub timeout: Option<Duration>,
     pub eof_grace: Option<Duration>,
     pub json: Option<PathBuf>,
@@ -288,9 +536,17 @@ pub struct Options {
     pub json_timeline: bool,
     pub max_output: Option<u64>,
     pub tmpdir: Option<PathBuf>,
-    /// The command template's words; empty when each input is itself a shell command.
-    pub command: Vec<Vec<u8>>,
+    pub command: CommandSpec,
     pub sources: Vec<Source>,
+    pub link: bool,
+    pub batch: crate::batch::BatchSpec,
+    pub skip_first_line: bool,
+    pub shuf: bool,
+    /// `-v`: print each command on stdout before its output; `-t`: on stderr as it starts.
+    pub verbose: bool,
+    pub verbose_stderr: bool,
+    pub delay: Option<Duration>,
+    pub total_jobs: Option<u64>,
 }
 
 /// A command-line mistake, reported in one line.
@@ -337,74 +593,6 @@ fn parse_seconds(s: &str, option: &str) -> Result<Duration, UsageError> {
     }
 }
 
-/// Splits an attached value off a short option (`-j4` → `-j 4`) among herd's own options.
-///
-/// clap reads `-j4` as `-j 4` only when no positional argument accepts values that start
-/// with a hyphen; COMMAND must (its arguments are the command's own options), so herd does the
-/// split itself, up to the first word that is not one of its options.
-pub fn split_short_values(args: Vec<OsString>) -> Vec<OsString> {
-    use clap::CommandFactory;
-    let cmd = Cli::command();
-    let takes_value = |short: char| {
-        cmd.get_arguments()
-            .any(|a| a.get_short() == Some(short) && a.get_action().takes_values())
-    };
-    let long_takes_value = |long: &str| {
-        cmd.get_arguments().any(|a| {
-            a.get_action().takes_values()
-                && (a.get_long() == Some(long)
-                    || a.get_all_aliases().is_some_and(|al| al.contains(&long)))
-        })
-    };
-    let mut out = Vec::with_capacity(args.len() + 1);
-    let mut args = args.into_iter();
-    out.extend(args.next()); // the program name
-    while let Some(arg) = args.next() {
-        let Some(text) = arg.to_str().map(str::to_owned) else {
-            out.push(arg);
-            break;
-        };
-        if text == "--" || !text.starts_with('-') || text == "-" {
-            out.push(arg);
-            break;
-        }
-        if let Some(long) = text.strip_prefix("--") {
-            out.push(arg);
-            if !long.contains('=') && long_takes_value(long) {
-                out.extend(args.next());
-            }
-            continue;
-        }
-        // A cluster of flags (-ku), perhaps ending in an option with its value (-kj4).
-        let mut split = Vec::new();
-        let mut value_next = false;
-        for (i, c) in text[1..].char_indices() {
-            if takes_value(c) {
-                split.push(OsString::from(format!("-{c}")));
-                let rest = &text[2 + i..];
-                if rest.is_empty() {
-                    value_next = true;
-                } else {
-                    split.push(OsString::from(rest.trim_start_matches('=')));
-                }
-                break;
-            }
-            if !cmd.get_arguments().any(|a| a.get_short() == Some(c)) && c != 'h' && c != 'V' {
-                // Not ours: leave the word for clap to report.
-                split = vec![arg.clone()];
-                break;
-            }
-            split.push(OsString::from(format!("-{c}")));
-        }
-        out.extend(split);
-        if value_next {
-            out.extend(args.next());
-        }
-    }
-    out.extend(args);
-    out
-}
-
 /// A size in bytes: a number with an optional K, M or G (powers of 1024; a trailing B or iB is
 /// allowed: 64KiB, 1MB).
 fn parse_size(s: &str, option: &str) -> Result<u64, UsageError> {
@@ -439,6 +627,113 @@ fn bytes(s: OsString) -> Vec<u8> {
     s.to_string_lossy().into_owned().into_bytes()
 }
 
+/// The longest command line, as GNU parallel measures it: it searches for the longest
+/// `echo ccc…` the system runs, growing by 16 times and then halving the gap until it is within
+/// 1%. On Linux the bound is one argument's 128 KiB (the line handed to `sh -c`), and the
+/// search lands where GNU parallel's does (130329), so `--max-line-length-allowed` and the
+/// batches of -m, -X and --xargs come out the same.
+pub fn max_line_length() -> usize {
+    let fits = |len: usize| len - 1 < 128 * 1024;
+    let mut len = 324;
+    let mut lower;
+    loop {
+        lower = len;
+        len *= 16;
+        if !fits(len) {
+            break;
+        }
+    }
+    let mut upper = len;
+    while !(lower == upper || lower + 1 == upper || lower as f64 / upper as f64 > 0.99) {
+        let middle = (upper - lower) / 2 + lower;
+        if fits(middle) {
+            lower = middle;
+        } else {
+            upper = middle;
+        }
+    }
+    lower
+}
+
+/// What a job's command line may take: GNU parallel keeps room for its wrapping and halves the
+/// rest, and so does herd, so batches have the same size.
+pub fn usable_line_length() -> usize {
+    (max_line_length() - 3000) / 2
+}
+
+/// GNU's delimiter syntax: one byte, or a backslash escape.
+fn parse_delimiter(d: &str) -> Result<u8, UsageError> {
+    let b = match d {
+        "\\n" => b'\n',
+        "\\t" => b'\t',
+        "\\0" => 0,
+        "\\r" => b'\r',
+        "\\\\" => b'\\',
+        _ if d.len() == 1 => d.as_bytes()[0],
+        _ => {
+            return Err(UsageError(format!(
+                "invalid value '{d}' for --delimiter: expected one character or \\n, \\t, \\0"
+            )))
+        }
+    };
+    Ok(b)
+}
+
+fn number_of(what: &str) -> usize {
+    // Physical cores: distinct (physical id, core id) pairs in /proc/cpuinfo.
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let mut cores = std::collections::HashSet::new();
+    let mut sockets = std::collections::HashSet::new();
+    let (mut phys, mut core) = (String::new(), String::new());
+    for line in info.lines().chain(std::iter::once("")) {
+        if let Some((k, v)) = line.split_once(':') {
+            match k.trim() {
+                "physical id" => phys = v.trim().to_owned(),
+                "core id" => core = v.trim().to_owned(),
+                _ => {}
+            }
+        } else if line.trim().is_empty() && (!phys.is_empty() || !core.is_empty()) {
+            cores.insert((phys.clone(), core.clone()));
+            sockets.insert(phys.clone());
+            phys.clear();
+            core.clear();
+        }
+    }
+    match what {
+        "sockets" => sockets.len().max(1),
+        "cores" => {
+            if cores.is_empty() {
+                cpus()
+            } else {
+                cores.len()
+            }
+        }
+        _ => cpus(),
+    }
+}
+
+/// What `--number-of-*`, `--max-line-length-allowed` and `--minversion` print, if asked.
+pub fn information(cli: &Cli) -> Option<(String, u8)> {
+    let line = |n: usize| Some((format!("{n}\n"), 0));
+    if cli.number_of_threads {
+        return line(number_of("threads"));
+    }
+    if cli.number_of_cores || cli.number_of_cpus {
+        return line(number_of("cores"));
+    }
+    if cli.number_of_sockets {
+        return line(number_of("sockets"));
+    }
+    if cli.max_line_length_allowed {
+        return line(max_line_length());
+    }
+    if let Some(v) = cli.minversion {
+        let ours = crate::GNU_COMPATIBLE_VERSION;
+        return Some((format!("{ours}\n"), if ours >= v { 0 } else { 255 }));
+    }
+    None
+}
+
 impl Cli {
     /// Checks the options and splits the trailing words into command and sources.
     pub fn into_options(self) -> Result<Options, UsageError> {
@@ -456,33 +751,54 @@ impl Cli {
             .as_deref()
             .map(|s| parse_seconds(s, "--eof-grace"))
             .transpose()?;
+        let delay = self
+            .delay
+            .as_deref()
+            .map(|s| parse_seconds(s, "--delay"))
+            .transpose()?;
+        let keep_order = self.keep_order && !self.no_keep_order;
         let mode = if self.ungroup {
             OutputMode::Ungroup
         } else if self.line_buffer {
             OutputMode::LineBuffer
-        } else if self.keep_order {
+        } else if keep_order {
             OutputMode::KeepOrder
         } else {
             OutputMode::Group
         };
-        if self.tag && mode == OutputMode::Ungroup {
+        let tag = self.tag || self.tagstring.is_some();
+        if tag && mode == OutputMode::Ungroup {
             return Err(UsageError(
                 "--tag needs whole lines: use it with --line-buffer, not --ungroup".into(),
             ));
         }
-        if let Some(first) = self.command.first().and_then(|w| w.to_str()) {
-            // Everything after the options is taken as the command, so an unknown option would
-            // otherwise be run as a program.
-            if first.starts_with('-') && first.len() > 1 {
-                return Err(UsageError(format!(
-                    "unknown option '{first}' (see herd --help)"
-                )));
+        let arg_sep = self
+            .arg_sep
+            .clone()
+            .unwrap_or_else(|| ":::".into())
+            .into_bytes();
+        let file_sep = self
+            .arg_file_sep
+            .clone()
+            .unwrap_or_else(|| "::::".into())
+            .into_bytes();
+        let marker = |w: &[u8]| -> Option<(bool, bool)> {
+            // (is a file marker, is linked)
+            let (base, linked) = match w.strip_suffix(b"+") {
+                Some(b) => (b, true),
+                None => (w, false),
+            };
+            if base == file_sep.as_slice() {
+                Some((true, linked))
+            } else if base == arg_sep.as_slice() {
+                Some((false, linked))
+            } else {
+                None
             }
-        }
-        let is_marker = |w: &Vec<u8>| matches!(&w[..], b":::" | b"::::" | b":::+" | b"::::+");
+        };
         let mut words = self.command.into_iter().map(bytes).peekable();
         let mut command = Vec::new();
-        while let Some(w) = words.next_if(|w| !is_marker(w)) {
+        while let Some(w) = words.next_if(|w| marker(w).is_none()) {
             command.push(w);
         }
         let mut sources: Vec<Source> = self
@@ -493,31 +809,26 @@ impl Cli {
                 linked: false,
             })
             .collect();
-        while let Some(marker) = words.next() {
-            let marker = String::from_utf8_lossy(&marker).into_owned();
-            let linked = marker.ends_with('+');
-            if linked && sources.is_empty() {
-                return Err(UsageError(format!(
-                    "{marker} links to the source before it, but it is the first source"
-                )));
-            }
+        while let Some(m) = words.next() {
+            let (is_file, linked) = marker(&m).expect("a marker");
+            let shown = String::from_utf8_lossy(&m).into_owned();
+            // `::::+` as the first source has nothing to link to: it is a source of its own.
+            let linked = linked && !sources.is_empty();
             let mut items = Vec::new();
-            while let Some(w) = words.next_if(|w| !is_marker(w)) {
+            while let Some(w) = words.next_if(|w| marker(w).is_none()) {
                 items.push(w);
             }
-            if marker.starts_with("::::") {
+            if is_file {
                 if items.is_empty() {
                     return Err(UsageError(format!(
-                        "{marker} must be followed by at least one file"
+                        "{shown} must be followed by at least one file"
                     )));
                 }
                 // Each file after :::: is its own source, as in GNU parallel; after ::::+ the
                 // first is linked.
                 for (i, f) in items.into_iter().enumerate() {
                     sources.push(Source {
-                        spec: SourceSpec::File(PathBuf::from(
-                            String::from_utf8_lossy(&f).into_owned(),
-                        )),
+                        spec: SourceSpec::File(path_of(f)),
                         linked: linked && i == 0,
                     });
                 }
@@ -546,9 +857,6 @@ impl Cli {
             return Err(UsageError(
                 "standard input can be only one input source".into(),
             ));
-        }
-        if command.is_empty() && self.shell {
-            return Err(UsageError("--shell needs a COMMAND".into()));
         }
         let colsep = self
             .colsep
@@ -595,11 +903,85 @@ impl Cli {
             (_, true) => Some(Resume::Successful),
             _ => None,
         };
+        let delimiter = match &self.delimiter {
+            Some(d) => parse_delimiter(d)?,
+            None if self.null => 0,
+            None => b'\n',
+        };
+        let (trim_left, trim_right) = match self.trim.as_deref() {
+            None if colsep.is_some() => (true, true),
+            None | Some("n") => (false, false),
+            Some("l") => (true, false),
+            Some("r") => (false, true),
+            Some("lr") | Some("rl") => (true, true),
+            Some(t) => {
+                return Err(UsageError(format!(
+                    "invalid value '{t}' for --trim: expected n, l, r or lr"
+                )))
+            }
+        };
+        let max_lines = match self.max_lines.as_deref() {
+            None => None,
+            Some("") => Some(1),
+            Some(n) => Some(n.parse::<usize>().map_err(|_| {
+                UsageError(format!(
+                    "invalid value '{n}' for --max-lines: expected a number"
+                ))
+            })?),
+        };
+        let usable = usable_line_length();
+        if let Some(s) = self.max_chars {
+            if s > usable {
+                return Err(UsageError(format!(
+                    "--max-chars {s} is more than a command line may take ({usable})"
+                )));
+            }
+        }
+        let fill = self.multiple || self.context_replace || self.xargs;
+        let per_job = self.max_args.or(self.max_replace_args).or(max_lines);
+        let no_values = per_job == Some(0);
+        let batch = crate::batch::BatchSpec {
+            per_job: if no_values { Some(1) } else { per_job },
+            no_values,
+            fill: fill && per_job.is_none(),
+            share_among: (fill && !self.xargs && per_job.is_none() && jobs > 1).then_some(jobs),
+            max_chars: self.max_chars.unwrap_or(if fill { usable } else { 0 }),
+            eof: self.eof.filter(|e| !e.is_empty()).map(String::into_bytes),
+            skip_empty: self.no_run_if_empty,
+            trim_left,
+            trim_right,
+        };
+        let replace =
+            self.replace_str.or(self
+                .replace
+                .map(|r| if r.is_empty() { "{}".into() } else { r }));
+        let defaults = crate::template::Names::default();
+        let name = |o: Option<String>, d: Vec<u8>| o.map_or(d, String::into_bytes);
+        let names = crate::template::Names {
+            whole: name(replace, defaults.whole),
+            no_extension: name(self.extensionreplace, defaults.no_extension),
+            basename: name(self.basenamereplace, defaults.basename),
+            dirname: name(self.dirnamereplace, defaults.dirname),
+            basename_no_extension: name(
+                self.basenameextensionreplace,
+                defaults.basename_no_extension,
+            ),
+            seq: name(self.seqreplace, defaults.seq),
+            slot: name(self.slotreplace, defaults.slot),
+            plus: self.plus,
+        };
+        if let Some(w) = &self.workdir {
+            if !w.is_dir() {
+                return Err(UsageError(format!(
+                    "--workdir {}: not a directory",
+                    w.display()
+                )));
+            }
+        }
         Ok(Options {
             jobs,
             mode,
-            tag: self.tag,
-            shell: self.shell,
+            tag,
             timeout,
             eof_grace,
             json: self.json,
@@ -607,7 +989,7 @@ impl Cli {
             resume,
             dry_run: self.dry_run,
             retries: self.retries,
-            delimiter: if self.null { 0 } else { b'\n' },
+            delimiter,
             colsep,
             results: self.results,
             halt,
@@ -619,42 +1001,44 @@ impl Cli {
             json_timeline: self.json_timeline,
             max_output,
             tmpdir: self.tmpdir,
-            command,
+            command: CommandSpec {
+                words: command,
+                quote: self.quote,
+                context: self.context_replace,
+                names,
+                tagstring: self.tagstring.map(String::into_bytes),
+                nice: self.nice,
+                process_slot_var: self.process_slot_var,
+                workdir: self.workdir,
+            },
             sources,
+            link: self.link,
+            batch,
+            skip_first_line: self.skip_first_line,
+            shuf: self.shuf,
+            verbose: self.verbose > 0,
+            verbose_stderr: self.verbose_stderr,
+            delay,
+            total_jobs: self.total_jobs,
         })
+    }
+}
+
+fn path_of(b: Vec<u8>) -> PathBuf {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        PathBuf::from(OsString::from_vec(b))
+    }
+    #[cfg(not(unix))]
+    {
+        PathBuf::from(String::from_utf8_lossy(&b).into_owned())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn attached_short_values_are_split_off() {
-        let split = |v: &[&str]| -> Vec<String> {
-            split_short_values(v.iter().map(OsString::from).collect())
-                .into_iter()
-                .map(|s| s.into_string().unwrap())
-                .collect()
-        };
-        assert_eq!(
-            split(&["herd", "-j4", "-k", "grep", "-j4", ":::", "a"]),
-            ["herd", "-j", "4", "-k", "grep", "-j4", ":::", "a"]
-        );
-        assert_eq!(
-            split(&["herd", "--halt", "-j4", "-afile", "echo"]),
-            ["herd", "--halt", "-j4", "-a", "file", "echo"]
-        );
-        assert_eq!(
-            split(&["herd", "-kuj", "3", "-0a=f", "x"]),
-            ["herd", "-k", "-u", "-j", "3", "-0", "-a", "f", "x"]
-        );
-        assert_eq!(split(&["herd", "-kz", "x"]), ["herd", "-kz", "x"]);
-        assert_eq!(
-            split(&["herd", "-j", "4", "echo", "-j8"]),
-            ["herd", "-j", "4", "echo", "-j8"]
-        );
-    }
 
     #[test]
     fn sizes() {

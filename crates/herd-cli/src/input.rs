@@ -83,12 +83,15 @@ fn read_all(spec: &SourceSpec, delimiter: u8) -> Result<Vec<Vec<u8>>, InputError
         .map_err(|e| InputError(format!("cannot read {}: {e}", describe(spec))))
 }
 
-/// Linked sources read whole: row `i` takes value `i` of each, the shorter wrapping around.
-fn linked_rows(sources: Vec<Vec<Vec<u8>>>) -> Vec<Vec<Vec<u8>>> {
+/// Linked sources read whole: row `i` takes value `i` of each. With `wrap` (`--link`) the
+/// shorter sources wrap around to the length of the longest; without (`:::+`), the rows stop
+/// with the shortest.
+fn linked_rows(sources: Vec<Vec<Vec<u8>>>, wrap: bool) -> Vec<Vec<Vec<u8>>> {
     if sources.iter().any(Vec::is_empty) {
         return Vec::new();
     }
-    let len = sources.iter().map(Vec::len).max().unwrap_or(0);
+    let lens = sources.iter().map(Vec::len);
+    let len = if wrap { lens.max() } else { lens.min() }.unwrap_or(0);
     (0..len)
         .map(|i| sources.iter().map(|s| s[i % s.len()].clone()).collect())
         .collect()
@@ -145,15 +148,17 @@ impl Inputs {
     }
 
     /// Opens every source; reads all but a single first one whole. Errors name the source.
+    /// With `link_all` (`--link`), every source is linked to the next, the shorter wrapping.
     pub fn open(
         sources: &[Source],
         delimiter: u8,
         colsep: Option<Regex>,
+        link_all: bool,
     ) -> Result<Inputs, InputError> {
         let mut groups: Vec<Vec<&SourceSpec>> = Vec::new();
         for source in sources {
             match groups.last_mut() {
-                Some(group) if source.linked => group.push(&source.spec),
+                Some(group) if source.linked || link_all => group.push(&source.spec),
                 _ => groups.push(vec![&source.spec]),
             }
         }
@@ -169,7 +174,7 @@ impl Inputs {
                 .iter()
                 .map(|s| read_all(s, delimiter))
                 .collect::<Result<_, _>>()?;
-            First::Rows(linked_rows(values).into_iter())
+            First::Rows(linked_rows(values, link_all).into_iter())
         };
         let mut rest = Vec::new();
         for group in groups {
@@ -177,7 +182,7 @@ impl Inputs {
                 .iter()
                 .map(|s| read_all(s, delimiter))
                 .collect::<Result<_, _>>()?;
-            rest.push(linked_rows(values));
+            rest.push(linked_rows(values, link_all));
         }
         let done = rest.iter().any(Vec::is_empty);
         Ok(Inputs {
@@ -197,6 +202,24 @@ impl Inputs {
             self.ahead.push_back(t);
         }
         Ok(self.ahead.len() as u64)
+    }
+
+    /// `--shuf`: reads every remaining tuple and puts them in random order.
+    pub fn shuffle(&mut self) -> Result<(), InputError> {
+        self.count()?;
+        // xorshift, seeded from the clock: random enough to spread jobs, no dependency.
+        let mut x = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
+            | 1;
+        let ahead = self.ahead.make_contiguous();
+        for i in (1..ahead.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ahead.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        Ok(())
     }
 
     /// The next tuple, or `None` at the end.
@@ -278,7 +301,7 @@ mod tests {
 
     fn all_with(specs: &[Source], colsep: Option<&str>) -> Vec<String> {
         let colsep = colsep.map(|c| Regex::new(c).unwrap());
-        let mut inputs = Inputs::open(specs, b'\n', colsep).unwrap();
+        let mut inputs = Inputs::open(specs, b'\n', colsep, false).unwrap();
         let mut out = Vec::new();
         while let Some(t) = inputs.next_tuple().unwrap() {
             out.push(
@@ -310,15 +333,25 @@ mod tests {
     }
 
     #[test]
-    fn linked_sources_go_side_by_side_and_the_shorter_wraps() {
+    fn linked_sources_go_side_by_side_and_stop_with_the_shorter() {
         assert_eq!(
             all(&[values(&["a", "b", "c"]), linked(&["1", "2", "3"])]),
             ["a,1", "b,2", "c,3"]
         );
-        assert_eq!(
-            all(&[values(&["a", "b", "c"]), linked(&["1"])]),
-            ["a,1", "b,1", "c,1"]
-        );
+        assert_eq!(all(&[values(&["a", "b", "c"]), linked(&["1"])]), ["a,1"]);
+        // --link: the shorter wraps around.
+        let mut inputs = Inputs::open(
+            &[values(&["a", "b", "c"]), values(&["1", "2"])],
+            b'\n',
+            None,
+            true,
+        )
+        .unwrap();
+        let mut rows = Vec::new();
+        while let Some(t) = inputs.next_tuple().unwrap() {
+            rows.push(String::from_utf8(t.concat()).unwrap());
+        }
+        assert_eq!(rows, ["a1", "b2", "c1"]);
         // Linked pairs, then a product with a third source.
         assert_eq!(
             all(&[
@@ -341,8 +374,13 @@ mod tests {
 
     #[test]
     fn counting_reads_ahead_without_losing_a_tuple() {
-        let mut inputs =
-            Inputs::open(&[values(&["a", "b"]), values(&["1", "2"])], b'\n', None).unwrap();
+        let mut inputs = Inputs::open(
+            &[values(&["a", "b"]), values(&["1", "2"])],
+            b'\n',
+            None,
+            false,
+        )
+        .unwrap();
         assert_eq!(inputs.next_tuple().unwrap().unwrap(), [b"a", b"1"]);
         assert_eq!(inputs.count().unwrap(), 3);
         let mut rest = Vec::new();
@@ -358,7 +396,7 @@ mod tests {
             spec: SourceSpec::File("/nonexistent/herd-input".into()),
             linked: false,
         };
-        let Err(e) = Inputs::open(&[missing], b'\n', None) else {
+        let Err(e) = Inputs::open(&[missing], b'\n', None, false) else {
             panic!()
         };
         assert!(e.0.contains("/nonexistent/herd-input"), "{}", e.0);

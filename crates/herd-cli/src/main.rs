@@ -1,15 +1,20 @@
 //! `herd`: run commands in parallel and keep every byte of their output.
 //!
-//! The path of a run: [`cli`] parses the command line; [`input`] streams the input tuples;
-//! [`template`] turns each into a command; [`run`] keeps up to `-j` of them in a
+//! The path of a run: [`gnu_args`] reads the command line as GNU parallel would and [`cli`]
+//! checks it; [`input`] streams the input tuples and [`batch`] groups them into jobs;
+//! [`template`] fills the replacement strings and [`compose`] turns the result into a shell
+//! line, or an argument vector when no shell is needed; [`run`] keeps up to `-j` jobs in a
 //! [`herd::Herd`] and hands what comes back to [`printer`], which writes it in the chosen
 //! output mode (and as JSON with `--json`, see [`json`]), and to the other reports:
 //! [`results`] files, the [`events`] stream, the [`joblog`] and the [`progress`] bar. [`halt`]
 //! decides when to stop early; [`generate`] writes the man page and completions.
 
+mod batch;
 mod cli;
+mod compose;
 mod events;
 mod generate;
+mod gnu_args;
 mod halt;
 mod input;
 mod joblog;
@@ -21,11 +26,102 @@ mod run;
 mod template;
 
 use clap::Parser;
+use std::ffi::OsString;
 use std::process::ExitCode;
 
+/// The GNU parallel release whose behaviour herd follows (`--minversion`).
+pub const GNU_COMPATIBLE_VERSION: u64 = 20221122;
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("herd: {message}");
+    ExitCode::from(255)
+}
+
+/// The directory of GNU parallel's profiles: `$PARALLEL_HOME`, else `~/.parallel`.
+fn profile_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("PARALLEL_HOME")
+        .map(Into::into)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".parallel")))
+}
+
+/// The words of a profile file: one or more options a line, `#` lines ignored.
+fn profile_words(path: &std::path::Path) -> Result<Vec<OsString>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read profile {}: {e}", path.display()))?;
+    let mut words = Vec::new();
+    for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        words.extend(gnu_args::shell_words(line).map_err(|e| e.0)?);
+    }
+    Ok(words)
+}
+
+/// The command line with GNU parallel's defaults before it: the profiles (`-J NAME`, or
+/// `~/.parallel/config`), then `$PARALLEL`; none of them with `--plain`.
+fn with_defaults(argv: Vec<OsString>) -> Result<Vec<OsString>, String> {
+    // A first reading finds -J and --plain among the options.
+    let first = gnu_args::normalize(argv.clone()).map_err(|e| e.0)?;
+    let mut profiles = Vec::new();
+    let mut plain = false;
+    for a in first.args.iter().skip(1).take_while(|a| *a != "--") {
+        let a = a.to_string_lossy();
+        if a == "--plain" {
+            plain = true;
+        } else if let Some(p) = a.strip_prefix("--profile=") {
+            profiles.push(p.to_owned());
+        }
+    }
+    if plain {
+        return Ok(argv);
+    }
+    let dir = profile_dir();
+    let mut pre = Vec::new();
+    if profiles.is_empty() {
+        let config = dir.as_ref().map(|d| d.join("config"));
+        for path in [
+            Some(std::path::PathBuf::from("/etc/parallel/config")),
+            config,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|p| p.is_file())
+        {
+            pre.extend(profile_words(&path)?);
+        }
+    }
+    for name in profiles {
+        let path = if name.starts_with('/') || name.starts_with("./") {
+            std::path::PathBuf::from(&name)
+        } else {
+            dir.as_ref()
+                .map(|d| d.join(&name))
+                .ok_or_else(|| format!("profile {name}: no home directory"))?
+        };
+        pre.extend(profile_words(&path)?);
+    }
+    if let Some(env) = std::env::var_os("PARALLEL").filter(|v| !v.is_empty()) {
+        pre.extend(gnu_args::shell_words(&env.to_string_lossy()).map_err(|e| e.0)?);
+    }
+    if pre.is_empty() {
+        return Ok(argv);
+    }
+    let mut all = Vec::with_capacity(argv.len() + pre.len());
+    let mut argv = argv.into_iter();
+    all.extend(argv.next());
+    all.extend(pre);
+    all.extend(argv);
+    Ok(all)
+}
+
 fn main() -> ExitCode {
-    let args = cli::split_short_values(std::env::args_os().collect());
-    let cli = match cli::Cli::try_parse_from(args) {
+    let argv = match with_defaults(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => return usage_error(&e),
+    };
+    let normalized = match gnu_args::normalize(argv) {
+        Ok(n) => n,
+        Err(e) => return usage_error(&format!("{} (see herd --help)", e.0)),
+    };
+    let cli = match cli::Cli::try_parse_from(normalized.args) {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -42,25 +138,25 @@ fn main() -> ExitCode {
                 .collect();
             let message = message.join(" ");
             let message = message.trim_start_matches("error: ");
-            eprintln!("herd: {message} (see herd --help)");
-            return ExitCode::from(255);
+            return usage_error(&format!("{message} (see herd --help)"));
         }
     };
     if let Some(kind) = cli.generate {
         return generate::generate(kind);
     }
+    if let Some((text, code)) = cli::information(&cli) {
+        print!("{text}");
+        return ExitCode::from(code);
+    }
+    for note in &normalized.notes {
+        eprintln!("herd: note: {note}");
+    }
     let options = match cli.into_options() {
         Ok(o) => o,
-        Err(e) => {
-            eprintln!("herd: {}", e.0);
-            return ExitCode::from(255);
-        }
+        Err(e) => return usage_error(&e.0),
     };
     match run::run(options) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
-        Err(run::Fatal(message)) => {
-            eprintln!("herd: {message}");
-            ExitCode::from(255)
-        }
+        Err(run::Fatal(message)) => usage_error(&message),
     }
 }

@@ -7,7 +7,6 @@
 
 use crate::cli::OutputMode;
 use crate::json::{self, OutputForm, Segment};
-use crate::template::shell_quote;
 use herd::{JobId, JobResult, Output, Stream};
 use indicatif::ProgressBar;
 use std::collections::{BTreeMap, HashMap};
@@ -18,7 +17,12 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 pub struct JobInfo {
     pub seq: u64,
     pub slot: usize,
-    pub values: Vec<Vec<u8>>,
+    /// What `--tag` puts before each line: the values joined by spaces (or `--tagstring`),
+    /// then a TAB.
+    pub tag: Vec<u8>,
+    /// The command line as GNU parallel shows it (`--dry-run`, `-v`, the joblog).
+    pub line: Vec<u8>,
+    /// What runs: the program and its arguments (a shell, `-c` and `line`, when one is needed).
     pub argv: Vec<Vec<u8>>,
     /// The job, kept to run it again (`--retries`), and how many times it has run.
     pub job: Option<herd::Job>,
@@ -26,16 +30,13 @@ pub struct JobInfo {
 }
 
 impl JobInfo {
-    /// The command as a shell would read it, for messages.
+    /// The command line, for messages.
     pub fn display(&self) -> String {
-        let words: Vec<Vec<u8>> = self.argv.iter().map(|a| shell_quote(a)).collect();
-        String::from_utf8_lossy(&words.join(&b' ')).into_owned()
+        String::from_utf8_lossy(&self.line).into_owned()
     }
 
     fn tag(&self) -> Vec<u8> {
-        let mut t = self.values.join(&b'\t');
-        t.push(b'\t');
-        t
+        self.tag.clone()
     }
 }
 
@@ -50,6 +51,8 @@ pub struct PrinterOptions<'a> {
     /// Another writer (`--events -`) has stdout: job output is not printed.
     pub stdout_taken: bool,
     pub bar: Option<ProgressBar>,
+    /// `-v`: each job's command line before its output.
+    pub verbose: bool,
 }
 
 /// The state of one stream of one job whose output is printed as it arrives.
@@ -90,6 +93,7 @@ fn stdout() -> io::Result<Stdout> {
 pub struct Printer {
     mode: OutputMode,
     tag: bool,
+    verbose: bool,
     /// Job output goes to herd's stdout/stderr (not when `--json -` or `--events -` has it).
     print_output: bool,
     out: BufWriter<Stdout>,
@@ -158,6 +162,7 @@ impl Printer {
         Ok(Printer {
             mode: o.mode,
             tag: o.tag,
+            verbose: o.verbose,
             print_output: !json_to_stdout && !o.stdout_taken,
             out: BufWriter::with_capacity(64 * 1024, stdout()?),
             err: BufWriter::with_capacity(64 * 1024, io::stderr()),
@@ -352,6 +357,10 @@ impl Printer {
 
     /// One job's collected output, as one block per stream.
     fn write_job(&mut self, info: &JobInfo, result: &JobResult) -> io::Result<()> {
+        if self.verbose {
+            self.out.write_all(&info.line)?;
+            self.out.write_all(b"\n")?;
+        }
         let tag = self.tag.then(|| info.tag());
         for stream in [Stream::Stdout, Stream::Stderr] {
             let output = result.output(stream);

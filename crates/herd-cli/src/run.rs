@@ -9,7 +9,9 @@
 //! [`Progress`] bar — gives a permit back for each finished job, decides on `--retries` and
 //! `--halt`, and acts on SIGINT/SIGTERM, which a signal handler only records.
 
-use crate::cli::Options;
+use crate::batch::{Batcher, JobArgs};
+use crate::cli::{CommandSpec, Options};
+use crate::compose::{Composer, Plan, Seg, Shell};
 use crate::events::EventLog;
 use crate::halt::{Counts, When};
 use crate::input::Inputs;
@@ -93,29 +95,34 @@ fn os(v: Vec<u8>) -> OsString {
     String::from_utf8_lossy(&v).into_owned().into()
 }
 
-/// The command that runs `script` in the shell: `sh -c` on Unix. On Windows `cmd /d /s /c`
-/// with the script as a verbatim command-line tail: `cmd` parses its own command line, so the
-/// script must not be quoted as an argument.
-fn shell_job(script: Vec<u8>) -> (Job, Vec<Vec<u8>>) {
+/// The job that runs `line` with `shell`: `shell -c line` on Unix; on Windows
+/// `cmd /d /s /c` with the line as a verbatim command-line tail, since `cmd` parses its own
+/// command line and the line must not be quoted as an argument.
+fn shell_job(shell: &Shell, line: Vec<u8>) -> (Job, Vec<Vec<u8>>) {
     if cfg!(windows) {
         let argv = vec![
             b"cmd".to_vec(),
             b"/d".to_vec(),
             b"/s".to_vec(),
             b"/c".to_vec(),
-            script.clone(),
+            line.clone(),
         ];
         let mut tail = b"\"".to_vec();
-        tail.extend_from_slice(&script);
+        tail.extend_from_slice(&line);
         tail.push(b'"');
         (
             Job::new("cmd").args(["/d", "/s", "/c"]).raw_arg(os(tail)),
             argv,
         )
     } else {
-        let argv = vec![b"sh".to_vec(), b"-c".to_vec(), script];
-        (Job::new("sh").arg("-c").arg(os(argv[2].clone())), argv)
+        let program = shell.path.as_os_str().as_encoded_bytes().to_vec();
+        let argv = vec![program, b"-c".to_vec(), line];
+        (job_of(&argv), argv)
     }
+}
+
+fn job_of(argv: &[Vec<u8>]) -> Job {
+    Job::new(os(argv[0].clone())).args(argv[1..].iter().cloned().map(os))
 }
 
 /// Asks for herd to stop on SIGINT, SIGTERM and SIGHUP: the handler only records the
@@ -148,8 +155,16 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
 /// How the feeder makes jobs.
 struct JobMaker {
+    spec: CommandSpec,
+    /// The command line's template; `None` when each input is itself a command.
     template: Option<Template>,
-    shell: bool,
+    /// `-q`: one template per word.
+    words: Vec<Template>,
+    tagstring: Option<Template>,
+    composer: Composer,
+    /// The number of jobs, where known (`{##}`).
+    total: Option<u64>,
+    slots: usize,
     timeout: Option<Duration>,
     stream: bool,
     collect: bool,
@@ -158,20 +173,150 @@ struct JobMaker {
     max_output: Option<u64>,
 }
 
+/// A job ready to submit, and what herd shows of it.
+struct Made {
+    job: Job,
+    argv: Vec<Vec<u8>>,
+    line: Vec<u8>,
+    tag: Vec<u8>,
+}
+
 impl JobMaker {
-    fn make(&self, values: &[Vec<u8>], seq: u64, slot: usize) -> (Job, Vec<Vec<u8>>) {
-        let fill = Fill { values, seq, slot };
-        let (job, argv) = match &self.template {
-            None => shell_job(values.join(&b' ')),
-            Some(t) if self.shell => shell_job(t.render_shell(&fill)),
-            Some(t) => {
-                let argv = t.render_direct(&fill);
-                (
-                    Job::new(os(argv[0].clone())).args(argv[1..].iter().cloned().map(os)),
-                    argv,
-                )
+    fn new(
+        spec: CommandSpec,
+        sources: usize,
+        check_positions: bool,
+        append: bool,
+    ) -> Result<JobMaker, Fatal> {
+        let parse = |line: &[u8]| Template::parse(line, &spec.names).map_err(|e| Fatal(e.0));
+        let mut template = None;
+        let mut words = Vec::new();
+        if spec.quote {
+            words = spec
+                .words
+                .iter()
+                .map(|w| parse(w))
+                .collect::<Result<_, _>>()?;
+            if append && !words.iter().any(Template::has_replacement) {
+                words.push(parse(b"{}")?);
             }
+        } else if !spec.words.is_empty() {
+            let mut t = parse(&spec.words.join(&b' '))?;
+            if append && !t.has_replacement() {
+                t.append_all();
+            }
+            template = Some(t);
+        }
+        let max_position = template
+            .iter()
+            .chain(&words)
+            .map(Template::max_position)
+            .max()
+            .unwrap_or(0);
+        if check_positions && max_position > sources {
+            let have = if sources == 1 {
+                "there is 1 input source".to_string()
+            } else {
+                format!("there are {sources} input sources")
+            };
+            return Err(Fatal(format!(
+                "{{{max_position}}} names input source {max_position}, but {have}"
+            )));
+        }
+        let tagstring = spec.tagstring.as_deref().map(parse).transpose()?;
+        Ok(JobMaker {
+            template,
+            words,
+            tagstring,
+            composer: Composer::new(Shell::detect()),
+            spec,
+            total: None,
+            slots: 1,
+            timeout: None,
+            stream: false,
+            collect: false,
+            retries: 1,
+            max_output: None,
+        })
+    }
+
+    fn uses_total(&self) -> bool {
+        self.template
+            .iter()
+            .chain(&self.words)
+            .chain(&self.tagstring)
+            .any(Template::uses_total)
+    }
+
+    fn segs(&self, fill: &Fill<'_>) -> Vec<Seg> {
+        match &self.template {
+            Some(t) => t.compose(fill, self.spec.context),
+            None if !self.words.is_empty() => Template::compose_words(&self.words, fill),
+            // Each input is itself a command.
+            None => vec![Seg::Code(fill.values.join(&b' '))],
+        }
+    }
+
+    /// The length of the line a job with these values would run (`-m`, `-X`, `-s`).
+    fn measure(&self, values: &[Vec<u8>]) -> usize {
+        let fill = Fill {
+            values,
+            seq: 1,
+            slot: 1,
+            total: self.total,
+            slots: self.slots,
         };
+        self.composer.shell.line(&self.segs(&fill)).len()
+    }
+
+    fn make(&mut self, args: &JobArgs, seq: u64, slot: usize) -> Made {
+        let fill = Fill {
+            values: &args.values,
+            seq,
+            slot,
+            total: self.total,
+            slots: self.slots,
+        };
+        let segs = self.segs(&fill);
+        let line = self.composer.shell.line(&segs);
+        let (mut job, mut argv) = match self.composer.plan(&segs) {
+            Plan::Direct(argv) => (job_of(&argv), argv),
+            Plan::Shell(line) => shell_job(&self.composer.shell, line),
+        };
+        if let Some(n) = self.spec.nice {
+            let mut wrapped = vec![b"nice".to_vec(), b"-n".to_vec(), n.to_string().into_bytes()];
+            wrapped.append(&mut argv);
+            argv = wrapped;
+            job = job_of(&argv);
+        }
+        let tag = match &self.tagstring {
+            Some(t) => {
+                let mut text = Vec::new();
+                for seg in t.compose(&fill, false) {
+                    match seg {
+                        Seg::Code(c) | Seg::Value(c) => text.extend(c),
+                    }
+                }
+                text
+            }
+            None => args
+                .tuples
+                .iter()
+                .map(|t| t.join(&b' '))
+                .collect::<Vec<_>>()
+                .join(&b' '),
+        };
+        let mut tag = tag;
+        tag.push(b'\t');
+        job = job
+            .env("PARALLEL_SEQ", seq.to_string())
+            .env("PARALLEL_JOBSLOT", slot.to_string());
+        if let Some(var) = &self.spec.process_slot_var {
+            job = job.env(var, (slot - 1).to_string());
+        }
+        if let Some(dir) = &self.spec.workdir {
+            job = job.current_dir(dir);
+        }
         let mut job = job.stream_output(self.stream).collect_output(self.collect);
         if let Some(t) = self.timeout {
             job = job.timeout(t);
@@ -179,7 +324,12 @@ impl JobMaker {
         if let Some(m) = self.max_output {
             job = job.max_output(m);
         }
-        (job, argv)
+        Made {
+            job,
+            argv,
+            line,
+            tag,
+        }
     }
 }
 
@@ -202,10 +352,15 @@ enum Fed {
 struct Feeder {
     /// The herd is held only while submitting, and is gone once the run has ended.
     herd: Weak<Herd>,
-    inputs: Inputs,
+    batcher: Batcher,
     maker: JobMaker,
     skip: HashSet<u64>,
     seq: u64,
+    /// `--delay`: when the last job started.
+    delay: Option<Duration>,
+    last_start: Option<std::time::Instant>,
+    /// `-t`: each command on stderr as it starts.
+    verbose_stderr: bool,
 }
 
 impl Feeder {
@@ -220,7 +375,8 @@ impl Feeder {
             }
         }
         // Read outside the lock: reading may block.
-        let values = match self.inputs.next_tuple() {
+        let maker = &self.maker;
+        let args = match self.batcher.next_job(&mut |v| maker.measure(v)) {
             Ok(Some(v)) => v,
             Ok(None) => return Fed::Done,
             Err(e) => {
@@ -239,23 +395,32 @@ impl Feeder {
             window.skipped_total += 1;
             return Fed::Progress;
         }
+        if let (Some(delay), Some(last)) = (self.delay, self.last_start) {
+            // --delay: the next start waits its turn (the engine keeps reading output).
+            std::thread::sleep(delay.saturating_sub(last.elapsed()));
+        }
         window.permits -= 1;
         let slot = window.slots.take();
-        let (job, argv) = self.maker.make(&values, seq, slot);
-        let again = (self.maker.retries > 1).then(|| job.clone());
+        let made = self.maker.make(&args, seq, slot);
+        if self.verbose_stderr {
+            eprintln!("{}", String::from_utf8_lossy(&made.line));
+        }
+        self.last_start = Some(std::time::Instant::now());
+        let again = (self.maker.retries > 1).then(|| made.job.clone());
         // Submitting under the lock: the main thread cannot see the job's events before its info.
         let Some(herd) = self.herd.upgrade() else {
             return Fed::Done;
         };
-        match herd.submit(job) {
+        match herd.submit(made.job) {
             Ok(id) => {
                 window.running.insert(
                     id,
                     JobInfo {
                         seq,
                         slot,
-                        values,
-                        argv,
+                        tag: made.tag,
+                        line: made.line,
+                        argv: made.argv,
                         job: again,
                         runs: 1,
                     },
@@ -297,25 +462,25 @@ impl Feeder {
     }
 }
 
-/// `--dry-run`: prints each job's command, as a shell would read it, and runs nothing.
-fn dry_run(mut inputs: Inputs, maker: &JobMaker, jobs: usize) -> Result<i32, Fatal> {
+/// `--dry-run`: prints each job's command line, as GNU parallel shows it, and runs nothing.
+fn dry_run(mut batcher: Batcher, maker: &mut JobMaker, jobs: usize) -> Result<i32, Fatal> {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut seq = 0;
-    while let Some(values) = inputs.next_tuple().map_err(|e| Fatal(e.0))? {
+    loop {
+        let measure = &mut |v: &[Vec<u8>]| maker.measure(v);
+        let Some(args) = batcher.next_job(measure).map_err(|e| Fatal(e.0))? else {
+            break;
+        };
         seq += 1;
         // Slots as they would be taken with every job as long as the next.
         let slot = ((seq - 1) % jobs as u64) as usize + 1;
-        let (_, argv) = maker.make(&values, seq, slot);
-        let info = JobInfo {
-            job: None,
-            runs: 0,
-            seq,
-            slot,
-            values,
-            argv,
-        };
-        if writeln!(out, "{}", info.display()).is_err() {
+        let made = maker.make(&args, seq, slot);
+        if out
+            .write_all(&made.line)
+            .and_then(|_| out.write_all(b"\n"))
+            .is_err()
+        {
             return Ok(141);
         }
     }
@@ -354,38 +519,56 @@ fn open_output(path: &std::path::Path) -> Result<Box<dyn std::io::Write>, Fatal>
 /// Runs every job; returns herd's exit status.
 pub fn run(opts: Options) -> Result<i32, Fatal> {
     // Everything that can be wrong with the options or the input is found before a job starts.
-    let template = if opts.command.is_empty() {
-        None
-    } else {
-        let sources = opts.colsep.is_none().then_some(opts.sources.len());
-        Some(Template::parse(&opts.command, sources).map_err(|e| Fatal(e.0))?)
-    };
+    let multi = opts.batch.per_job.is_some() || opts.batch.fill;
+    let check_positions = opts.colsep.is_none() && !multi;
+    let mut maker = JobMaker::new(
+        opts.command.clone(),
+        opts.sources.len(),
+        check_positions,
+        !opts.batch.no_values,
+    )?;
+    maker.timeout = opts.timeout;
+    maker.retries = opts.retries;
+    maker.max_output = opts.max_output;
+    maker.slots = opts.jobs;
     let skip = match (&opts.joblog, opts.resume) {
         (Some(path), Some(resume)) => joblog::finished_jobs(path, resume).map_err(Fatal)?,
         _ => HashSet::new(),
     };
     let never_blocks = Inputs::never_block(&opts.sources);
-    let mut inputs =
-        Inputs::open(&opts.sources, opts.delimiter, opts.colsep.clone()).map_err(|e| Fatal(e.0))?;
-    let mut maker = JobMaker {
-        template,
-        shell: opts.shell,
-        timeout: opts.timeout,
-        stream: false,
-        collect: false,
-        retries: opts.retries,
-        max_output: opts.max_output,
-    };
-    if opts.dry_run {
-        return dry_run(inputs, &maker, opts.jobs);
+    let mut inputs = Inputs::open(
+        &opts.sources,
+        opts.delimiter,
+        opts.colsep.clone(),
+        opts.link,
+    )
+    .map_err(|e| Fatal(e.0))?;
+    if opts.skip_first_line {
+        inputs.next_tuple().map_err(|e| Fatal(e.0))?;
     }
-    let needs_total =
-        opts.halt.is_some_and(|h| h.needs_total()) || Progress::visible(opts.bar, opts.eta);
-    let total = if needs_total {
-        Some(inputs.count().map_err(|e| Fatal(e.0))?)
-    } else {
-        None
+    if opts.shuf {
+        inputs.shuffle().map_err(|e| Fatal(e.0))?;
+    }
+    let needs_total = opts.halt.is_some_and(|h| h.needs_total())
+        || Progress::visible(opts.bar, opts.eta)
+        || maker.uses_total();
+    let total = match opts.total_jobs {
+        Some(t) => Some(t),
+        None if needs_total => {
+            let inputs_left = inputs.count().map_err(|e| Fatal(e.0))?;
+            // With -n N, N inputs make a job; with -m/-X the count is of inputs (an upper bound).
+            Some(match opts.batch.per_job {
+                Some(n) if !opts.batch.no_values => inputs_left.div_ceil(n.max(1) as u64),
+                _ => inputs_left,
+            })
+        }
+        None => None,
     };
+    maker.total = total;
+    let batcher = Batcher::new(inputs, opts.batch.clone());
+    if opts.dry_run {
+        return dry_run(batcher, &mut maker, opts.jobs);
+    }
     let progress = Progress::new(opts.bar, opts.eta, total, opts.summary);
     let stdout_taken = opts.events.as_ref().is_some_and(|p| p.as_os_str() == "-");
     let mut printer = Printer::new(PrinterOptions {
@@ -396,6 +579,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         max_output: opts.max_output,
         stdout_taken,
         bar: progress.bar.clone(),
+        verbose: opts.verbose,
     })
     .map_err(|e| Fatal(e.to_string()))?;
     let mut reports = Reports {
@@ -447,10 +631,13 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
     maker.collect = printer.wants_collect();
     let feeder = Feeder {
         herd: Arc::downgrade(&herd),
-        inputs,
+        batcher,
         maker,
         skip,
         seq: 0,
+        delay: opts.delay,
+        last_start: None,
+        verbose_stderr: opts.verbose_stderr,
     };
     let mut inline = if never_blocks {
         Some(feeder)

@@ -1,40 +1,101 @@
-//! Command templates and their placeholders.
+//! Command templates: GNU parallel's replacement strings, found in the command line.
 //!
-//! A placeholder is `{` + optional source number + optional modifier + `}`, or `{#}` / `{%}`:
-//! `{}` `{.}` `{/}` `{//}` `{/.}` `{#}` `{%}` `{N}` `{N.}` `{N/}` `{N//}` `{N/.}`. Any other
-//! brace text (`awk '{print $1}'`) is literal, so commands that use braces need no escaping.
+//! As in GNU parallel, the command's words are joined with spaces and the joined line is
+//! searched for replacement strings: `{}` `{.}` `{/}` `{//}` `{/.}` `{#}` `{%}` (each renamable
+//! with -I, --er, --bnr, --dnr, --bner, --seqreplace, --slotreplace), their positional forms
+//! `{N}` `{N.}` … and `{-N}` (counted from the end), and with `--plus` `{+/}` `{+.}` `{..}`
+//! `{##}` `{:-text}` `{#re}` `{/re/text}` and the rest of GNU's set. Any other brace text
+//! (`awk '{print $1}'`) is left as it is. What a job's values turn the template into is a
+//! [`crate::compose::Composed`] line: shell code with each value kept apart, to be quoted.
 
+use crate::compose::Seg;
+use regex::bytes::Regex;
 use std::fmt;
 
-/// What a placeholder does to its value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Modifier {
+/// What a replacement string does to each value it stands for.
+#[derive(Debug, Clone)]
+enum Transform {
     Whole,
-    NoExtension,
-    Basename,
+    /// `{.}`, `{..}`, `{...}`: remove that many extensions.
+    NoExtension(usize),
+    /// `{/}`, `{/.}`, `{/..}`, `{/...}`: basename, without that many extensions.
+    Basename(usize),
+    /// `{//}`, `{+/}`: the directory.
     Dirname,
-    BasenameNoExtension,
+    /// `{+.}`, `{+..}`, `{+...}`: the extensions `{.}` (`{..}`, `{...}`) removes.
+    Extensions(usize),
+    /// `{:-text}`: the value, or `text` when it is empty.
+    Default(Vec<u8>),
+    /// `{:start}`, `{:start:len}` (characters of a UTF-8 value, bytes otherwise).
+    Substring(usize, Option<usize>),
+    /// `{#re}` `{##re}`: remove a matching prefix; `{%re}` `{%%re}`: a matching suffix.
+    StripPrefix(Regex),
+    StripSuffix(Regex),
+    /// `{/re/text}` (first match), `{//re/text}` (every match).
+    Replace(Regex, Vec<u8>, bool),
+    /// `{^text}` `{^^text}` `{,text}` `{,,text}`: change the case of `text` at the start / anywhere.
+    Case {
+        upper: bool,
+        all: bool,
+        text: Vec<u8>,
+    },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which of a job's values a replacement string stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pos {
+    /// Every value of the job.
+    All,
+    /// The N-th value from 1, or from the end when negative.
+    Nth(i64),
+}
+
+#[derive(Debug, Clone)]
 enum Piece {
     Literal(Vec<u8>),
-    /// A value: `source` is 1-based, or `None` for all sources joined by spaces.
-    Value {
-        source: Option<usize>,
-        modifier: Modifier,
+    Value(Pos, Transform),
+    /// `{#}`; `{0#}` zero-padded to the width of the total.
+    Seq {
+        padded: bool,
     },
-    Seq,
-    Slot,
+    /// `{%}`; `{0%}` zero-padded to the width of the number of slots.
+    Slot {
+        padded: bool,
+    },
+    /// `{##}`: the number of jobs.
+    Total,
 }
 
-/// One argument of a command template.
+/// The names of the basic replacement strings (GNU's defaults, or -I, --er, … ).
 #[derive(Debug, Clone)]
-struct ArgTemplate {
-    pieces: Vec<Piece>,
+pub struct Names {
+    pub whole: Vec<u8>,
+    pub no_extension: Vec<u8>,
+    pub basename: Vec<u8>,
+    pub dirname: Vec<u8>,
+    pub basename_no_extension: Vec<u8>,
+    pub seq: Vec<u8>,
+    pub slot: Vec<u8>,
+    /// `--plus`: GNU's further replacement strings.
+    pub plus: bool,
 }
 
-/// A bad placeholder, caught before any job starts.
+impl Default for Names {
+    fn default() -> Self {
+        Names {
+            whole: b"{}".to_vec(),
+            no_extension: b"{.}".to_vec(),
+            basename: b"{/}".to_vec(),
+            dirname: b"{//}".to_vec(),
+            basename_no_extension: b"{/.}".to_vec(),
+            seq: b"{#}".to_vec(),
+            slot: b"{%}".to_vec(),
+            plus: false,
+        }
+    }
+}
+
+/// A bad replacement string, caught before any job starts.
 #[derive(Debug)]
 pub struct TemplateError(pub String);
 
@@ -44,79 +105,108 @@ impl fmt::Display for TemplateError {
     }
 }
 
-fn parse_placeholder(inner: &[u8]) -> Option<Piece> {
-    match inner {
-        b"#" => return Some(Piece::Seq),
-        b"%" => return Some(Piece::Slot),
-        _ => {}
-    }
-    let digits = inner.iter().take_while(|b| b.is_ascii_digit()).count();
-    let source = if digits == 0 {
-        None
-    } else {
-        Some(
-            std::str::from_utf8(&inner[..digits])
-                .ok()?
-                .parse::<usize>()
-                .ok()?,
-        )
-    };
-    let modifier = match &inner[digits..] {
-        b"" => Modifier::Whole,
-        b"." => Modifier::NoExtension,
-        b"/" => Modifier::Basename,
-        b"//" => Modifier::Dirname,
-        b"/." => Modifier::BasenameNoExtension,
-        _ => return None,
-    };
-    Some(Piece::Value { source, modifier })
+/// The transform of a positional modifier (`{3.}` → `.`), as GNU spells them.
+fn modifier(m: &[u8], plus: bool) -> Option<Transform> {
+    Some(match m {
+        b"" => Transform::Whole,
+        b"." => Transform::NoExtension(1),
+        b"/" => Transform::Basename(0),
+        b"//" => Transform::Dirname,
+        b"/." => Transform::Basename(1),
+        _ if !plus => return None,
+        b".." => Transform::NoExtension(2),
+        b"..." => Transform::NoExtension(3),
+        b"/.." => Transform::Basename(2),
+        b"/..." => Transform::Basename(3),
+        b"+/" => Transform::Dirname,
+        b"+." => Transform::Extensions(1),
+        b"+.." => Transform::Extensions(2),
+        b"+..." => Transform::Extensions(3),
+        _ => return dynamic(m),
+    })
 }
 
-fn parse_arg(arg: &[u8]) -> ArgTemplate {
-    let mut pieces = Vec::new();
-    let mut literal = Vec::new();
-    let mut i = 0;
-    while i < arg.len() {
-        if arg[i] == b'{' {
-            if let Some(len) = arg[i + 1..].iter().position(|&b| b == b'}') {
-                if let Some(piece) = parse_placeholder(&arg[i + 1..i + 1 + len]) {
-                    if !literal.is_empty() {
-                        pieces.push(Piece::Literal(std::mem::take(&mut literal)));
-                    }
-                    pieces.push(piece);
-                    i += len + 2;
-                    continue;
-                }
-            }
+fn regex(pattern: &[u8]) -> Option<Regex> {
+    Regex::new(std::str::from_utf8(pattern).ok()?).ok()
+}
+
+/// `--plus`'s dynamic strings, inspired by bash's parameter expansion.
+fn dynamic(m: &[u8]) -> Option<Transform> {
+    let text = |s: &[u8]| s.to_vec();
+    if let Some(d) = m.strip_prefix(b":-") {
+        return Some(Transform::Default(text(d)));
+    }
+    if let Some(rest) = m.strip_prefix(b":") {
+        let s = std::str::from_utf8(rest).ok()?;
+        let (start, len) = match s.split_once(':') {
+            Some((a, b)) => (a.parse().ok()?, Some(b.parse().ok()?)),
+            None => (s.parse().ok()?, None),
+        };
+        return Some(Transform::Substring(start, len));
+    }
+    if let Some(re) = m.strip_prefix(b"##") {
+        return Some(Transform::StripPrefix(regex(
+            &[b"^(?s:", re, b")"].concat(),
+        )?));
+    }
+    if let Some(re) = m.strip_prefix(b"#") {
+        return Some(Transform::StripPrefix(regex(
+            &[b"^(?sU:", re, b")"].concat(),
+        )?));
+    }
+    if let Some(re) = m.strip_prefix(b"%%") {
+        return Some(Transform::StripSuffix(regex(
+            &[b"(?s:", re, b")$"].concat(),
+        )?));
+    }
+    if let Some(re) = m.strip_prefix(b"%") {
+        // Non-greedy from the end: the shortest suffix; found by trying the latest start first.
+        return Some(Transform::StripSuffix(regex(
+            &[b"(?sU:", re, b")$"].concat(),
+        )?));
+    }
+    for (prefix, all) in [(&b"//"[..], true), (&b"/"[..], false)] {
+        if let Some(rest) = m.strip_prefix(prefix) {
+            let slash = rest.iter().position(|&b| b == b'/')?;
+            let re = regex(&rest[..slash])?;
+            return Some(Transform::Replace(re, text(&rest[slash + 1..]), all));
         }
-        literal.push(arg[i]);
-        i += 1;
     }
-    if !literal.is_empty() || pieces.is_empty() {
-        pieces.push(Piece::Literal(literal));
+    for (prefix, upper, all) in [
+        (&b"^^"[..], true, true),
+        (&b"^"[..], true, false),
+        (&b",,"[..], false, true),
+        (&b","[..], false, false),
+    ] {
+        if let Some(t) = m.strip_prefix(prefix) {
+            return Some(Transform::Case {
+                upper,
+                all,
+                text: text(t),
+            });
+        }
     }
-    ArgTemplate { pieces }
+    None
 }
 
-/// The last path component's extension removed (`dir/a.tar.gz` → `dir/a.tar`); a leading dot
-/// is not an extension (`.bashrc` stays).
-fn no_extension(v: &[u8]) -> &[u8] {
+/// The last path component's extension(s) removed (`dir/a.tar.gz` → `dir/a.tar`); a leading
+/// dot is not an extension (`.bashrc` stays).
+fn no_extension(v: &[u8], n: usize) -> &[u8] {
     let start = v.iter().rposition(|&b| b == b'/').map_or(0, |p| p + 1);
-    match v[start..].iter().rposition(|&b| b == b'.') {
-        Some(dot) if dot > 0 => &v[..start + dot],
-        _ => v,
+    let mut end = v.len();
+    for _ in 0..n {
+        match v[start..end].iter().rposition(|&b| b == b'.') {
+            Some(dot) if dot > 0 => end = start + dot,
+            _ => break,
+        }
     }
+    &v[..end]
 }
 
 fn basename(v: &[u8]) -> &[u8] {
-    let trimmed = if v.len() > 1 && v.ends_with(b"/") {
-        &v[..v.len() - 1]
-    } else {
-        v
-    };
-    match trimmed.iter().rposition(|&b| b == b'/') {
-        Some(p) => &trimmed[p + 1..],
-        None => trimmed,
+    match v.iter().rposition(|&b| b == b'/') {
+        Some(p) => &v[p + 1..],
+        None => v,
     }
 }
 
@@ -128,272 +218,538 @@ fn dirname(v: &[u8]) -> &[u8] {
     }
 }
 
-fn apply(modifier: Modifier, v: &[u8]) -> &[u8] {
-    match modifier {
-        Modifier::Whole => v,
-        Modifier::NoExtension => no_extension(v),
-        Modifier::Basename => basename(v),
-        Modifier::Dirname => dirname(v),
-        Modifier::BasenameNoExtension => no_extension(basename(v)),
-    }
-}
-
-/// Quotes `v` for the shell `--shell` uses: `sh` on Unix, `cmd` on Windows.
-pub fn shell_quote(v: &[u8]) -> Vec<u8> {
-    if cfg!(windows) {
-        cmd_quote(v)
-    } else {
-        sh_quote(v)
-    }
-}
-
-/// Quotes `v` for `cmd`: `"…"`, with each `"` doubled, which both `cmd` and the MSVC argument
-/// parser read back as one `"`. (`cmd` still expands `%VAR%` inside quotes; nothing escapes that.)
-fn cmd_quote(v: &[u8]) -> Vec<u8> {
-    let safe = !v.is_empty()
-        && v.iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./\\=:,+@".contains(b));
-    if safe {
-        return v.to_vec();
-    }
-    let mut out = vec![b'"'];
-    for &b in v {
-        if b == b'"' {
-            out.push(b'"');
+fn apply(t: &Transform, v: &[u8]) -> Vec<u8> {
+    match t {
+        Transform::Whole => v.to_vec(),
+        Transform::NoExtension(n) => no_extension(v, *n).to_vec(),
+        Transform::Basename(n) => no_extension(basename(v), *n).to_vec(),
+        Transform::Dirname => dirname(v).to_vec(),
+        Transform::Extensions(n) => {
+            let kept = no_extension(v, *n).len();
+            v.get(kept + 1..).unwrap_or_default().to_vec()
         }
-        out.push(b);
-    }
-    out.push(b'"');
-    out
-}
-
-/// Quotes `v` for a POSIX shell: `'…'`, with each `'` written as `'\''`.
-fn sh_quote(v: &[u8]) -> Vec<u8> {
-    let safe = !v.is_empty()
-        && v.iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(b));
-    if safe {
-        return v.to_vec();
-    }
-    let mut out = Vec::with_capacity(v.len() + 2);
-    out.push(b'\'');
-    for &b in v {
-        if b == b'\'' {
-            out.extend_from_slice(b"'\\''");
-        } else {
-            out.push(b);
+        Transform::Default(d) => {
+            if v.is_empty() {
+                d.clone()
+            } else {
+                v.to_vec()
+            }
+        }
+        Transform::Substring(start, len) => match std::str::from_utf8(v) {
+            Ok(s) => {
+                let chars = s.chars().skip(*start);
+                match len {
+                    Some(l) => chars.take(*l).collect::<String>().into_bytes(),
+                    None => chars.collect::<String>().into_bytes(),
+                }
+            }
+            Err(_) => {
+                let tail = v.get(*start..).unwrap_or_default();
+                tail[..len.map_or(tail.len(), |l| l.min(tail.len()))].to_vec()
+            }
+        },
+        Transform::StripPrefix(re) => match re.find(v) {
+            Some(m) => v[m.end()..].to_vec(),
+            None => v.to_vec(),
+        },
+        Transform::StripSuffix(re) => {
+            // The shortest (or, greedy, longest) matching suffix: try each start from the end.
+            let greedy = !re.as_str().starts_with("(?sU");
+            let starts: Box<dyn Iterator<Item = usize>> = if greedy {
+                Box::new(0..=v.len())
+            } else {
+                Box::new((0..=v.len()).rev())
+            };
+            for start in starts {
+                if re.find(&v[start..]).is_some_and(|m| m.start() == 0) {
+                    return v[..start].to_vec();
+                }
+            }
+            v.to_vec()
+        }
+        Transform::Replace(re, with, all) => {
+            let with = regex::bytes::NoExpand(with);
+            if *all {
+                re.replace_all(v, with).into_owned()
+            } else {
+                re.replace(v, with).into_owned()
+            }
+        }
+        Transform::Case { upper, all, text } => {
+            let conv = |s: &[u8]| -> Vec<u8> {
+                let s = String::from_utf8_lossy(s);
+                if *upper {
+                    s.to_uppercase().into_bytes()
+                } else {
+                    s.to_lowercase().into_bytes()
+                }
+            };
+            if text.is_empty() {
+                // `{^}` with nothing: the first character; `{^^}` all.
+                if *all {
+                    return conv(v);
+                }
+                let first = std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.chars().next())
+                    .map_or(v.len().min(1), char::len_utf8);
+                return [conv(&v[..first]), v[first..].to_vec()].concat();
+            }
+            if *all {
+                let mut out = Vec::new();
+                let mut i = 0;
+                while i < v.len() {
+                    if v[i..].starts_with(text) {
+                        out.extend(conv(text));
+                        i += text.len();
+                    } else {
+                        out.push(v[i]);
+                        i += 1;
+                    }
+                }
+                out
+            } else if v.starts_with(text) {
+                [conv(text), v[text.len()..].to_vec()].concat()
+            } else {
+                v.to_vec()
+            }
         }
     }
-    out.push(b'\'');
-    out
 }
 
-/// A command line with placeholders.
+/// A command line with replacement strings.
 #[derive(Debug, Clone)]
 pub struct Template {
-    args: Vec<ArgTemplate>,
-    has_value_placeholder: bool,
+    pieces: Vec<Piece>,
+    /// Whether any replacement string appears (else the values are appended, as `{}`).
+    has_replacement: bool,
+    /// The largest positional number used (`{3}` → 3), to check against the sources.
+    max_position: usize,
 }
 
-/// What one job's placeholders are filled with.
+/// What fills one job's replacement strings.
 pub struct Fill<'a> {
+    /// The job's values, in order: one per source (or column), for each of its arguments.
     pub values: &'a [Vec<u8>],
     pub seq: u64,
     pub slot: usize,
+    /// The number of jobs, where known (`{##}`, `{0#}`).
+    pub total: Option<u64>,
+    /// The number of job slots (`{0%}`).
+    pub slots: usize,
+}
+
+fn is_seq(inner: &[u8]) -> bool {
+    inner == b"#"
 }
 
 impl Template {
-    /// Parses `args` and checks each `{N}` against the number of input sources (`None` with
-    /// `--colsep`, where each line has its own number of columns: a missing one is empty).
-    pub fn parse(args: &[Vec<u8>], sources: Option<usize>) -> Result<Template, TemplateError> {
-        let args: Vec<ArgTemplate> = args.iter().map(|a| parse_arg(a)).collect();
-        let mut has_value_placeholder = false;
-        for piece in args.iter().flat_map(|a| &a.pieces) {
-            if let Piece::Value { source, .. } = piece {
-                has_value_placeholder = true;
-                if let Some(n) = *source {
-                    if n == 0 {
-                        return Err(TemplateError(
-                            "placeholder {0} names no input: sources count from {1}".into(),
-                        ));
-                    }
-                    if let Some(sources) = sources.filter(|&s| n > s) {
-                        let have = if sources == 1 {
-                            "there is 1 input source".to_string()
-                        } else {
-                            format!("there are {sources} input sources")
-                        };
+    /// Parses the command line `line` (the command's words joined by spaces). `context`
+    /// (`-X`) is handled when composing: each word that holds `{}` is repeated per value.
+    pub fn parse(line: &[u8], names: &Names) -> Result<Template, TemplateError> {
+        let fixed: [(&[u8], Piece); 7] = [
+            (&names.whole, Piece::Value(Pos::All, Transform::Whole)),
+            (
+                &names.no_extension,
+                Piece::Value(Pos::All, Transform::NoExtension(1)),
+            ),
+            (
+                &names.basename,
+                Piece::Value(Pos::All, Transform::Basename(0)),
+            ),
+            (&names.dirname, Piece::Value(Pos::All, Transform::Dirname)),
+            (
+                &names.basename_no_extension,
+                Piece::Value(Pos::All, Transform::Basename(1)),
+            ),
+            (&names.seq, Piece::Seq { padded: false }),
+            (&names.slot, Piece::Slot { padded: false }),
+        ];
+        let mut pieces = Vec::new();
+        let mut literal = Vec::new();
+        let mut has_replacement = false;
+        let mut max_position = 0;
+        let mut i = 0;
+        'scan: while i < line.len() {
+            // The configured names first, longest first (so `{//}` wins over `{/}`).
+            let mut best: Option<(usize, &Piece)> = None;
+            for (name, piece) in &fixed {
+                if !name.is_empty()
+                    && line[i..].starts_with(name)
+                    && best.map_or(true, |(len, _)| name.len() > len)
+                {
+                    best = Some((name.len(), piece));
+                }
+            }
+            if let Some((len, piece)) = best {
+                pieces.push(Piece::Literal(std::mem::take(&mut literal)));
+                pieces.push(piece.clone());
+                has_replacement = true;
+                i += len;
+                continue;
+            }
+            if line[i] == b'{' {
+                if line[i + 1..].starts_with(b"=") {
+                    if let Some(end) = find(&line[i..], b"=}") {
                         return Err(TemplateError(format!(
-                            "placeholder {{{n}}} names input source {n}, but {have}"
+                            "Perl expressions like {} are not supported yet: use --plus's \
+                             replacement strings ({{:-x}} {{#re}} {{/re/x}} …), or a shell \
+                             command",
+                            String::from_utf8_lossy(&line[i..i + end + 2])
                         )));
                     }
                 }
-            }
-        }
-        Ok(Template {
-            args,
-            has_value_placeholder,
-        })
-    }
-
-    fn render_arg(&self, arg: &ArgTemplate, fill: &Fill<'_>, quote: bool) -> Vec<u8> {
-        let mut out = Vec::new();
-        for piece in &arg.pieces {
-            match piece {
-                Piece::Literal(l) => out.extend_from_slice(l),
-                Piece::Seq => out.extend_from_slice(fill.seq.to_string().as_bytes()),
-                Piece::Slot => out.extend_from_slice(fill.slot.to_string().as_bytes()),
-                Piece::Value { source, modifier } => {
-                    let joined;
-                    let value: &[u8] = match source {
-                        Some(n) => fill.values.get(n - 1).map_or(&[][..], |v| &v[..]),
-                        None if fill.values.len() == 1 => &fill.values[0],
-                        None => {
-                            joined = fill.values.join(&b' ');
-                            &joined
+                if let Some(len) = line[i + 1..].iter().position(|&b| b == b'}') {
+                    let inner = &line[i + 1..i + 1 + len];
+                    if let Some(piece) = Self::special(inner, names.plus) {
+                        if let Piece::Value(Pos::Nth(n), _) = &piece {
+                            max_position = max_position.max(n.unsigned_abs() as usize);
                         }
-                    };
-                    let v = apply(*modifier, value);
-                    if quote {
-                        out.extend_from_slice(&shell_quote(v));
-                    } else {
-                        out.extend_from_slice(v);
+                        pieces.push(Piece::Literal(std::mem::take(&mut literal)));
+                        pieces.push(piece);
+                        has_replacement = true;
+                        i += len + 2;
+                        continue 'scan;
                     }
                 }
             }
+            literal.push(line[i]);
+            i += 1;
+        }
+        pieces.push(Piece::Literal(literal));
+        pieces.retain(|p| !matches!(p, Piece::Literal(l) if l.is_empty()));
+        Ok(Template {
+            pieces,
+            has_replacement,
+            max_position,
+        })
+    }
+
+    /// A brace form that is not one of the configured names: positional `{N…}` / `{-N…}`, and
+    /// with `--plus` the rest of GNU's set.
+    fn special(inner: &[u8], plus: bool) -> Option<Piece> {
+        let (sign, rest) = match inner.strip_prefix(b"-") {
+            Some(r) if r.first().is_some_and(u8::is_ascii_digit) => (-1, r),
+            _ => (1, inner),
+        };
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits > 0 {
+            let n: i64 = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+            let m = &rest[digits..];
+            if plus && n == 0 && sign == 1 {
+                if is_seq(m) {
+                    return Some(Piece::Seq { padded: true });
+                }
+                if m == b"%" {
+                    return Some(Piece::Slot { padded: true });
+                }
+            }
+            if n == 0 {
+                return None;
+            }
+            return Some(Piece::Value(Pos::Nth(sign * n), modifier(m, plus)?));
+        }
+        if !plus {
+            return None;
+        }
+        match inner {
+            b"##" => Some(Piece::Total),
+            b"slot" => Some(Piece::Slot { padded: false }),
+            _ => Some(Piece::Value(Pos::All, modifier(inner, true)?)),
+        }
+    }
+
+    /// Whether the template holds a replacement string (if not, `{}` is appended).
+    pub fn has_replacement(&self) -> bool {
+        self.has_replacement
+    }
+
+    /// Whether `{##}` or a zero-padded `{0#}` needs the number of jobs.
+    pub fn uses_total(&self) -> bool {
+        self.pieces
+            .iter()
+            .any(|p| matches!(p, Piece::Total | Piece::Seq { padded: true }))
+    }
+
+    /// The largest source number a positional replacement string names.
+    pub fn max_position(&self) -> usize {
+        self.max_position
+    }
+
+    /// Appends ` {}`: GNU's rule for a command without replacement strings.
+    pub fn append_all(&mut self) {
+        self.pieces.push(Piece::Literal(b" ".to_vec()));
+        self.pieces.push(Piece::Value(Pos::All, Transform::Whole));
+    }
+
+    fn value_of(values: &[Vec<u8>], pos: Pos) -> Option<&[u8]> {
+        let n = values.len() as i64;
+        let i = match pos {
+            Pos::Nth(k) if k > 0 => k - 1,
+            Pos::Nth(k) => n + k,
+            Pos::All => return None,
+        };
+        (0..n).contains(&i).then(|| &values[i as usize][..])
+    }
+
+    /// The composed line for one job. Each value becomes a [`Seg::Value`], to be quoted; with
+    /// `context` (`-X`), a word holding an all-values replacement string is repeated for each
+    /// value; otherwise such a string becomes every value, separated by spaces.
+    pub fn compose(&self, fill: &Fill<'_>, context: bool) -> Vec<Seg> {
+        let mut out = Vec::new();
+        if context {
+            // Words: split at spaces inside literals; a word with Pos::All repeats per value.
+            let mut words: Vec<Vec<Piece>> = Vec::new();
+            let mut seps: Vec<Vec<u8>> = Vec::new();
+            let mut owned: Vec<Piece> = Vec::new();
+            for piece in &self.pieces {
+                match piece {
+                    Piece::Literal(l) => {
+                        let mut start = 0;
+                        for (j, &b) in l.iter().enumerate() {
+                            if b == b' ' || b == b'\t' || b == b'\n' {
+                                if j > start {
+                                    owned.push(Piece::Literal(l[start..j].to_vec()));
+                                }
+                                words.push(std::mem::take(&mut owned));
+                                seps.push(vec![b]);
+                                start = j + 1;
+                            }
+                        }
+                        if start < l.len() {
+                            owned.push(Piece::Literal(l[start..].to_vec()));
+                        }
+                    }
+                    other => owned.push(other.clone()),
+                }
+            }
+            words.push(owned);
+            for (w, word) in words.iter().enumerate() {
+                if w > 0 {
+                    out.push(Seg::Code(seps[w - 1].clone()));
+                }
+                let repeats = word.iter().any(|p| matches!(p, Piece::Value(Pos::All, _)));
+                if repeats && fill.values.len() != 1 {
+                    for (k, v) in fill.values.iter().enumerate() {
+                        if k > 0 {
+                            out.push(Seg::Code(b" ".to_vec()));
+                        }
+                        let one = std::slice::from_ref(v);
+                        self.pieces_into(
+                            word.iter(),
+                            &Fill {
+                                values: one,
+                                ..*fill
+                            },
+                            fill,
+                            &mut out,
+                        );
+                    }
+                } else {
+                    self.pieces_into(word.iter(), fill, fill, &mut out);
+                }
+            }
+        } else {
+            self.pieces_into(self.pieces.iter(), fill, fill, &mut out);
         }
         out
     }
 
-    /// The argument vector to execute directly. Without a value placeholder, the values are
-    /// appended, one argument each.
-    pub fn render_direct(&self, fill: &Fill<'_>) -> Vec<Vec<u8>> {
-        let mut argv: Vec<Vec<u8>> = self
-            .args
-            .iter()
-            .map(|a| self.render_arg(a, fill, false))
-            .collect();
-        if !self.has_value_placeholder {
-            argv.extend(fill.values.iter().cloned());
+    /// Renders pieces with `fill`'s values for `{}` and `whole`'s for positional strings.
+    fn pieces_into<'p>(
+        &self,
+        pieces: impl Iterator<Item = &'p Piece>,
+        fill: &Fill<'_>,
+        whole: &Fill<'_>,
+        out: &mut Vec<Seg>,
+    ) {
+        for piece in pieces {
+            match piece {
+                Piece::Literal(l) => out.push(Seg::Code(l.clone())),
+                Piece::Seq { padded } => {
+                    let width = if *padded {
+                        fill.total.unwrap_or(fill.seq).to_string().len()
+                    } else {
+                        0
+                    };
+                    out.push(Seg::Code(format!("{:0width$}", fill.seq).into_bytes()));
+                }
+                Piece::Slot { padded } => {
+                    let width = if *padded {
+                        fill.slots.to_string().len()
+                    } else {
+                        0
+                    };
+                    out.push(Seg::Code(format!("{:0width$}", fill.slot).into_bytes()));
+                }
+                Piece::Total => out.push(Seg::Code(
+                    fill.total
+                        .map_or(String::new(), |t| t.to_string())
+                        .into_bytes(),
+                )),
+                Piece::Value(Pos::All, t) => {
+                    if fill.values.is_empty() {
+                        out.push(Seg::Value(Vec::new()));
+                    }
+                    for (k, v) in fill.values.iter().enumerate() {
+                        if k > 0 {
+                            out.push(Seg::Code(b" ".to_vec()));
+                        }
+                        out.push(Seg::Value(apply(t, v)));
+                    }
+                }
+                Piece::Value(pos, t) => {
+                    let v = Self::value_of(whole.values, *pos).unwrap_or_default();
+                    out.push(Seg::Value(apply(t, v)));
+                }
+            }
         }
-        argv
     }
 
-    /// A shell script: the template's words joined by spaces, values shell-quoted. Without a
-    /// value placeholder, the quoted values are appended.
-    pub fn render_shell(&self, fill: &Fill<'_>) -> Vec<u8> {
-        let mut words: Vec<Vec<u8>> = self
-            .args
-            .iter()
-            .map(|a| self.render_arg(a, fill, true))
-            .collect();
-        if !self.has_value_placeholder {
-            words.extend(fill.values.iter().map(|v| shell_quote(v)));
+    /// `-q`: each word of the command is one argument, values put in as they are (no shell
+    /// reads them). Returns the words, each to be quoted.
+    pub fn compose_words(words: &[Template], fill: &Fill<'_>) -> Vec<Seg> {
+        let mut out = Vec::new();
+        for (w, word) in words.iter().enumerate() {
+            if w > 0 {
+                out.push(Seg::Code(b" ".to_vec()));
+            }
+            let mut text = Vec::new();
+            for seg in word.compose(fill, false) {
+                match seg {
+                    Seg::Code(c) | Seg::Value(c) => text.extend(c),
+                }
+            }
+            out.push(Seg::Value(text));
         }
-        words.join(&b' ')
+        out
     }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn render(args: &[&str], values: &[&str]) -> Vec<String> {
-        let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+    fn render_with(line: &str, values: &[&str], names: &Names, context: bool) -> String {
+        let mut t = Template::parse(line.as_bytes(), names).unwrap();
+        if !t.has_replacement() {
+            t.append_all();
+        }
         let values: Vec<Vec<u8>> = values.iter().map(|a| a.as_bytes().to_vec()).collect();
-        let t = Template::parse(&args, Some(values.len())).unwrap();
-        t.render_direct(&Fill {
-            values: &values,
-            seq: 7,
-            slot: 3,
-        })
-        .into_iter()
-        .map(|a| String::from_utf8(a).unwrap())
-        .collect()
+        let segs = t.compose(
+            &Fill {
+                values: &values,
+                seq: 7,
+                slot: 3,
+                total: Some(120),
+                slots: 8,
+            },
+            context,
+        );
+        segs.iter()
+            .map(|s| match s {
+                Seg::Code(c) => String::from_utf8_lossy(c).into_owned(),
+                Seg::Value(v) => format!("[{}]", String::from_utf8_lossy(v)),
+            })
+            .collect()
+    }
+
+    fn render(line: &str, values: &[&str]) -> String {
+        render_with(line, values, &Names::default(), false)
+    }
+
+    fn plus(line: &str, values: &[&str]) -> String {
+        let names = Names {
+            plus: true,
+            ..Names::default()
+        };
+        render_with(line, values, &names, false)
     }
 
     #[test]
-    fn placeholders() {
+    fn basic_replacement_strings() {
         assert_eq!(
-            render(
-                &["x{}", "{.}", "{/}", "{//}", "{/.}", "{#}", "{%}"],
-                &["dir/sub/a.tar.gz"]
+            render("x{} {.} {/} {//} {/.} {#} {%}", &["dir/sub/a.tar.gz"]),
+            "x[dir/sub/a.tar.gz] [dir/sub/a.tar] [a.tar.gz] [dir/sub] [a.tar] 7 3"
+        );
+        assert_eq!(render("{//} {.} {/.}", &["file"]), "[.] [file] [file]");
+        assert_eq!(render("{.}", &[".bashrc"]), "[.bashrc]");
+        assert_eq!(render("{.}", &["a.b/c"]), "[a.b/c]");
+        assert_eq!(
+            render("{2}-{1} {} {2/.}", &["a", "x/b.c"]),
+            "[x/b.c]-[a] [a] [x/b.c] [b]"
+        );
+        assert_eq!(render("{-1} {-2} {3}", &["a", "b"]), "[b] [a] []");
+    }
+
+    #[test]
+    fn without_a_replacement_string_the_values_are_appended() {
+        assert_eq!(render("echo", &["a b", "c"]), "echo [a b] [c]");
+        // {#} and {%} count as replacement strings (GNU's rule): nothing is appended.
+        assert_eq!(render("echo {#}", &["v"]), "echo 7");
+    }
+
+    #[test]
+    fn braces_that_are_not_replacement_strings_stay() {
+        assert_eq!(
+            render("awk '{print $1}' {x} { }{", &["f"]),
+            "awk '{print $1}' {x} { }{ [f]"
+        );
+    }
+
+    #[test]
+    fn renamed_strings() {
+        let names = Names {
+            whole: b",,".to_vec(),
+            no_extension: b"EXT".to_vec(),
+            ..Names::default()
+        };
+        assert_eq!(
+            render_with("echo ,, EXT {}", &["a.b"], &names, false),
+            "echo [a.b] [a] {}"
+        );
+    }
+
+    #[test]
+    fn context_repeats_the_word() {
+        let names = Names::default();
+        assert_eq!(
+            render_with("echo pre{}post x", &["a", "b"], &names, true),
+            "echo pre[a]post pre[b]post x"
+        );
+    }
+
+    #[test]
+    fn plus_strings() {
+        assert_eq!(
+            plus("{+/} {+.} {..} {/..} {+..} {##} {0#} {0%}", &["d/a.b.c"]),
+            "[d] [c] [d/a] [a] [b.c] 120 007 3"
+        );
+        assert_eq!(
+            plus(
+                "{:-x} {:2} {:1:2} {#a} {%.c} {/b/X} {//[ab]/X} {^a} {^^b} {,,A}",
+                &["abc.c"]
             ),
-            [
-                "xdir/sub/a.tar.gz",
-                "dir/sub/a.tar",
-                "a.tar.gz",
-                "dir/sub",
-                "a.tar",
-                "7",
-                "3"
-            ]
+            "[abc.c] [c.c] [bc] [bc.c] [abc] [aXc.c] [XXc.c] [Abc.c] [aBc.c] [abc.c]"
         );
+        assert_eq!(plus("{:-x} {1:-y}", &[""]), "[x] [y]");
         assert_eq!(
-            render(&["{//}", "{.}", "{/.}"], &["file"]),
-            [".", "file", "file"]
+            plus("{##a} {##a*} {%%.*}", &["aaab.c.d"]),
+            "[aab.c.d] [b.c.d] []"
         );
-        assert_eq!(render(&["{.}"], &[".bashrc"]), [".bashrc"]);
-        assert_eq!(render(&["{.}"], &["a.b/c"]), ["a.b/c"]);
-        assert_eq!(
-            render(&["{2}-{1}", "{}", "{2/.}"], &["a", "x/b.c"]),
-            ["x/b.c-a", "a x/b.c", "b"]
-        );
+        // GNU: the shortest suffix `.*` matches is the empty one.
+        assert_eq!(plus("{%.*}", &["aaab.c.d"]), "[aaab.c.d]");
+        // Without --plus these are literal.
+        assert_eq!(render("{+/} {..}", &["x"]), "{+/} {..} [x]");
     }
 
     #[test]
-    fn no_placeholder_appends_each_value() {
-        assert_eq!(render(&["echo"], &["a b", "c"]), ["echo", "a b", "c"]);
-        assert_eq!(render(&["echo", "{#}"], &["v"]), ["echo", "7", "v"]);
-    }
-
-    #[test]
-    fn braces_that_are_not_placeholders_stay() {
-        assert_eq!(
-            render(&["awk", "{print $1}", "{x}", "{", "}{"], &["f"]),
-            ["awk", "{print $1}", "{x}", "{", "}{", "f"]
-        );
-    }
-
-    #[test]
-    fn out_of_range_source_is_an_error() {
-        let args = vec![b"echo".to_vec(), b"{3}".to_vec()];
-        let e = Template::parse(&args, Some(2)).unwrap_err();
-        assert_eq!(
-            e.0,
-            "placeholder {3} names input source 3, but there are 2 input sources"
-        );
-        assert!(Template::parse(&[b"{0}".to_vec()], Some(1)).is_err());
-        assert!(Template::parse(&[b"{0}".to_vec()], None).is_err());
-        assert!(Template::parse(&[b"{9}".to_vec()], None).is_ok());
-    }
-
-    #[test]
-    fn cmd_quoting_doubles_quotes() {
-        assert_eq!(cmd_quote(b"plain"), b"plain");
-        assert_eq!(cmd_quote(b"two words"), br#""two words""#);
-        assert_eq!(cmd_quote(br#"say "hi" & exit"#), br#""say ""hi"" & exit""#);
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn shell_rendering_quotes_values() {
-        let args = vec![
-            b"echo".to_vec(),
-            b"{}".to_vec(),
-            b"|".to_vec(),
-            b"wc".to_vec(),
-        ];
-        let t = Template::parse(&args, Some(1)).unwrap();
-        let values = vec![b"it's $HOME".to_vec()];
-        let s = t.render_shell(&Fill {
-            values: &values,
-            seq: 1,
-            slot: 1,
-        });
-        assert_eq!(
-            String::from_utf8(s).unwrap(),
-            r#"echo 'it'\''s $HOME' | wc"#
-        );
+    fn perl_expressions_are_refused_with_a_reason() {
+        let e = Template::parse(b"echo {= s/a/b/ =}", &Names::default()).unwrap_err();
+        assert!(e.0.contains("{= s/a/b/ =}"), "{}", e.0);
     }
 }

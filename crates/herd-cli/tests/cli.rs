@@ -115,7 +115,7 @@ fn byte_exact_capture_of_1000_jobs_in_completion_order_with_json() {
 fn no_deadlock_when_a_job_writes_50_mb_to_one_stream_before_the_other() {
     for (first, second) in [("2", "1"), ("1", "2")] {
         let script = format!("head -c 50000000 /dev/zero >&{first}; echo done >&{second}");
-        let out = run(&["sh", "-c", &script, ":::", "1"]);
+        let out = run(&["-q", "sh", "-c", &script, ":::", "1"]);
         assert_eq!(out.status.code(), Some(0));
         let (big, small) = if first == "2" {
             (&out.stderr, &out.stdout)
@@ -134,6 +134,7 @@ fn a_grandchild_holding_the_pipe_is_killed_and_the_output_kept() {
     let out = run(&[
         "--eof-grace",
         "0.3",
+        "-q",
         "sh",
         "-c",
         &format!("sleep {sleep} & echo hi"),
@@ -170,7 +171,7 @@ fn a_thousand_jobs_at_j_500_under_ulimit_n_64() {
 fn a_timeout_kills_the_whole_tree() {
     let sleep = long_sleep(12);
     let script = format!("trap '' TERM; sleep {sleep} & echo started; wait");
-    let out = run(&["--timeout", "1", "sh", "-c", &script, ":::", "1"]);
+    let out = run(&["--timeout", "1", "-q", "sh", "-c", &script, ":::", "1"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(out.stdout, b"started\n");
     assert!(
@@ -189,6 +190,7 @@ fn interrupt_leaves_no_survivor(signal: &str, code: i32, tag: u32) {
             "--line-buffer",
             "-j",
             "3",
+            "-q",
             "sh",
             "-c",
             &script,
@@ -244,6 +246,7 @@ fn a_run_under_strace_completes_correctly() {
             "-k",
             "-j",
             "8",
+            "-q",
             "sh",
             "-c",
             "echo $0; echo e$0 >&2",
@@ -275,6 +278,7 @@ fn spilled_output_lands_byte_exact_and_in_order_in_a_file_and_a_pipe() {
         "-k",
         "-j",
         "3",
+        "-q",
         "sh",
         "-c",
         "{}",
@@ -329,7 +333,7 @@ fn memory_stays_bounded_while_jobs_print_hundreds_of_mb() {
     let dir = tempfile::tempdir().unwrap();
     let rss = dir.path().join("rss");
     let script = format!(
-        "/usr/bin/time -f %M -o {} {} -j 2 sh -c 'head -c 300000000 /dev/zero' ::: 1 2 | wc -c",
+        "/usr/bin/time -f %M -o {} {} -j 2 'head -c 300000000 /dev/zero;:' ::: 1 2 | wc -c",
         rss.display(),
         env!("CARGO_BIN_EXE_herd")
     );
@@ -354,7 +358,7 @@ fn memory_stays_bounded_while_jobs_print_hundreds_of_mb() {
 #[test]
 fn exit_status_counts_failed_jobs_up_to_101() {
     assert_eq!(run(&["true", ":::", "1", "2"]).status.code(), Some(0));
-    let out = run(&["sh", "-c", "exit $0", ":::", "0", "1", "2", "0", "3"]);
+    let out = run(&["-q", "sh", "-c", "exit $0", ":::", "0", "1", "2", "0", "3"]);
     assert_eq!(out.status.code(), Some(3));
     let many: Vec<String> = (0..102).map(|i| i.to_string()).collect();
     let mut args = vec!["false", ":::"];
@@ -370,7 +374,7 @@ fn herds_own_errors_exit_255_with_one_line() {
         (vec!["--timeout", "-1", "echo"], "--timeout"),
         (
             vec!["echo", "{2}", ":::", "a"],
-            "placeholder {2} names input source 2, but there is 1 input source",
+            "{2} names input source 2, but there is 1 input source",
         ),
         (
             vec!["echo", "::::", "/nonexistent/herd-input"],
@@ -420,14 +424,20 @@ fn a_missing_program_fails_alone() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(out.stdout, b"ok\nok\n");
-    assert_eq!(
-        text(&out.stderr),
-        "herd: job 2: program not found: herd-no-such-program\n"
+    // A program that is not on PATH is left to the shell, which says so as it would under
+    // GNU parallel (and exits 127).
+    let err = text(&out.stderr);
+    assert!(
+        err.ends_with(": herd-no-such-program: command not found\n") && err.lines().count() == 1,
+        "{err}"
     );
     let out = run(&["--json", "-", "herd-no-such-program", ":::", "x"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["exit_code"], 127);
-    assert_eq!(v["error"], "program not found: herd-no-such-program");
+    assert!(v["stderr"]
+        .as_str()
+        .unwrap()
+        .contains("herd-no-such-program: command not found"));
 }
 
 #[test]
@@ -438,6 +448,7 @@ fn json_records_carry_status_times_and_output() {
         "-k",
         "--timeout",
         "2",
+        "-q",
         "sh",
         "-c",
         "{}",
@@ -518,8 +529,11 @@ fn placeholders_and_sources() {
     assert_eq!(text(&out.stdout), "one\ntwo\n");
     let out = run_with_stdin(&["-k", "-0", "echo", "[{}]"], b"with space\0new\nline\0");
     assert_eq!(text(&out.stdout), "[with space]\n[new\nline]\n");
-    let out = run(&["-k", "-j", "2", "echo", "{%}", ":::", "a"]);
+    let out = run(&["-k", "-j", "2", "echo", "{%}", "{}", ":::", "a"]);
     assert_eq!(text(&out.stdout), "1 a\n");
+    // {#} and {%} are replacement strings: with one, the values are not appended (GNU's rule).
+    let out = run(&["-k", "echo", "{#}", ":::", "a", "b"]);
+    assert_eq!(text(&out.stdout), "1\n2\n");
 }
 
 #[test]
@@ -550,6 +564,7 @@ fn line_buffer_never_cuts_a_line_and_tags_each_one() {
         "--tag",
         "-j",
         "4",
+        "-q",
         "sh",
         "-c",
         script,
@@ -601,7 +616,9 @@ fn ungroup_passes_every_byte_through() {
 #[test]
 fn grouped_output_of_each_job_is_contiguous() {
     let script = "i=0; while [ $i -lt 500 ]; do echo \"$0 $i\"; i=$((i+1)); done";
-    let out = run(&["-j", "4", "sh", "-c", script, ":::", "a", "b", "c", "d"]);
+    let out = run(&[
+        "-j", "4", "-q", "sh", "-c", script, ":::", "a", "b", "c", "d",
+    ]);
     let lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
     assert_eq!(lines.len(), 2000);
     for block in lines.chunks(500) {
@@ -662,6 +679,7 @@ fn dry_run_prints_commands_and_runs_nothing() {
         "touch",
         marker.to_str().unwrap(),
         "{#}-{%}",
+        "{}",
         ":::",
         "a b",
         "c",
@@ -705,6 +723,7 @@ fn joblog_in_gnu_parallel_format() {
         "-k",
         "--joblog",
         log.to_str().unwrap(),
+        "-q",
         "sh",
         "-c",
         "printf $0; exit $0",
@@ -756,6 +775,7 @@ fn retries_run_a_failing_job_again_and_report_its_last_run() {
             retries,
             "--joblog",
             log.to_str().unwrap(),
+            "-q",
             "sh",
             "-c",
             script,
