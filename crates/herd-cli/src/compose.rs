@@ -513,6 +513,7 @@ mod tests {
         assert_eq!(w(&[code("echo ~")]), None);
     }
 
+    #[cfg(unix)]
     #[test]
     fn builtins_assignments_and_missing_programs_go_to_the_shell() {
         let mut c = Composer::new(Shell::of(PathBuf::from("/bin/bash")));
