@@ -527,8 +527,9 @@ fn placeholders_and_sources() {
     std::fs::write(&list, "one\ntwo\n").unwrap();
     let out = run(&["-k", "echo", "::::", list.to_str().unwrap()]);
     assert_eq!(text(&out.stdout), "one\ntwo\n");
-    let out = run_with_stdin(&["-k", "-0", "echo", "[{}]"], b"with space\0new\nline\0");
-    assert_eq!(text(&out.stdout), "[with space]\n[new\nline]\n");
+    // (Brackets would be a glob in the shell line, as under GNU parallel: use plain text.)
+    let out = run_with_stdin(&["-k", "-0", "echo", "-{}-"], b"with space\0new\nline\0");
+    assert_eq!(text(&out.stdout), "-with space-\n-new\nline-\n");
     let out = run(&["-k", "-j", "2", "echo", "{%}", "{}", ":::", "a"]);
     assert_eq!(text(&out.stdout), "1 a\n");
     // {#} and {%} are replacement strings: with one, the values are not appended (GNU's rule).
