@@ -21,7 +21,7 @@ use crate::printer::{JobInfo, Printer, PrinterOptions};
 use crate::progress::Progress;
 use crate::results::Results;
 use crate::template::{Fill, Template};
-use herd::{Event, Herd, Job, JobId, KeepOpen, Outcome};
+use herd::{Environment, Event, Herd, Job, JobId, KeepOpen, Outcome};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::ffi::OsString;
@@ -162,6 +162,9 @@ struct JobMaker {
     words: Vec<Template>,
     tagstring: Option<Template>,
     composer: Composer,
+    /// herd's environment, captured once: every job sets `PARALLEL_SEQ` and `PARALLEL_JOBSLOT`
+    /// over it without a copy of the whole environment per spawn.
+    env: Environment,
     /// The number of jobs, where known (`{##}`).
     total: Option<u64>,
     slots: usize,
@@ -229,6 +232,7 @@ impl JobMaker {
             words,
             tagstring,
             composer: Composer::new(Shell::detect()),
+            env: Environment::capture(),
             spec,
             total: None,
             slots: 1,
@@ -309,6 +313,7 @@ impl JobMaker {
         let mut tag = tag;
         tag.push(b'\t');
         job = job
+            .environment(&self.env)
             .env("PARALLEL_SEQ", seq.to_string())
             .env("PARALLEL_JOBSLOT", slot.to_string());
         if let Some(var) = &self.spec.process_slot_var {

@@ -1,7 +1,7 @@
 //! The engine against real processes: exact capture, no deadlock, trees killed, results.
 #![cfg(unix)]
 
-use herd::{Event, Herd, Job, Outcome, Stdin, Stream};
+use herd::{Environment, Event, Herd, Job, Outcome, Stdin, Stream};
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
@@ -275,6 +275,38 @@ fn stdin_env_and_working_directory() {
         dir.path().canonicalize().unwrap().to_str().unwrap()
     );
     assert_eq!(cleared.wait().stdout.to_vec().unwrap(), b"ONLY=1\n");
+}
+
+/// A job started from a captured environment sees exactly what the same changes over herd's
+/// own environment give: the variables in the same order, a removed one gone, the last of two
+/// settings kept.
+#[test]
+fn a_captured_environment_gives_the_same_environment_as_herds_own() {
+    let herd = Herd::new().unwrap();
+    let captured = Environment::capture();
+    let changes = |job: Job| {
+        job.env("HERD_A", "1")
+            .env_remove("HOME")
+            .env("HERD_B", "b")
+            .env("HERD_A", "2")
+    };
+    let own = herd.spawn(changes(Job::new("/usr/bin/env"))).unwrap();
+    let shared = herd
+        .spawn(changes(Job::new("/usr/bin/env").environment(&captured)))
+        .unwrap();
+    let untouched = herd
+        .spawn(Job::new("/usr/bin/env").environment(&captured))
+        .unwrap();
+    let own = own.wait().stdout.to_vec().unwrap();
+    assert_eq!(shared.wait().stdout.to_vec().unwrap(), own);
+    let own = String::from_utf8(own).unwrap();
+    assert!(own.ends_with("HERD_B=b\nHERD_A=2\n"), "{own}");
+    assert!(!own.lines().any(|l| l.starts_with("HOME=")), "{own}");
+    let untouched = String::from_utf8(untouched.wait().stdout.to_vec().unwrap()).unwrap();
+    let expected: String = std::env::vars_os()
+        .map(|(k, v)| format!("{}={}\n", k.to_string_lossy(), v.to_string_lossy()))
+        .collect();
+    assert_eq!(untouched, expected);
 }
 
 #[test]

@@ -22,7 +22,7 @@ use super::path::{self, Lookup};
 use super::poller::Pipes;
 use super::posix_spawn;
 use super::process::{ExecCheck, Process};
-use crate::job::{Job, Stdin};
+use crate::job::{Environment, Job, Stdin};
 use crate::sys::SpawnFailure;
 use crate::SpawnError;
 use rustix::fd::{AsRawFd, OwnedFd, RawFd};
@@ -34,7 +34,7 @@ use rustix::process::{pidfd_open, PidfdFlags};
 use std::cell::OnceCell;
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 #[cfg(test)]
 use std::path::PathBuf;
@@ -81,46 +81,67 @@ fn cstring(bytes: impl Into<Vec<u8>>) -> Result<CString, SpawnFailure> {
     })
 }
 
-/// The `PATH` the child will see, when the job changes it.
-fn job_path_var(job: &Job) -> Option<Option<OsString>> {
-    let set = job
-        .env
-        .vars
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.clone());
-    match set {
-        Some(v) => Some(v),
-        None if job.env.clear => Some(None),
-        None => None,
-    }
+/// The child's environment: `envp` pointers into the strings kept here, or empty to pass the
+/// parent's `environ` untouched.
+struct Env {
+    /// A captured environment the job starts from: its strings are shared, not copied.
+    _base: Option<Environment>,
+    _owned: Vec<CString>,
+    envp: Vec<*const libc::c_char>,
 }
 
-/// `KEY=VALUE` strings for the child, or `None` to pass the parent's `environ` untouched.
-fn environment(job: &Job) -> Result<Option<Vec<CString>>, SpawnFailure> {
-    if !job.env.clear && job.env.vars.is_empty() {
-        return Ok(None);
-    }
-    let mut vars: Vec<(OsString, OsString)> = if job.env.clear {
-        Vec::new()
-    } else {
-        std::env::vars_os().collect()
-    };
-    for (key, value) in &job.env.vars {
-        vars.retain(|(k, _)| k != key);
-        if let Some(value) = value {
-            vars.push((key.clone(), value.clone()));
-        }
-    }
-    let mut out = Vec::with_capacity(vars.len());
-    for (k, v) in vars {
-        let mut kv = k.into_vec();
+fn environment(job: &Job) -> Result<Env, SpawnFailure> {
+    let changes = &job.env;
+    let entry = |k: &OsString, v: &OsString| {
+        let mut kv = k.as_bytes().to_vec();
         kv.push(b'=');
         kv.extend_from_slice(v.as_bytes());
-        out.push(cstring(kv)?);
+        cstring(kv)
+    };
+    let mut owned = Vec::new();
+    let mut envp = Vec::new();
+    match (&changes.base, changes.clear) {
+        (Some(base), false) => {
+            // The captured strings, less the changed ones, then the changes (the last change
+            // of a variable wins): no copy of the whole environment per job.
+            let changed = |e: &CStr| {
+                let e = e.to_bytes();
+                changes.vars.iter().any(|(k, _)| {
+                    let k = k.as_bytes();
+                    e.len() > k.len() && e.starts_with(k) && e[k.len()] == b'='
+                })
+            };
+            envp.extend(
+                base.captured()
+                    .entries
+                    .iter()
+                    .filter(|e| !changed(e))
+                    .map(|e| e.as_ptr()),
+            );
+            for (i, (k, v)) in changes.vars.iter().enumerate() {
+                let later = changes.vars[i + 1..].iter().any(|(k2, _)| k2 == k);
+                if let (Some(v), false) = (v, later) {
+                    owned.push(entry(k, v)?);
+                }
+            }
+        }
+        _ => {
+            if let Some(vars) = changes.resolve(|a, b| a == b) {
+                for (k, v) in &vars {
+                    owned.push(entry(k, v)?);
+                }
+            }
+        }
     }
-    Ok(Some(out))
+    if !changes.inherits() {
+        envp.extend(owned.iter().map(|s| s.as_ptr()));
+        envp.push(ptr::null());
+    }
+    Ok(Env {
+        _base: changes.base.clone(),
+        _owned: owned,
+        envp,
+    })
 }
 
 fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -151,7 +172,7 @@ pub(crate) fn spawns_without_blocking(job: &Job) -> bool {
 
 /// Starts `job`: on the event loop when [`spawns_without_blocking`], else on a spawner thread.
 pub(crate) fn spawn(job: &Job) -> Result<Spawned, SpawnFailure> {
-    let path_var = job_path_var(job);
+    let path_var = job.env.path_var();
     let lookup_path = path_var
         .as_ref()
         .map(|p| p.as_deref().unwrap_or(OsStr::new("")));
@@ -191,9 +212,7 @@ struct Prepared {
     path: CString,
     _argv: Vec<CString>,
     argv: Vec<*const libc::c_char>,
-    _env: Option<Vec<CString>>,
-    /// Null-terminated, or empty to pass the parent's environment.
-    envp: Vec<*const libc::c_char>,
+    env: Env,
     cwd: Option<CString>,
 }
 
@@ -208,11 +227,6 @@ impl Prepared {
         let mut argv: Vec<_> = argv_owned.iter().map(|s| s.as_ptr()).collect();
         argv.push(ptr::null());
         let env = environment(job)?;
-        let mut envp = Vec::new();
-        if let Some(env) = &env {
-            envp = env.iter().map(|s| s.as_ptr()).collect();
-            envp.push(ptr::null());
-        }
         let cwd = match &job.cwd {
             Some(dir) => Some(cstring(dir.as_os_str().as_bytes())?),
             None => None,
@@ -221,18 +235,17 @@ impl Prepared {
             path,
             _argv: argv_owned,
             argv,
-            _env: env,
-            envp,
+            env,
             cwd,
         })
     }
 
     fn child_args(&self, [stdin, stdout, stderr]: [RawFd; 3]) -> ChildArgs {
-        let envp = if self.envp.is_empty() {
+        let envp = if self.env.envp.is_empty() {
             // SAFETY: reading the pointer glibc keeps for the process's environment.
             unsafe { libc::environ as *const *const libc::c_char }
         } else {
-            self.envp.as_ptr()
+            self.env.envp.as_ptr()
         };
         ChildArgs {
             path: self.path.as_ptr(),

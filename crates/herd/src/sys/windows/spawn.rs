@@ -193,21 +193,8 @@ impl Drop for AttributeList {
 
 /// `KEY=VALUE\0…\0\0` in UTF-16, or `None` to inherit herd's environment.
 fn environment(job: &Job) -> Option<Vec<u16>> {
-    if !job.env.clear && job.env.vars.is_empty() {
-        return None;
-    }
-    let mut vars: Vec<(OsString, OsString)> = if job.env.clear {
-        Vec::new()
-    } else {
-        std::env::vars_os().collect()
-    };
-    for (key, value) in &job.env.vars {
-        // Variable names are case-insensitive on Windows.
-        vars.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
-        if let Some(value) = value {
-            vars.push((key.clone(), value.clone()));
-        }
-    }
+    // Variable names are case-insensitive on Windows.
+    let mut vars = job.env.resolve(|a, b| a.eq_ignore_ascii_case(b))?;
     vars.sort_by_key(|(k, _)| k.to_ascii_uppercase());
     let mut block = Vec::new();
     for (k, v) in vars {
