@@ -377,13 +377,15 @@ const BUILTINS: &[&str] = &[
     "while",
 ];
 
-/// How a composed line is run.
-pub enum Plan {
-    /// Directly: the argument vector the shell would have built (the program as the user
-    /// named it: herd's engine finds it on PATH as the shell would).
-    Direct(Vec<Vec<u8>>),
-    /// By the shell, with this line.
-    Shell(Vec<u8>),
+/// The segments as plain text, values as they are (unquoted): for `--tagstring` and `-q`.
+pub fn text(segs: &[Seg]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for seg in segs {
+        match seg {
+            Seg::Code(c) | Seg::Value(c) => out.extend_from_slice(c),
+        }
+    }
+    out
 }
 
 /// Decides, per job, whether a line can skip the shell; remembers PATH look-ups.
@@ -428,16 +430,15 @@ impl Composer {
         Some(words)
     }
 
-    /// How to run `segs`: directly when the shell would only split words and find a program.
-    pub fn plan(&mut self, segs: &[Seg]) -> Plan {
-        if !self.always_shell && self.shell.dialect != Dialect::Cmd {
-            if let Some(words) = Self::plain_words(segs) {
-                if self.direct_program(&words) {
-                    return Plan::Direct(words);
-                }
-            }
+    /// The argument vector to run `segs` directly with (the program as the user named it:
+    /// herd's engine finds it on PATH as the shell would), when the shell would only split
+    /// words and find a program; `None` when the line needs the shell.
+    pub fn direct_argv(&mut self, segs: &[Seg]) -> Option<Vec<Vec<u8>>> {
+        if self.always_shell || self.shell.dialect == Dialect::Cmd {
+            return None;
         }
-        Plan::Shell(self.shell.line(segs))
+        let words = Self::plain_words(segs)?;
+        self.direct_program(&words).then_some(words)
     }
 
     /// The program to execute for `words`, if the shell would run a program found on PATH
@@ -518,7 +519,7 @@ mod tests {
     fn builtins_assignments_and_missing_programs_go_to_the_shell() {
         let mut c = Composer::new(Shell::of(PathBuf::from("/bin/bash")));
         c.always_shell = false;
-        let direct = |c: &mut Composer, s: &str| matches!(c.plan(&[code(s)]), Plan::Direct(_));
+        let direct = |c: &mut Composer, s: &str| c.direct_argv(&[code(s)]).is_some();
         assert!(direct(&mut c, "ls -l"));
         assert!(direct(&mut c, "echo hi"));
         assert!(!direct(&mut c, "echo --help"));

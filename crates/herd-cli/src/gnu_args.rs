@@ -412,6 +412,28 @@ impl Reader {
     }
 }
 
+/// The value of an option: the one attached to it, else for one that needs a value the next
+/// word, and for an optional value the next word unless it starts with `-` (then empty).
+fn value_of(
+    takes: Takes,
+    attached: Option<OsString>,
+    args: &mut std::iter::Peekable<impl Iterator<Item = OsString>>,
+    shown: &str,
+) -> Result<Option<OsString>, ArgError> {
+    Ok(match (takes, attached) {
+        (Takes::Nothing, _) => None,
+        (_, Some(v)) => Some(v),
+        (Takes::Value, None) => Some(
+            args.next()
+                .ok_or_else(|| ArgError(format!("option {shown} needs a value")))?,
+        ),
+        (Takes::Optional, None) => Some(
+            args.next_if(|n| !os_bytes(n).starts_with(b"-"))
+                .unwrap_or_default(),
+        ),
+    })
+}
+
 /// Reads `args` (the program name first) as GNU parallel reads its options.
 pub fn normalize(args: Vec<OsString>) -> Result<Normalized, ArgError> {
     let mut r = Reader {
@@ -443,25 +465,10 @@ pub fn normalize(args: Vec<OsString>) -> Result<Normalized, ArgError> {
             let name = String::from_utf8_lossy(name).into_owned();
             let known = r.long(&name)?.clone();
             let shown = format!("--{}", known.longs.first().map_or(&name, |l| l));
-            let value = match (known.takes, attached) {
-                (Takes::Nothing, Some(_)) => {
-                    return Err(ArgError(format!("option {shown} takes no value")))
-                }
-                (Takes::Nothing, None) => None,
-                (_, Some(v)) => Some(v),
-                (Takes::Value, None) => Some(
-                    args.next()
-                        .ok_or_else(|| ArgError(format!("option {shown} needs a value")))?,
-                ),
-                (Takes::Optional, None) => {
-                    let next_is_value = args.peek().is_some_and(|n| !os_bytes(n).starts_with(b"-"));
-                    Some(if next_is_value {
-                        args.next().unwrap()
-                    } else {
-                        OsString::new()
-                    })
-                }
-            };
+            if known.takes == Takes::Nothing && attached.is_some() {
+                return Err(ArgError(format!("option {shown} takes no value")));
+            }
+            let value = value_of(known.takes, attached, &mut args, &shown)?;
             r.emit(&known, &shown, value)?;
             continue;
         }
@@ -487,22 +494,10 @@ pub fn normalize(args: Vec<OsString>) -> Result<Normalized, ArgError> {
                 })?;
             let shown = format!("-{c}");
             let rest = &bytes[i + 1..];
-            let value = match known.takes {
-                Takes::Nothing => None,
-                _ if !rest.is_empty() => Some(os_from(rest)),
-                Takes::Value => Some(
-                    args.next()
-                        .ok_or_else(|| ArgError(format!("option {shown} needs a value")))?,
-                ),
-                Takes::Optional => {
-                    let next_is_value = args.peek().is_some_and(|n| !os_bytes(n).starts_with(b"-"));
-                    Some(if next_is_value {
-                        args.next().unwrap()
-                    } else {
-                        OsString::new()
-                    })
-                }
-            };
+            // The rest of the bundle is the value of an option that takes one (-j4).
+            let attached =
+                (known.takes != Takes::Nothing && !rest.is_empty()).then(|| os_from(rest));
+            let value = value_of(known.takes, attached, &mut args, &shown)?;
             let took_rest = value.is_some() && !rest.is_empty();
             r.emit(&known, &shown, value)?;
             if took_rest {

@@ -34,10 +34,6 @@ impl JobInfo {
     pub fn display(&self) -> String {
         String::from_utf8_lossy(&self.line).into_owned()
     }
-
-    fn tag(&self) -> Vec<u8> {
-        self.tag.clone()
-    }
 }
 
 /// How the printer is set up.
@@ -256,9 +252,9 @@ impl Printer {
         let mut lines = std::mem::take(&mut entry.partial);
         lines.extend_from_slice(&data[..=last_nl]);
         entry.partial = data[last_nl + 1..].to_vec();
-        let tag = self.tag.then(|| info.tag());
+        let tag = self.tag.then_some(&info.tag[..]);
         let w = self.writer(stream);
-        write_lines(w, tag.as_deref(), &lines)?;
+        write_lines(w, tag, &lines)?;
         w.flush()
     }
 
@@ -349,9 +345,9 @@ impl Printer {
         if partial.is_empty() {
             return Ok(());
         }
-        let tag = self.tag.then(|| info.tag());
+        let tag = self.tag.then_some(&info.tag[..]);
         let w = self.writer(stream);
-        write_lines(w, tag.as_deref(), partial)?;
+        write_lines(w, tag, partial)?;
         w.flush()
     }
 
@@ -361,15 +357,15 @@ impl Printer {
             self.out.write_all(&info.line)?;
             self.out.write_all(b"\n")?;
         }
-        let tag = self.tag.then(|| info.tag());
+        let tag = self.tag.then_some(&info.tag[..]);
         for stream in [Stream::Stdout, Stream::Stderr] {
             let output = result.output(stream);
             if output.is_empty() {
                 continue;
             }
             let marked = with_cut_mark(output, stream)?;
-            match (&tag, marked.as_deref().or(output.as_bytes())) {
-                (_, Some(bytes)) => write_lines(self.writer(stream), tag.as_deref(), bytes)?,
+            match (tag, marked.as_deref().or(output.as_bytes())) {
+                (_, Some(bytes)) => write_lines(self.writer(stream), tag, bytes)?,
                 // The concrete writers, so that a spill file reaches them in the kernel.
                 (None, None) => match stream {
                     Stream::Stdout => output.write_to(&mut self.out).map(drop)?,

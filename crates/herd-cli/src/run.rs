@@ -11,7 +11,7 @@
 
 use crate::batch::{Batcher, JobArgs};
 use crate::cli::{CommandSpec, Options};
-use crate::compose::{Composer, Plan, Seg, Shell};
+use crate::compose::{self, Composer, Seg, Shell};
 use crate::events::EventLog;
 use crate::halt::{Counts, When};
 use crate::input::Inputs;
@@ -283,9 +283,9 @@ impl JobMaker {
         };
         let segs = self.segs(&fill);
         let line = self.composer.shell.line(&segs);
-        let (mut job, mut argv) = match self.composer.plan(&segs) {
-            Plan::Direct(argv) => (job_of(&argv), argv),
-            Plan::Shell(line) => shell_job(&self.composer.shell, line),
+        let (mut job, mut argv) = match self.composer.direct_argv(&segs) {
+            Some(argv) => (job_of(&argv), argv),
+            None => shell_job(&self.composer.shell, line.clone()),
         };
         if let Some(n) = self.spec.nice {
             let mut wrapped = vec![b"nice".to_vec(), b"-n".to_vec(), n.to_string().into_bytes()];
@@ -293,16 +293,8 @@ impl JobMaker {
             argv = wrapped;
             job = job_of(&argv);
         }
-        let tag = match &self.tagstring {
-            Some(t) => {
-                let mut text = Vec::new();
-                for seg in t.compose(&fill, false) {
-                    match seg {
-                        Seg::Code(c) | Seg::Value(c) => text.extend(c),
-                    }
-                }
-                text
-            }
+        let mut tag = match &self.tagstring {
+            Some(t) => compose::text(&t.compose(&fill, false)),
             None => args
                 .tuples
                 .iter()
@@ -310,7 +302,6 @@ impl JobMaker {
                 .collect::<Vec<_>>()
                 .join(&b' '),
         };
-        let mut tag = tag;
         tag.push(b'\t');
         job = job
             .environment(&self.env)

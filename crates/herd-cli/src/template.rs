@@ -614,12 +614,7 @@ impl Template {
             if w > 0 {
                 out.push(Seg::Code(b" ".to_vec()));
             }
-            let mut text = Vec::new();
-            for seg in word.compose(fill, false) {
-                match seg {
-                    Seg::Code(c) | Seg::Value(c) => text.extend(c),
-                }
-            }
+            let text = crate::compose::text(&word.compose(fill, false));
             out.push(Seg::Value(text));
         }
         out

@@ -537,6 +537,35 @@ fn placeholders_and_sources() {
     assert_eq!(text(&out.stdout), "1\n2\n");
 }
 
+/// A line that needs no shell runs directly: with exactly the arguments the shell would have
+/// given the program, so forcing the shell (`HERD_ALWAYS_SHELL`) prints the same.
+#[test]
+fn running_a_plain_line_directly_means_what_the_shell_would() {
+    let values = ["a b", "", "it's", "*", "$HOME", "x\"y", "é", "-n", "a\\nb"];
+    let mut args = vec!["-k", "--json", "-", "echo", "{}", "x{}y", ":::"];
+    args.extend(values);
+    let with = |always: bool| {
+        let mut cmd = herd();
+        cmd.args(&args)
+            .env("PARALLEL_SHELL", "/bin/bash")
+            .stdin(std::process::Stdio::null());
+        if always {
+            cmd.env("HERD_ALWAYS_SHELL", "1");
+        }
+        // --json writes records as jobs finish: put them in job order.
+        let mut records = common::json_lines(&cmd.output().unwrap().stdout);
+        records.sort_by_key(|r| r["seq"].as_u64());
+        records
+    };
+    let (direct, shell) = (with(false), with(true));
+    assert_eq!(direct.len(), values.len());
+    for (d, s) in direct.iter().zip(&shell) {
+        assert_eq!(d["command"][0], "echo", "run directly: {d}");
+        assert_eq!(s["command"][0], "/bin/bash", "run by the shell: {s}");
+        assert_eq!(d["stdout"], s["stdout"], "{d} / {s}");
+    }
+}
+
 #[test]
 fn values_are_never_interpreted_by_a_shell_unless_asked() {
     let out = run(&["-k", "echo", ":::", "$(echo pwned)", "*", "a;b"]);
