@@ -23,6 +23,14 @@ Placeholders in COMMAND are replaced by each input: {} the value, {.} without ex
 of the N-th source (with --colsep, the N-th column), {#} the job number (from 1), {%} the job slot (1 to -j). Without a \
 placeholder the values are appended as the last arguments.
 
+{= perl =} is GNU parallel's Perl expression: it is replaced by what the code leaves in $_, \
+which starts as the value ({=N perl =}: the N-th value). @arg holds the job's values from \
+$arg[1]; Q() shell-quotes, uq() leaves the result unquoted, skip() skips the job (a skipped job \
+counts as failed, as in GNU parallel), seq(), slot() and total_jobs() number it; globals last \
+the whole run. One perl process beside the run evaluates them, compiled once (a syntax error \
+stops herd before any job starts). --rpl names such expressions, --filter runs only the jobs \
+where one is true.
+
 COMMAND is composed as GNU parallel composes it: its words are joined with spaces, each \
 replacement string is replaced by the value shell-quoted, and the line runs in the shell herd was \
 started from ($PARALLEL_SHELL, else the calling shell, else $SHELL, else /bin/sh). So pipes, \
@@ -151,6 +159,11 @@ pub struct Cli {
     /// Print each job's command instead of running it. Example: herd --dry-run rm {} ::: *.tmp
     #[arg(long = "dry-run")]
     pub dry_run: bool,
+
+    /// Print each job's command line quoted as one shell word, instead of running it (to put
+    /// a command inside another's quotes). Example: herd --shell-quote ::: "it's"
+    #[arg(long = "shell-quote")]
+    pub shell_quote: bool,
 
     /// Log each finished job to FILE in GNU parallel's tab-separated format: Seq, Host, Starttime,
     /// JobRuntime, Send, Receive, Exitval, Signal, Command. Example: --joblog run.log
@@ -283,6 +296,23 @@ pub struct Cli {
     #[arg(long, help_heading = "Composing commands")]
     pub plus: bool,
 
+    /// Define a replacement string TAG for Perl code ('TAG perl'); a (group) in TAG makes it
+    /// dynamic, its match being $$1 in the code.
+    /// Example: --rpl '{%(.+?)} s/$$1$//;' echo {%.gz} ::: a.gz
+    #[arg(long, value_name = "'TAG PERL'", help_heading = "Composing commands")]
+    pub rpl: Vec<String>,
+
+    /// What encloses a Perl expression instead of {= and =}: the first half of STR opens it,
+    /// the second half closes it. Example: --parens ,,,, echo ',, s/a/b/ ,,' ::: a
+    #[arg(long, value_name = "STR", help_heading = "Composing commands")]
+    pub parens: Option<String>,
+
+    /// Run only the jobs for which this Perl code is true, after its replacement strings are
+    /// filled with the job's values, unquoted (repeatable: all must hold). Skipped jobs count
+    /// as failed, as in GNU parallel. Example: --filter '{1} < {2}' echo ::: 1 2 ::: 1 2
+    #[arg(long, value_name = "PERL", help_heading = "Composing commands")]
+    pub filter: Vec<String>,
+
     /// Give each job at most N inputs (their values, in order, are {1} {2} …; {} is all).
     /// Example: herd -n 2 echo ::: a b c d
     #[arg(
@@ -376,6 +406,12 @@ pub struct Cli {
     /// Do not use the first line of input. Example: herd --skip-first-line echo :::: table.tsv
     #[arg(long = "skip-first-line")]
     pub skip_first_line: bool,
+
+    /// The first line of each input source names its columns (split at --colsep, else at
+    /// TABs): {name} then means that column, and --results uses the names. GNU's usual value
+    /// is ':'; 0 reads no header. Example: herd --header : echo {size} ::: size S M
+    #[arg(long, value_name = "ANY")]
+    pub header: Option<String>,
 
     /// Run the jobs in random order. Example: herd --shuf ./test.sh ::: $(seq 100)
     #[arg(long)]
@@ -506,9 +542,25 @@ pub struct CommandSpec {
     pub context: bool,
     pub names: crate::template::Names,
     pub tagstring: Option<Vec<u8>>,
+    /// `--filter`: Perl code that must be true for a job to run.
+    pub filters: Vec<Vec<u8>>,
+    /// `--header`: the columns' names (else their numbers), for `--results`' directories.
+    pub columns: Vec<Vec<u8>>,
     pub nice: Option<i32>,
     pub process_slot_var: Option<String>,
     pub workdir: Option<PathBuf>,
+}
+
+impl CommandSpec {
+    /// `--header`: the columns are named; `{name}` in the command (the tag, the filters) means
+    /// `{N}`.
+    pub fn name_columns(&mut self, columns: Vec<Vec<u8>>) {
+        let rename = |t: &[u8]| crate::template::name_columns(t, &columns, &self.names);
+        self.words = self.words.iter().map(|w| rename(w)).collect();
+        self.tagstring = self.tagstring.as_deref().map(rename);
+        self.filters = self.filters.iter().map(|f| rename(f)).collect();
+        self.columns = columns;
+    }
 }
 
 /// The checked options.
@@ -523,6 +575,8 @@ pub struct Options {
     pub joblog: Option<PathBuf>,
     pub resume: Option<Resume>,
     pub dry_run: bool,
+    /// `--shell-quote`: the dry run's lines, each quoted as one word.
+    pub shell_quote: bool,
     pub retries: u32,
     pub delimiter: u8,
     pub colsep: Option<regex::bytes::Regex>,
@@ -541,6 +595,7 @@ pub struct Options {
     pub link: bool,
     pub batch: crate::batch::BatchSpec,
     pub skip_first_line: bool,
+    pub header: bool,
     pub shuf: bool,
     /// `-v`: print each command on stdout before its output; `-t`: on stderr as it starts.
     pub verbose: bool,
@@ -657,6 +712,29 @@ pub fn max_line_length() -> usize {
 
 /// What a job's command line may take: GNU parallel keeps room for its wrapping and halves the
 /// rest, and so does herd, so batches have the same size.
+/// `--parens`: its first half opens a Perl expression, its second half closes it.
+fn parens(given: Option<&str>) -> Result<(Vec<u8>, Vec<u8>), UsageError> {
+    let given = given.unwrap_or("{==}").as_bytes();
+    if given.len() < 2 || given.len() % 2 != 0 {
+        return Err(UsageError(format!(
+            "--parens {}: expected an opening and a closing string of the same length, as {{==}}",
+            String::from_utf8_lossy(given)
+        )));
+    }
+    let (l, r) = given.split_at(given.len() / 2);
+    Ok((l.to_vec(), r.to_vec()))
+}
+
+/// `--rpl`s, the longest tag first (GNU replaces long tags before their prefixes).
+fn rpls(given: &[String]) -> Result<Vec<crate::template::Rpl>, UsageError> {
+    let mut rpls = given
+        .iter()
+        .map(|d| crate::template::Rpl::parse(d).map_err(UsageError))
+        .collect::<Result<Vec<_>, _>>()?;
+    rpls.sort_by_key(|r| std::cmp::Reverse(r.tag_len()));
+    Ok(rpls)
+}
+
 pub fn usable_line_length() -> usize {
     (max_line_length() - 3000) / 2
 }
@@ -969,6 +1047,8 @@ impl Cli {
             seq: name(self.seqreplace, defaults.seq),
             slot: name(self.slotreplace, defaults.slot),
             plus: self.plus,
+            parens: parens(self.parens.as_deref())?,
+            rpl: rpls(&self.rpl)?,
         };
         if let Some(w) = &self.workdir {
             if !w.is_dir() {
@@ -987,7 +1067,8 @@ impl Cli {
             json: self.json,
             joblog: self.joblog,
             resume,
-            dry_run: self.dry_run,
+            dry_run: self.dry_run || self.shell_quote,
+            shell_quote: self.shell_quote,
             retries: self.retries,
             delimiter,
             colsep,
@@ -1007,6 +1088,8 @@ impl Cli {
                 context: self.context_replace,
                 names,
                 tagstring: self.tagstring.map(String::into_bytes),
+                filters: self.filter.into_iter().map(String::into_bytes).collect(),
+                columns: Vec::new(),
                 nice: self.nice,
                 process_slot_var: self.process_slot_var,
                 workdir: self.workdir,
@@ -1015,6 +1098,7 @@ impl Cli {
             link: self.link,
             batch,
             skip_first_line: self.skip_first_line,
+            header: self.header.is_some_and(|h| h != "0"),
             shuf: self.shuf,
             verbose: self.verbose > 0,
             verbose_stderr: self.verbose_stderr,

@@ -108,16 +108,35 @@ impl Halt {
         }
     }
 
-    /// herd's exit status after halting because of `result`: GNU parallel's rule, the status of
-    /// the job that made it halt (0 when it halted on success).
-    pub fn exit_status(&self, result: &JobResult) -> i32 {
-        if self.why == Why::Success || result.success() {
-            return 0;
+    /// GNU parallel's note about a finished job that counts toward the halt: every failed job
+    /// under `fail`, every successful one under `success`, every one under `done`.
+    pub fn note(&self, result: &JobResult) -> Option<&'static str> {
+        match self.why {
+            Why::Fail if !result.success() => Some("This job failed:"),
+            Why::Success if result.success() => Some("This job succeeded:"),
+            Why::Done => Some("This job finished:"),
+            _ => None,
         }
-        match (result.exit_code(), result.signal()) {
-            (Some(c), _) if c != 0 => c.clamp(1, 255),
-            (_, Some(s)) => (128 + s).min(255),
-            _ => 1,
+    }
+
+    /// herd's exit status after halting because of `result`, GNU parallel's rule: with a
+    /// threshold of one job, that job's status (signal + 128 if killed); with a count, the
+    /// number of failed jobs (at most 101); with a percentage, the percentage of all jobs that
+    /// failed, rounded up; 0 when halting on success.
+    pub fn exit_status(&self, result: &JobResult, counts: Counts, total: Option<u64>) -> i32 {
+        match (self.why, self.threshold) {
+            (Why::Success, _) => 0,
+            (_, Threshold::Percent(_)) => {
+                let total = total.unwrap_or(counts.done).max(1);
+                (counts.failed * 100).div_ceil(total) as i32
+            }
+            (_, Threshold::Count(1)) if result.success() => 0,
+            (_, Threshold::Count(1)) => match (result.exit_code(), result.signal()) {
+                (Some(c), _) if c != 0 => c.clamp(1, 255),
+                (_, Some(s)) => (128 + s).min(255),
+                _ => 1,
+            },
+            (_, Threshold::Count(_)) => counts.failed.min(101) as i32,
         }
     }
 }

@@ -196,6 +196,19 @@ impl Inputs {
         })
     }
 
+    /// `--header`: takes the first value of every source, its header line, in source order.
+    /// Must come before the first tuple is read.
+    pub fn take_headers(&mut self) -> Result<Vec<Vec<u8>>, InputError> {
+        let mut headers = self.next_first()?.unwrap_or_default();
+        for group in &mut self.rest {
+            if !group.is_empty() {
+                headers.extend(group.remove(0));
+            }
+        }
+        self.done = self.done || self.rest.iter().any(Vec::is_empty);
+        Ok(headers)
+    }
+
     /// Reads every remaining tuple ahead and returns how many remain.
     pub fn count(&mut self) -> Result<u64, InputError> {
         while let Some(t) = self.read_tuple()? {

@@ -84,10 +84,35 @@ impl Joblog {
         Ok(Joblog { out })
     }
 
+    /// Logs a job that did not run (GNU's exit values: -2 for `skip()`, -1 for a failure).
+    pub fn unrun_row(&mut self, seq: u64, command: &str, exit_value: i32) -> io::Result<()> {
+        let row = Row {
+            seq,
+            start: std::time::SystemTime::now(),
+            runtime: 0.0,
+            received: 0,
+            exit_value,
+            signal: 0,
+        };
+        self.write(&row, command)
+    }
+
     /// Logs a finished job, and flushes: the log is current while the run goes on.
     pub fn row(&mut self, seq: u64, command: &str, result: &JobResult) -> io::Result<()> {
-        let start = result
-            .start_time
+        let row = Row {
+            seq,
+            start: result.start_time,
+            runtime: result.duration.as_secs_f64(),
+            received: result.stdout.len() + result.stderr.len(),
+            exit_value: result.exit_code().unwrap_or(-1),
+            signal: result.signal().unwrap_or(0),
+        };
+        self.write(&row, command)
+    }
+
+    fn write(&mut self, row: &Row, command: &str) -> io::Result<()> {
+        let start = row
+            .start
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs_f64();
@@ -96,13 +121,20 @@ impl Joblog {
         // it has none, so newlines are written as the two characters \n.
         let command = command.replace('\n', "\\n");
         let line = format!(
-            "{seq}\t:\t{start:.3}\t{:10.3}\t0\t{}\t{}\t{}\t{command}\n",
-            result.duration.as_secs_f64(),
-            result.stdout.len() + result.stderr.len(),
-            result.exit_code().unwrap_or(-1),
-            result.signal().unwrap_or(0),
+            "{}\t:\t{start:.3}\t{:10.3}\t0\t{}\t{}\t{}\t{command}\n",
+            row.seq, row.runtime, row.received, row.exit_value, row.signal,
         );
         self.out.write_all(line.as_bytes())?;
         self.out.flush()
     }
+}
+
+/// One joblog line's numbers.
+struct Row {
+    seq: u64,
+    start: std::time::SystemTime,
+    runtime: f64,
+    received: u64,
+    exit_value: i32,
+    signal: i32,
 }

@@ -27,6 +27,8 @@ pub struct JobInfo {
     /// The job, kept to run it again (`--retries`), and how many times it has run.
     pub job: Option<herd::Job>,
     pub runs: u32,
+    /// `--results`: where its output goes.
+    pub results: Option<crate::results::ResultFiles>,
 }
 
 impl JobInfo {
@@ -44,7 +46,8 @@ pub struct PrinterOptions<'a> {
     pub json_timeline: bool,
     /// `--max-output`, per stream.
     pub max_output: Option<u64>,
-    /// Another writer (`--events -`) has stdout: job output is not printed.
+    /// Job output is not printed: another writer (`--events -`) has stdout, or `--results`
+    /// keeps it.
     pub stdout_taken: bool,
     pub bar: Option<ProgressBar>,
     /// `-v`: each job's command line before its output.

@@ -1,6 +1,13 @@
-//! `--results DIR`: each job's output in `DIR/<seq>/stdout` and `DIR/<seq>/stderr`, written as
-//! it arrives, so a long run's output is on disk (and can be followed with `tail -f`) while it
-//! runs, never held in memory for it.
+//! `--results NAME`: each job's output in files, in GNU parallel's layouts, written as it
+//! arrives (so a long run's output is on disk, and can be followed with `tail -f`, while it
+//! runs, never held in memory for it). As in GNU parallel, output kept this way is not printed.
+//!
+//! - NAME without replacement strings is a directory tree: `NAME/<column>/<value>/…/stdout`,
+//!   `stderr` and `seq`, one level pair per column of each input (named by `--header`, else
+//!   numbered), values escaped so that each stays one directory: `\` `\t` `\0` and `/` as
+//!   `\\` `\t` `\0` `\_`.
+//! - NAME with replacement strings names files: `my_{}` gives `my_foo`, `my_foo.err`,
+//!   `my_foo.seq`; a name ending in `/` is a directory holding `stdout`, `stderr`, `seq`.
 
 use herd::Stream;
 use std::collections::HashMap;
@@ -8,66 +15,184 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Where one job's output goes.
+#[derive(Debug, Clone)]
+pub struct ResultFiles {
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+    pub seq: PathBuf,
+}
+
+impl ResultFiles {
+    /// The three files in the directory `dir`.
+    pub fn in_dir(dir: &Path) -> ResultFiles {
+        ResultFiles {
+            stdout: dir.join("stdout"),
+            stderr: dir.join("stderr"),
+            seq: dir.join("seq"),
+        }
+    }
+
+    /// `name`, `name.err`, `name.seq`.
+    pub fn named(name: PathBuf) -> ResultFiles {
+        let with = |ext: &str| {
+            let mut p = name.clone().into_os_string();
+            p.push(ext);
+            PathBuf::from(p)
+        };
+        ResultFiles {
+            stderr: with(".err"),
+            seq: with(".seq"),
+            stdout: name,
+        }
+    }
+}
+
+/// A value as one directory name (GNU's escapes), at most 255 bytes (a name's limit).
+fn dir_name(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    for &b in value {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0 => out.extend_from_slice(b"\\0"),
+            b'/' => out.extend_from_slice(b"\\_"),
+            _ => out.push(b),
+        }
+    }
+    out.truncate(255);
+    out
+}
+
+/// Perl's number for a string: its leading number, else 0 (GNU sorts column names so).
+fn perl_number(s: &[u8]) -> f64 {
+    let text = String::from_utf8_lossy(s);
+    let text = text.trim_start();
+    let end = text
+        .char_indices()
+        .find(|&(i, c)| !(c.is_ascii_digit() || c == '.' || (i == 0 && (c == '-' || c == '+'))))
+        .map_or(text.len(), |(i, _)| i);
+    text[..end].parse().unwrap_or(0.0)
+}
+
+/// The tree layout's directory for a job's inputs: for each input, a `<column>/<value>` pair
+/// per column, the columns in the order of their names (numerically, then as text).
+pub fn tree_dir(root: &Path, tuples: &[Vec<Vec<u8>>], columns: &[Vec<u8>]) -> PathBuf {
+    let mut dir = root.as_os_str().as_encoded_bytes().to_vec();
+    for tuple in tuples {
+        let name = |i: usize| -> Vec<u8> {
+            columns
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| (i + 1).to_string().into_bytes())
+        };
+        let mut order: Vec<usize> = (0..tuple.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (na, nb) = (name(a), name(b));
+            perl_number(&na)
+                .total_cmp(&perl_number(&nb))
+                .then_with(|| na.cmp(&nb))
+        });
+        for i in order {
+            dir.push(b'/');
+            dir.extend(dir_name(&name(i)));
+            dir.push(b'/');
+            dir.extend(dir_name(&tuple[i]));
+        }
+    }
+    path_of(dir)
+}
+
+#[cfg(unix)]
+pub fn path_of(bytes: Vec<u8>) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(std::ffi::OsString::from_vec(bytes))
+}
+
+#[cfg(not(unix))]
+pub fn path_of(bytes: Vec<u8>) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// The result files of the running jobs.
+#[derive(Default)]
 pub struct Results {
-    dir: PathBuf,
-    /// Open files by job number and stream; opened on a job's first output.
-    open: HashMap<(u64, Stream), File>,
+    open: HashMap<u64, (ResultFiles, File, File)>,
+}
+
+fn create(path: &Path) -> Result<File, String> {
+    let make = || {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        File::create(path)
+    };
+    make().map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 impl Results {
-    /// Creates DIR (and its parents) before any job starts.
-    pub fn new(dir: &Path) -> Result<Results, String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create --results directory {}: {e}", dir.display()))?;
-        Ok(Results {
-            dir: dir.to_path_buf(),
-            open: HashMap::new(),
-        })
-    }
-
-    fn path(&self, seq: u64, stream: Stream) -> PathBuf {
-        let name = match stream {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        };
-        self.dir.join(seq.to_string()).join(name)
-    }
-
-    fn create(&self, seq: u64, stream: Stream) -> Result<File, String> {
-        let path = self.path(seq, stream);
-        let make = || {
-            std::fs::create_dir_all(path.parent().expect("a job directory"))?;
-            File::create(&path)
-        };
-        make().map_err(|e| format!("cannot write {}: {e}", path.display()))
-    }
-
-    /// A job (or a run of it again, under `--retries`) starts: its files will be written
-    /// afresh from its first output (or created empty when it finishes without any).
-    pub fn start(&mut self, seq: u64) {
-        self.open.remove(&(seq, Stream::Stdout));
-        self.open.remove(&(seq, Stream::Stderr));
+    /// A job (or a run of it again, under `--retries`) starts: its files are made afresh, and
+    /// `seq` holds its number.
+    pub fn start(&mut self, seq: u64, files: &ResultFiles) -> Result<(), String> {
+        create(&files.seq)?
+            .write_all(seq.to_string().as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", files.seq.display()))?;
+        let out = create(&files.stdout)?;
+        let err = create(&files.stderr)?;
+        self.open.insert(seq, (files.clone(), out, err));
+        Ok(())
     }
 
     /// A chunk of a job's output.
     pub fn write(&mut self, seq: u64, stream: Stream, data: &[u8]) -> Result<(), String> {
-        if !self.open.contains_key(&(seq, stream)) {
-            let file = self.create(seq, stream)?;
-            self.open.insert((seq, stream), file);
-        }
-        let file = self.open.get_mut(&(seq, stream)).expect("just opened");
+        let Some((files, out, err)) = self.open.get_mut(&seq) else {
+            return Ok(());
+        };
+        let (file, path) = match stream {
+            Stream::Stdout => (out, &files.stdout),
+            Stream::Stderr => (err, &files.stderr),
+        };
         file.write_all(data)
-            .map_err(|e| format!("cannot write {}: {e}", self.path(seq, stream).display()))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 
-    /// A job finished: both files exist (empty if it wrote nothing) and are closed.
-    pub fn finish(&mut self, seq: u64) -> Result<(), String> {
-        for stream in [Stream::Stdout, Stream::Stderr] {
-            if self.open.remove(&(seq, stream)).is_none() {
-                self.create(seq, stream)?;
-            }
+    /// A job finished: its files are closed (and made, if it never started).
+    pub fn finish(&mut self, seq: u64, files: &ResultFiles) -> Result<(), String> {
+        if self.open.remove(&seq).is_none() {
+            self.start(seq, files)?;
+            self.open.remove(&seq);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<Vec<u8>> {
+        s.iter().map(|x| x.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn the_tree_names_columns_and_escapes_values() {
+        let root = Path::new("out");
+        assert_eq!(
+            tree_dir(root, &[v(&["a/b", "c\\d\te"])], &[]),
+            Path::new("out/1/a\\_b/2/c\\\\d\\te")
+        );
+        // Named columns in order of their names; -n 2 gives two inputs' pairs.
+        assert_eq!(
+            tree_dir(
+                root,
+                &[v(&["S", "red"]), v(&["M", "blue"])],
+                &v(&["size", "colour"])
+            ),
+            Path::new("out/colour/red/size/S/colour/blue/size/M")
+        );
+        assert_eq!(
+            tree_dir(root, &[v(&["x", "y"])], &v(&["10", "9"])),
+            Path::new("out/9/y/10/x")
+        );
     }
 }

@@ -17,11 +17,13 @@ use crate::halt::{Counts, When};
 use crate::input::Inputs;
 use crate::joblog::{self, Joblog};
 use crate::json::{self, OutputForm};
+use crate::perl::{JobContext, Perl, PerlError};
 use crate::printer::{JobInfo, Printer, PrinterOptions};
 use crate::progress::Progress;
-use crate::results::Results;
-use crate::template::{Fill, Template};
+use crate::results::{ResultFiles, Results};
+use crate::template::{Exprs, Fill, PerlValues, Template};
 use herd::{Environment, Event, Herd, Job, JobId, KeepOpen, Outcome};
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::ffi::OsString;
@@ -60,11 +62,28 @@ struct Window {
     permits: usize,
     slots: Slots,
     running: HashMap<JobId, JobInfo>,
-    /// Job numbers `--resume` skipped, not yet told to the printer.
-    skipped: Vec<u64>,
+    /// Jobs that will not run, not yet reported.
+    unrun: Vec<Unrun>,
+    /// How many `--resume` skipped.
     skipped_total: u64,
     stop: bool,
     input_error: Option<String>,
+}
+
+/// A job that does not run.
+struct Unrun {
+    seq: u64,
+    why: Why,
+}
+
+enum Why {
+    /// `--resume`: the joblog says it is done.
+    Resumed,
+    /// `skip()`, `--filter`, `{choose_k}`, `{uniq}`: counted as failed, with GNU's exit
+    /// value -2 in the joblog.
+    Skipped { line: Vec<u8> },
+    /// Its Perl expression failed: counted as failed, with the reason.
+    Failed { line: Vec<u8>, reason: String },
 }
 
 /// What the feeder and the main thread share.
@@ -161,6 +180,14 @@ struct JobMaker {
     /// `-q`: one template per word.
     words: Vec<Template>,
     tagstring: Option<Template>,
+    /// `--filter`: Perl code to be true for a job to run.
+    filters: Vec<Template>,
+    /// `--results`: where each job's output goes.
+    results: Option<ResultsLayout>,
+    /// The Perl expressions of every template, and the perl that evaluates them (started by
+    /// [`JobMaker::start_perl`] when there are any).
+    exprs: Exprs,
+    perl: Option<RefCell<Perl>>,
     composer: Composer,
     /// herd's environment, captured once: every job sets `PARALLEL_SEQ` and `PARALLEL_JOBSLOT`
     /// over it without a copy of the whole environment per spawn.
@@ -176,12 +203,39 @@ struct JobMaker {
     max_output: Option<u64>,
 }
 
+/// `--results NAME`'s layouts (see [`crate::results`]).
+enum ResultsLayout {
+    /// NAME has no replacement string: a tree of column/value directories under it.
+    Tree(std::path::PathBuf),
+    /// NAME has replacement strings: it names each job's files.
+    Named(Template),
+}
+
+/// Why a job does not run.
+enum NotRun {
+    /// `skip()`, `--filter`, `{choose_k}`, `{uniq}`: the job's line.
+    Skipped(Vec<u8>),
+    /// A Perl expression failed for this job: the line, the reason.
+    Failed(Vec<u8>, String),
+    /// No job can be made any more (the perl helper is gone).
+    Fatal(String),
+}
+
+/// What a job's Perl expressions and vetoes decided.
+#[derive(Default)]
+struct Evaluation {
+    perl: PerlValues,
+    skip: bool,
+    error: Option<String>,
+}
+
 /// A job ready to submit, and what herd shows of it.
 struct Made {
     job: Job,
     argv: Vec<Vec<u8>>,
     line: Vec<u8>,
     tag: Vec<u8>,
+    results: Option<ResultFiles>,
 }
 
 impl JobMaker {
@@ -191,7 +245,9 @@ impl JobMaker {
         check_positions: bool,
         append: bool,
     ) -> Result<JobMaker, Fatal> {
-        let parse = |line: &[u8]| Template::parse(line, &spec.names).map_err(|e| Fatal(e.0));
+        let mut exprs = Exprs::default();
+        let mut parse =
+            |line: &[u8]| Template::parse(line, &spec.names, &mut exprs).map_err(|e| Fatal(e.0));
         let mut template = None;
         let mut words = Vec::new();
         if spec.quote {
@@ -226,11 +282,20 @@ impl JobMaker {
                 "{{{max_position}}} names input source {max_position}, but {have}"
             )));
         }
-        let tagstring = spec.tagstring.as_deref().map(parse).transpose()?;
+        let tagstring = spec.tagstring.as_deref().map(&mut parse).transpose()?;
+        let filters = spec
+            .filters
+            .iter()
+            .map(|f| parse(f))
+            .collect::<Result<_, _>>()?;
         Ok(JobMaker {
             template,
             words,
             tagstring,
+            filters,
+            results: None,
+            exprs,
+            perl: None,
             composer: Composer::new(Shell::detect()),
             env: Environment::capture(),
             spec,
@@ -244,12 +309,145 @@ impl JobMaker {
         })
     }
 
-    fn uses_total(&self) -> bool {
+    /// `--results NAME`: a tree under NAME, or, when NAME has replacement strings, the files
+    /// they name.
+    fn set_results(&mut self, name: &std::path::Path) -> Result<(), Fatal> {
+        let text = name.as_os_str().as_encoded_bytes();
+        let text = crate::template::name_columns(text, &self.spec.columns, &self.spec.names);
+        let template =
+            Template::parse(&text, &self.spec.names, &mut self.exprs).map_err(|e| Fatal(e.0))?;
+        self.results = Some(if template.has_replacement() {
+            ResultsLayout::Named(template)
+        } else {
+            ResultsLayout::Tree(name.to_path_buf())
+        });
+        Ok(())
+    }
+
+    fn result_files(&self, fill: &Fill<'_>, args: &JobArgs) -> Option<ResultFiles> {
+        Some(match self.results.as_ref()? {
+            ResultsLayout::Tree(root) => ResultFiles::in_dir(&crate::results::tree_dir(
+                root,
+                &args.tuples,
+                &self.spec.columns,
+            )),
+            ResultsLayout::Named(t) => {
+                // Filled unquoted, as GNU fills it: a file name, not shell code.
+                let name = compose::text(&t.compose(fill, false));
+                if name.ends_with(b"/") {
+                    ResultFiles::in_dir(&crate::results::path_of(name))
+                } else {
+                    ResultFiles::named(crate::results::path_of(name))
+                }
+            }
+        })
+    }
+
+    /// Starts the perl that evaluates the run's Perl expressions, if there are any.
+    fn start_perl(&mut self) -> Result<(), Fatal> {
+        if self.exprs.0.is_empty() && self.filters.is_empty() {
+            return Ok(());
+        }
+        let exprs = std::mem::take(&mut self.exprs.0);
+        let perl = Perl::start(exprs.clone(), self.composer.shell.dialect, self.slots);
+        self.exprs.0 = exprs;
+        self.perl = Some(RefCell::new(perl.map_err(Fatal)?));
+        Ok(())
+    }
+
+    fn templates(&self) -> impl Iterator<Item = &Template> + Clone {
+        let named_results = match &self.results {
+            Some(ResultsLayout::Named(t)) => Some(t),
+            _ => None,
+        };
         self.template
             .iter()
             .chain(&self.words)
             .chain(&self.tagstring)
-            .any(Template::uses_total)
+            .chain(named_results)
+    }
+
+    fn uses_total(&self) -> bool {
+        let perl_counts = |code: &[u8]| code.windows(10).any(|w| w == b"total_jobs");
+        self.templates().any(Template::uses_total)
+            || self.exprs.0.iter().any(|e| perl_counts(e))
+            || self.spec.filters.iter().any(|f| perl_counts(f))
+    }
+
+    /// Evaluates the job's Perl expressions, `--filter` and `{choose_k}`/`{uniq}`.
+    fn evaluate(&self, values: &[Vec<u8>], seq: u64, slot: usize) -> Result<Evaluation, Fatal> {
+        let mut done = Evaluation::default();
+        if self.templates().any(|t| t.vetoed(values)) {
+            done.skip = true;
+            return Ok(done);
+        }
+        let Some(perl) = &self.perl else {
+            return Ok(done);
+        };
+        let mut perl = perl.borrow_mut();
+        let mut requests: Vec<(usize, &[u8])> = Vec::new();
+        let mut all = Vec::new();
+        for t in self.templates().chain(&self.filters) {
+            t.perl_requests(values, &mut all);
+        }
+        for r in all {
+            // Each expression once per value and job, in the order the line uses them.
+            if !requests.contains(&r) {
+                requests.push(r);
+            }
+        }
+        let job = JobContext {
+            seq,
+            slot,
+            total: self.total,
+            args: values,
+        };
+        let failed = |e: PerlError, done: &mut Evaluation| match e {
+            PerlError::Expression(reason) => {
+                done.error = Some(reason);
+                Ok(())
+            }
+            PerlError::Helper(reason) => Err(Fatal(reason)),
+        };
+        if !requests.is_empty() {
+            match perl.evaluate(&job, &requests) {
+                Ok(evaluated) => {
+                    done.skip = evaluated.skip;
+                    done.perl.0 = requests
+                        .iter()
+                        .zip(evaluated.values)
+                        .map(|((e, v), (out, uq))| (*e, v.to_vec(), out, uq))
+                        .collect();
+                }
+                Err(e) => {
+                    failed(e, &mut done)?;
+                    return Ok(done);
+                }
+            }
+        }
+        for filter in &self.filters {
+            if done.skip {
+                break;
+            }
+            let fill = Fill {
+                values,
+                seq,
+                slot,
+                total: self.total,
+                slots: self.slots,
+                perl: Some(&done.perl),
+            };
+            // GNU fills --filter's strings unquoted: the values become Perl code.
+            let code = compose::text(&filter.compose(&fill, false));
+            match perl.filter(&job, &code) {
+                Ok(keep) => done.skip = !keep,
+                Err(e) => {
+                    failed(e, &mut done)?;
+                    break;
+                }
+            }
+        }
+        Ok(done)
     }
 
     fn segs(&self, fill: &Fill<'_>) -> Vec<Seg> {
@@ -263,26 +461,38 @@ impl JobMaker {
 
     /// The length of the line a job with these values would run (`-m`, `-X`, `-s`).
     fn measure(&self, values: &[Vec<u8>]) -> usize {
+        let evaluation = self.evaluate(values, 1, 1).unwrap_or_default();
         let fill = Fill {
             values,
             seq: 1,
             slot: 1,
             total: self.total,
             slots: self.slots,
+            perl: Some(&evaluation.perl),
         };
         self.composer.shell.line(&self.segs(&fill)).len()
     }
 
-    fn make(&mut self, args: &JobArgs, seq: u64, slot: usize) -> Made {
+    fn make(&mut self, args: &JobArgs, seq: u64, slot: usize) -> Result<Made, NotRun> {
+        let evaluation = self
+            .evaluate(&args.values, seq, slot)
+            .map_err(|e| NotRun::Fatal(e.0))?;
         let fill = Fill {
             values: &args.values,
             seq,
             slot,
             total: self.total,
             slots: self.slots,
+            perl: Some(&evaluation.perl),
         };
         let segs = self.segs(&fill);
         let line = self.composer.shell.line(&segs);
+        if let Some(reason) = evaluation.error {
+            return Err(NotRun::Failed(line, reason));
+        }
+        if evaluation.skip {
+            return Err(NotRun::Skipped(line));
+        }
         let (mut job, mut argv) = match self.composer.direct_argv(&segs) {
             Some(argv) => (job_of(&argv), argv),
             None => shell_job(&self.composer.shell, line.clone()),
@@ -293,6 +503,7 @@ impl JobMaker {
             argv = wrapped;
             job = job_of(&argv);
         }
+        let results = self.result_files(&fill, args);
         let mut tag = match &self.tagstring {
             Some(t) => compose::text(&t.compose(&fill, false)),
             None => args
@@ -320,12 +531,13 @@ impl JobMaker {
         if let Some(m) = self.max_output {
             job = job.max_output(m);
         }
-        Made {
+        Ok(Made {
             job,
             argv,
             line,
             tag,
-        }
+            results,
+        })
     }
 }
 
@@ -387,7 +599,10 @@ impl Feeder {
             return Fed::Done;
         }
         if self.skip.contains(&seq) {
-            window.skipped.push(seq);
+            window.unrun.push(Unrun {
+                seq,
+                why: Why::Resumed,
+            });
             window.skipped_total += 1;
             return Fed::Progress;
         }
@@ -395,9 +610,24 @@ impl Feeder {
             // --delay: the next start waits its turn (the engine keeps reading output).
             std::thread::sleep(delay.saturating_sub(last.elapsed()));
         }
-        window.permits -= 1;
         let slot = window.slots.take();
-        let made = self.maker.make(&args, seq, slot);
+        let made = match self.maker.make(&args, seq, slot) {
+            Ok(made) => made,
+            Err(not_run) => {
+                window.slots.give(slot);
+                let why = match not_run {
+                    NotRun::Skipped(line) => Why::Skipped { line },
+                    NotRun::Failed(line, reason) => Why::Failed { line, reason },
+                    NotRun::Fatal(e) => {
+                        window.input_error = Some(e);
+                        return Fed::Done;
+                    }
+                };
+                window.unrun.push(Unrun { seq, why });
+                return Fed::Progress;
+            }
+        };
+        window.permits -= 1;
         if self.verbose_stderr {
             eprintln!("{}", String::from_utf8_lossy(&made.line));
         }
@@ -417,6 +647,7 @@ impl Feeder {
                         tag: made.tag,
                         line: made.line,
                         argv: made.argv,
+                        results: made.results,
                         job: again,
                         runs: 1,
                     },
@@ -459,10 +690,17 @@ impl Feeder {
 }
 
 /// `--dry-run`: prints each job's command line, as GNU parallel shows it, and runs nothing.
-fn dry_run(mut batcher: Batcher, maker: &mut JobMaker, jobs: usize) -> Result<i32, Fatal> {
+/// Jobs that would be skipped are shown too, and counted as failed, as GNU does.
+fn dry_run(
+    mut batcher: Batcher,
+    maker: &mut JobMaker,
+    jobs: usize,
+    shell_quote: bool,
+) -> Result<i32, Fatal> {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut seq = 0;
+    let mut failed = 0;
     loop {
         let measure = &mut |v: &[Vec<u8>]| maker.measure(v);
         let Some(args) = batcher.next_job(measure).map_err(|e| Fatal(e.0))? else {
@@ -471,16 +709,33 @@ fn dry_run(mut batcher: Batcher, maker: &mut JobMaker, jobs: usize) -> Result<i3
         seq += 1;
         // Slots as they would be taken with every job as long as the next.
         let slot = ((seq - 1) % jobs as u64) as usize + 1;
-        let made = maker.make(&args, seq, slot);
+        let line = match maker.make(&args, seq, slot) {
+            Ok(made) => made.line,
+            Err(NotRun::Skipped(line)) => {
+                failed += 1;
+                line
+            }
+            Err(NotRun::Failed(_, reason)) => {
+                eprintln!("herd: job {seq}: {reason}");
+                failed += 1;
+                continue;
+            }
+            Err(NotRun::Fatal(e)) => return Err(Fatal(e)),
+        };
+        let line = if shell_quote {
+            maker.composer.shell.quote(&line)
+        } else {
+            line
+        };
         if out
-            .write_all(&made.line)
+            .write_all(&line)
             .and_then(|_| out.write_all(b"\n"))
             .is_err()
         {
             return Ok(141);
         }
     }
-    out.flush().map_or(Ok(141), |_| Ok(0))
+    out.flush().map_or(Ok(141), |_| Ok(failed.min(101)))
 }
 
 /// The places a run reports to, besides the printer.
@@ -512,25 +767,35 @@ fn open_output(path: &std::path::Path) -> Result<Box<dyn std::io::Write>, Fatal>
     Ok(Box::new(std::io::BufWriter::new(f)))
 }
 
+/// Reports the jobs that did not run: under `-k` the jobs after them need not wait; skipped
+/// and failed ones count as failed and get a joblog row, as in GNU parallel.
+fn report_unrun(feed: &Feed, printer: &mut Printer, reports: &mut Reports, counts: &mut Counts) {
+    let unrun = std::mem::take(&mut feed.window.lock().unwrap().unrun);
+    for job in unrun {
+        printer.skip(job.seq);
+        reports.progress.advance();
+        let (line, exit_value) = match &job.why {
+            Why::Resumed => continue,
+            Why::Skipped { line } => (line, -2),
+            Why::Failed { line, reason } => {
+                printer.message(&format!("job {}: {reason}", job.seq));
+                (line, -1)
+            }
+        };
+        counts.done += 1;
+        counts.failed += 1;
+        if let Some(log) = reports.joblog.as_mut() {
+            let r = log.unrun_row(job.seq, &String::from_utf8_lossy(line), exit_value);
+            reports.check(r, "cannot write --joblog");
+        }
+    }
+}
+
 /// Runs every job; returns herd's exit status.
 pub fn run(opts: Options) -> Result<i32, Fatal> {
     // Everything that can be wrong with the options or the input is found before a job starts.
     let multi = opts.batch.per_job.is_some() || opts.batch.fill;
     let check_positions = opts.colsep.is_none() && !multi;
-    let mut maker = JobMaker::new(
-        opts.command.clone(),
-        opts.sources.len(),
-        check_positions,
-        !opts.batch.no_values,
-    )?;
-    maker.timeout = opts.timeout;
-    maker.retries = opts.retries;
-    maker.max_output = opts.max_output;
-    maker.slots = opts.jobs;
-    let skip = match (&opts.joblog, opts.resume) {
-        (Some(path), Some(resume)) => joblog::finished_jobs(path, resume).map_err(Fatal)?,
-        _ => HashSet::new(),
-    };
     let never_blocks = Inputs::never_block(&opts.sources);
     let mut inputs = Inputs::open(
         &opts.sources,
@@ -539,6 +804,37 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         opts.link,
     )
     .map_err(|e| Fatal(e.0))?;
+    let mut spec = opts.command.clone();
+    if opts.header {
+        let split = opts
+            .colsep
+            .clone()
+            .unwrap_or_else(|| regex::bytes::Regex::new("\t").expect("regex"));
+        let mut columns = Vec::new();
+        for line in inputs.take_headers().map_err(|e| Fatal(e.0))? {
+            let line = line.strip_suffix(b"\r").unwrap_or(&line);
+            columns.extend(split.split(line).map(<[u8]>::to_vec));
+        }
+        spec.name_columns(columns);
+    }
+    let mut maker = JobMaker::new(
+        spec,
+        opts.sources.len(),
+        check_positions && !opts.header,
+        !opts.batch.no_values,
+    )?;
+    maker.timeout = opts.timeout;
+    maker.retries = opts.retries;
+    maker.max_output = opts.max_output;
+    maker.slots = opts.jobs;
+    if let Some(name) = &opts.results {
+        maker.set_results(name)?;
+    }
+    maker.start_perl()?;
+    let skip = match (&opts.joblog, opts.resume) {
+        (Some(path), Some(resume)) => joblog::finished_jobs(path, resume).map_err(Fatal)?,
+        _ => HashSet::new(),
+    };
     if opts.skip_first_line {
         inputs.next_tuple().map_err(|e| Fatal(e.0))?;
     }
@@ -563,7 +859,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
     maker.total = total;
     let batcher = Batcher::new(inputs, opts.batch.clone());
     if opts.dry_run {
-        return dry_run(batcher, &mut maker, opts.jobs);
+        return dry_run(batcher, &mut maker, opts.jobs, opts.shell_quote);
     }
     let progress = Progress::new(opts.bar, opts.eta, total, opts.summary);
     let stdout_taken = opts.events.as_ref().is_some_and(|p| p.as_os_str() == "-");
@@ -573,7 +869,8 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         json: opts.json.as_deref(),
         json_timeline: opts.json_timeline,
         max_output: opts.max_output,
-        stdout_taken,
+        // Output kept by --results is not printed, as in GNU parallel.
+        stdout_taken: stdout_taken || opts.results.is_some(),
         bar: progress.bar.clone(),
         verbose: opts.verbose,
     })
@@ -585,12 +882,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
             .map(|p| Joblog::open(p, opts.resume.is_some()))
             .transpose()
             .map_err(|e| Fatal(e.to_string()))?,
-        results: opts
-            .results
-            .as_deref()
-            .map(Results::new)
-            .transpose()
-            .map_err(Fatal)?,
+        results: opts.results.is_some().then(Results::default),
         events: match &opts.events {
             Some(p) => Some(EventLog::new(open_output(p)?, opts.events_output)),
             None => None,
@@ -614,7 +906,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
             permits: opts.jobs,
             slots: Slots::default(),
             running: HashMap::new(),
-            skipped: Vec::new(),
+            unrun: Vec::new(),
             skipped_total: 0,
             stop: false,
             input_error: None,
@@ -657,6 +949,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                 inline = None;
             }
         }
+        report_unrun(&feed_state, &mut printer, &mut reports, &mut counts);
         let waiting = std::time::Instant::now();
         let event = herd.next_event_timeout(SIGNAL_CHECK);
         if signalled == 0 {
@@ -680,8 +973,10 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
             Event::Started { id, pid } => {
                 let window = feed_state.window.lock().unwrap();
                 if let Some(info) = window.running.get(&id) {
-                    if let Some(results) = reports.results.as_mut() {
-                        results.start(info.seq);
+                    if let (Some(results), Some(files)) = (reports.results.as_mut(), &info.results)
+                    {
+                        let r = results.start(info.seq, files);
+                        reports.check(r, "--results");
                     }
                     if let Some(events) = reports.events.as_mut() {
                         let r = events.start(info.seq, info.slot, pid, &info.argv);
@@ -704,7 +999,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                 }
             }
             Event::Finished(result) => {
-                let (info, skipped, halting) = {
+                let (info, halting, still_running) = {
                     let mut window = feed_state.window.lock().unwrap();
                     let Some(mut info) = window.running.remove(&result.id) else {
                         continue;
@@ -741,18 +1036,15 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                         .halt
                         .filter(|h| halted.is_none() && h.reached(counts, total));
                     if let Some(halt) = halting {
-                        halted = Some(halt.exit_status(&result));
+                        halted = Some(halt.exit_status(&result, counts, total));
                         window.stop = true;
                     }
+                    let still_running = window.running.len();
                     window.permits += 1;
                     window.slots.give(info.slot);
-                    (info, std::mem::take(&mut window.skipped), halting)
+                    (info, halting, still_running)
                 };
                 feed_state.room.notify_one();
-                for seq in skipped {
-                    printer.skip(seq);
-                    reports.progress.advance();
-                }
                 if let Outcome::SpawnFailed(e) = &result.outcome {
                     printer.message(&format!("job {}: {e}", info.seq));
                 }
@@ -775,8 +1067,8 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                     let r = log.row(info.seq, &info.display(), &result);
                     reports.check(r, "cannot write --joblog");
                 }
-                if let Some(results) = reports.results.as_mut() {
-                    let r = results.finish(info.seq);
+                if let (Some(results), Some(files)) = (reports.results.as_mut(), &info.results) {
+                    let r = results.finish(info.seq, files);
                     reports.check(r, "--results");
                 }
                 if let Some(events) = reports.events.as_mut() {
@@ -785,17 +1077,20 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                     reports.check(r, "cannot write --events");
                 }
                 reports.progress.advance();
+                // Jobs killed by the halt itself get no note, as under GNU parallel.
+                let note = opts
+                    .halt
+                    .filter(|_| !result.cancelled)
+                    .and_then(|h| h.note(&result));
+                if let Some(note) = note {
+                    printer.message(&format!("{note}\n{}", info.display()));
+                }
                 if let Some(halt) = halting {
-                    let how = if halt.when == When::Now {
-                        "killing the running jobs"
-                    } else {
-                        "waiting for the running jobs"
-                    };
-                    printer.message(&format!(
-                        "halting after job {} ({how}): {}",
-                        info.seq,
-                        info.display()
-                    ));
+                    if halt.when == When::Soon && still_running > 0 {
+                        printer.message(&format!(
+                            "Starting no more jobs. Waiting for {still_running} jobs to finish."
+                        ));
+                    }
                     feed_state.stop();
                     if halt.when == When::Now {
                         herd.cancel_all();
@@ -812,11 +1107,9 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
             herd.cancel_all();
         }
     }
+    report_unrun(&feed_state, &mut printer, &mut reports, &mut counts);
     let (skipped, input_error) = {
         let mut window = feed_state.window.lock().unwrap();
-        for seq in std::mem::take(&mut window.skipped) {
-            printer.skip(seq);
-        }
         (window.skipped_total, window.input_error.take())
     };
     printer.flush();

@@ -64,6 +64,137 @@ enum Piece {
     },
     /// `{##}`: the number of jobs.
     Total,
+    /// `{= perl =}` (and `--rpl`'s strings): the value the expression makes of each value
+    /// (or of the N-th), as the run's [`crate::perl::Perl`] evaluated it.
+    Perl(Pos, usize),
+}
+
+/// A job-wide condition that skips the job (`--plus`'s `{choose_k}` and `{uniq}`), checked
+/// here rather than in Perl.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Veto {
+    /// `{choose_k}`: unless the values are in strictly increasing order.
+    NotIncreasing,
+    /// `{uniq}`: unless the values are all different.
+    Repeated,
+}
+
+/// `--rpl 'TAG perl'`: a replacement string of the user's, standing for a Perl expression.
+/// A `(…)` group in the tag makes it dynamic: what the group matches is `$$1` in the code.
+#[derive(Debug, Clone)]
+pub struct Rpl {
+    tag_len: usize,
+    whole: Regex,
+    /// The positional form `{N…}`, for tags that start with `{`.
+    positional: Option<Regex>,
+    code: Vec<u8>,
+}
+
+impl Rpl {
+    /// Parses `--rpl`'s value: the tag, whitespace, the Perl code.
+    pub fn parse(definition: &str) -> Result<Rpl, String> {
+        let (tag, code) = match definition.find(char::is_whitespace) {
+            Some(i) => (&definition[..i], &definition[i + 1..]),
+            None => (definition, ""),
+        };
+        if tag.is_empty() {
+            return Err(format!(
+                "--rpl '{definition}': the replacement string is empty"
+            ));
+        }
+        // GNU's split of the tag: text before the first `(`, a group up to the last `)`, text.
+        let (prefix, group, postfix) = match (tag.find('('), tag.rfind(')')) {
+            (Some(open), Some(close)) if close > open => {
+                (&tag[..open], &tag[open..=close], &tag[close + 1..])
+            }
+            _ => (tag, "", ""),
+        };
+        let body = |prefix: &str| {
+            format!(
+                "{}(?x:{group}){}",
+                regex::escape(prefix),
+                regex::escape(postfix)
+            )
+        };
+        let build = |pattern: String| {
+            Regex::new(&pattern)
+                .map_err(|e| format!("--rpl '{tag}': herd cannot use this pattern: {e}"))
+        };
+        let whole = build(format!("^(?s:{})", body(prefix)))?;
+        let positional = match prefix.strip_prefix('{') {
+            Some(rest) => Some(build(format!(r"^(?s:\{{(-?\d+)\s*{})", body(rest)))?),
+            None => None,
+        };
+        Ok(Rpl {
+            tag_len: tag.len(),
+            whole,
+            positional,
+            code: code.as_bytes().to_vec(),
+        })
+    }
+
+    pub fn tag_len(&self) -> usize {
+        self.tag_len
+    }
+
+    /// The expression this string stands for at the start of `text`, and its length there:
+    /// `$$N` becomes a variable set to what the N-th group matched (GNU's way).
+    fn at(&self, text: &[u8]) -> Option<(Vec<u8>, usize)> {
+        let (caps, first_group, position) = if let Some(c) = self.whole.captures(text) {
+            (c, 1, None)
+        } else {
+            let c = self.positional.as_ref()?.captures(text)?;
+            let position = c.get(1).map(|m| m.as_bytes().to_vec());
+            (c, 2, position)
+        };
+        let mut expr = position.unwrap_or_default();
+        let mut n = 0;
+        for group in caps.iter().skip(first_group) {
+            let Some(g) = group else { break };
+            n += 1;
+            expr.extend_from_slice(format!("$_pAr_gRp{n} = \"").as_bytes());
+            for &b in g.as_bytes() {
+                if b"\\\"$@".contains(&b) {
+                    expr.push(b'\\');
+                }
+                expr.push(b);
+            }
+            expr.extend_from_slice(b"\";");
+        }
+        let dollars = Regex::new(r"\$\$(\d+)").expect("regex");
+        expr.extend_from_slice(&dollars.replace_all(&self.code, &b"$$_pAr_gRp${1}"[..]));
+        Some((expr, caps.get(0).expect("match").len()))
+    }
+}
+
+/// Every Perl expression the run's templates use, numbered for the helper.
+#[derive(Debug, Default)]
+pub struct Exprs(pub Vec<Vec<u8>>);
+
+impl Exprs {
+    fn number(&mut self, expr: Vec<u8>) -> usize {
+        match self.0.iter().position(|e| *e == expr) {
+            Some(i) => i,
+            None => {
+                self.0.push(expr);
+                self.0.len() - 1
+            }
+        }
+    }
+}
+
+/// What a job's Perl expressions gave: for an expression and the value it was given, the
+/// result and whether `uq()` asked for it unquoted.
+#[derive(Debug, Default)]
+pub struct PerlValues(pub Vec<(usize, Vec<u8>, Vec<u8>, bool)>);
+
+impl PerlValues {
+    fn get(&self, expr: usize, value: &[u8]) -> Option<(&[u8], bool)> {
+        self.0
+            .iter()
+            .find(|(e, v, _, _)| *e == expr && v == value)
+            .map(|(_, _, out, uq)| (&out[..], *uq))
+    }
 }
 
 /// The names of the basic replacement strings (GNU's defaults, or -I, --er, … ).
@@ -78,6 +209,10 @@ pub struct Names {
     pub slot: Vec<u8>,
     /// `--plus`: GNU's further replacement strings.
     pub plus: bool,
+    /// `--parens`: what encloses a Perl expression (`{=` and `=}`).
+    pub parens: (Vec<u8>, Vec<u8>),
+    /// `--rpl`: the user's replacement strings, longest tag first.
+    pub rpl: Vec<Rpl>,
 }
 
 impl Default for Names {
@@ -91,6 +226,8 @@ impl Default for Names {
             seq: b"{#}".to_vec(),
             slot: b"{%}".to_vec(),
             plus: false,
+            parens: (b"{=".to_vec(), b"=}".to_vec()),
+            rpl: Vec::new(),
         }
     }
 }
@@ -325,6 +462,8 @@ pub struct Template {
     has_replacement: bool,
     /// The largest positional number used (`{3}` → 3), to check against the sources.
     max_position: usize,
+    /// `{choose_k}`, `{uniq}`: when the job is skipped.
+    vetoes: Vec<Veto>,
 }
 
 /// What fills one job's replacement strings.
@@ -337,6 +476,86 @@ pub struct Fill<'a> {
     pub total: Option<u64>,
     /// The number of job slots (`{0%}`).
     pub slots: usize,
+    /// What the job's Perl expressions gave.
+    pub perl: Option<&'a PerlValues>,
+}
+
+/// `--header`: the columns' names in `text` become their numbers, as GNU parallel rewrites
+/// them: `{name}` (and `{name/}`, `{name//}`, `{name.}`, `{name/.}`) becomes `{N}`, and a
+/// Perl expression `{=name … =}` becomes `{=N … =}`.
+pub fn name_columns(text: &[u8], columns: &[Vec<u8>], names: &Names) -> Vec<u8> {
+    let mut text = text.to_vec();
+    let left = &names.parens.0;
+    for (i, column) in columns.iter().enumerate() {
+        let id = (i + 1).to_string().into_bytes();
+        for modifier in [&b""[..], b"/", b"//", b".", b"/."] {
+            let from = [&b"{"[..], column, modifier, b"}"].concat();
+            let to = [&b"{"[..], &id, modifier, b"}"].concat();
+            text = replace_all(&text, &from, &to);
+        }
+        if !left.is_empty() {
+            let from = [&left[..], column].concat();
+            let to = [&left[..], &id].concat();
+            text = replace_all(&text, &from, &to);
+        }
+    }
+    text
+}
+
+fn replace_all(text: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        if !from.is_empty() && text[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(text[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A Perl expression at the start of `text`: `{= … =}` (or `--parens`'), or one of the
+/// user's `--rpl` strings. Returns the expression and how long its text is.
+fn perl_at(text: &[u8], names: &Names) -> Option<(Vec<u8>, usize)> {
+    let (left, right) = (&names.parens.0, &names.parens.1);
+    if !left.is_empty() && text.starts_with(left) {
+        // The shortest `{= … =}` with no other `{=` inside, as GNU matches it.
+        let body = &text[left.len()..];
+        let mut j = 0;
+        while j < body.len() {
+            if body[j..].starts_with(right) {
+                return Some((body[..j].to_vec(), left.len() + j + right.len()));
+            }
+            if body[j..].starts_with(left) {
+                break;
+            }
+            j += 1;
+        }
+    }
+    names.rpl.iter().find_map(|r| r.at(text))
+}
+
+/// GNU's positional Perl expression: `{=2 … =}` is evaluated on the second value. The number
+/// must follow `{=` at once; spaces after it go.
+fn split_position(expr: &[u8]) -> (Pos, &[u8]) {
+    let sign = usize::from(expr.first() == Some(&b'-'));
+    let digits = expr[sign..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    let n: i64 = std::str::from_utf8(&expr[..sign + digits])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if digits == 0 || n == 0 {
+        return (Pos::All, expr);
+    }
+    let rest = &expr[sign + digits..];
+    let spaces = rest.iter().take_while(|&&b| b == b' ').count();
+    (Pos::Nth(n), &rest[spaces..])
 }
 
 fn is_seq(inner: &[u8]) -> bool {
@@ -346,7 +565,7 @@ fn is_seq(inner: &[u8]) -> bool {
 impl Template {
     /// Parses the command line `line` (the command's words joined by spaces). `context`
     /// (`-X`) is handled when composing: each word that holds `{}` is repeated per value.
-    pub fn parse(line: &[u8], names: &Names) -> Result<Template, TemplateError> {
+    pub fn parse(line: &[u8], names: &Names, exprs: &mut Exprs) -> Result<Template, TemplateError> {
         let fixed: [(&[u8], Piece); 7] = [
             (&names.whole, Piece::Value(Pos::All, Transform::Whole)),
             (
@@ -369,6 +588,7 @@ impl Template {
         let mut literal = Vec::new();
         let mut has_replacement = false;
         let mut max_position = 0;
+        let mut vetoes = Vec::new();
         let mut i = 0;
         'scan: while i < line.len() {
             // The configured names first, longest first (so `{//}` wins over `{/}`).
@@ -388,16 +608,32 @@ impl Template {
                 i += len;
                 continue;
             }
+            if let Some((expr, len)) = perl_at(&line[i..], names) {
+                let (pos, expr) = split_position(&expr);
+                if let Pos::Nth(n) = pos {
+                    max_position = max_position.max(n.unsigned_abs() as usize);
+                }
+                pieces.push(Piece::Literal(std::mem::take(&mut literal)));
+                pieces.push(Piece::Perl(pos, exprs.number(expr.to_vec())));
+                has_replacement = true;
+                i += len;
+                continue;
+            }
             if line[i] == b'{' {
-                if line[i + 1..].starts_with(b"=") {
-                    if let Some(end) = find(&line[i..], b"=}") {
-                        return Err(TemplateError(format!(
-                            "Perl expressions like {} are not supported yet: use --plus's \
-                             replacement strings ({{:-x}} {{#re}} {{/re/x}} …), or a shell \
-                             command",
-                            String::from_utf8_lossy(&line[i..i + end + 2])
-                        )));
-                    }
+                if names.plus
+                    && (line[i..].starts_with(b"{choose_k}") || line[i..].starts_with(b"{uniq}"))
+                {
+                    let choose = line[i..].starts_with(b"{choose_k}");
+                    vetoes.push(if choose {
+                        Veto::NotIncreasing
+                    } else {
+                        Veto::Repeated
+                    });
+                    pieces.push(Piece::Literal(std::mem::take(&mut literal)));
+                    pieces.push(Piece::Value(Pos::All, Transform::Whole));
+                    has_replacement = true;
+                    i += if choose { 10 } else { 6 };
+                    continue;
                 }
                 if let Some(len) = line[i + 1..].iter().position(|&b| b == b'}') {
                     let inner = &line[i + 1..i + 1 + len];
@@ -422,6 +658,7 @@ impl Template {
             pieces,
             has_replacement,
             max_position,
+            vetoes,
         })
     }
 
@@ -469,6 +706,32 @@ impl Template {
         self.pieces
             .iter()
             .any(|p| matches!(p, Piece::Total | Piece::Seq { padded: true }))
+    }
+
+    /// The Perl evaluations a job with these values needs: an expression's number and the
+    /// value it gets as `$_` (`""` when the job has no values, as in GNU parallel).
+    pub fn perl_requests<'v>(&self, values: &'v [Vec<u8>], out: &mut Vec<(usize, &'v [u8])>) {
+        for piece in &self.pieces {
+            let Piece::Perl(pos, expr) = piece else {
+                continue;
+            };
+            match pos {
+                Pos::All if values.is_empty() => out.push((*expr, b"")),
+                Pos::All => out.extend(values.iter().map(|v| (*expr, &v[..]))),
+                Pos::Nth(_) => out.extend(Self::value_of(values, *pos).map(|v| (*expr, v))),
+            }
+        }
+    }
+
+    /// Whether `{choose_k}` or `{uniq}` skips the job with these values.
+    pub fn vetoed(&self, values: &[Vec<u8>]) -> bool {
+        self.vetoes.iter().any(|veto| match veto {
+            Veto::NotIncreasing => values.windows(2).any(|w| w[0] >= w[1]),
+            Veto::Repeated => {
+                let mut seen = std::collections::HashSet::new();
+                !values.iter().all(|v| seen.insert(v))
+            }
+        })
     }
 
     /// The largest source number a positional replacement string names.
@@ -528,7 +791,9 @@ impl Template {
                 if w > 0 {
                     out.push(Seg::Code(seps[w - 1].clone()));
                 }
-                let repeats = word.iter().any(|p| matches!(p, Piece::Value(Pos::All, _)));
+                let repeats = word
+                    .iter()
+                    .any(|p| matches!(p, Piece::Value(Pos::All, _) | Piece::Perl(Pos::All, _)));
                 if repeats && fill.values.len() != 1 {
                     for (k, v) in fill.values.iter().enumerate() {
                         if k > 0 {
@@ -602,7 +867,31 @@ impl Template {
                     let v = Self::value_of(whole.values, *pos).unwrap_or_default();
                     out.push(Seg::Value(apply(t, v)));
                 }
+                Piece::Perl(Pos::All, expr) => {
+                    if fill.values.is_empty() {
+                        out.push(Self::perl_seg(fill, *expr, b""));
+                    }
+                    for (k, v) in fill.values.iter().enumerate() {
+                        if k > 0 {
+                            out.push(Seg::Code(b" ".to_vec()));
+                        }
+                        out.push(Self::perl_seg(fill, *expr, v));
+                    }
+                }
+                Piece::Perl(pos, expr) => out.push(match Self::value_of(whole.values, *pos) {
+                    Some(v) => Self::perl_seg(fill, *expr, v),
+                    None => Seg::Value(Vec::new()),
+                }),
             }
+        }
+    }
+
+    /// What expression `expr` made of `value`: quoted, unless `uq()` said not to.
+    fn perl_seg(fill: &Fill<'_>, expr: usize, value: &[u8]) -> Seg {
+        match fill.perl.and_then(|p| p.get(expr, value)) {
+            Some((out, true)) => Seg::Code(out.to_vec()),
+            Some((out, false)) => Seg::Value(out.to_vec()),
+            None => Seg::Value(Vec::new()),
         }
     }
 
@@ -621,16 +910,12 @@ impl Template {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn render_with(line: &str, values: &[&str], names: &Names, context: bool) -> String {
-        let mut t = Template::parse(line.as_bytes(), names).unwrap();
+        let mut t = Template::parse(line.as_bytes(), names, &mut Exprs::default()).unwrap();
         if !t.has_replacement() {
             t.append_all();
         }
@@ -642,6 +927,7 @@ mod tests {
                 slot: 3,
                 total: Some(120),
                 slots: 8,
+                perl: None,
             },
             context,
         );
@@ -742,9 +1028,106 @@ mod tests {
         assert_eq!(render("{+/} {..}", &["x"]), "{+/} {..} [x]");
     }
 
+    fn perl_template(line: &str, names: &Names) -> (Template, Vec<String>) {
+        let mut exprs = Exprs::default();
+        let t = Template::parse(line.as_bytes(), names, &mut exprs).unwrap();
+        let exprs = exprs
+            .0
+            .iter()
+            .map(|e| String::from_utf8_lossy(e).into_owned())
+            .collect();
+        (t, exprs)
+    }
+
     #[test]
-    fn perl_expressions_are_refused_with_a_reason() {
-        let e = Template::parse(b"echo {= s/a/b/ =}", &Names::default()).unwrap_err();
-        assert!(e.0.contains("{= s/a/b/ =}"), "{}", e.0);
+    fn perl_expressions_are_found_with_their_position() {
+        let names = Names::default();
+        let (t, exprs) = perl_template("echo {= s/a/b/ =}x {=2 $_++ =} {= s/a/b/ =}", &names);
+        // The same expression is compiled once; a leading number is the position.
+        assert_eq!(exprs, [" s/a/b/ ", "$_++ "]);
+        let values = vec![b"a".to_vec(), b"1".to_vec()];
+        let mut requests = Vec::new();
+        t.perl_requests(&values, &mut requests);
+        let want: Vec<(usize, &[u8])> = vec![(0, b"a"), (0, b"1"), (1, b"1"), (0, b"a"), (0, b"1")];
+        assert_eq!(requests, want);
+        let perl = PerlValues(vec![
+            (0, b"a".to_vec(), b"b".to_vec(), false),
+            (0, b"1".to_vec(), b"x y".to_vec(), true),
+            (1, b"1".to_vec(), b"2".to_vec(), false),
+        ]);
+        let fill = Fill {
+            values: &values,
+            seq: 1,
+            slot: 1,
+            total: None,
+            slots: 1,
+            perl: Some(&perl),
+        };
+        // uq() results are shell code; the others are values, to be quoted.
+        assert_eq!(
+            t.compose(&fill, false),
+            [
+                Seg::Code(b"echo ".to_vec()),
+                Seg::Value(b"b".to_vec()),
+                Seg::Code(b" ".to_vec()),
+                Seg::Code(b"x y".to_vec()),
+                Seg::Code(b"x ".to_vec()),
+                Seg::Value(b"2".to_vec()),
+                Seg::Code(b" ".to_vec()),
+                Seg::Value(b"b".to_vec()),
+                Seg::Code(b" ".to_vec()),
+                Seg::Code(b"x y".to_vec()),
+            ]
+        );
+        // The shortest {= … =} with no {= inside; an unclosed one is text.
+        let (_, exprs) = perl_template("{= a {= b =} =} {= c", &names);
+        assert_eq!(exprs, [" b "]);
+    }
+
+    #[test]
+    fn parens_and_rpl_define_perl_strings() {
+        let names = Names {
+            parens: (b",,".to_vec(), b",,".to_vec()),
+            rpl: vec![
+                Rpl::parse("{%(.+?)} s/$$1$//;").unwrap(),
+                Rpl::parse(".. s:\\.[^.]+$::;").unwrap(),
+            ],
+            ..Names::default()
+        };
+        let (t, exprs) = perl_template("echo ,, uc ,, {%.gz} {2%\"$@} ..", &names);
+        assert_eq!(
+            exprs,
+            [
+                " uc ",
+                "$_pAr_gRp1 = \".gz\";s/$_pAr_gRp1$//;",
+                // {2%…}: the positional form, on the second value.
+                "$_pAr_gRp1 = \"\\\"\\$\\@\";s/$_pAr_gRp1$//;",
+                "s:\\.[^.]+$::;",
+            ]
+        );
+        assert_eq!(t.max_position(), 2);
+        assert!(
+            Rpl::parse("{x(} y").is_ok(),
+            "an unclosed group is plain text"
+        );
+    }
+
+    #[test]
+    fn choose_k_and_uniq_skip_jobs() {
+        let names = Names {
+            plus: true,
+            ..Names::default()
+        };
+        let v = |s: &[&str]| s.iter().map(|x| x.as_bytes().to_vec()).collect::<Vec<_>>();
+        let (k, _) = perl_template("echo {choose_k}", &names);
+        assert!(!k.vetoed(&v(&["A", "B", "D"])));
+        assert!(k.vetoed(&v(&["A", "C", "B"])));
+        assert!(k.vetoed(&v(&["A", "A"])));
+        let (u, _) = perl_template("echo {uniq}", &names);
+        assert!(!u.vetoed(&v(&["B", "A"])));
+        assert!(u.vetoed(&v(&["B", "A", "B"])));
+        assert_eq!(plus("echo {choose_k}", &["A", "B"]), "echo [A] [B]");
+        // Without --plus they are text.
+        assert_eq!(render("{uniq}", &["a"]), "{uniq} [a]");
     }
 }

@@ -178,7 +178,8 @@ fn results_hold_each_jobs_streams_byte_exact_written_while_it_runs() {
     let results = dir.path().join("res");
     let mut args = vec![
         "--results".to_string(),
-        results.display().to_string(),
+        // A name with a replacement string ending in /: the job's directory.
+        format!("{}/{{#}}/", results.display()),
         "-q".into(),
         "sh".into(),
         "-c".into(),
@@ -192,8 +193,14 @@ fn results_hold_each_jobs_streams_byte_exact_written_while_it_runs() {
     args.extend(files[10..].iter().map(|f| f.0.display().to_string()));
     let out = herd().args(&args).stdin(Stdio::null()).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
+    // As in GNU parallel, output kept in --results is not printed.
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
     for seq in 1..=10usize {
         let job = results.join(seq.to_string());
+        assert_eq!(
+            std::fs::read_to_string(job.join("seq")).unwrap(),
+            seq.to_string()
+        );
         assert!(
             std::fs::read(job.join("stdout")).unwrap() == files[seq - 1].1,
             "job {seq} stdout"
@@ -223,15 +230,94 @@ fn results_hold_each_jobs_streams_byte_exact_written_while_it_runs() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = live.join("1/stdout");
+    let stdout = live.join("1/x/stdout");
     wait_until("the first line in the results file", || {
         std::fs::read(&stdout).is_ok_and(|b| b == b"first\n")
     });
     std::fs::write(&go, "").unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(text(&out.stdout), "first\nsecond\n");
+    assert_eq!(text(&out.stdout), "");
     assert_eq!(std::fs::read(&stdout).unwrap(), b"first\nsecond\n");
-    assert_eq!(std::fs::read(live.join("1/stderr")).unwrap(), b"");
+    assert_eq!(std::fs::read(live.join("1/x/stderr")).unwrap(), b"");
+}
+
+#[test]
+fn results_without_replacement_strings_are_gnu_parallels_tree_of_columns_and_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = herd()
+        .current_dir(dir.path())
+        .args([
+            "--results",
+            "out",
+            "-q",
+            "sh",
+            "-c",
+            "echo \"$1\"; echo e >&2",
+            "sh",
+        ])
+        .args([":::", "a/b", "c\\d", ":::", "1"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap();
+    // / and \ are escaped so that each value stays one directory.
+    assert_eq!(read("out/1/a\\_b/2/1/stdout"), "a/b 1\n");
+    assert_eq!(read("out/1/a\\_b/2/1/stderr"), "e\n");
+    assert_eq!(read("out/1/c\\\\d/2/1/seq"), "2");
+    // With --header, the columns' names.
+    let out = herd()
+        .current_dir(dir.path())
+        .args([
+            "--header",
+            ":",
+            "--results",
+            "named",
+            "echo",
+            "{size}-{colour}",
+        ])
+        .args([":::", "size", "S", ":::", "colour", "red"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(read("named/colour/red/size/S/stdout"), "S-red\n");
+    // A name with a replacement string and no trailing / is the stdout file itself.
+    let out = herd()
+        .current_dir(dir.path())
+        .args(["--results", "file_{}", "echo", ":::", "x"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(read("file_x"), "x\n");
+    assert_eq!(read("file_x.err"), "");
+    assert_eq!(read("file_x.seq"), "1");
+}
+
+#[test]
+fn header_names_columns_from_each_sources_first_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsv = dir.path().join("t.tsv");
+    std::fs::write(&tsv, "name\tsize\r\nfoo\t1\nbar\t2\n").unwrap();
+    let out = run(&[
+        "-k",
+        "--header",
+        ":",
+        "--colsep",
+        "\t",
+        "echo",
+        "{size}:{name}:{name.}",
+        "::::",
+        tsv.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "1:foo:foo\n2:bar:bar\n");
+    // Without --colsep each source's first value names it.
+    let out = run(&[
+        "-k", "--header", ":", "echo", "{b}{a}", ":::", "a", "1", "2", ":::", "b", "x",
+    ]);
+    assert_eq!(text(&out.stdout), "x1\nx2\n");
 }
 
 #[test]
@@ -259,10 +345,10 @@ fn halt_now_kills_running_trees_and_exits_with_the_failing_status() {
         started.elapsed().as_secs() < 60,
         "the sleeping job was killed"
     );
-    assert!(
-        text(&out.stderr).contains("halting after job 2"),
-        "{}",
-        text(&out.stderr)
+    // GNU parallel's note, and nothing about the job the halt killed.
+    assert_eq!(
+        text(&out.stderr),
+        "herd: This job failed:\nsh -c 'exit 7'\n"
     );
     assert!(
         !dir.path().join("after-1").exists(),
@@ -300,8 +386,15 @@ fn halt_soon_lets_running_jobs_finish_and_starts_no_more() {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-    let first = lines.next().unwrap().unwrap();
-    assert!(first.contains("halting after job 2 (waiting"), "{first}");
+    let said: Vec<String> = (0..3).map(|_| lines.next().unwrap().unwrap()).collect();
+    assert_eq!(
+        said,
+        [
+            "herd: This job failed:",
+            "exit 3",
+            "herd: Starting no more jobs. Waiting for 1 jobs to finish."
+        ]
+    );
     std::fs::write(&go, "").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3));
@@ -339,6 +432,20 @@ fn halt_soon_lets_running_jobs_finish_and_starts_no_more() {
         "0",
     ]);
     assert_eq!(out.status.code(), Some(0));
+    // GNU's exit status with a percentage: the share of all jobs that failed, rounded up
+    // (2 of 7 failed: 29); with a count above one, the number that failed.
+    let jobs = ["0", "5", "0", "6", "0", "0", "0"];
+    for (halt, status) in [("soon,fail=25%", 29), ("soon,fail=2", 2)] {
+        let mut args = vec!["-j", "1", "--halt", halt, "exit", ":::"];
+        args.extend(jobs);
+        let out = run(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(status),
+            "{halt}: {}",
+            text(&out.stderr)
+        );
+    }
 }
 
 #[test]
