@@ -6,8 +6,9 @@
 //! them) and [`compose`] turns the result into a shell line, or an argument vector when no
 //! shell is needed; [`run`] keeps up to `-j` jobs in a [`herd::Herd`] and hands what comes
 //! back to [`printer`], which writes it in the chosen output mode (and as JSON with `--json`,
-//! see [`json`]), and to the other reports: [`results`] files, the [`events`] stream, the [`joblog`] and the [`progress`] bar. [`halt`]
-//! decides when to stop early; [`generate`] writes the man page and completions.
+//! see [`json`]), and to the other reports: [`results`] files, the [`events`] stream, the
+//! [`joblog`] and the [`progress`] bar. [`halt`] decides when to stop early; [`generate`]
+//! writes the man page and completions.
 
 mod batch;
 mod cli;
