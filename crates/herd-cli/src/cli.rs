@@ -166,9 +166,16 @@ pub struct Cli {
     pub shell_quote: bool,
 
     /// Log each finished job to FILE in GNU parallel's tab-separated format: Seq, Host, Starttime,
-    /// JobRuntime, Send, Receive, Exitval, Signal, Command. Example: --joblog run.log
+    /// JobRuntime, Send, Receive, Exitval, Signal, Command; +FILE appends to it.
+    /// Example: --joblog run.log
     #[arg(long, value_name = "FILE")]
     pub joblog: Option<PathBuf>,
+
+    /// With --joblog: run again the commands the log lists as failed, with their job numbers,
+    /// and append to the log; the command and inputs given are ignored (GNU's rule).
+    /// Example: --retry-failed --joblog run.log
+    #[arg(long = "retry-failed", requires = "joblog")]
+    pub retry_failed: bool,
 
     /// Read input items separated by NUL instead of newline. Example: find . -print0 | herd -0 wc -c
     #[arg(short = '0', long = "null")]
@@ -189,10 +196,18 @@ pub struct Cli {
     #[arg(long = "resume-failed", requires = "joblog")]
     pub resume_failed: bool,
 
-    /// Write each job's output to DIR/<job number>/stdout and DIR/<job number>/stderr, byte
-    /// for byte, as it arrives (it is also printed as usual). Example: --results out
-    #[arg(long, value_name = "DIR")]
+    /// Keep each job's output in files, byte for byte, written as it arrives, instead of
+    /// printing it (GNU parallel's layouts): NAME/<column>/<value>/…/stdout, stderr and seq; or,
+    /// when NAME has replacement strings, the file it names (with .err and .seq beside it), or
+    /// the directory, if it ends in /. Example: --results out, or --results 'out/{#}/'
+    #[arg(long, value_name = "NAME")]
     pub results: Option<PathBuf>,
+
+    /// Keep each job's stdout in a new file in --tmpdir (else $TMPDIR) and print the file's
+    /// name instead of the output; stderr is not kept (GNU parallel's --files).
+    /// Example: herd --files sort ::: *.txt | xargs cat
+    #[arg(long, visible_alias = "output-as-files")]
+    pub files: bool,
 
     /// Stop when a condition is met: WHEN,WHY=N or WHEN,WHY=N% where WHEN is now (kill the
     /// running jobs' trees) or soon (let them finish) and WHY is fail, success or done; or never
@@ -573,6 +588,11 @@ pub struct Options {
     pub eof_grace: Option<Duration>,
     pub json: Option<PathBuf>,
     pub joblog: Option<PathBuf>,
+    pub joblog_append: bool,
+    /// `--retry-failed`: the joblog's failed commands are the jobs.
+    pub retry_failed: bool,
+    /// `--files`: outputs in files, their names printed.
+    pub files: bool,
     pub resume: Option<Resume>,
     pub dry_run: bool,
     /// `--shell-quote`: the dry run's lines, each quoted as one word.
@@ -976,10 +996,18 @@ impl Cli {
                 )));
             }
         }
-        let resume = match (self.resume, self.resume_failed) {
+        let resume = match (self.resume, self.resume_failed || self.retry_failed) {
             (true, _) => Some(Resume::All),
             (_, true) => Some(Resume::Successful),
             _ => None,
+        };
+        // `+FILE`: append to the joblog.
+        let (joblog, joblog_append) = match self.joblog {
+            Some(p) => match p.to_str().and_then(|s| s.strip_prefix('+')) {
+                Some(rest) => (Some(PathBuf::from(rest)), true),
+                None => (Some(p), false),
+            },
+            None => (None, false),
         };
         let delimiter = match &self.delimiter {
             Some(d) => parse_delimiter(d)?,
@@ -1065,7 +1093,10 @@ impl Cli {
             timeout,
             eof_grace,
             json: self.json,
-            joblog: self.joblog,
+            joblog,
+            joblog_append,
+            retry_failed: self.retry_failed,
+            files: self.files,
             resume,
             dry_run: self.dry_run || self.shell_quote,
             shell_quote: self.shell_quote,

@@ -3,7 +3,7 @@
 
 use crate::cli::Resume;
 use herd::JobResult;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
@@ -12,10 +12,42 @@ const HEADER: &str = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\t
 
 /// The job numbers an existing joblog says need not run again.
 pub fn finished_jobs(path: &Path, resume: Resume) -> Result<HashSet<u64>, String> {
+    Ok(read(path, resume)?.skip)
+}
+
+/// `--retry-failed`: the jobs to run again, as the log's commands by job number (from 1; a
+/// number the log does not list has none), and the numbers not to run.
+pub fn failed_commands(path: &Path) -> Result<(Vec<Vec<u8>>, HashSet<u64>), String> {
+    let Logged { mut skip, commands } = read(path, Resume::Successful)?;
+    let last = commands.keys().max().copied().unwrap_or(0);
+    let mut all = Vec::new();
+    for seq in 1..=last {
+        match commands.get(&seq) {
+            Some(c) => all.push(c.clone()),
+            None => {
+                skip.insert(seq);
+                all.push(Vec::new());
+            }
+        }
+    }
+    Ok((all, skip))
+}
+
+/// What a joblog says: the job numbers a resume skips, and each job's command.
+struct Logged {
+    skip: HashSet<u64>,
+    commands: HashMap<u64, Vec<u8>>,
+}
+
+fn read(path: &Path, resume: Resume) -> Result<Logged, String> {
+    let mut commands = HashMap::new();
     let file = match File::open(path) {
         Ok(f) => f,
         // Nothing to resume from: every job runs.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashSet::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let skip = HashSet::new();
+            return Ok(Logged { skip, commands });
+        }
         Err(e) => return Err(format!("cannot read joblog {}: {e}", path.display())),
     };
     let bad = |n: usize, what: &str| {
@@ -56,8 +88,9 @@ pub fn finished_jobs(path: &Path, resume: Resume) -> Result<HashSet<u64>, String
         if resume == Resume::All || (exit == 0 && signal == 0) {
             skip.insert(seq);
         }
+        commands.insert(seq, fields[8].as_bytes().to_vec());
     }
-    Ok(skip)
+    Ok(Logged { skip, commands })
 }
 
 /// The joblog being written.

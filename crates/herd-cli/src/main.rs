@@ -2,7 +2,7 @@
 //!
 //! The path of a run: [`gnu_args`] reads the command line as GNU parallel would and [`cli`]
 //! checks it; [`input`] streams the input tuples and [`batch`] groups them into jobs;
-//! [`template`] fills the replacement strings ([`perl`] evaluates GNU's Perl expressions among
+//! [`jobs`] makes each job: [`template`] fills the replacement strings ([`perl`] evaluates GNU's Perl expressions among
 //! them) and [`compose`] turns the result into a shell line, or an argument vector when no
 //! shell is needed; [`run`] keeps up to `-j` jobs in a [`herd::Herd`] and hands what comes
 //! back to [`printer`], which writes it in the chosen output mode (and as JSON with `--json`,
@@ -19,6 +19,7 @@ mod gnu_args;
 mod halt;
 mod input;
 mod joblog;
+mod jobs;
 mod json;
 mod perl;
 mod printer;

@@ -52,6 +52,8 @@ pub struct PrinterOptions<'a> {
     pub bar: Option<ProgressBar>,
     /// `-v`: each job's command line before its output.
     pub verbose: bool,
+    /// `--files`: each job's output is in a file; its name is printed instead.
+    pub files: bool,
 }
 
 /// The state of one stream of one job whose output is printed as it arrives.
@@ -95,6 +97,8 @@ pub struct Printer {
     verbose: bool,
     /// Job output goes to herd's stdout/stderr (not when `--json -` or `--events -` has it).
     print_output: bool,
+    /// `--files`: the name of each job's output file is printed instead of its output.
+    files: bool,
     out: BufWriter<Stdout>,
     err: BufWriter<io::Stderr>,
     json: Option<Box<dyn Write>>,
@@ -163,6 +167,7 @@ impl Printer {
             tag: o.tag,
             verbose: o.verbose,
             print_output: !json_to_stdout && !o.stdout_taken,
+            files: o.files,
             out: BufWriter::with_capacity(64 * 1024, stdout()?),
             err: BufWriter::with_capacity(64 * 1024, io::stderr()),
             json,
@@ -178,7 +183,9 @@ impl Printer {
     }
 
     fn streams_output(&self) -> bool {
-        self.print_output && matches!(self.mode, OutputMode::Ungroup | OutputMode::LineBuffer)
+        self.print_output
+            && !self.files
+            && matches!(self.mode, OutputMode::Ungroup | OutputMode::LineBuffer)
     }
 
     /// Whether jobs must stream their output to us as it arrives.
@@ -189,7 +196,9 @@ impl Printer {
     /// Whether jobs must keep their output for the end.
     pub fn wants_collect(&self) -> bool {
         self.json.is_some()
-            || (self.print_output && matches!(self.mode, OutputMode::Group | OutputMode::KeepOrder))
+            || (self.print_output
+                && !self.files
+                && matches!(self.mode, OutputMode::Group | OutputMode::KeepOrder))
             || (self.streams_output() && self.head.is_some())
     }
 
@@ -298,6 +307,7 @@ impl Printer {
             return;
         }
         let r = self.suspended(|p| match p.mode {
+            OutputMode::Ungroup | OutputMode::LineBuffer if p.files => p.write_job(&info, &result),
             OutputMode::Ungroup | OutputMode::LineBuffer => p.finish_streamed(&info, &result),
             OutputMode::Group => p.write_job(&info, &result),
             OutputMode::KeepOrder => {
@@ -354,13 +364,19 @@ impl Printer {
         w.flush()
     }
 
-    /// One job's collected output, as one block per stream.
+    /// One job's collected output, as one block per stream (with `--files`, its file's name).
     fn write_job(&mut self, info: &JobInfo, result: &JobResult) -> io::Result<()> {
         if self.verbose {
             self.out.write_all(&info.line)?;
             self.out.write_all(b"\n")?;
         }
         let tag = self.tag.then_some(&info.tag[..]);
+        if let (true, Some(files)) = (self.files, &info.results) {
+            let mut name = files.stdout.as_os_str().as_encoded_bytes().to_vec();
+            name.push(b'\n');
+            write_lines(&mut self.out, tag, &name)?;
+            return self.out.flush();
+        }
         for stream in [Stream::Stdout, Stream::Stderr] {
             let output = result.output(stream);
             if output.is_empty() {

@@ -15,12 +15,12 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Where one job's output goes.
+/// Where one job's output goes (`None`: not kept).
 #[derive(Debug, Clone)]
 pub struct ResultFiles {
     pub stdout: PathBuf,
-    pub stderr: PathBuf,
-    pub seq: PathBuf,
+    pub stderr: Option<PathBuf>,
+    pub seq: Option<PathBuf>,
 }
 
 impl ResultFiles {
@@ -28,8 +28,8 @@ impl ResultFiles {
     pub fn in_dir(dir: &Path) -> ResultFiles {
         ResultFiles {
             stdout: dir.join("stdout"),
-            stderr: dir.join("stderr"),
-            seq: dir.join("seq"),
+            stderr: Some(dir.join("stderr")),
+            seq: Some(dir.join("seq")),
         }
     }
 
@@ -41,9 +41,23 @@ impl ResultFiles {
             PathBuf::from(p)
         };
         ResultFiles {
-            stderr: with(".err"),
-            seq: with(".seq"),
+            stderr: Some(with(".err")),
+            seq: Some(with(".seq")),
             stdout: name,
+        }
+    }
+
+    /// `--files`: stdout in a new file in `dir`, whose name herd prints; stderr is not kept
+    /// (GNU parallel's behaviour).
+    pub fn temporary(dir: &Path, seq: u64) -> ResultFiles {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!("herd{}_{seq}_{nanos:08x}.par", std::process::id());
+        ResultFiles {
+            stdout: dir.join(name),
+            stderr: None,
+            seq: None,
         }
     }
 }
@@ -117,7 +131,7 @@ pub fn path_of(bytes: Vec<u8>) -> PathBuf {
 /// The result files of the running jobs.
 #[derive(Default)]
 pub struct Results {
-    open: HashMap<u64, (ResultFiles, File, File)>,
+    open: HashMap<u64, (ResultFiles, File, Option<File>)>,
 }
 
 fn create(path: &Path) -> Result<File, String> {
@@ -134,11 +148,13 @@ impl Results {
     /// A job (or a run of it again, under `--retries`) starts: its files are made afresh, and
     /// `seq` holds its number.
     pub fn start(&mut self, seq: u64, files: &ResultFiles) -> Result<(), String> {
-        create(&files.seq)?
-            .write_all(seq.to_string().as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", files.seq.display()))?;
+        if let Some(path) = &files.seq {
+            create(path)?
+                .write_all(seq.to_string().as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
         let out = create(&files.stdout)?;
-        let err = create(&files.stderr)?;
+        let err = files.stderr.as_deref().map(create).transpose()?;
         self.open.insert(seq, (files.clone(), out, err));
         Ok(())
     }
@@ -148,9 +164,10 @@ impl Results {
         let Some((files, out, err)) = self.open.get_mut(&seq) else {
             return Ok(());
         };
-        let (file, path) = match stream {
-            Stream::Stdout => (out, &files.stdout),
-            Stream::Stderr => (err, &files.stderr),
+        let (file, path) = match (stream, err, &files.stderr) {
+            (Stream::Stdout, _, _) => (out, &files.stdout),
+            (Stream::Stderr, Some(err), Some(path)) => (err, path),
+            _ => return Ok(()),
         };
         file.write_all(data)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))

@@ -9,24 +9,20 @@
 //! [`Progress`] bar — gives a permit back for each finished job, decides on `--retries` and
 //! `--halt`, and acts on SIGINT/SIGTERM, which a signal handler only records.
 
-use crate::batch::{Batcher, JobArgs};
-use crate::cli::{CommandSpec, Options};
-use crate::compose::{self, Composer, Seg, Shell};
+use crate::batch::Batcher;
+use crate::cli::Options;
 use crate::events::EventLog;
 use crate::halt::{Counts, When};
-use crate::input::Inputs;
+use crate::input::{Inputs, Source, SourceSpec};
 use crate::joblog::{self, Joblog};
+use crate::jobs::{JobMaker, NotRun, ResultsLayout};
 use crate::json::{self, OutputForm};
-use crate::perl::{JobContext, Perl, PerlError};
 use crate::printer::{JobInfo, Printer, PrinterOptions};
 use crate::progress::Progress;
-use crate::results::{ResultFiles, Results};
-use crate::template::{Exprs, Fill, PerlValues, Template};
-use herd::{Environment, Event, Herd, Job, JobId, KeepOpen, Outcome};
-use std::cell::RefCell;
+use crate::results::Results;
+use herd::{Event, Herd, JobId, KeepOpen, Outcome};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::ffi::OsString;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
@@ -103,47 +99,6 @@ impl Feed {
     }
 }
 
-#[cfg(unix)]
-fn os(v: Vec<u8>) -> OsString {
-    use std::os::unix::ffi::OsStringExt;
-    OsString::from_vec(v)
-}
-
-#[cfg(not(unix))]
-fn os(v: Vec<u8>) -> OsString {
-    String::from_utf8_lossy(&v).into_owned().into()
-}
-
-/// The job that runs `line` with `shell`: `shell -c line` on Unix; on Windows
-/// `cmd /d /s /c` with the line as a verbatim command-line tail, since `cmd` parses its own
-/// command line and the line must not be quoted as an argument.
-fn shell_job(shell: &Shell, line: Vec<u8>) -> (Job, Vec<Vec<u8>>) {
-    if cfg!(windows) {
-        let argv = vec![
-            b"cmd".to_vec(),
-            b"/d".to_vec(),
-            b"/s".to_vec(),
-            b"/c".to_vec(),
-            line.clone(),
-        ];
-        let mut tail = b"\"".to_vec();
-        tail.extend_from_slice(&line);
-        tail.push(b'"');
-        (
-            Job::new("cmd").args(["/d", "/s", "/c"]).raw_arg(os(tail)),
-            argv,
-        )
-    } else {
-        let program = shell.path.as_os_str().as_encoded_bytes().to_vec();
-        let argv = vec![program, b"-c".to_vec(), line];
-        (job_of(&argv), argv)
-    }
-}
-
-fn job_of(argv: &[Vec<u8>]) -> Job {
-    Job::new(os(argv[0].clone())).args(argv[1..].iter().cloned().map(os))
-}
-
 /// Asks for herd to stop on SIGINT, SIGTERM and SIGHUP: the handler only records the
 /// signal; the main thread acts on it between events (it waits for events at most
 /// [`SIGNAL_CHECK`] at a time), so no thread is spent watching for signals.
@@ -171,375 +126,6 @@ fn watch_signals() -> Result<Arc<AtomicUsize>, Fatal> {
 
 /// How long the main thread waits for an event before it looks for a signal.
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
-
-/// How the feeder makes jobs.
-struct JobMaker {
-    spec: CommandSpec,
-    /// The command line's template; `None` when each input is itself a command.
-    template: Option<Template>,
-    /// `-q`: one template per word.
-    words: Vec<Template>,
-    tagstring: Option<Template>,
-    /// `--filter`: Perl code to be true for a job to run.
-    filters: Vec<Template>,
-    /// `--results`: where each job's output goes.
-    results: Option<ResultsLayout>,
-    /// The Perl expressions of every template, and the perl that evaluates them (started by
-    /// [`JobMaker::start_perl`] when there are any).
-    exprs: Exprs,
-    perl: Option<RefCell<Perl>>,
-    composer: Composer,
-    /// herd's environment, captured once: every job sets `PARALLEL_SEQ` and `PARALLEL_JOBSLOT`
-    /// over it without a copy of the whole environment per spawn.
-    env: Environment,
-    /// The number of jobs, where known (`{##}`).
-    total: Option<u64>,
-    slots: usize,
-    timeout: Option<Duration>,
-    stream: bool,
-    collect: bool,
-    /// `--retries`: how many times a failing job may run in all.
-    retries: u32,
-    max_output: Option<u64>,
-}
-
-/// `--results NAME`'s layouts (see [`crate::results`]).
-enum ResultsLayout {
-    /// NAME has no replacement string: a tree of column/value directories under it.
-    Tree(std::path::PathBuf),
-    /// NAME has replacement strings: it names each job's files.
-    Named(Template),
-}
-
-/// Why a job does not run.
-enum NotRun {
-    /// `skip()`, `--filter`, `{choose_k}`, `{uniq}`: the job's line.
-    Skipped(Vec<u8>),
-    /// A Perl expression failed for this job: the line, the reason.
-    Failed(Vec<u8>, String),
-    /// No job can be made any more (the perl helper is gone).
-    Fatal(String),
-}
-
-/// What a job's Perl expressions and vetoes decided.
-#[derive(Default)]
-struct Evaluation {
-    perl: PerlValues,
-    skip: bool,
-    error: Option<String>,
-}
-
-/// A job ready to submit, and what herd shows of it.
-struct Made {
-    job: Job,
-    argv: Vec<Vec<u8>>,
-    line: Vec<u8>,
-    tag: Vec<u8>,
-    results: Option<ResultFiles>,
-}
-
-impl JobMaker {
-    fn new(
-        spec: CommandSpec,
-        sources: usize,
-        check_positions: bool,
-        append: bool,
-    ) -> Result<JobMaker, Fatal> {
-        let mut exprs = Exprs::default();
-        let mut parse =
-            |line: &[u8]| Template::parse(line, &spec.names, &mut exprs).map_err(|e| Fatal(e.0));
-        let mut template = None;
-        let mut words = Vec::new();
-        if spec.quote {
-            words = spec
-                .words
-                .iter()
-                .map(|w| parse(w))
-                .collect::<Result<_, _>>()?;
-            if append && !words.iter().any(Template::has_replacement) {
-                words.push(parse(b"{}")?);
-            }
-        } else if !spec.words.is_empty() {
-            let mut t = parse(&spec.words.join(&b' '))?;
-            if append && !t.has_replacement() {
-                t.append_all();
-            }
-            template = Some(t);
-        }
-        let max_position = template
-            .iter()
-            .chain(&words)
-            .map(Template::max_position)
-            .max()
-            .unwrap_or(0);
-        if check_positions && max_position > sources {
-            let have = if sources == 1 {
-                "there is 1 input source".to_string()
-            } else {
-                format!("there are {sources} input sources")
-            };
-            return Err(Fatal(format!(
-                "{{{max_position}}} names input source {max_position}, but {have}"
-            )));
-        }
-        let tagstring = spec.tagstring.as_deref().map(&mut parse).transpose()?;
-        let filters = spec
-            .filters
-            .iter()
-            .map(|f| parse(f))
-            .collect::<Result<_, _>>()?;
-        Ok(JobMaker {
-            template,
-            words,
-            tagstring,
-            filters,
-            results: None,
-            exprs,
-            perl: None,
-            composer: Composer::new(Shell::detect()),
-            env: Environment::capture(),
-            spec,
-            total: None,
-            slots: 1,
-            timeout: None,
-            stream: false,
-            collect: false,
-            retries: 1,
-            max_output: None,
-        })
-    }
-
-    /// `--results NAME`: a tree under NAME, or, when NAME has replacement strings, the files
-    /// they name.
-    fn set_results(&mut self, name: &std::path::Path) -> Result<(), Fatal> {
-        let text = name.as_os_str().as_encoded_bytes();
-        let text = crate::template::name_columns(text, &self.spec.columns, &self.spec.names);
-        let template =
-            Template::parse(&text, &self.spec.names, &mut self.exprs).map_err(|e| Fatal(e.0))?;
-        self.results = Some(if template.has_replacement() {
-            ResultsLayout::Named(template)
-        } else {
-            ResultsLayout::Tree(name.to_path_buf())
-        });
-        Ok(())
-    }
-
-    fn result_files(&self, fill: &Fill<'_>, args: &JobArgs) -> Option<ResultFiles> {
-        Some(match self.results.as_ref()? {
-            ResultsLayout::Tree(root) => ResultFiles::in_dir(&crate::results::tree_dir(
-                root,
-                &args.tuples,
-                &self.spec.columns,
-            )),
-            ResultsLayout::Named(t) => {
-                // Filled unquoted, as GNU fills it: a file name, not shell code.
-                let name = compose::text(&t.compose(fill, false));
-                if name.ends_with(b"/") {
-                    ResultFiles::in_dir(&crate::results::path_of(name))
-                } else {
-                    ResultFiles::named(crate::results::path_of(name))
-                }
-            }
-        })
-    }
-
-    /// Starts the perl that evaluates the run's Perl expressions, if there are any.
-    fn start_perl(&mut self) -> Result<(), Fatal> {
-        if self.exprs.0.is_empty() && self.filters.is_empty() {
-            return Ok(());
-        }
-        let exprs = std::mem::take(&mut self.exprs.0);
-        let perl = Perl::start(exprs.clone(), self.composer.shell.dialect, self.slots);
-        self.exprs.0 = exprs;
-        self.perl = Some(RefCell::new(perl.map_err(Fatal)?));
-        Ok(())
-    }
-
-    fn templates(&self) -> impl Iterator<Item = &Template> + Clone {
-        let named_results = match &self.results {
-            Some(ResultsLayout::Named(t)) => Some(t),
-            _ => None,
-        };
-        self.template
-            .iter()
-            .chain(&self.words)
-            .chain(&self.tagstring)
-            .chain(named_results)
-    }
-
-    fn uses_total(&self) -> bool {
-        let perl_counts = |code: &[u8]| code.windows(10).any(|w| w == b"total_jobs");
-        self.templates().any(Template::uses_total)
-            || self.exprs.0.iter().any(|e| perl_counts(e))
-            || self.spec.filters.iter().any(|f| perl_counts(f))
-    }
-
-    /// Evaluates the job's Perl expressions, `--filter` and `{choose_k}`/`{uniq}`.
-    fn evaluate(&self, values: &[Vec<u8>], seq: u64, slot: usize) -> Result<Evaluation, Fatal> {
-        let mut done = Evaluation::default();
-        if self.templates().any(|t| t.vetoed(values)) {
-            done.skip = true;
-            return Ok(done);
-        }
-        let Some(perl) = &self.perl else {
-            return Ok(done);
-        };
-        let mut perl = perl.borrow_mut();
-        let mut requests: Vec<(usize, &[u8])> = Vec::new();
-        let mut all = Vec::new();
-        for t in self.templates().chain(&self.filters) {
-            t.perl_requests(values, &mut all);
-        }
-        for r in all {
-            // Each expression once per value and job, in the order the line uses them.
-            if !requests.contains(&r) {
-                requests.push(r);
-            }
-        }
-        let job = JobContext {
-            seq,
-            slot,
-            total: self.total,
-            args: values,
-        };
-        let failed = |e: PerlError, done: &mut Evaluation| match e {
-            PerlError::Expression(reason) => {
-                done.error = Some(reason);
-                Ok(())
-            }
-            PerlError::Helper(reason) => Err(Fatal(reason)),
-        };
-        if !requests.is_empty() {
-            match perl.evaluate(&job, &requests) {
-                Ok(evaluated) => {
-                    done.skip = evaluated.skip;
-                    done.perl.0 = requests
-                        .iter()
-                        .zip(evaluated.values)
-                        .map(|((e, v), (out, uq))| (*e, v.to_vec(), out, uq))
-                        .collect();
-                }
-                Err(e) => {
-                    failed(e, &mut done)?;
-                    return Ok(done);
-                }
-            }
-        }
-        for filter in &self.filters {
-            if done.skip {
-                break;
-            }
-            let fill = Fill {
-                values,
-                seq,
-                slot,
-                total: self.total,
-                slots: self.slots,
-                perl: Some(&done.perl),
-            };
-            // GNU fills --filter's strings unquoted: the values become Perl code.
-            let code = compose::text(&filter.compose(&fill, false));
-            match perl.filter(&job, &code) {
-                Ok(keep) => done.skip = !keep,
-                Err(e) => {
-                    failed(e, &mut done)?;
-                    break;
-                }
-            }
-        }
-        Ok(done)
-    }
-
-    fn segs(&self, fill: &Fill<'_>) -> Vec<Seg> {
-        match &self.template {
-            Some(t) => t.compose(fill, self.spec.context),
-            None if !self.words.is_empty() => Template::compose_words(&self.words, fill),
-            // Each input is itself a command.
-            None => vec![Seg::Code(fill.values.join(&b' '))],
-        }
-    }
-
-    /// The length of the line a job with these values would run (`-m`, `-X`, `-s`).
-    fn measure(&self, values: &[Vec<u8>]) -> usize {
-        let evaluation = self.evaluate(values, 1, 1).unwrap_or_default();
-        let fill = Fill {
-            values,
-            seq: 1,
-            slot: 1,
-            total: self.total,
-            slots: self.slots,
-            perl: Some(&evaluation.perl),
-        };
-        self.composer.shell.line(&self.segs(&fill)).len()
-    }
-
-    fn make(&mut self, args: &JobArgs, seq: u64, slot: usize) -> Result<Made, NotRun> {
-        let evaluation = self
-            .evaluate(&args.values, seq, slot)
-            .map_err(|e| NotRun::Fatal(e.0))?;
-        let fill = Fill {
-            values: &args.values,
-            seq,
-            slot,
-            total: self.total,
-            slots: self.slots,
-            perl: Some(&evaluation.perl),
-        };
-        let segs = self.segs(&fill);
-        let line = self.composer.shell.line(&segs);
-        if let Some(reason) = evaluation.error {
-            return Err(NotRun::Failed(line, reason));
-        }
-        if evaluation.skip {
-            return Err(NotRun::Skipped(line));
-        }
-        let (mut job, mut argv) = match self.composer.direct_argv(&segs) {
-            Some(argv) => (job_of(&argv), argv),
-            None => shell_job(&self.composer.shell, line.clone()),
-        };
-        if let Some(n) = self.spec.nice {
-            let mut wrapped = vec![b"nice".to_vec(), b"-n".to_vec(), n.to_string().into_bytes()];
-            wrapped.append(&mut argv);
-            argv = wrapped;
-            job = job_of(&argv);
-        }
-        let results = self.result_files(&fill, args);
-        let mut tag = match &self.tagstring {
-            Some(t) => compose::text(&t.compose(&fill, false)),
-            None => args
-                .tuples
-                .iter()
-                .map(|t| t.join(&b' '))
-                .collect::<Vec<_>>()
-                .join(&b' '),
-        };
-        tag.push(b'\t');
-        job = job
-            .environment(&self.env)
-            .env("PARALLEL_SEQ", seq.to_string())
-            .env("PARALLEL_JOBSLOT", slot.to_string());
-        if let Some(var) = &self.spec.process_slot_var {
-            job = job.env(var, (slot - 1).to_string());
-        }
-        if let Some(dir) = &self.spec.workdir {
-            job = job.current_dir(dir);
-        }
-        let mut job = job.stream_output(self.stream).collect_output(self.collect);
-        if let Some(t) = self.timeout {
-            job = job.timeout(t);
-        }
-        if let Some(m) = self.max_output {
-            job = job.max_output(m);
-        }
-        Ok(Made {
-            job,
-            argv,
-            line,
-            tag,
-            results,
-        })
-    }
-}
 
 /// What one step of the feeder did.
 enum Fed {
@@ -796,15 +382,25 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
     // Everything that can be wrong with the options or the input is found before a job starts.
     let multi = opts.batch.per_job.is_some() || opts.batch.fill;
     let check_positions = opts.colsep.is_none() && !multi;
-    let never_blocks = Inputs::never_block(&opts.sources);
-    let mut inputs = Inputs::open(
-        &opts.sources,
-        opts.delimiter,
-        opts.colsep.clone(),
-        opts.link,
-    )
-    .map_err(|e| Fatal(e.0))?;
+    let mut sources = opts.sources.clone();
     let mut spec = opts.command.clone();
+    let mut skip = match (&opts.joblog, opts.resume) {
+        (Some(path), Some(resume)) => joblog::finished_jobs(path, resume).map_err(Fatal)?,
+        _ => HashSet::new(),
+    };
+    if let (true, Some(path)) = (opts.retry_failed, &opts.joblog) {
+        // The log's failed commands, each run as it was logged, under its own number.
+        let (commands, done) = joblog::failed_commands(path).map_err(Fatal)?;
+        sources = vec![Source {
+            spec: SourceSpec::Values(commands),
+            linked: false,
+        }];
+        spec.words.clear();
+        skip = done;
+    }
+    let never_blocks = Inputs::never_block(&sources);
+    let mut inputs = Inputs::open(&sources, opts.delimiter, opts.colsep.clone(), opts.link)
+        .map_err(|e| Fatal(e.0))?;
     if opts.header {
         let split = opts
             .colsep
@@ -819,7 +415,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
     }
     let mut maker = JobMaker::new(
         spec,
-        opts.sources.len(),
+        sources.len(),
         check_positions && !opts.header,
         !opts.batch.no_values,
     )?;
@@ -829,12 +425,11 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
     maker.slots = opts.jobs;
     if let Some(name) = &opts.results {
         maker.set_results(name)?;
+    } else if opts.files {
+        let dir = opts.tmpdir.clone().unwrap_or_else(std::env::temp_dir);
+        maker.results = Some(ResultsLayout::Files(dir));
     }
     maker.start_perl()?;
-    let skip = match (&opts.joblog, opts.resume) {
-        (Some(path), Some(resume)) => joblog::finished_jobs(path, resume).map_err(Fatal)?,
-        _ => HashSet::new(),
-    };
     if opts.skip_first_line {
         inputs.next_tuple().map_err(|e| Fatal(e.0))?;
     }
@@ -871,6 +466,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         max_output: opts.max_output,
         // Output kept by --results is not printed, as in GNU parallel.
         stdout_taken: stdout_taken || opts.results.is_some(),
+        files: opts.files && opts.results.is_none(),
         bar: progress.bar.clone(),
         verbose: opts.verbose,
     })
@@ -879,10 +475,10 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         joblog: opts
             .joblog
             .as_deref()
-            .map(|p| Joblog::open(p, opts.resume.is_some()))
+            .map(|p| Joblog::open(p, opts.resume.is_some() || opts.joblog_append))
             .transpose()
             .map_err(|e| Fatal(e.to_string()))?,
-        results: opts.results.is_some().then(Results::default),
+        results: (opts.results.is_some() || opts.files).then(Results::default),
         events: match &opts.events {
             Some(p) => Some(EventLog::new(open_output(p)?, opts.events_output)),
             None => None,
@@ -893,7 +489,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
     // Only --events and --results look at the start of a job.
     let mut builder = Herd::builder()
         .max_running(opts.jobs)
-        .started_events(opts.events.is_some() || opts.results.is_some());
+        .started_events(opts.events.is_some() || opts.results.is_some() || opts.files);
     if let Some(g) = opts.eof_grace {
         builder = builder.eof_grace(g);
     }

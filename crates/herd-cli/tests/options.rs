@@ -879,3 +879,101 @@ fn send_signal(pid: u32, signal: &str) {
         .success();
     assert!(ok);
 }
+
+#[test]
+fn files_prints_the_name_of_each_jobs_output_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "-k",
+        "--tag",
+        "--files",
+        "--tmpdir",
+        dir.path().to_str().unwrap(),
+        "-q",
+        "sh",
+        "-c",
+        "echo out $0; echo err >&2",
+        ":::",
+        "a",
+        "b",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // stderr is not kept, as under GNU parallel.
+    assert_eq!(text(&out.stderr), "");
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for (line, value) in lines.iter().zip(["a", "b"]) {
+        let (tag, name) = line.split_once('\t').unwrap();
+        assert_eq!(tag, value);
+        assert!(Path::new(name).starts_with(dir.path()), "{name}");
+        assert_eq!(
+            std::fs::read_to_string(name).unwrap(),
+            format!("out {value}\n")
+        );
+    }
+}
+
+#[test]
+fn retry_failed_reruns_the_logged_failures_and_plus_appends_to_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let runs = dir.path().join("runs");
+    let script = format!("echo {{}} >> {}; exit {{}}", runs.display());
+    let out = run(&[
+        "--joblog",
+        log.to_str().unwrap(),
+        &script,
+        ":::",
+        "0",
+        "3",
+        "0",
+        "4",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    // The command and inputs are taken from the log; only jobs 2 and 4 run again.
+    let out = run(&["--retry-failed", "--joblog", log.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let mut ran: Vec<String> = std::fs::read_to_string(&runs)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    ran.sort();
+    assert_eq!(ran, ["0", "0", "3", "3", "4", "4"]);
+    let rows = std::fs::read_to_string(&log).unwrap();
+    let mut seqs: Vec<&str> = rows
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(seqs.len(), 6, "{rows}");
+    // The two new rows keep the jobs' numbers.
+    seqs[4..].sort();
+    assert_eq!(seqs[4..], ["2", "4"]);
+    // --joblog +FILE appends instead of starting the log afresh.
+    let plus = format!("+{}", log.display());
+    run(&["--joblog", &plus, "true", ":::", "x"]);
+    let rows = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(rows.lines().count(), 8, "{rows}");
+    assert_eq!(rows.lines().filter(|l| l.starts_with("Seq\t")).count(), 1);
+}
+
+#[test]
+fn shell_quote_prints_each_line_as_one_shell_word() {
+    let out = run(&["--shell-quote", "echo", ":::", "a b", "it's"]);
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(
+        lines,
+        [
+            "'echo '\"'\"'a b'\"'\"",
+            "'echo '\"'\"'it'\"'\"'\"'\"'\"'\"'\"'\"'s'\"'\""
+        ]
+    );
+    // Each printed word, given to sh, is the command line itself.
+    let back = std::process::Command::new("sh")
+        .args(["-c", &format!("printf '%s\\n' {}", lines[1])])
+        .output()
+        .unwrap();
+    assert_eq!(text(&back.stdout), "echo 'it'\"'\"'s'\n");
+}

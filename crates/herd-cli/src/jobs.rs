@@ -1,0 +1,429 @@
+//! From a job's values to the job: the command line composed from the templates (with the
+//! values of GNU's Perl expressions, `--filter` and `{choose_k}`/`{uniq}` deciding whether it
+//! runs at all), the program and arguments that run it (a shell, or the program itself when
+//! no shell is needed), its environment, and where `--results`/`--files` keep its output.
+
+use crate::batch::JobArgs;
+use crate::cli::CommandSpec;
+use crate::compose::{self, Composer, Seg, Shell};
+use crate::perl::{JobContext, Perl, PerlError};
+use crate::results::ResultFiles;
+use crate::run::Fatal;
+use crate::template::{Exprs, Fill, PerlValues, Template};
+use herd::{Environment, Job};
+use std::cell::RefCell;
+use std::ffi::OsString;
+use std::time::Duration;
+
+#[cfg(unix)]
+fn os(v: Vec<u8>) -> OsString {
+    use std::os::unix::ffi::OsStringExt;
+    OsString::from_vec(v)
+}
+
+#[cfg(not(unix))]
+fn os(v: Vec<u8>) -> OsString {
+    String::from_utf8_lossy(&v).into_owned().into()
+}
+
+/// The job that runs `line` with `shell`: `shell -c line` on Unix; on Windows
+/// `cmd /d /s /c` with the line as a verbatim command-line tail, since `cmd` parses its own
+/// command line and the line must not be quoted as an argument.
+fn shell_job(shell: &Shell, line: Vec<u8>) -> (Job, Vec<Vec<u8>>) {
+    if cfg!(windows) {
+        let argv = vec![
+            b"cmd".to_vec(),
+            b"/d".to_vec(),
+            b"/s".to_vec(),
+            b"/c".to_vec(),
+            line.clone(),
+        ];
+        let mut tail = b"\"".to_vec();
+        tail.extend_from_slice(&line);
+        tail.push(b'"');
+        (
+            Job::new("cmd").args(["/d", "/s", "/c"]).raw_arg(os(tail)),
+            argv,
+        )
+    } else {
+        let program = shell.path.as_os_str().as_encoded_bytes().to_vec();
+        let argv = vec![program, b"-c".to_vec(), line];
+        (job_of(&argv), argv)
+    }
+}
+
+fn job_of(argv: &[Vec<u8>]) -> Job {
+    Job::new(os(argv[0].clone())).args(argv[1..].iter().cloned().map(os))
+}
+
+/// How the feeder makes jobs.
+pub struct JobMaker {
+    spec: CommandSpec,
+    /// The command line's template; `None` when each input is itself a command.
+    template: Option<Template>,
+    /// `-q`: one template per word.
+    words: Vec<Template>,
+    tagstring: Option<Template>,
+    /// `--filter`: Perl code to be true for a job to run.
+    filters: Vec<Template>,
+    /// `--results`: where each job's output goes.
+    pub results: Option<ResultsLayout>,
+    /// The Perl expressions of every template, and the perl that evaluates them (started by
+    /// [`JobMaker::start_perl`] when there are any).
+    exprs: Exprs,
+    perl: Option<RefCell<Perl>>,
+    pub composer: Composer,
+    /// herd's environment, captured once: every job sets `PARALLEL_SEQ` and `PARALLEL_JOBSLOT`
+    /// over it without a copy of the whole environment per spawn.
+    env: Environment,
+    /// The number of jobs, where known (`{##}`).
+    pub total: Option<u64>,
+    pub slots: usize,
+    pub timeout: Option<Duration>,
+    pub stream: bool,
+    pub collect: bool,
+    /// `--retries`: how many times a failing job may run in all.
+    pub retries: u32,
+    pub max_output: Option<u64>,
+}
+
+/// `--results NAME`'s layouts (see [`crate::results`]).
+pub enum ResultsLayout {
+    /// NAME has no replacement string: a tree of column/value directories under it.
+    Tree(std::path::PathBuf),
+    /// NAME has replacement strings: it names each job's files.
+    Named(Template),
+    /// `--files`: stdout in a new file in this directory, its name printed.
+    Files(std::path::PathBuf),
+}
+
+/// Why a job does not run.
+pub enum NotRun {
+    /// `skip()`, `--filter`, `{choose_k}`, `{uniq}`: the job's line.
+    Skipped(Vec<u8>),
+    /// A Perl expression failed for this job: the line, the reason.
+    Failed(Vec<u8>, String),
+    /// No job can be made any more (the perl helper is gone).
+    Fatal(String),
+}
+
+/// What a job's Perl expressions and vetoes decided.
+#[derive(Default)]
+struct Evaluation {
+    perl: PerlValues,
+    skip: bool,
+    error: Option<String>,
+}
+
+/// A job ready to submit, and what herd shows of it.
+pub struct Made {
+    pub job: Job,
+    pub argv: Vec<Vec<u8>>,
+    pub line: Vec<u8>,
+    pub tag: Vec<u8>,
+    pub results: Option<ResultFiles>,
+}
+
+impl JobMaker {
+    pub fn new(
+        spec: CommandSpec,
+        sources: usize,
+        check_positions: bool,
+        append: bool,
+    ) -> Result<JobMaker, Fatal> {
+        let mut exprs = Exprs::default();
+        let mut parse =
+            |line: &[u8]| Template::parse(line, &spec.names, &mut exprs).map_err(|e| Fatal(e.0));
+        let mut template = None;
+        let mut words = Vec::new();
+        if spec.quote {
+            words = spec
+                .words
+                .iter()
+                .map(|w| parse(w))
+                .collect::<Result<_, _>>()?;
+            if append && !words.iter().any(Template::has_replacement) {
+                words.push(parse(b"{}")?);
+            }
+        } else if !spec.words.is_empty() {
+            let mut t = parse(&spec.words.join(&b' '))?;
+            if append && !t.has_replacement() {
+                t.append_all();
+            }
+            template = Some(t);
+        }
+        let max_position = template
+            .iter()
+            .chain(&words)
+            .map(Template::max_position)
+            .max()
+            .unwrap_or(0);
+        if check_positions && max_position > sources {
+            let have = if sources == 1 {
+                "there is 1 input source".to_string()
+            } else {
+                format!("there are {sources} input sources")
+            };
+            return Err(Fatal(format!(
+                "{{{max_position}}} names input source {max_position}, but {have}"
+            )));
+        }
+        let tagstring = spec.tagstring.as_deref().map(&mut parse).transpose()?;
+        let filters = spec
+            .filters
+            .iter()
+            .map(|f| parse(f))
+            .collect::<Result<_, _>>()?;
+        Ok(JobMaker {
+            template,
+            words,
+            tagstring,
+            filters,
+            results: None,
+            exprs,
+            perl: None,
+            composer: Composer::new(Shell::detect()),
+            env: Environment::capture(),
+            spec,
+            total: None,
+            slots: 1,
+            timeout: None,
+            stream: false,
+            collect: false,
+            retries: 1,
+            max_output: None,
+        })
+    }
+
+    /// `--results NAME`: a tree under NAME, or, when NAME has replacement strings, the files
+    /// they name.
+    pub fn set_results(&mut self, name: &std::path::Path) -> Result<(), Fatal> {
+        let text = name.as_os_str().as_encoded_bytes();
+        let text = crate::template::name_columns(text, &self.spec.columns, &self.spec.names);
+        let template =
+            Template::parse(&text, &self.spec.names, &mut self.exprs).map_err(|e| Fatal(e.0))?;
+        self.results = Some(if template.has_replacement() {
+            ResultsLayout::Named(template)
+        } else {
+            ResultsLayout::Tree(name.to_path_buf())
+        });
+        Ok(())
+    }
+
+    fn result_files(&self, fill: &Fill<'_>, args: &JobArgs) -> Option<ResultFiles> {
+        Some(match self.results.as_ref()? {
+            ResultsLayout::Files(dir) => ResultFiles::temporary(dir, fill.seq),
+            ResultsLayout::Tree(root) => ResultFiles::in_dir(&crate::results::tree_dir(
+                root,
+                &args.tuples,
+                &self.spec.columns,
+            )),
+            ResultsLayout::Named(t) => {
+                // Filled unquoted, as GNU fills it: a file name, not shell code.
+                let name = compose::text(&t.compose(fill, false));
+                if name.ends_with(b"/") {
+                    ResultFiles::in_dir(&crate::results::path_of(name))
+                } else {
+                    ResultFiles::named(crate::results::path_of(name))
+                }
+            }
+        })
+    }
+
+    /// Starts the perl that evaluates the run's Perl expressions, if there are any.
+    pub fn start_perl(&mut self) -> Result<(), Fatal> {
+        if self.exprs.0.is_empty() && self.filters.is_empty() {
+            return Ok(());
+        }
+        let exprs = std::mem::take(&mut self.exprs.0);
+        let perl = Perl::start(exprs.clone(), self.composer.shell.dialect, self.slots);
+        self.exprs.0 = exprs;
+        self.perl = Some(RefCell::new(perl.map_err(Fatal)?));
+        Ok(())
+    }
+
+    fn templates(&self) -> impl Iterator<Item = &Template> + Clone {
+        let named_results = match &self.results {
+            Some(ResultsLayout::Named(t)) => Some(t),
+            _ => None,
+        };
+        self.template
+            .iter()
+            .chain(&self.words)
+            .chain(&self.tagstring)
+            .chain(named_results)
+    }
+
+    pub fn uses_total(&self) -> bool {
+        let perl_counts = |code: &[u8]| code.windows(10).any(|w| w == b"total_jobs");
+        self.templates().any(Template::uses_total)
+            || self.exprs.0.iter().any(|e| perl_counts(e))
+            || self.spec.filters.iter().any(|f| perl_counts(f))
+    }
+
+    /// Evaluates the job's Perl expressions, `--filter` and `{choose_k}`/`{uniq}`.
+    fn evaluate(&self, values: &[Vec<u8>], seq: u64, slot: usize) -> Result<Evaluation, Fatal> {
+        let mut done = Evaluation::default();
+        if self.templates().any(|t| t.vetoed(values)) {
+            done.skip = true;
+            return Ok(done);
+        }
+        let Some(perl) = &self.perl else {
+            return Ok(done);
+        };
+        let mut perl = perl.borrow_mut();
+        let mut requests: Vec<(usize, &[u8])> = Vec::new();
+        let mut all = Vec::new();
+        for t in self.templates().chain(&self.filters) {
+            t.perl_requests(values, &mut all);
+        }
+        for r in all {
+            // Each expression once per value and job, in the order the line uses them.
+            if !requests.contains(&r) {
+                requests.push(r);
+            }
+        }
+        let job = JobContext {
+            seq,
+            slot,
+            total: self.total,
+            args: values,
+        };
+        let failed = |e: PerlError, done: &mut Evaluation| match e {
+            PerlError::Expression(reason) => {
+                done.error = Some(reason);
+                Ok(())
+            }
+            PerlError::Helper(reason) => Err(Fatal(reason)),
+        };
+        if !requests.is_empty() {
+            match perl.evaluate(&job, &requests) {
+                Ok(evaluated) => {
+                    done.skip = evaluated.skip;
+                    done.perl.0 = requests
+                        .iter()
+                        .zip(evaluated.values)
+                        .map(|((e, v), (out, uq))| (*e, v.to_vec(), out, uq))
+                        .collect();
+                }
+                Err(e) => {
+                    failed(e, &mut done)?;
+                    return Ok(done);
+                }
+            }
+        }
+        for filter in &self.filters {
+            if done.skip {
+                break;
+            }
+            let fill = Fill {
+                values,
+                seq,
+                slot,
+                total: self.total,
+                slots: self.slots,
+                perl: Some(&done.perl),
+            };
+            // GNU fills --filter's strings unquoted: the values become Perl code.
+            let code = compose::text(&filter.compose(&fill, false));
+            match perl.filter(&job, &code) {
+                Ok(keep) => done.skip = !keep,
+                Err(e) => {
+                    failed(e, &mut done)?;
+                    break;
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    fn segs(&self, fill: &Fill<'_>) -> Vec<Seg> {
+        match &self.template {
+            Some(t) => t.compose(fill, self.spec.context),
+            None if !self.words.is_empty() => Template::compose_words(&self.words, fill),
+            // Each input is itself a command.
+            None => vec![Seg::Code(fill.values.join(&b' '))],
+        }
+    }
+
+    /// The length of the line a job with these values would run (`-m`, `-X`, `-s`).
+    pub fn measure(&self, values: &[Vec<u8>]) -> usize {
+        let evaluation = self.evaluate(values, 1, 1).unwrap_or_default();
+        let fill = Fill {
+            values,
+            seq: 1,
+            slot: 1,
+            total: self.total,
+            slots: self.slots,
+            perl: Some(&evaluation.perl),
+        };
+        self.composer.shell.line(&self.segs(&fill)).len()
+    }
+
+    pub fn make(&mut self, args: &JobArgs, seq: u64, slot: usize) -> Result<Made, NotRun> {
+        let evaluation = self
+            .evaluate(&args.values, seq, slot)
+            .map_err(|e| NotRun::Fatal(e.0))?;
+        let fill = Fill {
+            values: &args.values,
+            seq,
+            slot,
+            total: self.total,
+            slots: self.slots,
+            perl: Some(&evaluation.perl),
+        };
+        let segs = self.segs(&fill);
+        let line = self.composer.shell.line(&segs);
+        if let Some(reason) = evaluation.error {
+            return Err(NotRun::Failed(line, reason));
+        }
+        if evaluation.skip {
+            return Err(NotRun::Skipped(line));
+        }
+        let (mut job, mut argv) = match self.composer.direct_argv(&segs) {
+            Some(argv) => (job_of(&argv), argv),
+            None => shell_job(&self.composer.shell, line.clone()),
+        };
+        if let Some(n) = self.spec.nice {
+            let mut wrapped = vec![b"nice".to_vec(), b"-n".to_vec(), n.to_string().into_bytes()];
+            wrapped.append(&mut argv);
+            argv = wrapped;
+            job = job_of(&argv);
+        }
+        let results = self.result_files(&fill, args);
+        let mut tag = match &self.tagstring {
+            Some(t) => compose::text(&t.compose(&fill, false)),
+            None => args
+                .tuples
+                .iter()
+                .map(|t| t.join(&b' '))
+                .collect::<Vec<_>>()
+                .join(&b' '),
+        };
+        tag.push(b'\t');
+        job = job
+            .environment(&self.env)
+            .env("PARALLEL_SEQ", seq.to_string())
+            .env("PARALLEL_JOBSLOT", slot.to_string());
+        if let Some(var) = &self.spec.process_slot_var {
+            job = job.env(var, (slot - 1).to_string());
+        }
+        if let Some(dir) = &self.spec.workdir {
+            job = job.current_dir(dir);
+        }
+        let mut job = job.stream_output(self.stream).collect_output(self.collect);
+        if let Some(t) = self.timeout {
+            job = job.timeout(t);
+        }
+        if let Some(m) = self.max_output {
+            job = job.max_output(m);
+        }
+        Ok(Made {
+            job,
+            argv,
+            line,
+            tag,
+            results,
+        })
+    }
+}
