@@ -129,7 +129,8 @@ pub struct Cli {
     pub shell: bool,
 
     /// Kill a job's whole process tree when it runs longer than SECONDS (SIGTERM, then SIGKILL
-    /// after a second). Example: --timeout 2.5
+    /// after a second). N% (GNU's relative timeout): longer than N% of the median runtime of
+    /// the jobs that succeeded so far. Example: --timeout 2.5, or --timeout 300%
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<String>,
 
@@ -585,6 +586,8 @@ pub struct Options {
     pub mode: OutputMode,
     pub tag: bool,
     pub timeout: Option<Duration>,
+    /// `--timeout N%`: relative to the median runtime of successful jobs.
+    pub timeout_percent: Option<f64>,
     pub eof_grace: Option<Duration>,
     pub json: Option<PathBuf>,
     pub joblog: Option<PathBuf>,
@@ -839,11 +842,21 @@ impl Cli {
             Some(s) => parse_jobs(s)?,
             None => cpus(),
         };
-        let timeout = self
-            .timeout
-            .as_deref()
-            .map(|s| parse_seconds(s, "--timeout"))
-            .transpose()?;
+        let (timeout, timeout_percent) = match self.timeout.as_deref() {
+            Some(t) => match t.strip_suffix('%') {
+                Some(p) => match p.parse::<f64>() {
+                    Ok(p) if p > 0.0 && p.is_finite() => (None, Some(p)),
+                    _ => {
+                        return Err(UsageError(format!(
+                            "invalid value '{t}' for --timeout: expected seconds or a \
+                             percentage of the median runtime, as 300%"
+                        )))
+                    }
+                },
+                None => (Some(parse_seconds(t, "--timeout")?), None),
+            },
+            None => (None, None),
+        };
         let eof_grace = self
             .eof_grace
             .as_deref()
@@ -1091,6 +1104,7 @@ impl Cli {
             mode,
             tag,
             timeout,
+            timeout_percent,
             eof_grace,
             json: self.json,
             joblog,

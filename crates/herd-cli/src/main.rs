@@ -27,6 +27,7 @@ mod progress;
 mod results;
 mod run;
 mod template;
+mod timeouts;
 
 use clap::Parser;
 use std::ffi::OsString;

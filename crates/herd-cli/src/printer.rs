@@ -29,6 +29,8 @@ pub struct JobInfo {
     pub runs: u32,
     /// `--results`: where its output goes.
     pub results: Option<crate::results::ResultFiles>,
+    /// When it (or its latest run, under `--retries`) started (`--timeout N%`).
+    pub started: std::time::Instant,
 }
 
 impl JobInfo {

@@ -20,6 +20,7 @@ use crate::json::{self, OutputForm};
 use crate::printer::{JobInfo, Printer, PrinterOptions};
 use crate::progress::Progress;
 use crate::results::Results;
+use crate::timeouts::RelativeTimeout;
 use herd::{Event, Herd, JobId, KeepOpen, Outcome};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -236,6 +237,7 @@ impl Feeder {
                         results: made.results,
                         job: again,
                         runs: 1,
+                        started: std::time::Instant::now(),
                     },
                 );
                 Fed::Progress
@@ -539,6 +541,9 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
     let mut halted: Option<i32> = None;
     let mut stopped = false;
     let mut signalled = 0;
+    // --timeout N%: the limit learned so far, and the jobs killed for passing it.
+    let mut relative = opts.timeout_percent.map(RelativeTimeout::new);
+    let mut killed_late = HashSet::new();
     loop {
         if let Some(feeder) = inline.as_mut() {
             if !feeder.fill(&feed_state) {
@@ -546,6 +551,14 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
             }
         }
         report_unrun(&feed_state, &mut printer, &mut reports, &mut counts);
+        if let Some(limit) = relative.as_ref().and_then(RelativeTimeout::limit) {
+            let window = feed_state.window.lock().unwrap();
+            for (id, info) in &window.running {
+                if info.started.elapsed() > limit && killed_late.insert(*id) {
+                    herd.cancel(*id);
+                }
+            }
+        }
         let waiting = std::time::Instant::now();
         let event = herd.next_event_timeout(SIGNAL_CHECK);
         if signalled == 0 {
@@ -616,6 +629,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                                 reports.check(r, "cannot write --events");
                             }
                             info.runs += 1;
+                            info.started = std::time::Instant::now();
                             window.running.insert(id, info);
                             continue;
                         }
@@ -644,10 +658,22 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                 if let Outcome::SpawnFailed(e) = &result.outcome {
                     printer.message(&format!("job {}: {e}", info.seq));
                 }
-                if result.timed_out {
-                    let t = opts.timeout.unwrap_or_default().as_secs_f64();
+                if result.success() {
+                    if let Some(relative) = relative.as_mut() {
+                        relative.succeeded(result.duration);
+                    }
+                }
+                if result.timed_out || killed_late.remove(&result.id) {
+                    let t = match relative.as_ref().and_then(RelativeTimeout::limit) {
+                        Some(limit) => format!(
+                            "{:.3}s ({}% of the median runtime)",
+                            limit.as_secs_f64(),
+                            opts.timeout_percent.unwrap_or_default()
+                        ),
+                        None => format!("{}s", opts.timeout.unwrap_or_default().as_secs_f64()),
+                    };
                     printer.message(&format!(
-                        "job {} timed out after {t}s and was killed: {}",
+                        "job {} timed out after {t} and was killed: {}",
                         info.seq,
                         info.display()
                     ));

@@ -977,3 +977,35 @@ fn shell_quote_prints_each_line_as_one_shell_word() {
         .unwrap();
     assert_eq!(text(&back.stdout), "echo 'it'\"'\"'s'\n");
 }
+
+#[test]
+fn a_relative_timeout_kills_a_job_far_slower_than_the_median() {
+    let sleep = long_sleep(43);
+    let started = std::time::Instant::now();
+    // Three quick jobs succeed first (-j1), then the slow one passes 300% of their median.
+    let out = run(&[
+        "-j1",
+        "--timeout",
+        "300%",
+        "sleep",
+        ":::",
+        "0.05",
+        "0.05",
+        "0.05",
+        &sleep,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("job 4 timed out after"), "{err}");
+    assert!(err.contains("300% of the median runtime"), "{err}");
+    assert!(started.elapsed().as_secs() < 60, "the slow job was killed");
+    assert_gone(&sleep);
+    // A bad percentage is refused before anything runs.
+    let out = run(&["--timeout", "x%", "true", ":::", "1"]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).contains("--timeout"),
+        "{}",
+        text(&out.stderr)
+    );
+}
