@@ -128,6 +128,21 @@ pub struct Cli {
     #[arg(long, hide = true)]
     pub shell: bool,
 
+    /// Start a job only while SIZE of memory is available (K, M, G: powers of 1024; k, m, g:
+    /// of 1000); below half of it, the youngest job is killed and runs again later (Linux).
+    /// Example: --memfree 2G
+    #[arg(long, value_name = "SIZE")]
+    pub memfree: Option<String>,
+
+    /// Start a job only while fewer than MAX processes are running or waiting on I/O (MAX%:
+    /// a share of the CPUs) (Linux). Example: --load 80%
+    #[arg(long, value_name = "MAX")]
+    pub load: Option<String>,
+
+    /// Start no job while the machine swaps both in and out (Linux).
+    #[arg(long)]
+    pub noswap: bool,
+
     /// Kill a job's whole process tree when it runs longer than SECONDS (SIGTERM, then SIGKILL
     /// after a second). N% (GNU's relative timeout): longer than N% of the median runtime of
     /// the jobs that succeeded so far. Example: --timeout 2.5, or --timeout 300%
@@ -588,6 +603,8 @@ pub struct Options {
     pub timeout: Option<Duration>,
     /// `--timeout N%`: relative to the median runtime of successful jobs.
     pub timeout_percent: Option<f64>,
+    /// `--memfree`, `--load`, `--noswap`.
+    pub gate: crate::gate::Limits,
     pub eof_grace: Option<Duration>,
     pub json: Option<PathBuf>,
     pub joblog: Option<PathBuf>,
@@ -842,6 +859,39 @@ impl Cli {
             Some(s) => parse_jobs(s)?,
             None => cpus(),
         };
+        let gate = crate::gate::Limits {
+            memfree: self
+                .memfree
+                .as_deref()
+                .map(|m| {
+                    crate::gate::parse_size(m).ok_or_else(|| {
+                        UsageError(format!(
+                            "invalid value '{m}' for --memfree: expected a size, like 500M or 2G"
+                        ))
+                    })
+                })
+                .transpose()?,
+            load: self
+                .load
+                .as_deref()
+                .map(|l| {
+                    crate::gate::parse_load(l, cpus()).ok_or_else(|| {
+                        UsageError(format!(
+                            "invalid value '{l}' for --load: expected a number or N%"
+                        ))
+                    })
+                })
+                .transpose()?,
+            noswap: self.noswap,
+        };
+        if !crate::gate::Gate::new(gate).is_open_always()
+            && crate::gate::available_memory().is_none()
+        {
+            return Err(UsageError(
+                "--memfree, --load and --noswap need Linux's /proc, which this system does not have"
+                    .into(),
+            ));
+        }
         let (timeout, timeout_percent) = match self.timeout.as_deref() {
             Some(t) => match t.strip_suffix('%') {
                 Some(p) => match p.parse::<f64>() {
@@ -1105,6 +1155,7 @@ impl Cli {
             tag,
             timeout,
             timeout_percent,
+            gate,
             eof_grace,
             json: self.json,
             joblog,

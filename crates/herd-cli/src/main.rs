@@ -14,6 +14,7 @@ mod batch;
 mod cli;
 mod compose;
 mod events;
+mod gate;
 mod generate;
 mod gnu_args;
 mod halt;

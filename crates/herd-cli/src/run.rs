@@ -12,6 +12,7 @@
 use crate::batch::Batcher;
 use crate::cli::Options;
 use crate::events::EventLog;
+use crate::gate::Gate;
 use crate::halt::{Counts, When};
 use crate::input::{Inputs, Source, SourceSpec};
 use crate::joblog::{self, Joblog};
@@ -125,6 +126,9 @@ fn watch_signals() -> Result<Arc<AtomicUsize>, Fatal> {
     Ok(got)
 }
 
+/// How often a shut `--memfree`/`--load`/`--noswap` gate is looked at again.
+const GATE_CHECK: Duration = Duration::from_millis(100);
+
 /// How long the main thread waits for an event before it looks for a signal.
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
@@ -134,6 +138,8 @@ enum Fed {
     Progress,
     /// Every permit is taken.
     NoRoom,
+    /// `--memfree`, `--load` or `--noswap` holds the next start back.
+    Wait,
     /// The input ended, or the run stopped.
     Done,
 }
@@ -156,6 +162,12 @@ struct Feeder {
     last_start: Option<std::time::Instant>,
     /// `-t`: each command on stderr as it starts.
     verbose_stderr: bool,
+    /// `--memfree`, `--load`, `--noswap`.
+    gate: Gate,
+    /// Whether herd said why it waits with no job running.
+    said_why: bool,
+    /// `--memfree`: jobs are kept to run again when killed to free memory.
+    keep_jobs: bool,
 }
 
 impl Feeder {
@@ -167,6 +179,14 @@ impl Feeder {
             }
             if window.permits == 0 {
                 return Fed::NoRoom;
+            }
+            if let Err(why) = self.gate.check() {
+                if window.running.is_empty() && !self.said_why {
+                    // Nothing runs: say why nothing starts, once.
+                    eprintln!("herd: waiting to start more jobs: {why}");
+                    self.said_why = true;
+                }
+                return Fed::Wait;
             }
         }
         // Read outside the lock: reading may block.
@@ -219,7 +239,7 @@ impl Feeder {
             eprintln!("{}", String::from_utf8_lossy(&made.line));
         }
         self.last_start = Some(std::time::Instant::now());
-        let again = (self.maker.retries > 1).then(|| made.job.clone());
+        let again = (self.maker.retries > 1 || self.keep_jobs).then(|| made.job.clone());
         // Submitting under the lock: the main thread cannot see the job's events before its info.
         let Some(herd) = self.herd.upgrade() else {
             return Fed::Done;
@@ -255,8 +275,14 @@ impl Feeder {
                     window = feed.room.wait(window).unwrap();
                 }
             }
-            if let Fed::Done = self.step(feed) {
-                break;
+            match self.step(feed) {
+                Fed::Done => break,
+                Fed::Wait => {
+                    // The gate is shut: look again shortly, or when a job ends.
+                    let window = feed.window.lock().unwrap();
+                    let _ = feed.room.wait_timeout(window, GATE_CHECK).unwrap();
+                }
+                Fed::Progress | Fed::NoRoom => {}
             }
         }
         feed.hold.lock().unwrap().take();
@@ -267,7 +293,7 @@ impl Feeder {
         loop {
             match self.step(feed) {
                 Fed::Progress => {}
-                Fed::NoRoom => return true,
+                Fed::NoRoom | Fed::Wait => return true,
                 Fed::Done => {
                     feed.hold.lock().unwrap().take();
                     return false;
@@ -524,6 +550,9 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         delay: opts.delay,
         last_start: None,
         verbose_stderr: opts.verbose_stderr,
+        gate: Gate::new(opts.gate),
+        said_why: false,
+        keep_jobs: opts.gate.memfree.is_some(),
     };
     let mut inline = if never_blocks {
         Some(feeder)
@@ -544,6 +573,9 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
     // --timeout N%: the limit learned so far, and the jobs killed for passing it.
     let mut relative = opts.timeout_percent.map(RelativeTimeout::new);
     let mut killed_late = HashSet::new();
+    // --memfree: jobs killed to free memory, to run again.
+    let memory = Gate::new(opts.gate);
+    let mut requeue = HashSet::new();
     loop {
         if let Some(feeder) = inline.as_mut() {
             if !feeder.fill(&feed_state) {
@@ -551,6 +583,20 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
             }
         }
         report_unrun(&feed_state, &mut printer, &mut reports, &mut counts);
+        if opts.gate.memfree.is_some() && memory.must_free_memory() {
+            // Under half of --memfree left: the youngest job makes room (unless it is alone).
+            let window = feed_state.window.lock().unwrap();
+            let youngest = window
+                .running
+                .iter()
+                .filter(|(id, _)| !requeue.contains(*id))
+                .max_by_key(|(_, info)| info.started)
+                .map(|(id, _)| *id);
+            if let (Some(id), true) = (youngest, window.running.len() - requeue.len() > 1) {
+                requeue.insert(id);
+                herd.cancel(id);
+            }
+        }
         if let Some(limit) = relative.as_ref().and_then(RelativeTimeout::limit) {
             let window = feed_state.window.lock().unwrap();
             for (id, info) in &window.running {
@@ -616,11 +662,18 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                     // --retries: run a failed job again in the same slot; only its last run is
                     // reported.
                     let retry = !result.success() && !result.cancelled && !window.stop;
-                    let again = if retry && info.runs < opts.retries {
+                    let freed = requeue.remove(&result.id) && !window.stop;
+                    let again = if (retry && info.runs < opts.retries) || freed {
                         info.job.clone()
                     } else {
                         None
                     };
+                    if freed {
+                        printer.message(&format!(
+                            "job {} was killed to free memory (--memfree) and will run again",
+                            info.seq
+                        ));
+                    }
                     if let Some(job) = again {
                         if let Ok(id) = herd.submit(job) {
                             printer.discard(result.id);
@@ -628,7 +681,10 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                                 let r = events.retry(info.seq, info.runs, &result);
                                 reports.check(r, "cannot write --events");
                             }
-                            info.runs += 1;
+                            // Killed for room, not failed: that run does not count.
+                            if !freed {
+                                info.runs += 1;
+                            }
                             info.started = std::time::Instant::now();
                             window.running.insert(id, info);
                             continue;

@@ -1009,3 +1009,63 @@ fn a_relative_timeout_kills_a_job_far_slower_than_the_median() {
         text(&out.stderr)
     );
 }
+
+/// Runs herd with `args`, waits until it says why it waits, checks that the job has not
+/// started, then runs `release` and checks that the job starts and herd ends.
+fn held_back_until(args: &[&str], release: impl FnOnce()) {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let mut child = herd()
+        .args(args)
+        .args(["touch", ":::", ran.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let said = lines.next().unwrap().unwrap();
+    assert!(said.starts_with("herd: waiting to start more jobs: "), "{said}");
+    assert!(!ran.exists(), "the job started anyway");
+    release();
+    assert!(child.wait().unwrap().success());
+    assert!(ran.exists());
+}
+
+#[test]
+fn memfree_and_load_hold_jobs_back_until_the_machine_has_room() {
+    if std::fs::metadata("/proc/meminfo").is_err() {
+        return;
+    }
+    // More memory than the machine has: nothing starts, and herd says why.
+    let mut child = herd()
+        .args(["--memfree", "1P", "true", ":::", "1"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let said = lines.next().unwrap().unwrap();
+    assert!(said.contains("--memfree asks for"), "{said}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // --load: busy processes keep the next job back until they end (well above what the
+    // other tests running beside this one make).
+    let busy: Vec<std::process::Child> = (0..10)
+        .map(|_| {
+            Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    held_back_until(&["--load", "6"], move || {
+        for mut b in busy {
+            b.kill().unwrap();
+            b.wait().unwrap();
+        }
+    });
+}

@@ -25,5 +25,9 @@ mkdir -p 'dir one' sub/inner
 touch 'dir one/a' 'dir one/b' sub/inner/c
 touch pict0001.jpg pict0002.jpg
 touch 00:05 12:30
+# parallel_book's files.
+for i in 1 2 3 4 5; do seq "$i" > "example.$i"; done
+seq 6 > seq6
+seq 6 -1 1 > seq-6
 # One time for every file, so what is made from them (gzip keeps the time) is the same.
 find . -exec touch -h -d '2020-01-01 00:00:00' {} +

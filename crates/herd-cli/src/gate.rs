@@ -1,0 +1,190 @@
+//! `--memfree`, `--load`, `--noswap`: GNU parallel's conditions for starting another job,
+//! read from the kernel's own counters (`/proc/meminfo`, `/proc/stat`, `/proc/vmstat`) each
+//! time a job could start. While one does not hold, no job starts; the run looks again at
+//! least every tenth of a second. `--memfree` also makes room: below half of it, the youngest
+//! job is killed and queued to run again, as GNU parallel does.
+//!
+//! Only Linux has these counters; elsewhere the options are refused when given.
+
+use std::time::Instant;
+
+/// The limits asked for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// `--memfree`: bytes that must be available to start a job.
+    pub memfree: Option<u64>,
+    /// `--load`: the most processes running or waiting on I/O at once.
+    pub load: Option<f64>,
+    /// `--noswap`: no job starts while the machine swaps both in and out.
+    pub noswap: bool,
+}
+
+/// Parses GNU's sizes: `K M G T P` are powers of 1024, `k m g t p` powers of 1000.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let (digits, unit): (&str, u64) = match t.chars().last()? {
+        'K' => (&t[..t.len() - 1], 1 << 10),
+        'M' => (&t[..t.len() - 1], 1 << 20),
+        'G' => (&t[..t.len() - 1], 1 << 30),
+        'T' => (&t[..t.len() - 1], 1 << 40),
+        'P' => (&t[..t.len() - 1], 1 << 50),
+        'k' => (&t[..t.len() - 1], 1_000),
+        'm' => (&t[..t.len() - 1], 1_000_000),
+        'g' => (&t[..t.len() - 1], 1_000_000_000),
+        't' => (&t[..t.len() - 1], 1_000_000_000_000),
+        'p' => (&t[..t.len() - 1], 1_000_000_000_000_000),
+        _ => (t, 1),
+    };
+    let n: f64 = digits.parse().ok()?;
+    (n >= 0.0 && n.is_finite()).then_some((n * unit as f64) as u64)
+}
+
+/// `--load N` or `N%` (of the CPUs).
+pub fn parse_load(s: &str, cpus: usize) -> Option<f64> {
+    let n = match s.strip_suffix('%') {
+        Some(p) => p.parse::<f64>().ok()? * cpus as f64 / 100.0,
+        None => s.parse().ok()?,
+    };
+    (n > 0.0 && n.is_finite()).then_some(n)
+}
+
+/// Why no job may start now.
+#[derive(Debug, PartialEq)]
+pub enum Wait {
+    Memory { available: u64, wanted: u64 },
+    Load { load: f64, max: f64 },
+    Swapping,
+}
+
+impl std::fmt::Display for Wait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Wait::Memory { available, wanted } => write!(
+                f,
+                "{} MiB of memory available, --memfree asks for {} MiB",
+                available >> 20,
+                wanted >> 20
+            ),
+            Wait::Load { load, max } => {
+                write!(f, "{load} processes running, --load allows {max}")
+            }
+            Wait::Swapping => write!(f, "the machine is swapping in and out (--noswap)"),
+        }
+    }
+}
+
+/// The gate the feeder asks before each start.
+pub struct Gate {
+    limits: Limits,
+    /// `--noswap`: the swap counters when last read.
+    swapped: Option<(u64, u64, Instant)>,
+}
+
+/// A field of a `/proc` file whose lines are `name value…`.
+fn proc_field(path: &str, name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find_map(|l| {
+        let mut words = l.split_whitespace();
+        (words.next()?.trim_end_matches(':') == name).then(|| words.next()?.parse().ok())?
+    })
+}
+
+/// Bytes of memory available to a new process.
+pub fn available_memory() -> Option<u64> {
+    proc_field("/proc/meminfo", "MemAvailable").map(|kib| kib * 1024)
+}
+
+/// Processes running or in uninterruptible sleep now (what GNU parallel counts as load).
+fn load() -> Option<f64> {
+    let running = proc_field("/proc/stat", "procs_running")?;
+    let blocked = proc_field("/proc/stat", "procs_blocked").unwrap_or(0);
+    // herd itself, asking, is one of the running.
+    Some((running + blocked).saturating_sub(1) as f64)
+}
+
+impl Gate {
+    pub fn new(limits: Limits) -> Gate {
+        Gate {
+            limits,
+            swapped: None,
+        }
+    }
+
+    pub fn is_open_always(&self) -> bool {
+        self.limits.memfree.is_none() && self.limits.load.is_none() && !self.limits.noswap
+    }
+
+    /// Whether a job may start now.
+    pub fn check(&mut self) -> Result<(), Wait> {
+        if let (Some(wanted), Some(available)) = (self.limits.memfree, available_memory()) {
+            if available < wanted {
+                return Err(Wait::Memory { available, wanted });
+            }
+        }
+        if let (Some(max), Some(load)) = (self.limits.load, load()) {
+            if load >= max {
+                return Err(Wait::Load { load, max });
+            }
+        }
+        if self.limits.noswap {
+            let now = (
+                proc_field("/proc/vmstat", "pswpin").unwrap_or(0),
+                proc_field("/proc/vmstat", "pswpout").unwrap_or(0),
+                Instant::now(),
+            );
+            let before = self.swapped.replace(now);
+            if let Some((sin, sout, _)) = before {
+                if now.0 > sin && now.1 > sout {
+                    return Err(Wait::Swapping);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `--memfree`: whether memory is so short (under half of it) that the youngest job must
+    /// make room.
+    pub fn must_free_memory(&self) -> bool {
+        match (self.limits.memfree, available_memory()) {
+            (Some(wanted), Some(available)) => available < wanted / 2,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_loads_as_gnu_parallel_reads_them() {
+        assert_eq!(parse_size("1K"), Some(1024));
+        assert_eq!(parse_size("1k"), Some(1000));
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("1.5m"), Some(1_500_000));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_load("3", 8), Some(3.0));
+        assert_eq!(parse_load("50%", 8), Some(4.0));
+        assert_eq!(parse_load("0", 8), None);
+    }
+
+    #[test]
+    fn the_gate_reads_the_kernels_counters() {
+        if std::fs::metadata("/proc/meminfo").is_err() {
+            return;
+        }
+        let available = available_memory().expect("MemAvailable");
+        let mut open = Gate::new(Limits {
+            memfree: Some(1),
+            load: Some(1e9),
+            noswap: false,
+        });
+        assert_eq!(open.check(), Ok(()));
+        let mut shut = Gate::new(Limits {
+            memfree: Some(available * 4),
+            ..Limits::default()
+        });
+        assert!(matches!(shut.check(), Err(Wait::Memory { .. })));
+        assert!(shut.must_free_memory());
+    }
+}
