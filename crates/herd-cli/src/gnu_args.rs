@@ -186,8 +186,8 @@ const GNU: &[(&str, Action)] = &[
     ("fg", Refuse("is not supported: herd is not a semaphore (sem)")),
     ("bg", Refuse("is not supported: herd is not a semaphore (sem)")),
     ("wait", Refuse("is not supported: herd is not a semaphore (sem)")),
-    ("shebang|hashbang", Refuse("is not available in herd yet")),
-    ("shebang-wrap|shebangwrap", Refuse("is not supported yet: write a script that calls herd")),
+    ("shebang|hashbang", Refuse("must be the first argument: write #!/path/to/herd --shebang … as a script's first line")),
+    ("shebang-wrap|shebangwrap", Refuse("must be the first argument: write #!/path/to/herd --shebang-wrap PROGRAM as a script's first line")),
     ("Y", Refuse("is retired in GNU parallel")),
     ("skip-first-line|skipfirstline", To("skip-first-line")),
     ("bug", Quiet),
@@ -512,6 +512,52 @@ pub fn normalize(args: Vec<OsString>) -> Result<Normalized, ArgError> {
 
 /// Splits a line into words as a shell would (quotes and backslashes), for `$PARALLEL` and
 /// profile files.
+/// herd as a script's interpreter (`#!`). The kernel runs `herd "OPTIONS" SCRIPT ARGS…`,
+/// with the rest of the `#!` line as one argument, which is split here as GNU parallel does:
+///
+/// - `#!/usr/bin/herd --shebang OPTIONS COMMAND`: the script's lines (after the first) are the
+///   input: `herd --skip-first-line -a SCRIPT OPTIONS COMMAND`.
+/// - `#!/usr/bin/herd --shebang-wrap PROGRAM OPTIONS`: the script runs once per argument given
+///   to it, in parallel: `herd PROGRAM OPTIONS SCRIPT ::: ARGS` (or the arguments from stdin).
+pub fn unwrap_shebang(argv: Vec<OsString>) -> Result<Vec<OsString>, ArgError> {
+    let Some(first) = argv.get(1).and_then(|a| a.to_str()).map(str::to_owned) else {
+        return Ok(argv);
+    };
+    let wrap = ["--shebang-wrap", "--shebangwrap"]
+        .iter()
+        .find_map(|p| first.strip_prefix(p));
+    let plain = ["--shebang", "--hashbang"]
+        .iter()
+        .find_map(|p| first.strip_prefix(p))
+        .filter(|_| wrap.is_none());
+    let words = match wrap.or(plain) {
+        Some(rest) if rest.is_empty() || rest.starts_with(' ') => shell_words(rest)?,
+        _ => return Ok(argv),
+    };
+    let mut argv = argv.into_iter();
+    let mut out: Vec<OsString> = argv.next().into_iter().collect();
+    argv.next();
+    let script = argv.next().ok_or_else(|| {
+        ArgError(format!(
+            "{first}: no script (herd --shebang is for a script's #! line)"
+        ))
+    })?;
+    let args: Vec<OsString> = argv.collect();
+    if wrap.is_some() {
+        out.extend(words);
+        out.push(script);
+        if !args.is_empty() {
+            out.push(":::".into());
+            out.extend(args);
+        }
+    } else {
+        out.extend(["--skip-first-line".into(), "-a".into(), script]);
+        out.extend(words);
+        out.extend(args);
+    }
+    Ok(out)
+}
+
 pub fn shell_words(line: &str) -> Result<Vec<OsString>, ArgError> {
     shlex::split(line)
         .map(|w| w.into_iter().map(OsString::from).collect())

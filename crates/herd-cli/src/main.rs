@@ -118,7 +118,11 @@ fn with_defaults(argv: Vec<OsString>) -> Result<Vec<OsString>, String> {
 }
 
 fn main() -> ExitCode {
-    let argv = match with_defaults(std::env::args_os().collect()) {
+    let argv = match gnu_args::unwrap_shebang(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => return usage_error(&e.0),
+    };
+    let argv = match with_defaults(argv) {
         Ok(a) => a,
         Err(e) => return usage_error(&e),
     };

@@ -1026,7 +1026,10 @@ fn held_back_until(args: &[&str], release: impl FnOnce()) {
     let stderr = child.stderr.take().unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
     let said = lines.next().unwrap().unwrap();
-    assert!(said.starts_with("herd: waiting to start more jobs: "), "{said}");
+    assert!(
+        said.starts_with("herd: waiting to start more jobs: "),
+        "{said}"
+    );
     assert!(!ran.exists(), "the job started anyway");
     release();
     assert!(child.wait().unwrap().success());
@@ -1068,4 +1071,46 @@ fn memfree_and_load_hold_jobs_back_until_the_machine_has_room() {
             b.wait().unwrap();
         }
     });
+}
+
+#[test]
+fn herd_runs_scripts_as_their_shebang_interpreter() {
+    if !have("perl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let herd_path = env!("CARGO_BIN_EXE_herd");
+    let write = |name: &str, text: String| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    };
+    // --shebang: the script's other lines are the input.
+    let lines = write(
+        "lines",
+        format!("#!{herd_path} --shebang -k -r echo got\nA\nB c\n\nD\n"),
+    );
+    let out = Command::new(&lines).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "got A\ngot B c\ngot D\n");
+    // --shebang-wrap: the script runs once per argument, under its own interpreter.
+    let wrapped = write(
+        "wrapped",
+        format!(
+            "#!{herd_path} --shebang-wrap -k /usr/bin/env perl\nprint \"perl got @ARGV\\n\";\n"
+        ),
+    );
+    let out = Command::new(&wrapped).args(["a", "b c"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "perl got a\nperl got b c\n");
+    // Anywhere else, --shebang is explained.
+    let out = run(&["-k", "--shebang", "echo"]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).contains("first argument"),
+        "{}",
+        text(&out.stderr)
+    );
 }
