@@ -1,7 +1,7 @@
 //! The command line: clap definitions (which are also `--help`) and their checks.
 
 use crate::halt::Halt;
-use crate::input::{Source, SourceSpec};
+use crate::input::{Columns, Source, SourceSpec};
 use clap::{Parser, ValueEnum};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -201,6 +201,12 @@ pub struct Cli {
     /// … (a missing column is empty). Example: --colsep '\t' or --colsep ' +'
     #[arg(long, value_name = "REGEX")]
     pub colsep: Option<String>,
+
+    /// Read each input as CSV records: fields become {1}, {2}, …, with quoted fields kept
+    /// whole (separators, "" and line breaks inside quotes); --colsep gives another one-character
+    /// field separator. Example: herd --csv echo {2} :::: table.csv
+    #[arg(long)]
+    pub csv: bool,
 
     /// With --joblog: skip the jobs the log already lists (by job number), run the rest, and
     /// append to the log. Example: --resume --joblog run.log
@@ -619,7 +625,7 @@ pub struct Options {
     pub shell_quote: bool,
     pub retries: u32,
     pub delimiter: u8,
-    pub colsep: Option<regex::bytes::Regex>,
+    pub colsep: Option<Columns>,
     pub results: Option<PathBuf>,
     pub halt: Option<Halt>,
     pub bar: bool,
@@ -1019,18 +1025,27 @@ impl Cli {
                 "standard input can be only one input source".into(),
             ));
         }
-        let colsep = self
-            .colsep
-            .as_deref()
-            .map(|c| {
-                regex::bytes::Regex::new(c).map_err(|e| {
-                    let text = e.to_string();
-                    let detail = text.lines().last().unwrap_or("").trim();
-                    let detail = detail.strip_prefix("error: ").unwrap_or(detail);
-                    UsageError(format!("invalid regex '{c}' for --colsep: {detail}"))
+        let colsep = match (self.csv, self.colsep.as_deref()) {
+            (true, None) => Some(Columns::Csv(b',')),
+            (true, Some(c)) if c.len() == 1 => Some(Columns::Csv(c.as_bytes()[0])),
+            (true, Some(c)) => {
+                return Err(UsageError(format!(
+                    "--colsep '{c}' with --csv: expected one character to separate fields"
+                )))
+            }
+            (false, c) => c
+                .map(|c| {
+                    regex::bytes::Regex::new(c)
+                        .map(Columns::Regex)
+                        .map_err(|e| {
+                            let text = e.to_string();
+                            let detail = text.lines().last().unwrap_or("").trim();
+                            let detail = detail.strip_prefix("error: ").unwrap_or(detail);
+                            UsageError(format!("invalid regex '{c}' for --colsep: {detail}"))
+                        })
                 })
-            })
-            .transpose()?;
+                .transpose()?,
+        };
         let halt = self
             .halt
             .as_deref()
@@ -1078,7 +1093,8 @@ impl Cli {
             None => b'\n',
         };
         let (trim_left, trim_right) = match self.trim.as_deref() {
-            None if colsep.is_some() => (true, true),
+            // GNU trims by default with --colsep, not with --csv alone.
+            None if self.colsep.is_some() => (true, true),
             None | Some("n") => (false, false),
             Some("l") => (true, false),
             Some("r") => (false, true),

@@ -170,7 +170,7 @@ const GNU: &[(&str, Action)] = &[
     ("max-args|maxargs|n=s", To("max-args")),
     ("max-replace-args|maxreplaceargs|N=s", To("max-replace-args")),
     ("col-sep|colsep|C=s", To("colsep")),
-    ("csv", Refuse("is not available in herd yet: use --colsep")),
+    ("csv", To("csv")),
     ("help|h", To("help")),
     ("L=s", To("max-lines")),
     ("max-lines|maxlines|l:s", To("max-lines")),

@@ -40,20 +40,87 @@ pub struct Source {
 
 type Lines = Box<dyn Iterator<Item = io::Result<Vec<u8>>> + Send>;
 
+/// How a value is split into columns.
+#[derive(Debug, Clone)]
+pub enum Columns {
+    /// `--colsep`: at each match of a regex.
+    Regex(Regex),
+    /// `--csv`: as a CSV record with this field separator: quoted fields may hold the
+    /// separator, quotes (doubled) and even the record delimiter, so such records are read
+    /// whole across lines.
+    Csv(u8),
+}
+
+impl Columns {
+    pub fn split(&self, value: &[u8]) -> Vec<Vec<u8>> {
+        match self {
+            Columns::Regex(re) => re.split(value).map(<[u8]>::to_vec).collect(),
+            Columns::Csv(sep) => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .flexible(true)
+                    .delimiter(*sep)
+                    .from_reader(value);
+                let mut record = csv::ByteRecord::new();
+                match reader.read_byte_record(&mut record) {
+                    Ok(true) => record.iter().map(<[u8]>::to_vec).collect(),
+                    // Nothing (or nothing CSV can read): the value is one column.
+                    _ => vec![value.to_vec()],
+                }
+            }
+        }
+    }
+}
+
+/// `--csv`: joins lines while a record's quotes are open (an odd number of `"` so far), so a
+/// quoted field holding the delimiter stays in its record.
+struct CsvRecords {
+    lines: Lines,
+    delimiter: u8,
+}
+
+impl Iterator for CsvRecords {
+    type Item = io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut record = match self.lines.next()? {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e)),
+        };
+        let quotes = |r: &[u8]| r.iter().filter(|&&b| b == b'"').count();
+        while quotes(&record) % 2 == 1 {
+            match self.lines.next() {
+                Some(Ok(more)) => {
+                    record.push(self.delimiter);
+                    record.extend(more);
+                }
+                Some(Err(e)) => return Some(Err(e)),
+                None => break,
+            }
+        }
+        Some(Ok(record))
+    }
+}
+
 /// An error reading input, naming the source.
 #[derive(Debug)]
 pub struct InputError(pub String);
 
-fn lines_of(reader: impl BufRead + Send + 'static, delimiter: u8) -> Lines {
-    Box::new(reader.split(delimiter))
+fn lines_of(reader: impl BufRead + Send + 'static, delimiter: u8, csv: bool) -> Lines {
+    let lines: Lines = Box::new(reader.split(delimiter));
+    if csv {
+        Box::new(CsvRecords { lines, delimiter })
+    } else {
+        lines
+    }
 }
 
-fn open(spec: &SourceSpec, delimiter: u8) -> Result<Lines, InputError> {
+fn open(spec: &SourceSpec, delimiter: u8, csv: bool) -> Result<Lines, InputError> {
     Ok(match spec {
         SourceSpec::Values(v) => Box::new(v.clone().into_iter().map(Ok)),
-        SourceSpec::Stdin => lines_of(BufReader::new(io::stdin()), delimiter),
+        SourceSpec::Stdin => lines_of(BufReader::new(io::stdin()), delimiter, csv),
         SourceSpec::File(p) if p.as_os_str() == "-" => {
-            lines_of(BufReader::new(io::stdin()), delimiter)
+            lines_of(BufReader::new(io::stdin()), delimiter, csv)
         }
         SourceSpec::File(p) => {
             let f = File::open(p)
@@ -64,7 +131,7 @@ fn open(spec: &SourceSpec, delimiter: u8) -> Result<Lines, InputError> {
                     p.display()
                 )));
             }
-            lines_of(BufReader::with_capacity(64 * 1024, f), delimiter)
+            lines_of(BufReader::with_capacity(64 * 1024, f), delimiter, csv)
         }
     })
 }
@@ -77,8 +144,8 @@ fn describe(spec: &SourceSpec) -> String {
     }
 }
 
-fn read_all(spec: &SourceSpec, delimiter: u8) -> Result<Vec<Vec<u8>>, InputError> {
-    open(spec, delimiter)?
+fn read_all(spec: &SourceSpec, delimiter: u8, csv: bool) -> Result<Vec<Vec<u8>>, InputError> {
+    open(spec, delimiter, csv)?
         .collect::<io::Result<_>>()
         .map_err(|e| InputError(format!("cannot read {}: {e}", describe(spec))))
 }
@@ -112,7 +179,7 @@ pub struct Inputs {
     /// Odometer over `rest`.
     index: Vec<usize>,
     done: bool,
-    colsep: Option<Regex>,
+    colsep: Option<Columns>,
     /// Tuples read ahead by [`Inputs::count`].
     ahead: VecDeque<Vec<Vec<u8>>>,
 }
@@ -152,9 +219,10 @@ impl Inputs {
     pub fn open(
         sources: &[Source],
         delimiter: u8,
-        colsep: Option<Regex>,
+        colsep: Option<Columns>,
         link_all: bool,
     ) -> Result<Inputs, InputError> {
+        let csv = matches!(colsep, Some(Columns::Csv(_)));
         let mut groups: Vec<Vec<&SourceSpec>> = Vec::new();
         for source in sources {
             match groups.last_mut() {
@@ -166,13 +234,13 @@ impl Inputs {
         let first_group = groups.next().expect("at least one source");
         let first = if let [spec] = first_group[..] {
             First::Streamed {
-                lines: open(spec, delimiter)?,
+                lines: open(spec, delimiter, csv)?,
                 name: describe(spec),
             }
         } else {
             let values = first_group
                 .iter()
-                .map(|s| read_all(s, delimiter))
+                .map(|s| read_all(s, delimiter, csv))
                 .collect::<Result<_, _>>()?;
             First::Rows(linked_rows(values, link_all).into_iter())
         };
@@ -180,7 +248,7 @@ impl Inputs {
         for group in groups {
             let values = group
                 .iter()
-                .map(|s| read_all(s, delimiter))
+                .map(|s| read_all(s, delimiter, csv))
                 .collect::<Result<_, _>>()?;
             rest.push(linked_rows(values, link_all));
         }
@@ -285,10 +353,7 @@ impl Inputs {
             self.current = None;
         }
         if let Some(colsep) = &self.colsep {
-            tuple = tuple
-                .iter()
-                .flat_map(|v| colsep.split(v).map(<[u8]>::to_vec))
-                .collect();
+            tuple = tuple.iter().flat_map(|v| colsep.split(v)).collect();
         }
         Ok(Some(tuple))
     }
@@ -313,7 +378,7 @@ mod tests {
     }
 
     fn all_with(specs: &[Source], colsep: Option<&str>) -> Vec<String> {
-        let colsep = colsep.map(|c| Regex::new(c).unwrap());
+        let colsep = colsep.map(|c| Columns::Regex(Regex::new(c).unwrap()));
         let mut inputs = Inputs::open(specs, b'\n', colsep, false).unwrap();
         let mut out = Vec::new();
         while let Some(t) = inputs.next_tuple().unwrap() {

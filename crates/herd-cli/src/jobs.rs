@@ -85,6 +85,8 @@ pub struct JobMaker {
     /// `--retries`: how many times a failing job may run in all.
     pub retries: u32,
     pub max_output: Option<u64>,
+    /// Keep each job's values (a `--results` table shows them).
+    pub keep_values: bool,
 }
 
 /// `--results NAME`'s layouts (see [`crate::results`]).
@@ -122,6 +124,8 @@ pub struct Made {
     pub line: Vec<u8>,
     pub tag: Vec<u8>,
     pub results: Option<ResultFiles>,
+    /// The job's values, when [`JobMaker::keep_values`] asks for them.
+    pub values: Vec<Vec<u8>>,
 }
 
 impl JobMaker {
@@ -192,6 +196,7 @@ impl JobMaker {
             collect: false,
             retries: 1,
             max_output: None,
+            keep_values: false,
         })
     }
 
@@ -424,6 +429,11 @@ impl JobMaker {
             line,
             tag,
             results,
+            values: if self.keep_values {
+                args.values.clone()
+            } else {
+                Vec::new()
+            },
         })
     }
 }

@@ -29,6 +29,8 @@ pub struct JobInfo {
     pub runs: u32,
     /// `--results`: where its output goes.
     pub results: Option<crate::results::ResultFiles>,
+    /// Its values, kept for a `--results` table (else empty).
+    pub values: Vec<Vec<u8>>,
     /// When it (or its latest run, under `--retries`) started (`--timeout N%`).
     pub started: std::time::Instant,
 }

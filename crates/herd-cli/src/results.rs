@@ -213,3 +213,242 @@ mod tests {
         );
     }
 }
+
+/// `--results NAME.csv`, `.tsv` or `.json` (`-.csv` … for stdout): one row (or JSON object)
+/// per finished job in one file, GNU parallel's columns: Seq, Host, Starttime, JobRuntime,
+/// Send, Receive, Exitval, Signal, Command, the values (V1… or the `--header` names), Stdout,
+/// Stderr. The file is written as jobs finish.
+pub struct Table {
+    out: Box<dyn Write + Send>,
+    form: TableForm,
+    /// The values' column names (`--header`), else V1, V2, ….
+    columns: Vec<Vec<u8>>,
+    header_written: bool,
+    /// `-k`: rows wait for the jobs before them (rendered, in memory), as their output would.
+    keep_order: bool,
+    waiting: std::collections::BTreeMap<u64, Option<Vec<u8>>>,
+    next_seq: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum TableForm {
+    Separated(u8),
+    Json,
+}
+
+/// One finished job, as a table row.
+pub struct Row<'a> {
+    pub seq: u64,
+    pub result: &'a herd::JobResult,
+    pub command: &'a [u8],
+    pub values: &'a [Vec<u8>],
+}
+
+/// GNU's CSV quoting: a field with a quote, white space, the separator or NUL is quoted, its
+/// quotes doubled.
+fn separated(field: &[u8], sep: u8, out: &mut Vec<u8>) {
+    let quote = field
+        .iter()
+        .any(|&b| b == b'"' || b == sep || b == 0 || b.is_ascii_whitespace());
+    if !quote {
+        out.extend_from_slice(field);
+        return;
+    }
+    out.push(b'"');
+    for &b in field {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+/// Fields joined by `sep`, each quoted as needed, and a newline.
+fn separated_line<'f>(fields: impl Iterator<Item = &'f [u8]>, sep: u8, out: &mut Vec<u8>) {
+    for (i, f) in fields.enumerate() {
+        if i > 0 {
+            out.push(sep);
+        }
+        separated(f, sep, out);
+    }
+    out.push(b'\n');
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct JsonRow {
+    seq: u64,
+    host: &'static str,
+    starttime: f64,
+    job_runtime: f64,
+    send: u64,
+    receive: u64,
+    exitval: i32,
+    signal: i32,
+    command: String,
+    #[serde(rename = "V")]
+    v: Vec<String>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Table {
+    /// The table `name` asks for, if it ends in .csv, .tsv or .json.
+    pub fn open(
+        name: &Path,
+        columns: &[Vec<u8>],
+        keep_order: bool,
+    ) -> Option<Result<Table, String>> {
+        let text = name.to_string_lossy();
+        let lower = text.to_ascii_lowercase();
+        let form = if lower.ends_with(".csv") {
+            TableForm::Separated(b',')
+        } else if lower.ends_with(".tsv") {
+            TableForm::Separated(b'\t')
+        } else if lower.ends_with(".json") {
+            TableForm::Json
+        } else {
+            return None;
+        };
+        let out: Result<Box<dyn Write + Send>, String> = if text.starts_with("-.") {
+            Ok(Box::new(std::io::stdout()))
+        } else {
+            File::create(name)
+                .map(|f| Box::new(std::io::BufWriter::new(f)) as Box<dyn Write + Send>)
+                .map_err(|e| format!("cannot write {}: {e}", name.display()))
+        };
+        Some(out.map(|out| Table {
+            out,
+            form,
+            columns: columns.to_vec(),
+            header_written: false,
+            keep_order,
+            waiting: Default::default(),
+            next_seq: 1,
+        }))
+    }
+
+    /// Writes a finished job's row (and, before the first, the header).
+    pub fn row(&mut self, row: &Row<'_>) -> Result<(), String> {
+        let fail = |e: std::io::Error| format!("cannot write the --results table: {e}");
+        let r = row.result;
+        let start = r
+            .start_time
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let stdout = r.stdout.to_vec().map_err(fail)?;
+        let stderr = r.stderr.to_vec().map_err(fail)?;
+        let mut line = Vec::new();
+        match self.form {
+            TableForm::Separated(sep) => {
+                if !self.header_written {
+                    let mut names: Vec<Vec<u8>> = [
+                        "Seq",
+                        "Host",
+                        "Starttime",
+                        "JobRuntime",
+                        "Send",
+                        "Receive",
+                        "Exitval",
+                        "Signal",
+                        "Command",
+                    ]
+                    .iter()
+                    .map(|s| s.as_bytes().to_vec())
+                    .collect();
+                    names.extend((0..row.values.len()).map(|i| {
+                        self.columns
+                            .get(i)
+                            .cloned()
+                            .unwrap_or_else(|| format!("V{}", i + 1).into_bytes())
+                    }));
+                    names.extend([b"Stdout".to_vec(), b"Stderr".to_vec()]);
+                    // Written at once: under -k the first row rendered need not be the first.
+                    let mut header = Vec::new();
+                    separated_line(names.iter().map(Vec::as_slice), sep, &mut header);
+                    self.out.write_all(&header).map_err(fail)?;
+                    self.header_written = true;
+                }
+                let numbers = [
+                    row.seq.to_string(),
+                    ":".to_string(),
+                    format!("{start:.3}"),
+                    format!("{:.3}", r.duration.as_secs_f64()),
+                    "0".to_string(),
+                    (stdout.len() + stderr.len()).to_string(),
+                    r.exit_code().unwrap_or(-1).to_string(),
+                    r.signal().unwrap_or(0).to_string(),
+                ];
+                let fields = numbers
+                    .iter()
+                    .map(|n| n.as_bytes())
+                    .chain([row.command])
+                    .chain(row.values.iter().map(Vec::as_slice))
+                    .chain([&stdout[..], &stderr[..]]);
+                separated_line(fields, sep, &mut line);
+            }
+            TableForm::Json => {
+                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                let object = JsonRow {
+                    seq: row.seq,
+                    host: ":",
+                    starttime: (start * 1000.0).round() / 1000.0,
+                    job_runtime: (r.duration.as_secs_f64() * 1000.0).round() / 1000.0,
+                    send: 0,
+                    receive: (stdout.len() + stderr.len()) as u64,
+                    exitval: r.exit_code().unwrap_or(-1),
+                    signal: r.signal().unwrap_or(0),
+                    command: text(row.command),
+                    v: row.values.iter().map(|v| text(v)).collect(),
+                    stdout: text(&stdout),
+                    stderr: text(&stderr),
+                };
+                line = serde_json::to_vec(&object).map_err(|e| e.to_string())?;
+                line.push(b'\n');
+            }
+        }
+        if self.keep_order {
+            self.waiting.insert(row.seq, Some(line));
+            return self.release();
+        }
+        self.out.write_all(&line).map_err(fail)?;
+        self.out.flush().map_err(fail)
+    }
+
+    /// `-k`: a job that will have no row; the rows after it need not wait for it.
+    pub fn skip(&mut self, seq: u64) -> Result<(), String> {
+        if self.keep_order {
+            self.waiting.insert(seq, None);
+            return self.release();
+        }
+        Ok(())
+    }
+
+    fn release(&mut self) -> Result<(), String> {
+        while let Some(line) = self.waiting.remove(&self.next_seq) {
+            self.next_seq += 1;
+            if let Some(line) = line {
+                self.out
+                    .write_all(&line)
+                    .map_err(|e| format!("cannot write the --results table: {e}"))?;
+            }
+        }
+        self.out
+            .flush()
+            .map_err(|e| format!("cannot write the --results table: {e}"))
+    }
+
+    /// The end of the run: rows still waiting (behind a job that never came) are written.
+    pub fn finish(&mut self) -> Result<(), String> {
+        for line in std::mem::take(&mut self.waiting).into_values().flatten() {
+            self.out
+                .write_all(&line)
+                .map_err(|e| format!("cannot write the --results table: {e}"))?;
+        }
+        self.out
+            .flush()
+            .map_err(|e| format!("cannot write the --results table: {e}"))
+    }
+}

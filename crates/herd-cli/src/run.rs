@@ -10,17 +10,17 @@
 //! `--halt`, and acts on SIGINT/SIGTERM, which a signal handler only records.
 
 use crate::batch::Batcher;
-use crate::cli::Options;
+use crate::cli::{Options, OutputMode};
 use crate::events::EventLog;
 use crate::gate::Gate;
 use crate::halt::{Counts, When};
-use crate::input::{Inputs, Source, SourceSpec};
+use crate::input::{Columns, Inputs, Source, SourceSpec};
 use crate::joblog::{self, Joblog};
 use crate::jobs::{JobMaker, NotRun, ResultsLayout};
 use crate::json::{self, OutputForm};
 use crate::printer::{JobInfo, Printer, PrinterOptions};
 use crate::progress::Progress;
-use crate::results::Results;
+use crate::results::{Results, Row, Table};
 use crate::timeouts::RelativeTimeout;
 use herd::{Event, Herd, JobId, KeepOpen, Outcome};
 use std::cmp::Reverse;
@@ -255,6 +255,7 @@ impl Feeder {
                         line: made.line,
                         argv: made.argv,
                         results: made.results,
+                        values: made.values,
                         job: again,
                         runs: 1,
                         started: std::time::Instant::now(),
@@ -356,6 +357,8 @@ fn dry_run(
 struct Reports {
     joblog: Option<Joblog>,
     results: Option<Results>,
+    /// `--results NAME.csv|.tsv|.json`.
+    table: Option<Table>,
     events: Option<EventLog>,
     progress: Progress,
     /// The first error writing a report; herd stops starting jobs and exits with 255.
@@ -387,6 +390,10 @@ fn report_unrun(feed: &Feed, printer: &mut Printer, reports: &mut Reports, count
     let unrun = std::mem::take(&mut feed.window.lock().unwrap().unrun);
     for job in unrun {
         printer.skip(job.seq);
+        if let Some(table) = reports.table.as_mut() {
+            let r = table.skip(job.seq);
+            reports.check(r, "--results");
+        }
         reports.progress.advance();
         let (line, exit_value) = match &job.why {
             Why::Resumed => continue,
@@ -433,14 +440,21 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         let split = opts
             .colsep
             .clone()
-            .unwrap_or_else(|| regex::bytes::Regex::new("\t").expect("regex"));
+            .unwrap_or_else(|| Columns::Regex(regex::bytes::Regex::new("\t").expect("regex")));
         let mut columns = Vec::new();
         for line in inputs.take_headers().map_err(|e| Fatal(e.0))? {
             let line = line.strip_suffix(b"\r").unwrap_or(&line);
-            columns.extend(split.split(line).map(<[u8]>::to_vec));
+            columns.extend(split.split(line));
         }
         spec.name_columns(columns);
     }
+    let columns = spec.columns.clone();
+    let table = match &opts.results {
+        Some(name) => Table::open(name, &columns, opts.mode == OutputMode::KeepOrder)
+            .transpose()
+            .map_err(Fatal)?,
+        None => None,
+    };
     let mut maker = JobMaker::new(
         spec,
         sources.len(),
@@ -451,7 +465,9 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
     maker.retries = opts.retries;
     maker.max_output = opts.max_output;
     maker.slots = opts.jobs;
-    if let Some(name) = &opts.results {
+    if table.is_some() {
+        maker.keep_values = true;
+    } else if let Some(name) = &opts.results {
         maker.set_results(name)?;
     } else if opts.files {
         let dir = opts.tmpdir.clone().unwrap_or_else(std::env::temp_dir);
@@ -506,7 +522,8 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
             .map(|p| Joblog::open(p, opts.resume.is_some() || opts.joblog_append))
             .transpose()
             .map_err(|e| Fatal(e.to_string()))?,
-        results: (opts.results.is_some() || opts.files).then(Results::default),
+        results: ((opts.results.is_some() && table.is_none()) || opts.files).then(Results::default),
+        table,
         events: match &opts.events {
             Some(p) => Some(EventLog::new(open_output(p)?, opts.events_output)),
             None => None,
@@ -540,7 +557,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
     });
     let signal = watch_signals()?;
     maker.stream = printer.wants_stream() || reports.results.is_some() || opts.events_output;
-    maker.collect = printer.wants_collect();
+    maker.collect = printer.wants_collect() || reports.table.is_some();
     let feeder = Feeder {
         herd: Arc::downgrade(&herd),
         batcher,
@@ -749,6 +766,16 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                     let r = results.finish(info.seq, files);
                     reports.check(r, "--results");
                 }
+                if let Some(table) = reports.table.as_mut() {
+                    let row = Row {
+                        seq: info.seq,
+                        result: &result,
+                        command: &info.line,
+                        values: &info.values,
+                    };
+                    let r = table.row(&row);
+                    reports.check(r, "--results");
+                }
                 if let Some(events) = reports.events.as_mut() {
                     let r = json::record(info.seq, &info.argv, &result, OutputForm::None)
                         .and_then(|record| events.finish(&record));
@@ -786,6 +813,10 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         }
     }
     report_unrun(&feed_state, &mut printer, &mut reports, &mut counts);
+    if let Some(table) = reports.table.as_mut() {
+        let r = table.finish();
+        reports.check(r, "--results");
+    }
     let (skipped, input_error) = {
         let mut window = feed_state.window.lock().unwrap();
         (window.skipped_total, window.input_error.take())

@@ -1114,3 +1114,82 @@ fn herd_runs_scripts_as_their_shebang_interpreter() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn csv_reads_quoted_fields_whole_even_across_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("t.csv");
+    std::fs::write(&csv, "name,size\n\"a, \"\"b\"\"\",1\n\"two\nlines\", 2 \n").unwrap();
+    let out = run(&[
+        "-k",
+        "--csv",
+        "--header",
+        ":",
+        "printf",
+        "'[%s|%s]\\n'",
+        "{name}",
+        "{size}",
+        "::::",
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Quotes keep separators, doubled quotes and line breaks in the field; no trimming.
+    assert_eq!(text(&out.stdout), "[a, \"b\"|1]\n[two\nlines| 2 ]\n");
+    // Another separator, with --colsep; a regex is not one.
+    let out = run(&["--csv", "--colsep", ";", "echo", "{2}", ":::", "x;\"y;z\""]);
+    assert_eq!(text(&out.stdout), "y;z\n");
+    let out = run(&["--csv", "--colsep", ";;", "echo", ":::", "x"]);
+    assert_eq!(out.status.code(), Some(255));
+}
+
+#[test]
+fn results_tables_hold_every_job_in_one_csv_tsv_or_json_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("r.csv");
+    let out = run(&[
+        "-k",
+        "--results",
+        table.to_str().unwrap(),
+        "printf",
+        "'%s\\n'",
+        ":::",
+        "plain",
+        "with, \"quotes\"",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "", "a table is not printed");
+    let text_of = |p: &Path| std::fs::read_to_string(p).unwrap();
+    let csv = text_of(&table);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("Seq,Host,Starttime,JobRuntime,Send,Receive,Exitval,Signal,Command,V1,Stdout,Stderr")
+    );
+    let row1: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(row1[0], "1");
+    assert_eq!(row1[6], "0");
+    assert_eq!(row1[9], "plain");
+    // A field with quotes, commas or line breaks is quoted, its quotes doubled.
+    assert!(
+        csv.contains(",\"with, \"\"quotes\"\"\",\"with, \"\"quotes\"\"\n\","),
+        "{csv}"
+    );
+    // JSON: one object per job, on stdout with -.json.
+    let out = run(&[
+        "-k",
+        "--results",
+        "-.json",
+        "sh",
+        "-c",
+        "'exit {}'",
+        ":::",
+        "0",
+        "3",
+    ]);
+    let rows = json_lines(&out.stdout);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["Seq"], 2);
+    assert_eq!(rows[1]["Exitval"], 3);
+    assert_eq!(rows[1]["V"][0], "3");
+    assert_eq!(out.status.code(), Some(1));
+}
