@@ -566,6 +566,8 @@ pub enum OutputMode {
     KeepOrder,
     Ungroup,
     LineBuffer,
+    /// `-k --line-buffer`: the oldest unfinished job's lines live, the others' in turn.
+    KeepOrderLines,
 }
 
 /// How each job's command is made (see [`crate::compose`] and [`crate::template`]).
@@ -586,6 +588,16 @@ pub struct CommandSpec {
     pub nice: Option<i32>,
     pub process_slot_var: Option<String>,
     pub workdir: Option<PathBuf>,
+}
+
+impl Options {
+    /// `-k`, with or without `--line-buffer`.
+    pub fn keep_order(&self) -> bool {
+        matches!(
+            self.mode,
+            OutputMode::KeepOrder | OutputMode::KeepOrderLines
+        )
+    }
 }
 
 impl CommandSpec {
@@ -926,6 +938,8 @@ impl Cli {
         let keep_order = self.keep_order && !self.no_keep_order;
         let mode = if self.ungroup {
             OutputMode::Ungroup
+        } else if self.line_buffer && keep_order {
+            OutputMode::KeepOrderLines
         } else if self.line_buffer {
             OutputMode::LineBuffer
         } else if keep_order {

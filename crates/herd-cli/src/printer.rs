@@ -69,6 +69,23 @@ struct Streaming {
     passed: u64,
 }
 
+/// `-k --line-buffer`: a running job's output while it is not yet its turn. It waits here up
+/// to a bound; beyond that it is printed from the engine's capture when the job finishes.
+struct Held {
+    seq: u64,
+    tag: Vec<u8>,
+    out: Vec<u8>,
+    err: Vec<u8>,
+    /// Past the bound: this job prints whole when it finishes.
+    overflowed: bool,
+    /// Its turn has come: its output passes through live.
+    live: bool,
+}
+
+/// Held output per job, and in all.
+const HELD_PER_JOB: usize = 1 << 20;
+const HELD_IN_ALL: usize = 64 << 20;
+
 /// herd's stdout for job output. On Unix a duplicate of descriptor 1 rather than
 /// `io::stdout()`, whose line buffering scans every write for a newline (a tenth of herd's CPU
 /// when a job streams a gigabyte); herd buffers and flushes itself. Being a `File`, it also
@@ -116,6 +133,9 @@ pub struct Printer {
     streaming: HashMap<(JobId, Stream), Streaming>,
     /// `--json-timeline`: each running job's chunks so far, as (stream, length).
     timelines: HashMap<JobId, Vec<Segment>>,
+    /// `-k --line-buffer`: running jobs' output waiting for their turn.
+    held: HashMap<JobId, Held>,
+    held_bytes: usize,
     /// Our stdout is gone (a closed pipe): stop writing to it.
     pub broken: bool,
 }
@@ -182,6 +202,8 @@ impl Printer {
             next_seq: 1,
             streaming: HashMap::new(),
             timelines: HashMap::new(),
+            held: HashMap::new(),
+            held_bytes: 0,
             broken: false,
         })
     }
@@ -189,7 +211,10 @@ impl Printer {
     fn streams_output(&self) -> bool {
         self.print_output
             && !self.files
-            && matches!(self.mode, OutputMode::Ungroup | OutputMode::LineBuffer)
+            && matches!(
+                self.mode,
+                OutputMode::Ungroup | OutputMode::LineBuffer | OutputMode::KeepOrderLines
+            )
     }
 
     /// Whether jobs must stream their output to us as it arrives.
@@ -202,7 +227,10 @@ impl Printer {
         self.json.is_some()
             || (self.print_output
                 && !self.files
-                && matches!(self.mode, OutputMode::Group | OutputMode::KeepOrder))
+                && matches!(
+                    self.mode,
+                    OutputMode::Group | OutputMode::KeepOrder | OutputMode::KeepOrderLines
+                ))
             || (self.streams_output() && self.head.is_some())
     }
 
@@ -234,6 +262,50 @@ impl Printer {
         if !self.streams_output() || self.broken {
             return;
         }
+        if self.mode == OutputMode::KeepOrderLines && !self.hold(id, info, stream, data) {
+            return;
+        }
+        self.stream_chunk(id, &info.tag, stream, data);
+    }
+
+    /// `-k --line-buffer`: keeps a chunk of a job whose turn has not come. Returns whether the
+    /// chunk is to be printed now instead.
+    fn hold(&mut self, id: JobId, info: &JobInfo, stream: Stream, data: &[u8]) -> bool {
+        let next = self.next_seq;
+        let held = self.held.entry(id).or_insert_with(|| Held {
+            seq: info.seq,
+            tag: info.tag.clone(),
+            out: Vec::new(),
+            err: Vec::new(),
+            overflowed: false,
+            live: false,
+        });
+        if held.overflowed {
+            return false;
+        }
+        if held.live || info.seq == next {
+            held.live = true;
+            return true;
+        }
+        let size = held.out.len() + held.err.len() + data.len();
+        if size > HELD_PER_JOB || self.held_bytes + data.len() > HELD_IN_ALL {
+            // Too much to hold: the job prints whole from its capture when it finishes.
+            self.held_bytes -= held.out.len() + held.err.len();
+            held.overflowed = true;
+            held.out = Vec::new();
+            held.err = Vec::new();
+            return false;
+        }
+        match stream {
+            Stream::Stdout => held.out.extend_from_slice(data),
+            Stream::Stderr => held.err.extend_from_slice(data),
+        }
+        self.held_bytes += data.len();
+        false
+    }
+
+    /// Streams a chunk: all of it, or with `--max-output` only the head.
+    fn stream_chunk(&mut self, id: JobId, tag: &[u8], stream: Stream, data: &[u8]) {
         let entry = self.streaming.entry((id, stream)).or_default();
         let take = match self.head {
             Some(head) => head.saturating_sub(entry.passed).min(data.len() as u64) as usize,
@@ -243,7 +315,7 @@ impl Printer {
         if take == 0 {
             return;
         }
-        let r = self.suspended(|p| p.pass(id, info, stream, &data[..take]));
+        let r = self.suspended(|p| p.pass(id, tag, stream, &data[..take]));
         self.check(r);
     }
 
@@ -255,8 +327,8 @@ impl Printer {
     }
 
     /// Writes streamed bytes: as they are (`-u`), or whole lines only (`--line-buffer`).
-    fn pass(&mut self, id: JobId, info: &JobInfo, stream: Stream, data: &[u8]) -> io::Result<()> {
-        if self.mode != OutputMode::LineBuffer {
+    fn pass(&mut self, id: JobId, tag: &[u8], stream: Stream, data: &[u8]) -> io::Result<()> {
+        if self.mode == OutputMode::Ungroup {
             let w = self.writer(stream);
             return w.write_all(data).and_then(|_| w.flush());
         }
@@ -268,7 +340,7 @@ impl Printer {
         let mut lines = std::mem::take(&mut entry.partial);
         lines.extend_from_slice(&data[..=last_nl]);
         entry.partial = data[last_nl + 1..].to_vec();
-        let tag = self.tag.then_some(&info.tag[..]);
+        let tag = self.tag.then_some(tag);
         let w = self.writer(stream);
         write_lines(w, tag, &lines)?;
         w.flush()
@@ -276,6 +348,9 @@ impl Printer {
 
     /// A failed run that will be run again: what it streamed but did not print is dropped.
     pub fn discard(&mut self, id: JobId) {
+        if let Some(held) = self.held.remove(&id) {
+            self.held_bytes -= held.out.len() + held.err.len();
+        }
         self.streaming.remove(&(id, Stream::Stdout));
         self.streaming.remove(&(id, Stream::Stderr));
         self.timelines.remove(&id);
@@ -283,7 +358,10 @@ impl Printer {
 
     /// `--resume`: a job that will not run. Under `-k` the jobs after it need not wait for it.
     pub fn skip(&mut self, seq: u64) {
-        if self.mode == OutputMode::KeepOrder {
+        if matches!(
+            self.mode,
+            OutputMode::KeepOrder | OutputMode::KeepOrderLines
+        ) {
             self.waiting.insert(seq, None);
             self.release_in_order();
         }
@@ -319,11 +397,27 @@ impl Printer {
                 p.release_in_order();
                 Ok(())
             }
+            OutputMode::KeepOrderLines => {
+                let held = p.held.remove(&result.id);
+                if held.as_ref().is_some_and(|h| h.live) {
+                    // Its turn came while it ran: the rest of its lines, then the next job.
+                    p.finish_streamed(&info, &result)?;
+                    p.next_seq = p.next_seq.max(info.seq + 1);
+                } else {
+                    if let Some(h) = held {
+                        p.held_bytes -= h.out.len() + h.err.len();
+                    }
+                    p.waiting.insert(info.seq, Some((info, result)));
+                }
+                p.release_in_order();
+                Ok(())
+            }
         });
         self.check(r);
     }
 
-    /// `-k`: writes the finished jobs whose turn has come.
+    /// `-k`: writes the finished jobs whose turn has come; with `--line-buffer`, the running
+    /// job whose turn has come then prints what it held and goes on live.
     fn release_in_order(&mut self) {
         while let Some(entry) = self.waiting.remove(&self.next_seq) {
             self.next_seq += 1;
@@ -332,9 +426,27 @@ impl Printer {
                 self.check(r);
             }
             if self.broken {
-                break;
+                return;
             }
         }
+        let next = self.next_seq;
+        let Some((&id, held)) = self
+            .held
+            .iter_mut()
+            .find(|(_, h)| h.seq == next && !h.live && !h.overflowed)
+        else {
+            return;
+        };
+        held.live = true;
+        let (tag, out, err) = (
+            std::mem::take(&mut held.tag),
+            std::mem::take(&mut held.out),
+            std::mem::take(&mut held.err),
+        );
+        held.tag = tag.clone();
+        self.held_bytes -= out.len() + err.len();
+        self.stream_chunk(id, &tag, Stream::Stdout, &out);
+        self.stream_chunk(id, &tag, Stream::Stderr, &err);
     }
 
     /// The end of a streamed job: its unfinished last line, and with `--max-output` the part
@@ -350,7 +462,7 @@ impl Printer {
                 };
                 let passed = self.streaming.get(&key).map_or(0, |s| s.passed);
                 let from = (passed as usize).min(rest.len());
-                self.pass(result.id, info, stream, &rest[from..])?;
+                self.pass(result.id, &info.tag, stream, &rest[from..])?;
             }
             let state = self.streaming.remove(&key).unwrap_or_default();
             self.write_rest(info, stream, &state.partial)?;

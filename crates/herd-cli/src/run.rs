@@ -10,7 +10,7 @@
 //! `--halt`, and acts on SIGINT/SIGTERM, which a signal handler only records.
 
 use crate::batch::Batcher;
-use crate::cli::{Options, OutputMode};
+use crate::cli::Options;
 use crate::events::EventLog;
 use crate::gate::Gate;
 use crate::halt::{Counts, When};
@@ -450,7 +450,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
     }
     let columns = spec.columns.clone();
     let table = match &opts.results {
-        Some(name) => Table::open(name, &columns, opts.mode == OutputMode::KeepOrder)
+        Some(name) => Table::open(name, &columns, opts.keep_order())
             .transpose()
             .map_err(Fatal)?,
         None => None,

@@ -1193,3 +1193,40 @@ fn results_tables_hold_every_job_in_one_csv_tsv_or_json_file() {
     assert_eq!(rows[1]["V"][0], "3");
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn keep_order_with_line_buffer_streams_the_oldest_job_and_holds_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    // Job 1 prints a line, then waits for the test; job 2 finishes at once.
+    let first = format!("echo a1; {}; echo a2", wait_for_file(&go));
+    let mut child = herd()
+        .args([
+            "-j2",
+            "-k",
+            "--line-buffer",
+            ":::",
+            &first,
+            "echo b1; echo b2",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+    // Job 1's first line arrives while it runs; job 2's output waits for job 1's end.
+    assert_eq!(next(), "a1");
+    std::fs::write(&go, "").unwrap();
+    let rest: Vec<String> = (0..3).map(|_| next()).collect();
+    assert_eq!(rest, ["a2", "b1", "b2"]);
+    assert!(child.wait().unwrap().success());
+}
