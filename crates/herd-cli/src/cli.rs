@@ -154,6 +154,12 @@ pub struct Cli {
     #[arg(long = "eof-grace", value_name = "SECONDS")]
     pub eof_grace: Option<String>,
 
+    /// How a job's tree is ended (timeout, Ctrl-C, --halt now): GNU's SIGNAL,MS,… sequence.
+    /// herd sends SIGTERM, waits for the sum of the sequence's waits before its KILL, then
+    /// SIGKILL; the default is TERM,1000,KILL. Example: --termseq TERM,200,TERM,100,KILL,25
+    #[arg(long, value_name = "SEQ")]
+    pub termseq: Option<String>,
+
     /// Write one JSON object per finished job to FILE (- for stdout, which then carries only JSON):
     /// seq, command, exit_code, signal, timed_out, leaked, error, start_time, duration_s,
     /// user_time_s, system_time_s, max_rss_kb, stdout_bytes, stderr_bytes, the output as
@@ -624,6 +630,8 @@ pub struct Options {
     /// `--memfree`, `--load`, `--noswap`.
     pub gate: crate::gate::Limits,
     pub eof_grace: Option<Duration>,
+    /// `--termseq`: how long SIGTERM has before SIGKILL.
+    pub kill_grace: Option<Duration>,
     pub json: Option<PathBuf>,
     pub joblog: Option<PathBuf>,
     pub joblog_append: bool,
@@ -708,6 +716,30 @@ fn parse_seconds(s: &str, option: &str) -> Result<Duration, UsageError> {
 
 /// A size in bytes: a number with an optional K, M or G (powers of 1024; a trailing B or iB is
 /// allowed: 64KiB, 1MB).
+/// `--termseq`: GNU's `SIGNAL,MS,SIGNAL,MS,…,KILL`. herd's kill is SIGTERM, a wait, SIGKILL:
+/// the sequence must start with TERM and end with KILL, the waits before KILL adding up.
+fn parse_termseq(s: &str) -> Result<Duration, UsageError> {
+    let bad = |why: &str| UsageError(format!("invalid value '{s}' for --termseq: {why}"));
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let signal = |p: &str| p.trim_start_matches("SIG").to_ascii_uppercase();
+    if parts.first().map(|p| signal(p)) != Some("TERM".into()) {
+        return Err(bad("herd's sequence starts with TERM"));
+    }
+    let mut total = 0u64;
+    for (i, p) in parts.iter().enumerate().skip(1) {
+        if i % 2 == 1 {
+            total += p
+                .parse::<u64>()
+                .map_err(|_| bad("expected SIGNAL,MS,SIGNAL,MS,…"))?;
+        } else if signal(p) == "KILL" {
+            return Ok(Duration::from_millis(total));
+        } else if signal(p) != "TERM" {
+            return Err(bad("herd sends only TERM until the KILL"));
+        }
+    }
+    Err(bad("herd's sequence ends with KILL"))
+}
+
 fn parse_size(s: &str, option: &str) -> Result<u64, UsageError> {
     let bad = || {
         UsageError(format!(
@@ -925,6 +957,7 @@ impl Cli {
             },
             None => (None, None),
         };
+        let kill_grace = self.termseq.as_deref().map(parse_termseq).transpose()?;
         let eof_grace = self
             .eof_grace
             .as_deref()
@@ -1187,6 +1220,7 @@ impl Cli {
             timeout_percent,
             gate,
             eof_grace,
+            kill_grace,
             json: self.json,
             joblog,
             joblog_append,

@@ -538,6 +538,9 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
     if let Some(g) = opts.eof_grace {
         builder = builder.eof_grace(g);
     }
+    if let Some(g) = opts.kill_grace {
+        builder = builder.kill_grace(g);
+    }
     if let Some(dir) = &opts.tmpdir {
         builder = builder.spill_dir(dir);
     }

@@ -1230,3 +1230,38 @@ fn keep_order_with_line_buffer_streams_the_oldest_job_and_holds_the_rest() {
     assert_eq!(rest, ["a2", "b1", "b2"]);
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn termseq_sets_how_long_sigterm_has_before_sigkill() {
+    // The job ignores SIGTERM: only SIGKILL ends it, after the sequence's wait (3 s here,
+    // where herd's default is 1 s).
+    let started = std::time::Instant::now();
+    let out = run(&[
+        "--timeout",
+        "0.1",
+        "--termseq",
+        "TERM,2000,TERM,1000,KILL,25",
+        "--json",
+        "-",
+        "-q",
+        "sh",
+        "-c",
+        "trap 'echo got TERM' TERM; while :; do sleep 0.05; done",
+        ":::",
+        "x",
+    ]);
+    let elapsed = started.elapsed();
+    let rows = json_lines(&out.stdout);
+    assert_eq!(rows[0]["signal"], "SIGKILL", "{:?}", rows[0]);
+    assert!(
+        elapsed.as_millis() >= 3000,
+        "SIGKILL came after {elapsed:?}"
+    );
+    let out = run(&["--termseq", "INT,100,KILL", "true", ":::", "x"]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).contains("--termseq"),
+        "{}",
+        text(&out.stderr)
+    );
+}
