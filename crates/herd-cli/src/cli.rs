@@ -140,6 +140,7 @@ pub struct Cli {
     pub load: Option<String>,
 
     /// Start no job while the machine swaps both in and out (Linux).
+    /// Example: herd --noswap ./render.sh ::: scenes/*
     #[arg(long)]
     pub noswap: bool,
 
