@@ -51,6 +51,9 @@ pub struct JobArgs {
     pub values: Vec<Vec<u8>>,
     /// The input tuples, one per consumed input, for `--tag` and the joblog.
     pub tuples: Vec<Vec<Vec<u8>>>,
+    /// Why this job cannot run (its line is longer than `-s` allows, even alone): it fails
+    /// with the reason, and the other jobs go on.
+    pub too_long: Option<String>,
 }
 
 impl Batcher {
@@ -125,6 +128,29 @@ impl Batcher {
             };
             if self.spec.fill || self.spec.max_chars > 0 {
                 let once = measure(&tuple);
+                if tuples.is_empty() && self.spec.max_chars > 0 && once > self.spec.max_chars {
+                    // Even alone it does not fit. (GNU parallel stops the run here.)
+                    let shown = String::from_utf8_lossy(&tuple.join(&b' ')).into_owned();
+                    let shown: String = match shown.char_indices().nth(60) {
+                        Some((cut, _)) => format!("{}…", &shown[..cut]),
+                        None => shown,
+                    };
+                    let too_long = format!(
+                        "the command line for {shown:?} is too long ({once} > {} characters, \
+                         counting a NUL after each word)",
+                        self.spec.max_chars
+                    );
+                    let values = if self.spec.no_values {
+                        Vec::new()
+                    } else {
+                        tuple.clone()
+                    };
+                    return Ok(Some(JobArgs {
+                        values,
+                        tuples: vec![tuple],
+                        too_long: Some(too_long),
+                    }));
+                }
                 let added = if tuples.is_empty() {
                     once
                 } else {
@@ -165,6 +191,10 @@ impl Batcher {
         } else {
             tuples.iter().flatten().cloned().collect()
         };
-        Ok(Some(JobArgs { values, tuples }))
+        Ok(Some(JobArgs {
+            values,
+            tuples,
+            too_long: None,
+        }))
     }
 }

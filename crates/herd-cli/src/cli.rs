@@ -531,6 +531,12 @@ pub struct Cli {
     #[arg(long = "max-line-length-allowed", help_heading = "Information")]
     pub max_line_length_allowed: bool,
 
+    /// Write the names of the current environment variables to ~/.parallel/ignored_vars (or
+    /// $PARALLEL_HOME's), as GNU parallel does for its --env _, and exit.
+    /// Example: herd --record-env
+    #[arg(long = "record-env", help_heading = "Information")]
+    pub record_env: bool,
+
     /// Exit 255 unless herd's GNU parallel compatibility level (a GNU parallel version,
     /// 20221122) is at least VERSION. Example: --minversion 20200101
     #[arg(long, value_name = "VERSION", help_heading = "Information")]

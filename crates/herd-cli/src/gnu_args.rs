@@ -141,7 +141,7 @@ const GNU: &[(&str, Action)] = &[
     ("arg-file-sep|argfilesep=s", To("arg-file-sep")),
     ("trim=s", To("trim")),
     ("env=s", Quiet),
-    ("recordenv|record-env", Note("is not needed: jobs run on this machine and inherit herd's environment")),
+    ("recordenv|record-env", To("record-env")),
     ("session", Refuse("is for env_parallel, which herd does not have")),
     ("plain", To("plain")),
     ("profile|J=s", To("profile")),

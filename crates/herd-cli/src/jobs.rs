@@ -362,7 +362,8 @@ impl JobMaker {
             slots: self.slots,
             perl: Some(&evaluation.perl),
         };
-        self.composer.shell.line(&self.segs(&fill)).len()
+        // GNU's measure: the words and a terminating NUL each (the line's spaces and one more).
+        self.composer.shell.line(&self.segs(&fill)).len() + 1
     }
 
     pub fn make(&mut self, args: &JobArgs, seq: u64, slot: usize) -> Result<Made, NotRun> {
@@ -379,7 +380,7 @@ impl JobMaker {
         };
         let segs = self.segs(&fill);
         let line = self.composer.shell.line(&segs);
-        if let Some(reason) = evaluation.error {
+        if let Some(reason) = evaluation.error.or_else(|| args.too_long.clone()) {
             return Err(NotRun::Failed(line, reason));
         }
         if evaluation.skip {

@@ -49,6 +49,21 @@ fn profile_dir() -> Option<std::path::PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".parallel")))
 }
 
+/// `--record-env`: the names of the current environment variables, one a line, in
+/// `ignored_vars` beside the profiles.
+fn record_env() -> Result<(), String> {
+    let dir = profile_dir().ok_or("--record-env: no home directory")?;
+    let path = dir.join("ignored_vars");
+    let mut names = String::new();
+    for (name, _) in std::env::vars_os() {
+        names.push_str(&name.to_string_lossy());
+        names.push('\n');
+    }
+    std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(&path, names))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 /// The words of a profile file: one or more options a line, `#` lines ignored.
 fn profile_words(path: &std::path::Path) -> Result<Vec<OsString>, String> {
     let text = std::fs::read_to_string(path)
@@ -152,6 +167,12 @@ fn main() -> ExitCode {
     };
     if let Some(kind) = cli.generate {
         return generate::generate(kind);
+    }
+    if cli.record_env {
+        return match record_env() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => usage_error(&e),
+        };
     }
     if let Some((text, code)) = cli::information(&cli) {
         print!("{text}");

@@ -1265,3 +1265,15 @@ fn termseq_sets_how_long_sigterm_has_before_sigkill() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn an_input_too_long_for_max_chars_fails_only_its_job() {
+    // GNU parallel stops the whole run here; herd fails that job, says why, and goes on.
+    let long = "b".repeat(40);
+    let out = run(&["-k", "-s", "12", "-m", "echo", ":::", "a", "b", &long, "c"]);
+    assert_eq!(text(&out.stdout), "a b\nc\n");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("job 2: the command line for"), "{err}");
+    assert!(err.contains("is too long (46 > 12"), "{err}");
+}
