@@ -244,6 +244,7 @@ const CASES: &[(&[&str], &str, i32)] = &[
     ),
     (&["-k", "--env", "HOME", "echo", ":::", "a"], "a\n", 0),
     (&["-k", "--will-cite", "echo", ":::", "a"], "a\n", 0),
+    (&["-k", "--progress", "echo", ":::", "a"], "a\n", 0),
     (&["-k", "--dryrun", "echo", ":::", "a"], "echo a\n", 0),
     (&["-k", "--linebuffer", "echo", ":::", "a"], "a\n", 0),
     (
@@ -313,6 +314,30 @@ fn options_that_write_files_or_read_the_machine() {
     let names = std::fs::read_to_string(dir.path().join("home/ignored_vars")).unwrap();
     assert!(names.lines().any(|n| n == "PARALLEL_HOME"), "{names}");
     assert!(!dir.path().join("ran").exists());
+    // Older GNU parallel's --citation and --bibtex (20221122 no longer knows them): accepted
+    // silently, since scripts still carry them.
+    for option in ["--citation", "--bibtex"] {
+        let out = herd_in(dir.path(), &["-k", option, "echo", ":::", "a"]);
+        assert_eq!(text(&out.stdout), "a\n", "{option}");
+        assert_eq!(out.status.code(), Some(0), "{option}");
+    }
+    // $PARALLEL holds default options.
+    let out = herd()
+        .current_dir(dir.path())
+        .env("PARALLEL", "-k --tag")
+        .args(["echo", ":::", "a", "b"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "a\ta\nb\tb\n");
+    // --shuf: every job runs, in some order.
+    let values: Vec<String> = (1..=30).map(|i| i.to_string()).collect();
+    let mut args = vec!["--shuf", "-j1", "echo", ":::"];
+    args.extend(values.iter().map(String::as_str));
+    let out = herd_in(dir.path(), &args);
+    let mut got: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    got.sort_by_key(|v| v.parse::<u32>().unwrap());
+    assert_eq!(got, values);
     // --number-of-cores, --number-of-cpus, --number-of-threads: what the machine has (as
     // many threads as cores at least).
     let number = |option: &str| -> usize {
