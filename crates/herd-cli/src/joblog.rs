@@ -1,7 +1,7 @@
 //! `--joblog`: one tab-separated row per finished job, in GNU parallel's format, and its
 //! reading back for `--resume` and `--resume-failed`.
 
-use crate::cli::Resume;
+use crate::options::Resume;
 use herd::JobResult;
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};

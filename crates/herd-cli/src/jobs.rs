@@ -4,8 +4,8 @@
 //! no shell is needed), its environment, and where `--results`/`--files` keep its output.
 
 use crate::batch::JobArgs;
-use crate::cli::CommandSpec;
 use crate::compose::{self, Composer, Seg, Shell};
+use crate::options::CommandSpec;
 use crate::perl::{JobContext, Perl, PerlError};
 use crate::results::ResultFiles;
 use crate::run::Fatal;

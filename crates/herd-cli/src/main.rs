@@ -1,14 +1,15 @@
 //! `herd`: run commands in parallel and keep every byte of their output.
 //!
-//! The path of a run: [`gnu_args`] reads the command line as GNU parallel would and [`cli`]
-//! checks it; [`input`] streams the input tuples and [`batch`] groups them into jobs;
-//! [`jobs`] makes each job: [`template`] fills the replacement strings ([`perl`] evaluates GNU's Perl expressions among
-//! them) and [`compose`] turns the result into a shell line, or an argument vector when no
-//! shell is needed; [`run`] keeps up to `-j` jobs in a [`herd::Herd`] and hands what comes
-//! back to [`printer`], which writes it in the chosen output mode (and as JSON with `--json`,
-//! see [`json`]), and to the other reports: [`results`] files, the [`events`] stream, the
-//! [`joblog`] and the [`progress`] bar. [`halt`] decides when to stop early; [`generate`]
-//! writes the man page and completions.
+//! The path of a run: [`gnu_args`] reads the command line as GNU parallel would, [`cli`]
+//! parses it and [`options`] checks it; [`input`] streams the input tuples and [`batch`]
+//! groups them into jobs; [`jobs`] makes each job: [`template`] fills the replacement strings
+//! ([`perl`] evaluates GNU's Perl expressions among them) and [`compose`] turns the result
+//! into a shell line, or an argument vector when no shell is needed; [`run`] keeps up to `-j`
+//! jobs in a [`herd::Herd`] ([`gate`] and [`timeouts`] may hold starts back or end jobs early)
+//! and hands what comes back to [`printer`], which writes it in the chosen output mode (and as
+//! JSON with `--json`, see [`json`]), and to the other reports: [`results`] files and tables,
+//! the [`events`] stream, the [`joblog`] and the [`progress`] bar. [`halt`] decides when to
+//! stop early; [`generate`] writes the man page and completions.
 
 mod batch;
 mod cli;
@@ -22,6 +23,7 @@ mod input;
 mod joblog;
 mod jobs;
 mod json;
+mod options;
 mod perl;
 mod printer;
 mod progress;
@@ -174,7 +176,7 @@ fn main() -> ExitCode {
             Err(e) => usage_error(&e),
         };
     }
-    if let Some((text, code)) = cli::information(&cli) {
+    if let Some((text, code)) = options::information(&cli) {
         print!("{text}");
         return ExitCode::from(code);
     }

@@ -5,8 +5,8 @@
 //! collected (in memory or a spill file). With `--max-output`, a streamed job passes its head
 //! through and its tail comes from the collected output at the end, after the cut mark.
 
-use crate::cli::OutputMode;
 use crate::json::{self, OutputForm, Segment};
+use crate::options::OutputMode;
 use herd::{JobId, JobResult, Output, Stream};
 use indicatif::ProgressBar;
 use std::collections::{BTreeMap, HashMap};

@@ -10,7 +10,6 @@
 //! `--halt`, and acts on SIGINT/SIGTERM, which a signal handler only records.
 
 use crate::batch::Batcher;
-use crate::cli::Options;
 use crate::events::EventLog;
 use crate::gate::Gate;
 use crate::halt::{Counts, When};
@@ -18,6 +17,7 @@ use crate::input::{Columns, Inputs, Source, SourceSpec};
 use crate::joblog::{self, Joblog};
 use crate::jobs::{JobMaker, NotRun, ResultsLayout};
 use crate::json::{self, OutputForm};
+use crate::options::Options;
 use crate::printer::{JobInfo, Printer, PrinterOptions};
 use crate::progress::Progress;
 use crate::results::{Results, Row, Table};

@@ -1,0 +1,751 @@
+//! The run's options, checked: what [`crate::cli::Cli`] parsed becomes [`Options`], with every
+//! value validated (bad ones are named in one line before anything runs) and GNU parallel's
+//! defaults applied.
+
+use crate::cli::Cli;
+use crate::halt::Halt;
+use crate::input::{Columns, Source, SourceSpec};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How `--resume` and `--resume-failed` read the joblog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Skip every job the log lists.
+    All,
+    /// Skip only the jobs the log lists as successful.
+    Successful,
+}
+
+/// How output reaches herd's stdout and stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    Group,
+    KeepOrder,
+    Ungroup,
+    LineBuffer,
+    /// `-k --line-buffer`: the oldest unfinished job's lines live, the others' in turn.
+    KeepOrderLines,
+}
+
+/// How each job's command is made (see [`crate::compose`] and [`crate::template`]).
+#[derive(Debug, Clone)]
+pub struct CommandSpec {
+    /// The command's words; empty when each input is itself a command.
+    pub words: Vec<Vec<u8>>,
+    /// `-q`: the words go to the program as they are, without a shell.
+    pub quote: bool,
+    /// `-X`: repeat the word around `{}` for each value.
+    pub context: bool,
+    pub names: crate::template::Names,
+    pub tagstring: Option<Vec<u8>>,
+    /// `--filter`: Perl code that must be true for a job to run.
+    pub filters: Vec<Vec<u8>>,
+    /// `--header`: the columns' names (else their numbers), for `--results`' directories.
+    pub columns: Vec<Vec<u8>>,
+    pub nice: Option<i32>,
+    pub process_slot_var: Option<String>,
+    pub workdir: Option<PathBuf>,
+}
+
+impl Options {
+    /// `-k`, with or without `--line-buffer`.
+    pub fn keep_order(&self) -> bool {
+        matches!(
+            self.mode,
+            OutputMode::KeepOrder | OutputMode::KeepOrderLines
+        )
+    }
+}
+
+impl CommandSpec {
+    /// `--header`: the columns are named; `{name}` in the command (the tag, the filters) means
+    /// `{N}`.
+    pub fn name_columns(&mut self, columns: Vec<Vec<u8>>) {
+        let rename = |t: &[u8]| crate::template::name_columns(t, &columns, &self.names);
+        self.words = self.words.iter().map(|w| rename(w)).collect();
+        self.tagstring = self.tagstring.as_deref().map(rename);
+        self.filters = self.filters.iter().map(|f| rename(f)).collect();
+        self.columns = columns;
+    }
+}
+
+/// The checked options.
+#[derive(Debug)]
+pub struct Options {
+    pub jobs: usize,
+    pub mode: OutputMode,
+    pub tag: bool,
+    pub timeout: Option<Duration>,
+    /// `--timeout N%`: relative to the median runtime of successful jobs.
+    pub timeout_percent: Option<f64>,
+    /// `--memfree`, `--load`, `--noswap`.
+    pub gate: crate::gate::Limits,
+    pub eof_grace: Option<Duration>,
+    /// `--termseq`: how long SIGTERM has before SIGKILL.
+    pub kill_grace: Option<Duration>,
+    pub json: Option<PathBuf>,
+    pub joblog: Option<PathBuf>,
+    pub joblog_append: bool,
+    /// `--retry-failed`: the joblog's failed commands are the jobs.
+    pub retry_failed: bool,
+    /// `--files`: outputs in files, their names printed.
+    pub files: bool,
+    pub resume: Option<Resume>,
+    pub dry_run: bool,
+    /// `--shell-quote`: the dry run's lines, each quoted as one word.
+    pub shell_quote: bool,
+    pub retries: u32,
+    pub delimiter: u8,
+    pub colsep: Option<Columns>,
+    pub results: Option<PathBuf>,
+    pub halt: Option<Halt>,
+    pub bar: bool,
+    pub eta: bool,
+    pub summary: bool,
+    pub events: Option<PathBuf>,
+    pub events_output: bool,
+    pub json_timeline: bool,
+    pub max_output: Option<u64>,
+    pub tmpdir: Option<PathBuf>,
+    pub command: CommandSpec,
+    pub sources: Vec<Source>,
+    pub link: bool,
+    pub batch: crate::batch::BatchSpec,
+    pub skip_first_line: bool,
+    pub header: bool,
+    pub shuf: bool,
+    /// `-v`: print each command on stdout before its output; `-t`: on stderr as it starts.
+    pub verbose: bool,
+    pub verbose_stderr: bool,
+    pub delay: Option<Duration>,
+    pub total_jobs: Option<u64>,
+}
+
+/// A command-line mistake, reported in one line.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn parse_jobs(s: &str) -> Result<usize, UsageError> {
+    let bad = || {
+        UsageError(format!(
+            "invalid value '{s}' for --jobs: expected a number, N%, +N or -N"
+        ))
+    };
+    let n = if let Some(p) = s.strip_suffix('%') {
+        let p: f64 = p.parse().map_err(|_| bad())?;
+        if p.is_nan() || p <= 0.0 {
+            return Err(bad());
+        }
+        ((cpus() as f64 * p / 100.0).round() as usize).max(1)
+    } else if let Some(n) = s.strip_prefix('+') {
+        cpus() + n.parse::<usize>().map_err(|_| bad())?
+    } else if let Some(n) = s.strip_prefix('-') {
+        cpus()
+            .saturating_sub(n.parse::<usize>().map_err(|_| bad())?)
+            .max(1)
+    } else {
+        match s.parse::<usize>().map_err(|_| bad())? {
+            0 => 1 << 20,
+            n => n,
+        }
+    };
+    Ok(n)
+}
+
+fn parse_seconds(s: &str, option: &str) -> Result<Duration, UsageError> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() && v < 1e9 => Ok(Duration::from_secs_f64(v)),
+        _ => Err(UsageError(format!(
+            "invalid value '{s}' for {option}: expected a positive number of seconds"
+        ))),
+    }
+}
+
+/// `--termseq`: GNU's `SIGNAL,MS,SIGNAL,MS,…,KILL`. herd's kill is SIGTERM, a wait, SIGKILL:
+/// the sequence must start with TERM and end with KILL, the waits before KILL adding up.
+fn parse_termseq(s: &str) -> Result<Duration, UsageError> {
+    let bad = |why: &str| UsageError(format!("invalid value '{s}' for --termseq: {why}"));
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let signal = |p: &str| p.trim_start_matches("SIG").to_ascii_uppercase();
+    if parts.first().map(|p| signal(p)) != Some("TERM".into()) {
+        return Err(bad("herd's sequence starts with TERM"));
+    }
+    let mut total = 0u64;
+    for (i, p) in parts.iter().enumerate().skip(1) {
+        if i % 2 == 1 {
+            total += p
+                .parse::<u64>()
+                .map_err(|_| bad("expected SIGNAL,MS,SIGNAL,MS,…"))?;
+        } else if signal(p) == "KILL" {
+            return Ok(Duration::from_millis(total));
+        } else if signal(p) != "TERM" {
+            return Err(bad("herd sends only TERM until the KILL"));
+        }
+    }
+    Err(bad("herd's sequence ends with KILL"))
+}
+
+/// A size in bytes: a number with an optional K, M or G (powers of 1024; a trailing B or iB is
+/// allowed: 64KiB, 1MB).
+fn parse_size(s: &str, option: &str) -> Result<u64, UsageError> {
+    let bad = || {
+        UsageError(format!(
+            "invalid value '{s}' for {option}: expected a number of bytes, like 65536, 64K or 1M"
+        ))
+    };
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (digits, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 10),
+        Some('M') => (&t[..t.len() - 1], 20),
+        Some('G') => (&t[..t.len() - 1], 30),
+        _ => (t, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(1 << shift).ok_or_else(bad)
+}
+
+#[cfg(unix)]
+fn bytes(s: OsString) -> Vec<u8> {
+    use std::os::unix::ffi::OsStringExt;
+    s.into_vec()
+}
+
+#[cfg(not(unix))]
+fn bytes(s: OsString) -> Vec<u8> {
+    s.to_string_lossy().into_owned().into_bytes()
+}
+
+/// The longest command line, as GNU parallel measures it: it searches for the longest
+/// `echo ccc…` the system runs, growing by 16 times and then halving the gap until it is within
+/// 1%. On Linux the bound is one argument's 128 KiB (the line handed to `sh -c`), and the
+/// search lands where GNU parallel's does (130329), so `--max-line-length-allowed` and the
+/// batches of -m, -X and --xargs come out the same.
+pub fn max_line_length() -> usize {
+    let fits = |len: usize| len - 1 < 128 * 1024;
+    let mut len = 324;
+    let mut lower;
+    loop {
+        lower = len;
+        len *= 16;
+        if !fits(len) {
+            break;
+        }
+    }
+    let mut upper = len;
+    while !(lower == upper || lower + 1 == upper || lower as f64 / upper as f64 > 0.99) {
+        let middle = (upper - lower) / 2 + lower;
+        if fits(middle) {
+            lower = middle;
+        } else {
+            upper = middle;
+        }
+    }
+    lower
+}
+
+/// `--parens`: its first half opens a Perl expression, its second half closes it.
+fn parens(given: Option<&str>) -> Result<(Vec<u8>, Vec<u8>), UsageError> {
+    let given = given.unwrap_or("{==}").as_bytes();
+    if given.len() < 2 || given.len() % 2 != 0 {
+        return Err(UsageError(format!(
+            "--parens {}: expected an opening and a closing string of the same length, as {{==}}",
+            String::from_utf8_lossy(given)
+        )));
+    }
+    let (l, r) = given.split_at(given.len() / 2);
+    Ok((l.to_vec(), r.to_vec()))
+}
+
+/// `--rpl`s, the longest tag first (GNU replaces long tags before their prefixes).
+fn rpls(given: &[String]) -> Result<Vec<crate::template::Rpl>, UsageError> {
+    let mut rpls = given
+        .iter()
+        .map(|d| crate::template::Rpl::parse(d).map_err(UsageError))
+        .collect::<Result<Vec<_>, _>>()?;
+    rpls.sort_by_key(|r| std::cmp::Reverse(r.tag_len()));
+    Ok(rpls)
+}
+
+/// What a job's command line may take: GNU parallel keeps room for its wrapping and halves the
+/// rest, and so does herd, so batches have the same size.
+pub fn usable_line_length() -> usize {
+    (max_line_length() - 3000) / 2
+}
+
+/// GNU's delimiter syntax: one byte, or a backslash escape.
+fn parse_delimiter(d: &str) -> Result<u8, UsageError> {
+    let b = match d {
+        "\\n" => b'\n',
+        "\\t" => b'\t',
+        "\\0" => 0,
+        "\\r" => b'\r',
+        "\\\\" => b'\\',
+        _ if d.len() == 1 => d.as_bytes()[0],
+        _ => {
+            return Err(UsageError(format!(
+                "invalid value '{d}' for --delimiter: expected one character or \\n, \\t, \\0"
+            )))
+        }
+    };
+    Ok(b)
+}
+
+fn number_of(what: &str) -> usize {
+    // Physical cores: distinct (physical id, core id) pairs in /proc/cpuinfo.
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let mut cores = std::collections::HashSet::new();
+    let mut sockets = std::collections::HashSet::new();
+    let (mut phys, mut core) = (String::new(), String::new());
+    for line in info.lines().chain(std::iter::once("")) {
+        if let Some((k, v)) = line.split_once(':') {
+            match k.trim() {
+                "physical id" => phys = v.trim().to_owned(),
+                "core id" => core = v.trim().to_owned(),
+                _ => {}
+            }
+        } else if line.trim().is_empty() && (!phys.is_empty() || !core.is_empty()) {
+            cores.insert((phys.clone(), core.clone()));
+            sockets.insert(phys.clone());
+            phys.clear();
+            core.clear();
+        }
+    }
+    match what {
+        "sockets" => sockets.len().max(1),
+        "cores" => {
+            if cores.is_empty() {
+                cpus()
+            } else {
+                cores.len()
+            }
+        }
+        _ => cpus(),
+    }
+}
+
+/// What `--number-of-*`, `--max-line-length-allowed` and `--minversion` print, if asked.
+pub fn information(cli: &Cli) -> Option<(String, u8)> {
+    let line = |n: usize| Some((format!("{n}\n"), 0));
+    if cli.number_of_threads {
+        return line(number_of("threads"));
+    }
+    if cli.number_of_cores || cli.number_of_cpus {
+        return line(number_of("cores"));
+    }
+    if cli.number_of_sockets {
+        return line(number_of("sockets"));
+    }
+    if cli.max_line_length_allowed {
+        return line(max_line_length());
+    }
+    if let Some(v) = cli.minversion {
+        let ours = crate::GNU_COMPATIBLE_VERSION;
+        return Some((format!("{ours}\n"), if ours >= v { 0 } else { 255 }));
+    }
+    None
+}
+
+impl Cli {
+    /// Checks the options and splits the trailing words into command and sources.
+    pub fn into_options(self) -> Result<Options, UsageError> {
+        let jobs = match &self.jobs {
+            Some(s) => parse_jobs(s)?,
+            None => cpus(),
+        };
+        let gate = crate::gate::Limits {
+            memfree: self
+                .memfree
+                .as_deref()
+                .map(|m| {
+                    crate::gate::parse_size(m).ok_or_else(|| {
+                        UsageError(format!(
+                            "invalid value '{m}' for --memfree: expected a size, like 500M or 2G"
+                        ))
+                    })
+                })
+                .transpose()?,
+            load: self
+                .load
+                .as_deref()
+                .map(|l| {
+                    crate::gate::parse_load(l, cpus()).ok_or_else(|| {
+                        UsageError(format!(
+                            "invalid value '{l}' for --load: expected a number or N%"
+                        ))
+                    })
+                })
+                .transpose()?,
+            noswap: self.noswap,
+        };
+        if !crate::gate::Gate::new(gate).is_open_always()
+            && crate::gate::available_memory().is_none()
+        {
+            return Err(UsageError(
+                "--memfree, --load and --noswap need Linux's /proc, which this system does not have"
+                    .into(),
+            ));
+        }
+        let (timeout, timeout_percent) = match self.timeout.as_deref() {
+            Some(t) => match t.strip_suffix('%') {
+                Some(p) => match p.parse::<f64>() {
+                    Ok(p) if p > 0.0 && p.is_finite() => (None, Some(p)),
+                    _ => {
+                        return Err(UsageError(format!(
+                            "invalid value '{t}' for --timeout: expected seconds or a \
+                             percentage of the median runtime, as 300%"
+                        )))
+                    }
+                },
+                None => (Some(parse_seconds(t, "--timeout")?), None),
+            },
+            None => (None, None),
+        };
+        let kill_grace = self.termseq.as_deref().map(parse_termseq).transpose()?;
+        let eof_grace = self
+            .eof_grace
+            .as_deref()
+            .map(|s| parse_seconds(s, "--eof-grace"))
+            .transpose()?;
+        let delay = self
+            .delay
+            .as_deref()
+            .map(|s| parse_seconds(s, "--delay"))
+            .transpose()?;
+        let keep_order = self.keep_order && !self.no_keep_order;
+        let mode = if self.ungroup {
+            OutputMode::Ungroup
+        } else if self.line_buffer && keep_order {
+            OutputMode::KeepOrderLines
+        } else if self.line_buffer {
+            OutputMode::LineBuffer
+        } else if keep_order {
+            OutputMode::KeepOrder
+        } else {
+            OutputMode::Group
+        };
+        let tag = self.tag || self.tagstring.is_some();
+        if tag && mode == OutputMode::Ungroup {
+            return Err(UsageError(
+                "--tag needs whole lines: use it with --line-buffer, not --ungroup".into(),
+            ));
+        }
+        let arg_sep = self
+            .arg_sep
+            .clone()
+            .unwrap_or_else(|| ":::".into())
+            .into_bytes();
+        let file_sep = self
+            .arg_file_sep
+            .clone()
+            .unwrap_or_else(|| "::::".into())
+            .into_bytes();
+        let marker = |w: &[u8]| -> Option<(bool, bool)> {
+            // (is a file marker, is linked)
+            let (base, linked) = match w.strip_suffix(b"+") {
+                Some(b) => (b, true),
+                None => (w, false),
+            };
+            if base == file_sep.as_slice() {
+                Some((true, linked))
+            } else if base == arg_sep.as_slice() {
+                Some((false, linked))
+            } else {
+                None
+            }
+        };
+        let mut words = self.command.into_iter().map(bytes).peekable();
+        let mut command = Vec::new();
+        while let Some(w) = words.next_if(|w| marker(w).is_none()) {
+            command.push(w);
+        }
+        let mut sources: Vec<Source> = self
+            .arg_file
+            .iter()
+            .map(|p| Source {
+                spec: SourceSpec::File(p.clone()),
+                linked: false,
+            })
+            .collect();
+        while let Some(m) = words.next() {
+            let (is_file, linked) = marker(&m).expect("a marker");
+            let shown = String::from_utf8_lossy(&m).into_owned();
+            // `::::+` as the first source has nothing to link to: it is a source of its own.
+            let linked = linked && !sources.is_empty();
+            let mut items = Vec::new();
+            while let Some(w) = words.next_if(|w| marker(w).is_none()) {
+                items.push(w);
+            }
+            if is_file {
+                if items.is_empty() {
+                    return Err(UsageError(format!(
+                        "{shown} must be followed by at least one file"
+                    )));
+                }
+                // Each file after :::: is its own source, as in GNU parallel; after ::::+ the
+                // first is linked.
+                for (i, f) in items.into_iter().enumerate() {
+                    sources.push(Source {
+                        spec: SourceSpec::File(path_of(f)),
+                        linked: linked && i == 0,
+                    });
+                }
+            } else {
+                sources.push(Source {
+                    spec: SourceSpec::Values(items),
+                    linked,
+                });
+            }
+        }
+        if sources.is_empty() {
+            sources.push(Source {
+                spec: SourceSpec::Stdin,
+                linked: false,
+            });
+        }
+        let stdin_sources = sources
+            .iter()
+            .filter(|s| match &s.spec {
+                SourceSpec::Stdin => true,
+                SourceSpec::File(p) => p.as_os_str() == "-",
+                SourceSpec::Values(_) => false,
+            })
+            .count();
+        if stdin_sources > 1 {
+            return Err(UsageError(
+                "standard input can be only one input source".into(),
+            ));
+        }
+        let colsep = match (self.csv, self.colsep.as_deref()) {
+            (true, None) => Some(Columns::Csv(b',')),
+            (true, Some(c)) if c.len() == 1 => Some(Columns::Csv(c.as_bytes()[0])),
+            (true, Some(c)) => {
+                return Err(UsageError(format!(
+                    "--colsep '{c}' with --csv: expected one character to separate fields"
+                )))
+            }
+            (false, c) => c
+                .map(|c| {
+                    regex::bytes::Regex::new(c)
+                        .map(Columns::Regex)
+                        .map_err(|e| {
+                            let text = e.to_string();
+                            let detail = text.lines().last().unwrap_or("").trim();
+                            let detail = detail.strip_prefix("error: ").unwrap_or(detail);
+                            UsageError(format!("invalid regex '{c}' for --colsep: {detail}"))
+                        })
+                })
+                .transpose()?,
+        };
+        let halt = self
+            .halt
+            .as_deref()
+            .map(|h| {
+                Halt::parse(h)
+                    .map_err(|e| UsageError(format!("invalid value '{h}' for --halt: {e}")))
+            })
+            .transpose()?
+            .flatten();
+        let max_output = self
+            .max_output
+            .as_deref()
+            .map(|s| parse_size(s, "--max-output"))
+            .transpose()?;
+        let to_stdout = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str() == "-");
+        if to_stdout(&self.json) && to_stdout(&self.events) {
+            return Err(UsageError(
+                "--json and --events cannot both write to standard output".into(),
+            ));
+        }
+        if let Some(dir) = &self.tmpdir {
+            if !dir.is_dir() {
+                return Err(UsageError(format!(
+                    "--tmpdir {}: not a directory",
+                    dir.display()
+                )));
+            }
+        }
+        let resume = match (self.resume, self.resume_failed || self.retry_failed) {
+            (true, _) => Some(Resume::All),
+            (_, true) => Some(Resume::Successful),
+            _ => None,
+        };
+        // `+FILE`: append to the joblog.
+        let (joblog, joblog_append) = match self.joblog {
+            Some(p) => match p.to_str().and_then(|s| s.strip_prefix('+')) {
+                Some(rest) => (Some(PathBuf::from(rest)), true),
+                None => (Some(p), false),
+            },
+            None => (None, false),
+        };
+        let delimiter = match &self.delimiter {
+            Some(d) => parse_delimiter(d)?,
+            None if self.null => 0,
+            None => b'\n',
+        };
+        let (trim_left, trim_right) = match self.trim.as_deref() {
+            // GNU trims by default with --colsep, not with --csv alone.
+            None if self.colsep.is_some() => (true, true),
+            None | Some("n") => (false, false),
+            Some("l") => (true, false),
+            Some("r") => (false, true),
+            Some("lr") | Some("rl") => (true, true),
+            Some(t) => {
+                return Err(UsageError(format!(
+                    "invalid value '{t}' for --trim: expected n, l, r or lr"
+                )))
+            }
+        };
+        let max_lines = match self.max_lines.as_deref() {
+            None => None,
+            Some("") => Some(1),
+            Some(n) => Some(n.parse::<usize>().map_err(|_| {
+                UsageError(format!(
+                    "invalid value '{n}' for --max-lines: expected a number"
+                ))
+            })?),
+        };
+        let usable = usable_line_length();
+        if let Some(s) = self.max_chars {
+            if s > usable {
+                return Err(UsageError(format!(
+                    "--max-chars {s} is more than a command line may take ({usable})"
+                )));
+            }
+        }
+        let fill = self.multiple || self.context_replace || self.xargs;
+        let per_job = self.max_args.or(self.max_replace_args).or(max_lines);
+        let no_values = per_job == Some(0);
+        let batch = crate::batch::BatchSpec {
+            per_job: if no_values { Some(1) } else { per_job },
+            no_values,
+            fill: fill && per_job.is_none(),
+            share_among: (fill && !self.xargs && per_job.is_none() && jobs > 1).then_some(jobs),
+            max_chars: self.max_chars.unwrap_or(if fill { usable } else { 0 }),
+            eof: self.eof.filter(|e| !e.is_empty()).map(String::into_bytes),
+            skip_empty: self.no_run_if_empty,
+            trim_left,
+            trim_right,
+        };
+        let replace =
+            self.replace_str.or(self
+                .replace
+                .map(|r| if r.is_empty() { "{}".into() } else { r }));
+        let defaults = crate::template::Names::default();
+        let name = |o: Option<String>, d: Vec<u8>| o.map_or(d, String::into_bytes);
+        let names = crate::template::Names {
+            whole: name(replace, defaults.whole),
+            no_extension: name(self.extensionreplace, defaults.no_extension),
+            basename: name(self.basenamereplace, defaults.basename),
+            dirname: name(self.dirnamereplace, defaults.dirname),
+            basename_no_extension: name(
+                self.basenameextensionreplace,
+                defaults.basename_no_extension,
+            ),
+            seq: name(self.seqreplace, defaults.seq),
+            slot: name(self.slotreplace, defaults.slot),
+            plus: self.plus,
+            parens: parens(self.parens.as_deref())?,
+            rpl: rpls(&self.rpl)?,
+        };
+        if let Some(w) = &self.workdir {
+            if !w.is_dir() {
+                return Err(UsageError(format!(
+                    "--workdir {}: not a directory",
+                    w.display()
+                )));
+            }
+        }
+        Ok(Options {
+            jobs,
+            mode,
+            tag,
+            timeout,
+            timeout_percent,
+            gate,
+            eof_grace,
+            kill_grace,
+            json: self.json,
+            joblog,
+            joblog_append,
+            retry_failed: self.retry_failed,
+            files: self.files,
+            resume,
+            dry_run: self.dry_run || self.shell_quote,
+            shell_quote: self.shell_quote,
+            retries: self.retries,
+            delimiter,
+            colsep,
+            results: self.results,
+            halt,
+            bar: self.bar,
+            eta: self.eta,
+            summary: self.summary,
+            events: self.events,
+            events_output: self.events_output,
+            json_timeline: self.json_timeline,
+            max_output,
+            tmpdir: self.tmpdir,
+            command: CommandSpec {
+                words: command,
+                quote: self.quote,
+                context: self.context_replace,
+                names,
+                tagstring: self.tagstring.map(String::into_bytes),
+                filters: self.filter.into_iter().map(String::into_bytes).collect(),
+                columns: Vec::new(),
+                nice: self.nice,
+                process_slot_var: self.process_slot_var,
+                workdir: self.workdir,
+            },
+            sources,
+            link: self.link,
+            batch,
+            skip_first_line: self.skip_first_line,
+            header: self.header.is_some_and(|h| h != "0"),
+            shuf: self.shuf,
+            verbose: self.verbose > 0,
+            verbose_stderr: self.verbose_stderr,
+            delay,
+            total_jobs: self.total_jobs,
+        })
+    }
+}
+
+fn path_of(b: Vec<u8>) -> PathBuf {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        PathBuf::from(OsString::from_vec(b))
+    }
+    #[cfg(not(unix))]
+    {
+        PathBuf::from(String::from_utf8_lossy(&b).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536", "x").unwrap(), 65536);
+        assert_eq!(parse_size("64K", "x").unwrap(), 65536);
+        assert_eq!(parse_size("64KiB", "x").unwrap(), 65536);
+        assert_eq!(parse_size("1m", "x").unwrap(), 1 << 20);
+        assert_eq!(parse_size("2G", "x").unwrap(), 2 << 30);
+        assert!(parse_size("1.5M", "x").is_err());
+        assert!(parse_size("M", "x").is_err());
+        assert!(parse_size("99999999999G", "x").is_err());
+    }
+}
