@@ -413,8 +413,7 @@ impl Table {
             self.waiting.insert(row.seq, Some(line));
             return self.release();
         }
-        self.out.write_all(&line).map_err(fail)?;
-        self.out.flush().map_err(fail)
+        self.write(vec![line])
     }
 
     /// `-k`: a job that will have no row; the rows after it need not wait for it.
@@ -427,28 +426,25 @@ impl Table {
     }
 
     fn release(&mut self) -> Result<(), String> {
+        let mut ready = Vec::new();
         while let Some(line) = self.waiting.remove(&self.next_seq) {
             self.next_seq += 1;
-            if let Some(line) = line {
-                self.out
-                    .write_all(&line)
-                    .map_err(|e| format!("cannot write the --results table: {e}"))?;
-            }
+            ready.extend(line);
         }
-        self.out
-            .flush()
-            .map_err(|e| format!("cannot write the --results table: {e}"))
+        self.write(ready)
     }
 
     /// The end of the run: rows still waiting (behind a job that never came) are written.
     pub fn finish(&mut self) -> Result<(), String> {
-        for line in std::mem::take(&mut self.waiting).into_values().flatten() {
-            self.out
-                .write_all(&line)
-                .map_err(|e| format!("cannot write the --results table: {e}"))?;
+        let left = std::mem::take(&mut self.waiting).into_values().flatten();
+        self.write(left.collect())
+    }
+
+    fn write(&mut self, lines: Vec<Vec<u8>>) -> Result<(), String> {
+        let fail = |e: std::io::Error| format!("cannot write the --results table: {e}");
+        for line in lines {
+            self.out.write_all(&line).map_err(fail)?;
         }
-        self.out
-            .flush()
-            .map_err(|e| format!("cannot write the --results table: {e}"))
+        self.out.flush().map_err(fail)
     }
 }
