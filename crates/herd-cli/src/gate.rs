@@ -116,13 +116,14 @@ impl Gate {
 
     /// Whether a job may start now.
     pub fn check(&mut self) -> Result<(), Wait> {
-        if let (Some(wanted), Some(available)) = (self.limits.memfree, available_memory()) {
-            if available < wanted {
+        // Only the counters a limit needs are read: with none, a start costs nothing here.
+        if let Some(wanted) = self.limits.memfree {
+            if let Some(available) = available_memory().filter(|&a| a < wanted) {
                 return Err(Wait::Memory { available, wanted });
             }
         }
-        if let (Some(max), Some(load)) = (self.limits.load, load()) {
-            if load >= max {
+        if let Some(max) = self.limits.load {
+            if let Some(load) = load().filter(|&l| l >= max) {
                 return Err(Wait::Load { load, max });
             }
         }
@@ -145,10 +146,9 @@ impl Gate {
     /// `--memfree`: whether memory is so short (under half of it) that the youngest job must
     /// make room.
     pub fn must_free_memory(&self) -> bool {
-        match (self.limits.memfree, available_memory()) {
-            (Some(wanted), Some(available)) => available < wanted / 2,
-            _ => false,
-        }
+        self.limits
+            .memfree
+            .is_some_and(|wanted| available_memory().is_some_and(|a| a < wanted / 2))
     }
 }
 

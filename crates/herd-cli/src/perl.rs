@@ -23,7 +23,14 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 const HELPER: &str = r#"
 use strict;
 use POSIX ();
-binmode STDIN; binmode STDOUT;
+use File::Spec ();
+# The protocol has its own handles: an expression that prints writes to stderr, and one that
+# reads stdin reads nothing, instead of breaking the protocol.
+open(my $from_herd, '<&', \*STDIN) or die;
+open(my $to_herd, '>&', \*STDOUT) or die;
+open(STDIN, '<', File::Spec->devnull());
+open(STDOUT, '>&', \*STDERR);
+binmode $from_herd; binmode $to_herd;
 my $dialect = $ARGV[0];
 $Global::max_jobs_running = $ARGV[1];
 
@@ -31,7 +38,7 @@ sub get {
     my ($n) = @_;
     my $buf = '';
     while (length($buf) < $n) {
-        my $r = sysread(STDIN, $buf, $n - length($buf), length($buf));
+        my $r = sysread($from_herd, $buf, $n - length($buf), length($buf));
         if (!defined $r) { next if $!{EINTR}; exit 1; }
         exit 0 if $r == 0;
     }
@@ -51,7 +58,7 @@ sub reply {
         $out .= pack('N', length $b) . $b;
     }
     while (length $out) {
-        my $w = syswrite(STDOUT, $out);
+        my $w = syswrite($to_herd, $out);
         if (!defined $w) { next if $!{EINTR}; exit 1; }
         substr($out, 0, $w) = '';
     }

@@ -249,7 +249,11 @@ const CASES: &[(&[&str], &str, i32)] = &[
     (&["-k", "--memfree", "1M", "echo", ":::", "a"], "a\n", 0),
     (&["-k", "--load", "100", "echo", ":::", "a"], "a\n", 0),
     (&["-k", "--timeout", "300%", "echo", ":::", "a"], "a\n", 0),
-    (&["-k", "--termseq", "TERM,200,KILL,25", "echo", ":::", "a"], "a\n", 0),
+    (
+        &["-k", "--termseq", "TERM,200,KILL,25", "echo", ":::", "a"],
+        "a\n",
+        0,
+    ),
     (&["-k", "--dryrun", "echo", ":::", "a"], "echo a\n", 0),
     (&["-k", "--linebuffer", "echo", ":::", "a"], "a\n", 0),
     (

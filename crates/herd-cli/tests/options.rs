@@ -1277,3 +1277,30 @@ fn an_input_too_long_for_max_chars_fails_only_its_job() {
     assert!(err.contains("job 2: the command line for"), "{err}");
     assert!(err.contains("is too long (46 > 12"), "{err}");
 }
+
+#[test]
+fn without_memfree_or_load_no_start_reads_the_kernels_counters() {
+    // The start gate reads /proc only for a limit that was asked for: every start of every
+    // run would pay for it otherwise (it cost W1 a sixth of its speed once).
+    if !have("strace") {
+        return;
+    }
+    let opened = |extra: &[&str]| -> String {
+        let out = Command::new("strace")
+            .args(["-f", "-e", "trace=open,openat", env!("CARGO_BIN_EXE_herd")])
+            .args(extra)
+            .args(["true", ":::", "a", "b", "c"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    let plain = opened(&[]);
+    assert!(!plain.contains("/proc/meminfo"), "read /proc/meminfo");
+    assert!(!plain.contains("/proc/stat\""), "read /proc/stat");
+    // With the limits, the counters are read (so the check above can fail).
+    let limited = opened(&["--memfree", "1M", "--load", "1000"]);
+    assert!(limited.contains("/proc/meminfo"), "{limited}");
+    assert!(limited.contains("/proc/stat\""), "{limited}");
+}

@@ -180,6 +180,25 @@ fn a_broken_expression_stops_herd_before_any_job_and_a_dying_one_costs_only_its_
 }
 
 #[test]
+fn an_expression_that_prints_or_reads_stdin_does_not_break_the_helper() {
+    if !have("perl") {
+        return;
+    }
+    let out = run(&[
+        "-k",
+        "echo",
+        "{= print qq{noise\\n}; my $in = <STDIN>; $_ = uc =}",
+        ":::",
+        "a",
+        "b",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "A\nB\n");
+    // What it prints goes to stderr.
+    assert!(text(&out.stderr).contains("noise"), "{}", text(&out.stderr));
+}
+
+#[test]
 fn perl_missing_is_one_clear_error() {
     let out = herd()
         .env("PATH", "/nonexistent")
