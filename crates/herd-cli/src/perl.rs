@@ -326,7 +326,9 @@ impl Perl {
         }
         let reply = self.call(&fields)?;
         let skip = reply.first().is_some_and(|s| s == b"1");
-        let values = reply[1..]
+        let values = reply
+            .get(1..)
+            .unwrap_or_default()
             .chunks(2)
             .map(|pair| (pair.get(1).cloned().unwrap_or_default(), pair[0] == b"1"))
             .collect();
