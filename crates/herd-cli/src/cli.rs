@@ -43,15 +43,16 @@ $PARALLEL_JOBSLOT (its slot).
 GNU parallel's option syntax is understood: bundled short options (-kj4), abbreviated long \
 options (--dry), its aliases (--jl, --xapply, --dryrun), $PARALLEL and ~/.parallel/config.
 
-Each job runs in its own process group. A timeout, Ctrl-C or SIGTERM kills the job's whole tree, \
-and descendants that keep a job's output open after it exits are killed after a short grace: \
+Each job runs in its own process group. A timeout, Ctrl-C, or any signal that would end herd \
+(TERM, HUP, QUIT, USR1, USR2, ALRM, XCPU, PROF, VTALRM) kills the job's whole tree, and descendants that keep a job's output open after it exits are killed after a short grace: \
 nothing herd starts outlives it.
 
 Output is kept in memory up to 1 MiB per stream (64 MiB in all), beyond that in unnamed \
 temporary files (--tmpdir); --max-output bounds it per job.
 
 Exit status: 0 if every job succeeded, else the number of failed jobs (at most 101); with \
---halt, the status of the job that made herd halt; 130/143 after SIGINT/SIGTERM; 255 for \
+--halt, as --halt says; 128 + the signal after such a signal (130 \
+for Ctrl-C, 143 for SIGTERM); 255 for \
 herd's own errors (bad options or input are reported before any job starts).";
 
 const EXAMPLES: &str = "\
@@ -239,8 +240,10 @@ pub struct Cli {
 
     /// Stop when a condition is met: WHEN,WHY=N or WHEN,WHY=N% where WHEN is now (kill the
     /// running jobs' trees) or soon (let them finish) and WHY is fail, success or done; or never
-    /// (the default). 1 means soon,fail=1 and 2 means now,fail=1. herd then exits with the
-    /// status of the job that made it halt (0 for success). Example: --halt now,fail=1
+    /// (the default). 1 means soon,fail=1 and 2 means now,fail=1. herd then exits as GNU
+    /// parallel does: with =1, the status of the job that made it halt; with =N, the number of
+    /// failed jobs; with =N%, the percentage of all jobs that failed; 0 for success.
+    /// Example: --halt now,fail=1
     #[arg(long, value_name = "SPEC")]
     pub halt: Option<String>,
 

@@ -101,14 +101,33 @@ impl Feed {
     }
 }
 
-/// Asks for herd to stop on SIGINT, SIGTERM and SIGHUP: the handler only records the
-/// signal; the main thread acts on it between events (it waits for events at most
-/// [`SIGNAL_CHECK`] at a time), so no thread is spent watching for signals.
+/// Asks for herd to stop on every signal whose default would end herd and leave the jobs
+/// running: SIGINT, SIGTERM, SIGHUP, SIGQUIT (Ctrl-\\), SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU
+/// (`ulimit -t`), SIGPROF and SIGVTALRM. The handler only records the signal; the main thread
+/// acts on it between events (it waits for events at most [`SIGNAL_CHECK`] at a time): every
+/// job's tree is killed and herd exits with 128 + the signal.
 #[cfg(unix)]
 fn watch_signals() -> Result<Arc<AtomicUsize>, Fatal> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use signal_hook::consts::*;
     let got = Arc::new(AtomicUsize::new(0));
-    for signal in [SIGINT, SIGTERM, SIGHUP] {
+    let ending = [
+        SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU, SIGPROF, SIGVTALRM,
+    ];
+    // A mask inherited blocked (a parent that blocked TERM or INT and exec'd herd) would make
+    // herd deaf to them: unblock what herd handles.
+    let mut unblock = nix::sys::signal::SigSet::empty();
+    for signal in ending {
+        if let Ok(s) = nix::sys::signal::Signal::try_from(signal) {
+            unblock.add(s);
+        }
+    }
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
+        Some(&unblock),
+        None,
+    )
+    .map_err(|e| Fatal(format!("cannot unblock signals: {e}")))?;
+    for signal in ending {
         signal_hook::flag::register_usize(signal, got.clone(), signal as usize)
             .map_err(|e| Fatal(format!("cannot handle signals: {e}")))?;
     }

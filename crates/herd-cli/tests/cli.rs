@@ -183,9 +183,14 @@ fn a_timeout_kills_the_whole_tree() {
 }
 
 fn interrupt_leaves_no_survivor(signal: &str, code: i32, tag: u32) {
+    interrupt_leaves_no_survivor_from(herd(), signal, code, tag);
+}
+
+/// `start` runs herd (perhaps through a wrapper that changes what it inherits).
+fn interrupt_leaves_no_survivor_from(mut start: Command, signal: &str, code: i32, tag: u32) {
     let sleep = long_sleep(tag);
     let script = format!("sleep {sleep} & echo up; wait");
-    let mut child = herd()
+    let mut child = start
         .args([
             "--line-buffer",
             "-j",
@@ -215,8 +220,13 @@ fn interrupt_leaves_no_survivor(signal: &str, code: i32, tag: u32) {
         .status()
         .unwrap();
     assert!(kill.success());
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(code));
+    // herd must end of itself; if it is deaf to the signal, the test fails instead of hanging.
+    let mut status = None;
+    testkit::wait_until("herd to end after the signal", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    assert_eq!(status.unwrap().code(), Some(code));
     assert_eq!(lines.count(), 0, "no queued job started after the signal");
     assert_gone(&sleep);
 }
@@ -229,6 +239,66 @@ fn sigint_leaves_no_survivor() {
 #[test]
 fn sigterm_leaves_no_survivor() {
     interrupt_leaves_no_survivor("-TERM", 143, 14);
+}
+
+#[test]
+fn an_inherited_blocked_signal_mask_does_not_make_herd_deaf() {
+    if !have("perl") {
+        return;
+    }
+    // The parent blocks TERM, INT and HUP, then execs herd: the mask is inherited.
+    let mut wrapped = Command::new("perl");
+    wrapped.args([
+        "-MPOSIX",
+        "-e",
+        "sigprocmask(SIG_BLOCK, POSIX::SigSet->new(SIGTERM, SIGINT, SIGHUP)); exec @ARGV",
+        env!("CARGO_BIN_EXE_herd"),
+    ]);
+    interrupt_leaves_no_survivor_from(wrapped, "-TERM", 143, 70);
+}
+
+#[test]
+fn an_inherited_ignored_sigchld_keeps_exit_statuses() {
+    if !have("perl") {
+        return;
+    }
+    // SIGCHLD ignored makes the kernel reap children at once, statuses lost.
+    let out = Command::new("perl")
+        .args([
+            "-e",
+            "$SIG{CHLD} = 'IGNORE'; exec @ARGV",
+            env!("CARGO_BIN_EXE_herd"),
+        ])
+        .args(["--json", "-", "-q", "sh", "-c", "exit $0", ":::", "0", "3"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let mut rows = common::json_lines(&out.stdout);
+    rows.sort_by_key(|r| r["seq"].as_u64());
+    assert_eq!(rows[0]["exit_code"], 0, "{rows:?}");
+    assert_eq!(rows[1]["exit_code"], 3, "{rows:?}");
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn every_signal_that_would_end_herd_ends_the_jobs_too() {
+    // Their default action ends a process: without a handler herd would die and leave every
+    // job running.
+    for (i, (signal, number)) in [
+        ("-HUP", 1),
+        ("-QUIT", 3),
+        ("-USR1", 10),
+        ("-USR2", 12),
+        ("-ALRM", 14),
+        ("-XCPU", 24),
+        ("-VTALRM", 26),
+        ("-PROF", 27),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        interrupt_leaves_no_survivor(signal, 128 + number, 60 + i as u32);
+    }
 }
 
 #[test]

@@ -159,7 +159,9 @@ impl Builder {
     /// Starts the event loop.
     ///
     /// On Linux this also raises the soft `RLIMIT_NOFILE` to the hard limit, once per
-    /// process; children inherit the raised limit.
+    /// process; children inherit the raised limit. And if the process inherited SIGCHLD set
+    /// to "ignore" (which makes the kernel discard every child's exit status), it is put back
+    /// to its default; a handler of your own is left alone.
     pub fn build(self) -> Result<Herd, Error> {
         Herd::start(self.config)
     }
@@ -348,6 +350,7 @@ impl Herd {
 
     fn start(config: Config) -> Result<Herd, Error> {
         sys::raise_fd_limit();
+        sys::reset_ignored_sigchld();
         let poller = sys::Poller::new(&config.poller).map_err(Error::Setup)?;
         let shared = Arc::new(Shared {
             inbox: Mutex::new(Vec::new()),

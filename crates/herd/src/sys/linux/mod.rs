@@ -9,6 +9,7 @@
 //! - [`rlimit`]: raising `RLIMIT_NOFILE` once, at start.
 //! - [`path`]: looking a program up in `PATH`, with a cache.
 
+mod child_signal;
 mod clone3;
 mod path;
 mod poller;
@@ -17,6 +18,7 @@ mod process;
 mod rlimit;
 mod spawn;
 
+pub(crate) use child_signal::reset_ignored_sigchld;
 pub(crate) use poller::{Poller, Waker};
 pub(crate) use process::Process;
 pub(crate) use rlimit::raise_fd_limit;

@@ -23,6 +23,9 @@ pub(crate) use spawn::{spawn, spawns_without_blocking, Spawned};
 /// Windows has no descriptor limit to raise.
 pub(crate) fn raise_fd_limit() {}
 
+/// Windows has no SIGCHLD: exit codes are always kept.
+pub(crate) fn reset_ignored_sigchld() {}
+
 /// Windows has no signals.
 pub(crate) fn signal_name(_signal: i32) -> Option<&'static str> {
     None
