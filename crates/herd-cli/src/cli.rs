@@ -268,8 +268,9 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
 
-    /// With --events, also write each chunk of output as an "output" event (stream, and data as
-    /// text or data_base64). Example: --events run.jsonl --events-output
+    /// With --events, also write each chunk of output as an "output" event: its "stream", and
+    /// the bytes as "text", or as "base64" when they are not UTF-8. Example: --events run.jsonl
+    /// --events-output
     #[arg(long = "events-output", requires = "events")]
     pub events_output: bool,
 

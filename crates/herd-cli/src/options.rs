@@ -131,6 +131,9 @@ fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// `-j 0`: as many jobs at once as there are inputs.
+const NO_LIMIT: usize = 1 << 20;
+
 fn parse_jobs(s: &str) -> Result<usize, UsageError> {
     let bad = || {
         UsageError(format!(
@@ -144,18 +147,19 @@ fn parse_jobs(s: &str) -> Result<usize, UsageError> {
         }
         ((cpus() as f64 * p / 100.0).round() as usize).max(1)
     } else if let Some(n) = s.strip_prefix('+') {
-        cpus() + n.parse::<usize>().map_err(|_| bad())?
+        cpus().saturating_add(n.parse::<usize>().map_err(|_| bad())?)
     } else if let Some(n) = s.strip_prefix('-') {
         cpus()
             .saturating_sub(n.parse::<usize>().map_err(|_| bad())?)
             .max(1)
     } else {
         match s.parse::<usize>().map_err(|_| bad())? {
-            0 => 1 << 20,
+            0 => NO_LIMIT,
             n => n,
         }
     };
-    Ok(n)
+    // More than this is no limit (what -j 0 means).
+    Ok(n.min(NO_LIMIT))
 }
 
 fn parse_seconds(s: &str, option: &str) -> Result<Duration, UsageError> {

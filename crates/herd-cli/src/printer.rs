@@ -36,9 +36,20 @@ pub struct JobInfo {
 }
 
 impl JobInfo {
-    /// The command line, for messages.
+    /// The command line, whole (the joblog).
     pub fn display(&self) -> String {
         String::from_utf8_lossy(&self.line).into_owned()
+    }
+
+    /// The command line for a message: a line of herd's stays readable, however long the
+    /// command (a value may be megabytes), so it is cut after 1000 characters.
+    pub fn shown(&self) -> String {
+        const MOST: usize = 1000;
+        let text = String::from_utf8_lossy(&self.line);
+        match text.char_indices().nth(MOST) {
+            Some((cut, _)) => format!("{}… ({} bytes in all)", &text[..cut], self.line.len()),
+            None => text.into_owned(),
+        }
     }
 }
 

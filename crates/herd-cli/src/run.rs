@@ -770,14 +770,14 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                     printer.message(&format!(
                         "job {} timed out after {t} and was killed: {}",
                         info.seq,
-                        info.display()
+                        info.shown()
                     ));
                 }
                 if result.leaked {
                     printer.message(&format!(
                         "job {}: descendants still held its output after it exited and were killed: {}",
                         info.seq,
-                        info.display()
+                        info.shown()
                     ));
                 }
                 if let Some(log) = reports.joblog.as_mut() {
@@ -810,7 +810,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                     .filter(|_| !result.cancelled)
                     .and_then(|h| h.note(&result));
                 if let Some(note) = note {
-                    printer.message(&format!("{note}\n{}", info.display()));
+                    printer.message(&format!("{note}\n{}", info.shown()));
                 }
                 if let Some(halt) = halting {
                     if halt.when == When::Soon && still_running > 0 {

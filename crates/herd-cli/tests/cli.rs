@@ -898,3 +898,63 @@ fn retries_run_a_failing_job_again_and_report_its_last_run() {
     let out = run(&["--retries", "0", "true"]);
     assert_eq!(out.status.code(), Some(255));
 }
+
+#[test]
+fn the_help_names_the_keys_events_really_have() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bin");
+    std::fs::write(&file, b"a\xff\n").unwrap();
+    let out = run(&[
+        "--events",
+        "-",
+        "--events-output",
+        "cat",
+        ":::",
+        file.to_str().unwrap(),
+    ]);
+    let output = common::json_lines(&out.stdout)
+        .into_iter()
+        .find(|e| e["event"] == "output")
+        .expect("an output event");
+    assert_eq!(output["base64"], "Yf8K", "{output}");
+    let help = text(&run(&["--help"]).stdout);
+    assert!(help.contains("\"base64\""), "--help names the base64 key");
+    assert!(
+        !help.contains("data_base64"),
+        "--help names a key events do not have"
+    );
+}
+
+#[test]
+fn a_huge_job_count_means_no_limit_instead_of_overflowing() {
+    let out = run(&["-j", "+18446744073709551615", "echo", ":::", "a"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "a\n");
+}
+
+#[test]
+fn a_message_about_a_job_with_a_huge_command_stays_short() {
+    // A 100 KB value in a job that times out: the message names the job, not the value.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big");
+    std::fs::write(&input, "x".repeat(100_000)).unwrap();
+    let out = run(&[
+        "--timeout",
+        "0.1",
+        "-q",
+        "sh",
+        "-c",
+        "sleep 5",
+        "sh",
+        "::::",
+        input.to_str().unwrap(),
+    ]);
+    let err = text(&out.stderr);
+    assert!(err.contains("timed out"), "{}", &err[..err.len().min(300)]);
+    assert!(err.len() < 2000, "{} bytes of message", err.len());
+    assert!(
+        err.contains("bytes in all)"),
+        "{}",
+        &err[..err.len().min(300)]
+    );
+}
