@@ -131,6 +131,31 @@ fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Where large output spills (`--tmpdir`, else `$TMPDIR`) must take files: without it, output
+/// beyond memory's share would have nowhere to go. Checked by making and removing a file.
+fn check_spill_dir(given: Option<&std::path::Path>) -> Result<(), UsageError> {
+    let (dir, name) = match given {
+        Some(d) => (d.to_path_buf(), "--tmpdir"),
+        None => (std::env::temp_dir(), "the temporary directory ($TMPDIR)"),
+    };
+    let probe = dir.join(format!(".herd-probe-{}", std::process::id()));
+    let made = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe);
+    match made {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(UsageError(format!(
+            "{name} {}: cannot hold herd's temporary files ({e}); give a writable one with \
+             --tmpdir",
+            dir.display()
+        ))),
+    }
+}
+
 /// `-j 0`: as many jobs at once as there are inputs.
 const NO_LIMIT: usize = 1 << 20;
 
@@ -570,14 +595,7 @@ impl Cli {
                 "--json and --events cannot both write to standard output".into(),
             ));
         }
-        if let Some(dir) = &self.tmpdir {
-            if !dir.is_dir() {
-                return Err(UsageError(format!(
-                    "--tmpdir {}: not a directory",
-                    dir.display()
-                )));
-            }
-        }
+        check_spill_dir(self.tmpdir.as_deref())?;
         let resume = match (self.resume, self.resume_failed || self.retry_failed) {
             (true, _) => Some(Resume::All),
             (_, true) => Some(Resume::Successful),

@@ -1304,3 +1304,29 @@ fn without_memfree_or_load_no_start_reads_the_kernels_counters() {
     assert!(limited.contains("/proc/meminfo"), "{limited}");
     assert!(limited.contains("/proc/stat\""), "{limited}");
 }
+
+#[test]
+fn a_temporary_directory_that_cannot_hold_files_is_refused_before_any_job() {
+    // Output beyond memory's share spills there: without it, herd would hold it all in RAM.
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    let missing = dir.path().join("missing");
+    let out = herd()
+        .env("TMPDIR", &missing)
+        .args(["touch", ":::", ran.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    let err = text(&out.stderr);
+    assert!(err.contains("$TMPDIR") && err.contains("missing"), "{err}");
+    // /proc takes no files, even from root.
+    let out = run(&["--tmpdir", "/proc", "touch", ":::", ran.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).contains("--tmpdir /proc"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!ran.exists());
+}
