@@ -106,8 +106,55 @@ impl Iterator for CsvRecords {
 #[derive(Debug)]
 pub struct InputError(pub String);
 
+/// The longest input record herd reads. No command line can hold more (Linux takes 128 KiB a
+/// word, a few MiB in all), and a source with no delimiter at all (`:::: /dev/zero`) must not
+/// grow herd without bound: a longer record ends the input with an error naming the source.
+pub const MAX_RECORD: usize = 16 << 20;
+
+/// Records ended by `delimiter`, each at most [`MAX_RECORD`] bytes.
+struct Records<R> {
+    reader: R,
+    delimiter: u8,
+}
+
+impl<R: BufRead> Iterator for Records<R> {
+    type Item = io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut record = Vec::new();
+        loop {
+            let buf = match self.reader.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Some(Err(e)),
+            };
+            if buf.is_empty() {
+                return (!record.is_empty()).then_some(Ok(record));
+            }
+            let (take, done) = match memchr::memchr(self.delimiter, buf) {
+                Some(i) => (i, true),
+                None => (buf.len(), false),
+            };
+            if record.len() + take > MAX_RECORD {
+                return Some(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "an input record is longer than {} MiB (is the delimiter right?)",
+                        MAX_RECORD >> 20
+                    ),
+                )));
+            }
+            record.extend_from_slice(&buf[..take]);
+            self.reader.consume(take + usize::from(done));
+            if done {
+                return Some(Ok(record));
+            }
+        }
+    }
+}
+
 fn lines_of(reader: impl BufRead + Send + 'static, delimiter: u8, csv: bool) -> Lines {
-    let lines: Lines = Box::new(reader.split(delimiter));
+    let lines: Lines = Box::new(Records { reader, delimiter });
     if csv {
         Box::new(CsvRecords { lines, delimiter })
     } else {

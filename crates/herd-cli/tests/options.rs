@@ -1330,3 +1330,35 @@ fn a_temporary_directory_that_cannot_hold_files_is_refused_before_any_job() {
     );
     assert!(!ran.exists());
 }
+
+#[test]
+fn an_input_with_no_delimiter_ends_with_an_error_not_unbounded_memory() {
+    // /dev/zero has no newline: one endless record. herd stops reading at 16 MiB and says so.
+    let out = if have("/usr/bin/time") {
+        Command::new("/usr/bin/time")
+            .args([
+                "-f",
+                "peak %M KB",
+                env!("CARGO_BIN_EXE_herd"),
+                "echo",
+                "::::",
+                "/dev/zero",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    } else {
+        run(&["echo", "::::", "/dev/zero"])
+    };
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{err}");
+    assert!(err.contains("cannot read /dev/zero"), "{err}");
+    assert!(err.contains("longer than 16 MiB"), "{err}");
+    if let Some(kb) = err
+        .lines()
+        .find_map(|l| l.strip_prefix("peak ")?.strip_suffix(" KB"))
+    {
+        let kb: u64 = kb.parse().unwrap();
+        assert!(kb < 64 * 1024, "peak RSS {kb} KB");
+    }
+}
