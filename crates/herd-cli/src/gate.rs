@@ -19,6 +19,15 @@ pub struct Limits {
     pub noswap: bool,
 }
 
+impl Limits {
+    /// `--memfree`: whether memory is so short (under half of it) that the youngest job must
+    /// make room.
+    pub fn must_free_memory(&self) -> bool {
+        self.memfree
+            .is_some_and(|wanted| available_memory().is_some_and(|a| a < wanted / 2))
+    }
+}
+
 /// Parses GNU's sizes: `K M G T P` are powers of 1024, `k m g t p` powers of 1000.
 pub fn parse_size(s: &str) -> Option<u64> {
     let t = s.trim();
@@ -142,14 +151,6 @@ impl Gate {
         }
         Ok(())
     }
-
-    /// `--memfree`: whether memory is so short (under half of it) that the youngest job must
-    /// make room.
-    pub fn must_free_memory(&self) -> bool {
-        self.limits
-            .memfree
-            .is_some_and(|wanted| available_memory().is_some_and(|a| a < wanted / 2))
-    }
 }
 
 #[cfg(test)]
@@ -185,6 +186,10 @@ mod tests {
             ..Limits::default()
         });
         assert!(matches!(shut.check(), Err(Wait::Memory { .. })));
-        assert!(shut.must_free_memory());
+        assert!(Limits {
+            memfree: Some(available * 4),
+            ..Limits::default()
+        }
+        .must_free_memory());
     }
 }

@@ -240,9 +240,11 @@ impl JobMaker {
         if self.exprs.0.is_empty() && self.filters.is_empty() {
             return Ok(());
         }
-        let exprs = std::mem::take(&mut self.exprs.0);
-        let perl = Perl::start(exprs.clone(), self.composer.shell.dialect, self.slots);
-        self.exprs.0 = exprs;
+        let perl = Perl::start(
+            self.exprs.0.clone(),
+            self.composer.shell.dialect,
+            self.slots,
+        );
         self.perl = Some(RefCell::new(perl.map_err(Fatal)?));
         Ok(())
     }

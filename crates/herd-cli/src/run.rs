@@ -613,7 +613,6 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
     let mut relative = opts.timeout_percent.map(RelativeTimeout::new);
     let mut killed_late = HashSet::new();
     // --memfree: jobs killed to free memory, to run again.
-    let memory = Gate::new(opts.gate);
     let mut requeue = HashSet::new();
     loop {
         if let Some(feeder) = inline.as_mut() {
@@ -622,7 +621,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
             }
         }
         report_unrun(&feed_state, &mut printer, &mut reports, &mut counts);
-        if opts.gate.memfree.is_some() && memory.must_free_memory() {
+        if opts.gate.must_free_memory() {
             // Under half of --memfree left: the youngest job makes room (unless it is alone).
             let window = feed_state.window.lock().unwrap();
             let youngest = window
