@@ -66,12 +66,13 @@ class Sample:
         self.thread.join()
 
 
-def measure(argv, stdin_path=None, interval=0.02, count_fds=False, stdout=subprocess.DEVNULL):
+def measure(argv, stdin_path=None, interval=0.02, count_fds=False, stdout=subprocess.DEVNULL, env=None):
     """Runs argv; returns wall s, CPU s (user+system of it and its reaped descendants), and
     the samples."""
     stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
     start = time.monotonic()
-    proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
+                            env=dict(os.environ, **env) if env else None)
     sample = Sample(proc.pid, interval, count_fds)
     err_chunks = []
     reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
@@ -139,6 +140,13 @@ def peers(t, jobs, program, extra=()):
     return cmds
 
 
+def containment(t):
+    """Where herd puts its jobs on this machine: "cgroup" or "process groups"."""
+    out = subprocess.run([t.herd, "--shell", "cat /proc/self/cgroup # {}", ":::", "1"],
+                         capture_output=True, text=True).stdout
+    return "cgroup" if "/herd-" in out else "process groups"
+
+
 def w1(t, a, tmp, out):
     n, j = a.w1_jobs, 8
     inputs = input_file(tmp, "w1", range(1, n + 1))
@@ -146,6 +154,11 @@ def w1(t, a, tmp, out):
         ("C baseline", lambda: measure([t.baseline, str(j), str(n), t.tiny])),
         ("herd", lambda: measure([t.herd, "-j", str(j), t.tiny], inputs)),
     ]
+    # What containment costs: the same run with process groups only (herd's level where it
+    # may not create cgroups). Only worth a row where the default uses cgroups.
+    if containment(t) == "cgroup":
+        tools.append(("herd, process groups only", lambda: measure(
+            [t.herd, "-j", str(j), t.tiny], inputs, env={"HERD_NO_CGROUP": "1"})))
     for name, argv in peers(t, j, t.tiny):
         if name == "GNU parallel" and not a.w1_gnu:
             continue
@@ -162,6 +175,7 @@ def w1(t, a, tmp, out):
         ])
     herd_wall = median(res["herd"], "wall")
     lines = [f"## W1: {n} jobs of a tiny static program at -j {j}", "",
+             f"herd's containment here: {containment(t)} (see README, Reliability).", "",
              table(["tool", "wall s", "CPU s", "wall µs/job", "wall ÷ baseline",
                     "CPU µs/job beyond baseline"], rows), ""]
     if "rust-parallel" in res:

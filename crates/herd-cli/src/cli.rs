@@ -43,9 +43,15 @@ $PARALLEL_JOBSLOT (its slot).
 GNU parallel's option syntax is understood: bundled short options (-kj4), abbreviated long \
 options (--dry), its aliases (--jl, --xapply, --dryrun), $PARALLEL and ~/.parallel/config.
 
-Each job runs in its own process group. A timeout, Ctrl-C, or any signal that would end herd \
-(TERM, HUP, QUIT, USR1, USR2, ALRM, XCPU, PROF, VTALRM) kills the job's whole tree, and descendants that keep a job's output open after it exits are killed after a short grace: \
-nothing herd starts outlives it.
+Nothing herd starts outlives it. A timeout, Ctrl-C, or any signal that would end herd (TERM, \
+HUP, QUIT, USR1, USR2, ALRM, XCPU, PROF, VTALRM) kills the job's whole tree; so does the end of \
+a job, after a short grace for descendants that keep its output open. What holds a tree: on \
+Linux, where herd may create a cgroup (v2: as root, or in a delegated subtree such as a systemd \
+user session), a cgroup per job, which holds every descendant, even one that calls setsid, and \
+a guardian process kills them all if herd itself is killed, even by SIGKILL. Elsewhere (no \
+cgroup v2, no permission, or HERD_NO_CGROUP=1), a process group per job: the same holds \
+except for descendants that leave the group (setsid, setpgid). On Windows, a job object per \
+job, which holds every descendant.
 
 Output is kept in memory up to 1 MiB per stream (64 MiB in all), beyond that in unnamed \
 temporary files (--tmpdir); --max-output bounds it per job.

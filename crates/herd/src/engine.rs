@@ -140,10 +140,17 @@ struct State {
     /// loop, not one per event: a job's Started, Output and Finished often come in one turn,
     /// and each needless wake-up of the consumer is a context switch.
     events_to_announce: std::cell::Cell<bool>,
+    /// Last: dropped after every job's process, so its guardian cleans up after all of them.
+    containment: Arc<sys::Containment>,
 }
 
 impl Engine {
-    pub(crate) fn new(poller: sys::Poller, shared: Arc<Shared>, config: Config) -> Self {
+    pub(crate) fn new(
+        poller: sys::Poller,
+        shared: Arc<Shared>,
+        config: Config,
+        containment: Arc<sys::Containment>,
+    ) -> Self {
         let limits = CaptureLimits {
             per_stream: config.memory_per_stream,
             budget: MemoryBudget::new(config.memory_budget),
@@ -152,7 +159,7 @@ impl Engine {
         Engine {
             poller,
             state: State {
-                spawners: Spawners::new(config.spawners, shared.clone()),
+                spawners: Spawners::new(config.spawners, shared.clone(), containment.clone()),
                 shared,
                 config,
                 slots: Vec::new(),
@@ -170,6 +177,7 @@ impl Engine {
                 exit_hints: Vec::new(),
                 direct_spills: Vec::new(),
                 events_to_announce: std::cell::Cell::new(false),
+                containment,
             },
         }
     }
@@ -348,7 +356,7 @@ impl Engine {
                     Err(job) => job,
                 }
             };
-            let result = sys::spawn(&job);
+            let result = sys::spawn(&job, &self.state.containment);
             self.on_spawned(token, result);
         }
     }
@@ -379,7 +387,9 @@ impl Engine {
                         .timers
                         .push(Reverse((now + kill_grace, TimerKind::Kill, token)));
                 }
-                TimerKind::Kill => running.process.signal_tree(Kill::Kill),
+                TimerKind::Kill => {
+                    running.process.signal_tree(Kill::Kill);
+                }
                 TimerKind::EofGrace => {
                     entry.leaked = true;
                     self.complete(token);

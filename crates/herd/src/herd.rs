@@ -26,6 +26,7 @@ pub(crate) struct Config {
     pub event_buffer: usize,
     pub spill_dir: Option<PathBuf>,
     pub kill_descendants: bool,
+    pub use_cgroups: bool,
     pub started_events: bool,
     pub poller: sys::PollerOptions,
 }
@@ -42,6 +43,7 @@ impl Default for Config {
             event_buffer: 16 << 20,
             spill_dir: None,
             kill_descendants: true,
+            use_cgroups: true,
             started_events: true,
             poller: sys::PollerOptions::default(),
         }
@@ -129,6 +131,14 @@ impl Builder {
     /// descendant outlives its job. Turn off to let jobs leave daemons behind.
     pub fn kill_descendants(mut self, yes: bool) -> Self {
         self.config.kill_descendants = yes;
+        self
+    }
+
+    /// Whether to contain jobs in cgroups where this process may create them (default true).
+    /// Turn off to have process groups only, as on a machine without cgroup v2; see
+    /// [`Containment`].
+    pub fn use_cgroups(mut self, yes: bool) -> Self {
+        self.config.use_cgroups = yes;
         self
     }
 
@@ -335,6 +345,32 @@ pub struct Herd {
     /// The event loop; it owns the spawner threads and stops them as it ends.
     loop_thread: Option<JoinHandle<()>>,
     max_running: usize,
+    containment: Containment,
+}
+
+/// How a herd keeps its jobs' processes from outliving their job, and the herd itself.
+///
+/// Chosen when the herd starts, the best this process may use: [`Herd::containment`] says
+/// which. In every case a job's tree is killed when it completes (unless
+/// [`Builder::kill_descendants`] is off), when it times out and when it is cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Containment {
+    /// Linux with cgroup v2 where this process may create a cgroup (root, or a delegated
+    /// subtree such as a systemd user service): each job runs in a cgroup of its own, inside
+    /// one per herd, and is killed with `cgroup.kill`. A guardian process kills the herd's
+    /// cgroup if the herd dies, even by SIGKILL. Every descendant is reached, also one that
+    /// calls `setsid`.
+    Cgroup,
+    /// Linux elsewhere: each job leads a process group, and a guardian process kills the groups
+    /// of the running jobs if the herd dies. A descendant that leaves its job's group
+    /// (`setsid`, `setpgid`) is not reached.
+    ProcessGroup,
+    /// Windows: each job is a job object, which the system kills when the herd's handles
+    /// close, also when the herd is killed. Every descendant is reached.
+    JobObject,
+    /// Not contained: [`Builder::kill_descendants`] is off, so jobs may leave processes behind.
+    None,
 }
 
 impl Herd {
@@ -364,7 +400,12 @@ impl Herd {
             )),
         });
         let max_running = config.max_running;
-        let engine = Engine::new(poller, shared.clone(), config);
+        let containment = Arc::new(sys::Containment::new(
+            config.kill_descendants,
+            config.use_cgroups,
+        ));
+        let level = containment.level();
+        let engine = Engine::new(poller, shared.clone(), config, containment);
         let loop_thread = std::thread::Builder::new()
             .name("herd-loop".into())
             .spawn(move || engine.run())
@@ -374,7 +415,13 @@ impl Herd {
             next_id: AtomicU64::new(1),
             loop_thread: Some(loop_thread),
             max_running,
+            containment: level,
         })
+    }
+
+    /// How this herd contains its jobs' processes.
+    pub fn containment(&self) -> Containment {
+        self.containment
     }
 
     /// The bound on running jobs this herd was built with.

@@ -100,7 +100,7 @@ mod sys;
 
 pub use crate::chunk::Chunk;
 pub use crate::error::{Error, SpawnError};
-pub use crate::herd::{Builder, Herd, JobHandle, KeepOpen};
+pub use crate::herd::{Builder, Containment, Herd, JobHandle, KeepOpen};
 pub use crate::job::{Environment, Job, Stdin};
 pub use crate::output::{Cut, Output};
 pub use crate::result::{signal_name, Event, JobId, JobResult, Outcome, ResourceUsage};

@@ -60,15 +60,21 @@ pub(crate) struct Spawners {
     queue: Arc<SpawnQueue>,
     count: usize,
     shared: Arc<Shared>,
+    containment: Arc<sys::Containment>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Spawners {
-    pub(crate) fn new(count: usize, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        count: usize,
+        shared: Arc<Shared>,
+        containment: Arc<sys::Containment>,
+    ) -> Self {
         Spawners {
             queue: Arc::default(),
             count,
             shared,
+            containment,
             threads: Vec::new(),
         }
     }
@@ -79,11 +85,12 @@ impl Spawners {
         while self.threads.len() < self.count {
             let queue = self.queue.clone();
             let shared = self.shared.clone();
+            let containment = self.containment.clone();
             let started = std::thread::Builder::new()
                 .name(format!("herd-spawner-{}", self.threads.len()))
                 .spawn(move || {
                     while let Some((token, job)) = queue.pop() {
-                        let result = sys::spawn(&job);
+                        let result = sys::spawn(&job, &containment);
                         shared.send(Msg::Spawned { token, result });
                     }
                 });

@@ -17,6 +17,8 @@
 //! - `CLONE_CLEAR_SIGHAND` (Linux 5.5): every signal the parent handles is at its default in
 //!   the child, in one step; no handler of the parent can ever run in the child.
 //! - `CLONE_PIDFD`: the pidfd comes with the child (no `pidfd_open`).
+//! - `CLONE_INTO_CGROUP` (Linux 5.7), when the herd contains its jobs in cgroups: the child
+//!   starts in its job's cgroup, so not even its first fork can happen outside it.
 //!
 //! The child runs alongside the parent's threads in the same memory, so it touches only its
 //! own stack and slot, makes raw system calls (libc's wrappers would write `errno` into the
@@ -32,7 +34,7 @@
 //! answer `ENOSYS`), herd uses `posix_spawn` for the rest of the process's life.
 
 pub(super) use super::spawn::ChildArgs;
-use rustix::fd::{FromRawFd, OwnedFd};
+use rustix::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use rustix::process::Pid;
@@ -101,8 +103,11 @@ const CLONE_VM: u64 = 0x100;
 const CLONE_PIDFD: u64 = 0x1000;
 const CLONE_CHILD_CLEARTID: u64 = 0x20_0000;
 const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-/// The part of `struct clone_args` herd fills (the kernel's first version, 64 bytes).
+/// `struct clone_args` up to its `cgroup` field (the kernel's version 2, 88 bytes). Only the
+/// first 64 bytes (version 1) are passed unless a cgroup is asked for, so kernels before 5.7
+/// accept it.
 #[repr(C)]
 #[derive(Default)]
 struct CloneArgs {
@@ -114,11 +119,21 @@ struct CloneArgs {
     stack: u64,
     stack_size: u64,
     tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
 }
 
-/// Starts a child with `args`; `keep` (the memory `args` points into) is held until the child
-/// has exec'd or exited. Returns as soon as the child exists.
-pub(super) fn start<K: 'static>(args: ChildArgs, keep: K) -> Result<Launched, Failure> {
+const CLONE_ARGS_V1: usize = 64;
+
+/// Starts a child with `args`, in the cgroup `cgroup` if given; `keep` (the memory `args`
+/// points into) is held until the child has exec'd or exited. Returns as soon as the child
+/// exists.
+pub(super) fn start<K: 'static>(
+    args: ChildArgs,
+    keep: K,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> Result<Launched, Failure> {
     let status = Box::new(ExecStatus(AtomicU64::new(0)));
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
@@ -138,13 +153,19 @@ pub(super) fn start<K: 'static>(args: ChildArgs, keep: K) -> Result<Launched, Fa
             stack_size: slot.stack.len as u64,
             ..CloneArgs::default()
         };
+        let mut size = CLONE_ARGS_V1;
+        if let Some(cgroup) = cgroup {
+            clone_args.flags |= CLONE_INTO_CGROUP;
+            clone_args.cgroup = cgroup.as_raw_fd() as u64;
+            size = std::mem::size_of::<CloneArgs>();
+        }
         // Marked busy before the child exists; the kernel clears it when the child lets go.
         slot.busy.store(1, Ordering::Relaxed);
         // SAFETY: the stack and the handoff belong to this slot, which stays reserved (busy)
         // until the kernel clears `busy` at the child's exec or exit; `keep` holds the memory
         // that `args` points into for as long; `status` is returned to the caller, who keeps
         // it until the child is reaped. `child_main` never returns.
-        let result = unsafe { clone3(&mut clone_args, child_main, &slot.handoff) };
+        let result = unsafe { clone3(&mut clone_args, size, child_main, &slot.handoff) };
         if result < 0 {
             slot.busy.store(0, Ordering::Relaxed);
             slot.keep = None;
@@ -416,6 +437,7 @@ impl Drop for ChildStack {
 #[cfg(target_arch = "x86_64")]
 unsafe fn clone3(
     args: &mut CloneArgs,
+    size: usize,
     child: extern "C" fn(*const Handoff) -> !,
     arg: *const Handoff,
 ) -> isize {
@@ -436,7 +458,7 @@ unsafe fn clone3(
             "2:",
             inlateout("rax") libc::SYS_clone3 as isize => ret,
             in("rdi") args as *mut CloneArgs,
-            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("rsi") size,
             in("r8") child,
             in("r9") arg,
             lateout("rcx") _,
@@ -449,6 +471,7 @@ unsafe fn clone3(
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn clone3(
     _args: &mut CloneArgs,
+    _size: usize,
     _child: extern "C" fn(*const Handoff) -> !,
     _arg: *const Handoff,
 ) -> isize {

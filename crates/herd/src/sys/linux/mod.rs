@@ -6,11 +6,16 @@
 //!   fallback where the kernel refuses `clone3`.
 //! - [`poller`]: epoll, edge-triggered, and the read loop that turns readiness into completions.
 //! - [`process`]: exit confirmation, reaping with resource usage, signalling the process group.
+//! - [`containment`]: what holds a job's whole tree; [`cgroup`] (a cgroup v2 per job) where
+//!   herd may, process groups elsewhere, and the [`guardian`] that kills them if herd dies.
 //! - [`rlimit`]: raising `RLIMIT_NOFILE` once, at start.
 //! - [`path`]: looking a program up in `PATH`, with a cache.
 
+mod cgroup;
 mod child_signal;
 mod clone3;
+mod containment;
+mod guardian;
 mod path;
 mod poller;
 mod posix_spawn;
@@ -19,6 +24,7 @@ mod rlimit;
 mod spawn;
 
 pub(crate) use child_signal::reset_ignored_sigchld;
+pub(crate) use containment::Containment;
 pub(crate) use poller::{Poller, Waker};
 pub(crate) use process::Process;
 pub(crate) use rlimit::raise_fd_limit;

@@ -12,8 +12,9 @@
 
 use super::super::{ExitInfo, Kill};
 use super::clone3::ExecStatus;
+use super::containment::Tree;
 use rustix::fd::{AsFd, OwnedFd};
-use rustix::process::{kill_process_group, waitid, Pid, Signal, WaitId, WaitIdOptions};
+use rustix::process::{waitid, Pid, Signal, WaitId, WaitIdOptions};
 use std::time::Duration;
 
 pub(crate) struct Process {
@@ -22,6 +23,8 @@ pub(crate) struct Process {
     reaped: bool,
     /// For a child started by `clone3`, which reports a failed exec only as it exits.
     exec_check: Option<ExecCheck>,
+    /// What holds the child's whole tree: its cgroup or its process group.
+    tree: Tree,
 }
 
 /// Where a `clone3` child reports a failure before its program runs, and what to name then.
@@ -33,12 +36,13 @@ pub(crate) struct ExecCheck {
 }
 
 impl Process {
-    pub(super) fn new(pid: Pid, pidfd: OwnedFd, exec_check: Option<ExecCheck>) -> Self {
+    pub(super) fn new(pid: Pid, pidfd: OwnedFd, exec_check: Option<ExecCheck>, tree: Tree) -> Self {
         Process {
             pid,
             pidfd,
             reaped: false,
             exec_check,
+            tree,
         }
     }
 
@@ -60,14 +64,14 @@ impl Process {
         }
     }
 
-    /// Signals every process in the child's process group, the child included.
-    pub(crate) fn signal_tree(&self, kill: Kill) {
+    /// Signals every process of the child's tree (its cgroup, else its process group), the
+    /// child included. Returns whether there was anything to signal, as far as herd can tell.
+    pub(crate) fn signal_tree(&self, kill: Kill) -> bool {
         let signal = match kill {
             Kill::Term => Signal::TERM,
             Kill::Kill => Signal::KILL,
         };
-        // ESRCH (the group is empty) is not an error here.
-        let _ = kill_process_group(self.pid, signal);
+        self.tree.signal(self.pid, signal)
     }
 
     /// Collects the exit status and resource usage. Call only once `has_exited` said so.
@@ -77,6 +81,7 @@ impl Process {
 
     fn reap_inner(&mut self) -> ExitInfo {
         self.reaped = true;
+        self.tree.leader_reaped(self.pid);
         let mut status: libc::c_int = 0;
         // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

@@ -18,6 +18,7 @@
 //! children). Signals ignored by herd's own parent stay ignored, as after a shell's `nohup`.
 
 use super::clone3::{self, Step};
+use super::containment::{Containment, Tree};
 use super::path::{self, Lookup};
 use super::poller::Pipes;
 use super::posix_spawn;
@@ -170,22 +171,26 @@ pub(crate) fn spawns_without_blocking(job: &Job) -> bool {
     clone3::available() && !matches!(job.stdin, Stdin::File(_))
 }
 
-/// Starts `job`: on the event loop when [`spawns_without_blocking`], else on a spawner thread.
-pub(crate) fn spawn(job: &Job) -> Result<Spawned, SpawnFailure> {
+/// Starts `job` inside `containment`: on the event loop when [`spawns_without_blocking`], else
+/// on a spawner thread.
+pub(crate) fn spawn(job: &Job, containment: &Containment) -> Result<Spawned, SpawnFailure> {
     let path_var = job.env.path_var();
     let lookup_path = path_var
         .as_ref()
         .map(|p| p.as_deref().unwrap_or(OsStr::new("")));
     let program_path = lookup(job, lookup_path)?;
     crate::sys::check_working_dir(job)?;
-    match spawn_resolved(job, &program_path, Backend::preferred()) {
+    let io_err = |e: io::Error| classify(e, &job.program);
+    let tree = containment.lend().map_err(io_err)?;
+    match spawn_resolved(job, &program_path, Backend::preferred(), tree) {
         // The cached path vanished since it was looked up: look again, once. (Only
         // `posix_spawn` says so here; `clone3`'s child reports it as it exits, see `late_failure`.)
         Err(SpawnFailure::Job(SpawnError::NotFound { .. }))
             if !job.program.as_bytes().contains(&b'/') =>
         {
             path::forget(&job.program);
-            spawn_resolved(job, &lookup(job, lookup_path)?, Backend::preferred())
+            let tree = containment.lend().map_err(io_err)?;
+            spawn_resolved(job, &lookup(job, lookup_path)?, Backend::preferred(), tree)
         }
         other => other,
     }
@@ -310,22 +315,34 @@ fn start_child(
     program_path: &Path,
     fds: [RawFd; 3],
     backend: Backend,
+    tree: Tree,
 ) -> Result<Process, SpawnFailure> {
     let program = &job.program;
     let prepared = Prepared::new(job, program_path)?;
     let args = prepared.child_args(fds);
     if backend == Backend::Clone3 {
-        match clone3::start(args, prepared) {
+        let cgroup = match &tree {
+            Tree::Cgroup(cgroup) => Some(cgroup.dir()),
+            Tree::Group(_) => None,
+        };
+        match clone3::start(args, prepared, cgroup) {
             Ok(launched) => {
                 let check = ExecCheck {
                     status: launched.status,
                     program: program.clone(),
                     cwd: job.cwd.clone(),
                 };
-                return Ok(Process::new(launched.pid, launched.pidfd, Some(check)));
+                // Placed by clone3: cannot fail.
+                let _ = tree.started(launched.pid, true);
+                return Ok(Process::new(
+                    launched.pid,
+                    launched.pidfd,
+                    Some(check),
+                    tree,
+                ));
             }
             Err(clone3::Failure::Unsupported) => {
-                return start_child(job, program_path, fds, Backend::PosixSpawn)
+                return start_child(job, program_path, fds, Backend::PosixSpawn, tree)
             }
             Err(clone3::Failure::Clone(e)) => return Err(classify(e.into(), program)),
         }
@@ -333,25 +350,34 @@ fn start_child(
     let pid = posix_spawn::start(&args).map_err(|e| classify(e, program))?;
     drop(prepared);
     // Race-free: herd never waits on other pids, so this pid cannot have been reaped and reused.
-    match pidfd_open(pid, PidfdFlags::empty()) {
-        Ok(fd) => Ok(Process::new(pid, fd, None)),
+    let kill_and_reap = || {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        let mut status = 0;
+        // SAFETY: waiting on our own child; null rusage is allowed.
+        unsafe { libc::wait4(pid.as_raw_nonzero().get(), &mut status, 0, ptr::null_mut()) };
+    };
+    let pidfd = match pidfd_open(pid, PidfdFlags::empty()) {
+        Ok(fd) => fd,
         Err(e) => {
             // The child runs but cannot be watched: kill and reap it, then retry the job later.
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-            let mut status = 0;
-            // SAFETY: waiting on our own child; null rusage is allowed.
-            unsafe { libc::wait4(pid.as_raw_nonzero().get(), &mut status, 0, ptr::null_mut()) };
+            kill_and_reap();
             let e = io::Error::from(e);
-            Err(if e.raw_os_error() == Some(Errno::NOSYS.raw_os_error()) {
+            return Err(if e.raw_os_error() == Some(Errno::NOSYS.raw_os_error()) {
                 SpawnFailure::Job(SpawnError::Io {
                     program: program.to_string_lossy().into_owned(),
                     source: e,
                 })
             } else {
                 SpawnFailure::Exhausted(e)
-            })
+            });
         }
+    };
+    if let Err(e) = tree.started(pid, false) {
+        // The child could not be put in its cgroup: it must not run outside it.
+        kill_and_reap();
+        return Err(classify(e, program));
     }
+    Ok(Process::new(pid, pidfd, None, tree))
 }
 
 /// The error for a child that failed between `clone3` and its program (seen when it is
@@ -382,6 +408,7 @@ fn spawn_resolved(
     job: &Job,
     program_path: &Path,
     backend: Backend,
+    tree: Tree,
 ) -> Result<Spawned, SpawnFailure> {
     let io_err = |e: io::Error| classify(e, &job.program);
     let (out_r, out_w) = pipe_pair().map_err(io_err)?;
@@ -426,7 +453,7 @@ fn spawn_resolved(
         None => dev_null().map_err(io_err)?,
     };
     let fds = [stdin, out_w.as_raw_fd(), err_w.as_raw_fd()];
-    let process = start_child(job, program_path, fds, backend)?;
+    let process = start_child(job, program_path, fds, backend, tree)?;
     let start_time = SystemTime::now();
     let started = Instant::now();
     // The child has its own copy of the descriptor table (made by the clone), so the parent's
@@ -456,7 +483,7 @@ mod tests {
     /// Runs `job` (its program a path) with `backend`; its stdout and exit code.
     fn run(job: &Job, backend: Backend) -> Result<(String, Option<i32>), SpawnFailure> {
         let program = PathBuf::from(&job.program);
-        let spawned = spawn_resolved(job, &program, backend)?;
+        let spawned = spawn_resolved(job, &program, backend, Tree::Group(None))?;
         // The poller feeds stdin in herd; here the test does (small enough for the pipe).
         if let Some((fd, data)) = spawned.pipes.stdin {
             assert_eq!(rustix::io::write(&fd, &data).unwrap(), data.len());
@@ -539,6 +566,39 @@ mod tests {
                 "{backend:?} leaked fd {leaked}: {out}"
             );
             assert!(out.ends_with("from stdin"), "{backend:?}: {out}");
+        }
+    }
+
+    #[test]
+    fn both_backends_start_the_child_inside_its_cgroup() {
+        let containment = Containment::new(true, true);
+        if containment.level() != crate::Containment::Cgroup {
+            assert!(
+                std::env::var_os("HERD_REQUIRE_CGROUP").is_none(),
+                "no cgroup where CI requires one"
+            );
+            eprintln!("skipped: herd may not create cgroups here");
+            return;
+        }
+        for backend in BACKENDS {
+            // The child reads its cgroup only once told to (after `spawn` returned): a child
+            // of `posix_spawn` is moved in only after its exec.
+            let job = Job::new("/bin/sh")
+                .args(["-c", "read go; cat /proc/self/cgroup"])
+                .stdin(crate::Stdin::bytes("go\n"));
+            let program = PathBuf::from(&job.program);
+            let tree = containment.lend().unwrap();
+            let spawned = spawn_resolved(&job, &program, backend, tree).unwrap();
+            let (fd, data) = spawned.pipes.stdin.as_ref().unwrap();
+            assert_eq!(rustix::io::write(fd, data).unwrap(), data.len());
+            rustix::io::ioctl_fionbio(&spawned.pipes.stdout, false).unwrap();
+            let mut out = String::new();
+            std::fs::File::from(spawned.pipes.stdout)
+                .read_to_string(&mut out)
+                .unwrap();
+            assert_eq!(spawned.process.reap().code, Some(0));
+            let line = out.lines().find(|l| l.starts_with("0::")).unwrap();
+            assert!(line.contains("/herd-"), "{backend:?}: {out}");
         }
     }
 

@@ -36,3 +36,17 @@ fn wide(s: &std::ffi::OsStr) -> Vec<u16> {
     use std::os::windows::ffi::OsStrExt;
     s.encode_wide().chain(std::iter::once(0)).collect()
 }
+
+/// Windows contains every job in a job object of its own (see [`spawn`](spawn::spawn)), killed
+/// by the system when herd's handles close: nothing more to set up per herd.
+pub(crate) struct Containment;
+
+impl Containment {
+    pub(crate) fn new(_kill_descendants: bool, _use_cgroups: bool) -> Containment {
+        Containment
+    }
+
+    pub(crate) fn level(&self) -> crate::Containment {
+        crate::Containment::JobObject
+    }
+}

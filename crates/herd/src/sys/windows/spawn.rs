@@ -242,7 +242,7 @@ pub(crate) fn spawns_without_blocking(_job: &Job) -> bool {
 }
 
 /// Starts `job`. Runs on a spawner thread.
-pub(crate) fn spawn(job: &Job) -> Result<Spawned, SpawnFailure> {
+pub(crate) fn spawn(job: &Job, _containment: &super::Containment) -> Result<Spawned, SpawnFailure> {
     let io_err = |e: io::Error| classify(e, &job.program);
     crate::sys::check_working_dir(job)?;
     let (out_ours, out_child) = pipe::create(Direction::FromChild).map_err(io_err)?;

@@ -1,0 +1,117 @@
+//! How a herd keeps its jobs' processes from outliving their job and the herd.
+//!
+//! Two levels, the best this process may use (decided once, when the herd starts):
+//! - [`Cgroups`]: a cgroup per job inside one per herd, with a [`Guardian`] that kills the
+//!   herd's cgroup if the herd dies. Reaches every descendant.
+//! - Process groups: each job leads its own group, and the guardian kills the groups of the
+//!   jobs still running if the herd dies. A descendant that calls `setsid` or `setpgid` leaves
+//!   its job's group and is not reached.
+//!
+//! With `kill_descendants(false)` neither is used: jobs may leave daemons behind on purpose.
+
+use super::cgroup::{Cgroups, JobCgroup};
+use super::guardian::Guardian;
+use crate::Containment as Level;
+use rustix::process::{kill_process_group, Pid, Signal};
+use std::io;
+use std::sync::Arc;
+
+/// A herd's containment: what [`spawn`](super::spawn) places each job in.
+pub(crate) struct Containment {
+    cgroups: Option<Cgroups>,
+    guardian: Option<Arc<Guardian>>,
+}
+
+impl Containment {
+    /// `use_cgroups`: try cgroup v2 first. `kill_descendants`: contain at all.
+    pub(crate) fn new(kill_descendants: bool, use_cgroups: bool) -> Containment {
+        if !kill_descendants {
+            return Containment {
+                cgroups: None,
+                guardian: None,
+            };
+        }
+        if use_cgroups {
+            if let Some(cgroups) = Cgroups::create() {
+                if let Ok(guardian) = Guardian::for_cgroups(&cgroups) {
+                    return Containment {
+                        cgroups: Some(cgroups),
+                        guardian: Some(Arc::new(guardian)),
+                    };
+                }
+                // No guardian, no cgroup: nobody would remove it.
+                let _ = std::fs::remove_dir(cgroups.dir.join("0"));
+                let _ = std::fs::remove_dir(&cgroups.dir);
+            }
+        }
+        Containment {
+            cgroups: None,
+            guardian: Guardian::for_process_groups().ok().map(Arc::new),
+        }
+    }
+
+    pub(crate) fn level(&self) -> Level {
+        match (&self.cgroups, &self.guardian) {
+            (Some(_), _) => Level::Cgroup,
+            (None, Some(_)) => Level::ProcessGroup,
+            (None, None) => Level::None,
+        }
+    }
+
+    /// Where the next job goes: a cgroup of its own, or its own process group.
+    pub(super) fn lend(&self) -> io::Result<Tree> {
+        Ok(match &self.cgroups {
+            Some(cgroups) => Tree::Cgroup(cgroups.lend()?),
+            None => Tree::Group(self.guardian.clone()),
+        })
+    }
+}
+
+/// The container of one job's processes.
+pub(crate) enum Tree {
+    Cgroup(JobCgroup),
+    /// The job's process group, known to the guardian (if there is one).
+    Group(Option<Arc<Guardian>>),
+}
+
+impl Tree {
+    /// The child `leader` now exists (and leads its process group).
+    pub(super) fn started(&self, leader: Pid, placed: bool) -> io::Result<()> {
+        match self {
+            // Not placed by `clone3`: moved in now (its very first forks may have escaped).
+            Tree::Cgroup(cgroup) if !placed => cgroup.adopt(leader),
+            Tree::Cgroup(_) => Ok(()),
+            Tree::Group(guardian) => {
+                if let Some(g) = guardian {
+                    g.watch(leader);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Signals every process of the job. Returns whether anything was signalled in the
+    /// cgroup (always true for a process group, which cannot tell).
+    pub(super) fn signal(&self, leader: Pid, signal: Signal) -> bool {
+        match self {
+            Tree::Cgroup(cgroup) if signal == Signal::KILL => cgroup.kill_all(),
+            Tree::Cgroup(cgroup) => {
+                // ESRCH (the group is empty) is not an error here.
+                let _ = kill_process_group(leader, signal);
+                cgroup.signal_all(signal);
+                true
+            }
+            Tree::Group(_) => {
+                let _ = kill_process_group(leader, signal);
+                true
+            }
+        }
+    }
+
+    /// The leader is about to be reaped: after that its pid (the group's id) may be reused.
+    pub(super) fn leader_reaped(&self, leader: Pid) {
+        if let Tree::Group(Some(guardian)) = self {
+            guardian.forget(leader);
+        }
+    }
+}
