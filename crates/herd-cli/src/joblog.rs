@@ -58,8 +58,10 @@ fn read(path: &Path, resume: Resume) -> Result<Logged, String> {
         )
     };
     let mut skip = HashSet::new();
-    for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
+    let mut lines = BufReader::new(file).split(b'\n').enumerate().peekable();
+    while let Some((i, line)) = lines.next() {
         let line = line.map_err(|e| format!("cannot read joblog {}: {e}", path.display()))?;
+        let last = lines.peek().is_none();
         let line = String::from_utf8_lossy(&line);
         if i == 0 {
             if line != HEADER {
@@ -71,6 +73,11 @@ fn read(path: &Path, resume: Resume) -> Result<Logged, String> {
             continue;
         }
         let fields: Vec<&str> = line.splitn(9, '\t').collect();
+        if fields.len() < 9 && last {
+            // A row cut short (herd or GNU parallel killed while writing it): that job runs
+            // again.
+            continue;
+        }
         if fields.len() < 9 {
             return Err(bad(i + 1, "fewer than 9 tab-separated fields"));
         }
@@ -96,6 +103,8 @@ fn read(path: &Path, resume: Resume) -> Result<Logged, String> {
 /// The joblog being written.
 pub struct Joblog {
     out: BufWriter<File>,
+    /// For errors.
+    path: String,
 }
 
 impl Joblog {
@@ -108,13 +117,30 @@ impl Joblog {
             File::create(path)
         }
         .map_err(|e| io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display())))?;
-        let mut out = BufWriter::new(file);
-        if !exists {
-            out.write_all(HEADER.as_bytes())?;
-            out.write_all(b"\n")?;
-            out.flush()?;
-        }
-        Ok(Joblog { out })
+        let mut log = Joblog {
+            out: BufWriter::new(file),
+            path: path.display().to_string(),
+        };
+        let start = if !exists {
+            format!("{HEADER}\n")
+        } else if !ends_with_newline(path)? {
+            // The last row was cut short: end it, so the next row is not glued onto it.
+            "\n".to_string()
+        } else {
+            String::new()
+        };
+        log.put(&start)?;
+        Ok(log)
+    }
+
+    /// Writes and flushes `text`; an error names the log.
+    fn put(&mut self, text: &str) -> io::Result<()> {
+        self.out
+            .write_all(text.as_bytes())
+            .and_then(|()| self.out.flush())
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot write joblog {}: {e}", self.path))
+            })
     }
 
     /// Logs a job that did not run (GNU's exit values: -2 for `skip()`, -1 for a failure).
@@ -157,9 +183,17 @@ impl Joblog {
             "{}\t:\t{start:.3}\t{:10.3}\t0\t{}\t{}\t{}\t{command}\n",
             row.seq, row.runtime, row.received, row.exit_value, row.signal,
         );
-        self.out.write_all(line.as_bytes())?;
-        self.out.flush()
+        self.put(&line)
     }
+}
+
+fn ends_with_newline(path: &Path) -> io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8];
+    f.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
 }
 
 /// One joblog line's numbers.

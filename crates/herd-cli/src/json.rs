@@ -4,6 +4,7 @@
 
 use herd::{JobResult, Outcome, Output, Stream};
 use serde::Serialize;
+use std::io::{self, Read, Write};
 use std::time::Duration;
 
 /// A run of output from one stream, as read: the timeline of `--json-timeline` is a list of
@@ -42,20 +43,8 @@ struct CutJson {
     bytes: u64,
 }
 
-/// One piece of a timeline: output of one stream, or the place where a cap cut it.
-#[derive(Serialize)]
-struct TimelineEntry {
-    stream: &'static str,
-    #[serde(flatten)]
-    data: Bytes,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cut_bytes: Option<u64>,
-}
-
-/// What a record carries of the output itself.
+/// How a `--json` record carries the output.
 pub enum OutputForm<'a> {
-    /// Byte counts only.
-    None,
     /// `stdout`/`stdout_base64` and `stderr`/`stderr_base64`.
     Separate,
     /// `timeline`: both streams in the order they were read.
@@ -81,19 +70,9 @@ pub struct Record {
     stdout_bytes: u64,
     stderr_bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    stdout: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stdout_base64: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stderr: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stderr_base64: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     stdout_cut: Option<CutJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stderr_cut: Option<CutJson>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    timeline: Option<Vec<TimelineEntry>>,
 }
 
 fn secs(d: Duration) -> f64 {
@@ -107,66 +86,8 @@ fn stream_name(stream: Stream) -> &'static str {
     }
 }
 
-/// Lays the segments over the kept bytes of each stream. A segment that falls (partly) in the
-/// part a cap dropped gives one `cut_bytes` entry instead.
-fn timeline(result: &JobResult, segments: &[Segment]) -> std::io::Result<Vec<TimelineEntry>> {
-    let kept = [result.stdout.to_vec()?, result.stderr.to_vec()?];
-    let mut read = [0u64; 2];
-    let mut cut_told = [false; 2];
-    let mut entries = Vec::new();
-    for &(stream, len) in segments {
-        let i = stream as usize;
-        let output = result.output(stream);
-        let (start, end) = (read[i], read[i] + len);
-        read[i] = end;
-        // Positions in the stream as produced, mapped to positions in the kept bytes.
-        let (cut_at, cut_len) = output.cut().map_or((u64::MAX, 0), |c| (c.offset, c.bytes));
-        let piece = |from: u64, to: u64| {
-            let (from, to) = (from as usize, (to as usize).min(kept[i].len()));
-            (from < to).then(|| TimelineEntry {
-                stream: stream_name(stream),
-                data: Bytes::of(&kept[i][from..to]),
-                cut_bytes: None,
-            })
-        };
-        if start < cut_at {
-            entries.extend(piece(start, end.min(cut_at)));
-        }
-        if end > cut_at && start < cut_at + cut_len && !cut_told[i] {
-            cut_told[i] = true;
-            entries.push(TimelineEntry {
-                stream: stream_name(stream),
-                data: Bytes::default(),
-                cut_bytes: Some(cut_len),
-            });
-        }
-        if end > cut_at.saturating_add(cut_len) {
-            entries.extend(piece(start.max(cut_at + cut_len) - cut_len, end - cut_len));
-        }
-    }
-    Ok(entries)
-}
-
-fn split(output: &Output) -> std::io::Result<(Option<String>, Option<String>)> {
-    let b = Bytes::of(&output.to_vec()?);
-    Ok((b.text, b.base64))
-}
-
-/// The record of a finished job.
-pub fn record(
-    seq: u64,
-    argv: &[Vec<u8>],
-    result: &JobResult,
-    form: OutputForm<'_>,
-) -> std::io::Result<Record> {
-    let ((stdout, stdout_base64), (stderr, stderr_base64)) = match form {
-        OutputForm::Separate => (split(&result.stdout)?, split(&result.stderr)?),
-        _ => ((None, None), (None, None)),
-    };
-    let timeline = match form {
-        OutputForm::Timeline(segments) => Some(timeline(result, segments)?),
-        _ => None,
-    };
+/// The record of a finished job, without its output (see [`write_record`] for that).
+pub fn record(seq: u64, argv: &[Vec<u8>], result: &JobResult) -> Record {
     let error = match &result.outcome {
         Outcome::SpawnFailed(e) => Some(e.to_string()),
         Outcome::Cancelled => Some("cancelled before it started".to_string()),
@@ -178,7 +99,7 @@ pub fn record(
             bytes: c.bytes,
         })
     };
-    Ok(Record {
+    Record {
         seq,
         command: argv
             .iter()
@@ -198,14 +119,9 @@ pub fn record(
         max_rss_kb: result.usage.max_rss_kb,
         stdout_bytes: result.stdout.len(),
         stderr_bytes: result.stderr.len(),
-        stdout,
-        stdout_base64,
-        stderr,
-        stderr_base64,
         stdout_cut: cut(&result.stdout),
         stderr_cut: cut(&result.stderr),
-        timeline,
-    })
+    }
 }
 
 /// Records a chunk in a job's timeline, merging it with the last one of the same stream.
@@ -214,4 +130,181 @@ pub fn add_segment(segments: &mut Vec<Segment>, stream: Stream, len: u64) {
         Some((s, n)) if *s == stream => *n += len,
         _ => segments.push((stream, len)),
     }
+}
+
+/// Writes the record of a finished job with its output, as one line: the fields of
+/// [`record`], then `stdout`/`stdout_base64` and `stderr`/`stderr_base64`, or `timeline`.
+///
+/// The output is streamed from where the job's capture keeps it (memory, or its spill file)
+/// and never held whole: a job that printed 300 MB costs a few buffers here, not the 300 MB
+/// and then some for its escaped copy. Whether a piece is text or base64 is decided by a first
+/// pass over it, then a second pass writes it.
+pub fn write_record(
+    out: &mut dyn Write,
+    seq: u64,
+    argv: &[Vec<u8>],
+    result: &JobResult,
+    form: OutputForm<'_>,
+) -> io::Result<()> {
+    let mut head = serde_json::to_vec(&record(seq, argv, result))?;
+    head.pop(); // The closing brace: the output fields follow.
+    out.write_all(&head)?;
+    match form {
+        OutputForm::Separate => {
+            for (stream, name) in [(Stream::Stdout, "stdout"), (Stream::Stderr, "stderr")] {
+                let output = result.output(stream);
+                let len = output.kept_len();
+                let text = is_utf8(&mut output.reader()?, len)?;
+                let key = if text {
+                    name.to_string()
+                } else {
+                    format!("{name}_base64")
+                };
+                write!(out, ",\"{key}\":")?;
+                write_piece(out, &mut output.reader()?, len, text)?;
+            }
+        }
+        OutputForm::Timeline(segments) => {
+            out.write_all(b",\"timeline\":[")?;
+            write_timeline(out, result, segments)?;
+            out.write_all(b"]")?;
+        }
+    }
+    out.write_all(b"}\n")
+}
+
+/// Reads `len` bytes of `from` in buffers and hands each to `f`.
+fn each_buffer(
+    from: &mut dyn Read,
+    len: u64,
+    mut f: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(left as usize);
+        let n = from.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "a job's kept output ended early",
+            ));
+        }
+        f(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// Whether the next `len` bytes of `from` are UTF-8 (a character may span two buffers).
+fn is_utf8(from: &mut dyn Read, len: u64) -> io::Result<bool> {
+    let mut valid = true;
+    let mut carry: Vec<u8> = Vec::new();
+    each_buffer(from, len, |data| {
+        if !valid {
+            return Ok(());
+        }
+        carry.extend_from_slice(data);
+        match std::str::from_utf8(&carry) {
+            Ok(_) => carry.clear(),
+            // Only an unfinished character at the end: keep it for the next buffer.
+            Err(e) if e.error_len().is_none() => {
+                carry.drain(..e.valid_up_to());
+            }
+            Err(_) => valid = false,
+        }
+        Ok(())
+    })?;
+    Ok(valid && carry.is_empty())
+}
+
+/// Writes the next `len` bytes of `from` as one JSON string: escaped text (they are UTF-8,
+/// as [`is_utf8`] found) or base64.
+fn write_piece(out: &mut dyn Write, from: &mut dyn Read, len: u64, text: bool) -> io::Result<()> {
+    out.write_all(b"\"")?;
+    if text {
+        let mut carry: Vec<u8> = Vec::new();
+        each_buffer(from, len, |data| {
+            carry.extend_from_slice(data);
+            let valid = match std::str::from_utf8(&carry) {
+                Ok(_) => carry.len(),
+                Err(e) => e.valid_up_to(),
+            };
+            let s = std::str::from_utf8(&carry[..valid]).expect("checked above");
+            let quoted = serde_json::to_vec(s)?;
+            out.write_all(&quoted[1..quoted.len() - 1])?;
+            carry.drain(..valid);
+            Ok(())
+        })?;
+    } else {
+        use base64::write::EncoderWriter;
+        let mut encoder = EncoderWriter::new(&mut *out, &base64::engine::general_purpose::STANDARD);
+        each_buffer(from, len, |data| encoder.write_all(data))?;
+        encoder.finish()?;
+    }
+    out.write_all(b"\"")
+}
+
+/// The entries of `--json-timeline`: the segments laid over the kept bytes of each stream,
+/// each as text or base64. A segment that falls (partly) in the part a cap dropped gives one
+/// `cut_bytes` entry instead. Two readers per stream go through it in order: one looks at a
+/// piece, the other writes it.
+fn write_timeline(out: &mut dyn Write, result: &JobResult, segments: &[Segment]) -> io::Result<()> {
+    let outputs = [&result.stdout, &result.stderr];
+    let mut look = [outputs[0].reader()?, outputs[1].reader()?];
+    let mut write = [outputs[0].reader()?, outputs[1].reader()?];
+    let mut kept_at = [0u64; 2];
+    let mut read = [0u64; 2];
+    let mut cut_told = [false; 2];
+    let mut first = true;
+    for &(stream, len) in segments {
+        let i = stream as usize;
+        let name = stream_name(stream);
+        let output = outputs[i];
+        let (start, end) = (read[i], read[i] + len);
+        read[i] = end;
+        // Positions in the stream as produced, mapped to positions in the kept bytes.
+        let (cut_at, cut_len) = output.cut().map_or((u64::MAX, 0), |c| (c.offset, c.bytes));
+        let mut pieces = Vec::with_capacity(2);
+        if start < cut_at {
+            pieces.push((start, end.min(cut_at), false));
+        }
+        if end > cut_at && start < cut_at + cut_len && !cut_told[i] {
+            cut_told[i] = true;
+            pieces.push((0, 0, true));
+        }
+        if end > cut_at.saturating_add(cut_len) {
+            pieces.push((start.max(cut_at + cut_len) - cut_len, end - cut_len, false));
+        }
+        for (from, to, is_cut) in pieces {
+            let separator = if first { "" } else { "," };
+            if is_cut {
+                write!(
+                    out,
+                    "{separator}{{\"stream\":\"{name}\",\"cut_bytes\":{cut_len}}}"
+                )?;
+                first = false;
+                continue;
+            }
+            let to = to.min(output.kept_len());
+            if from >= to {
+                continue;
+            }
+            if from > kept_at[i] {
+                // Not expected (segments are contiguous), but then the readers must skip too.
+                let gap = from - kept_at[i];
+                each_buffer(&mut look[i], gap, |_| Ok(()))?;
+                each_buffer(&mut write[i], gap, |_| Ok(()))?;
+            }
+            let piece = to - from;
+            kept_at[i] = to;
+            let text = is_utf8(&mut look[i], piece)?;
+            let key = if text { "text" } else { "base64" };
+            write!(out, "{separator}{{\"stream\":\"{name}\",\"{key}\":")?;
+            write_piece(out, &mut write[i], piece, text)?;
+            out.write_all(b"}")?;
+            first = false;
+        }
+    }
+    Ok(())
 }

@@ -31,6 +31,7 @@ mod results;
 mod run;
 mod template;
 mod timeouts;
+mod watch;
 
 use clap::Parser;
 use std::ffi::OsString;

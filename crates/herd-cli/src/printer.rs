@@ -9,9 +9,9 @@ use crate::json::{self, OutputForm, Segment};
 use crate::options::OutputMode;
 use herd::{JobId, JobResult, Output, Stream};
 use indicatif::ProgressBar;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 
 /// What herd remembers of a job while it runs.
 pub struct JobInfo {
@@ -78,7 +78,15 @@ struct Streaming {
     partial: Vec<u8>,
     /// Bytes passed through so far (with `--max-output`, at most the head).
     passed: u64,
+    /// `--line-buffer`: the line being printed was longer than [`LONG_LINE`], so its start is
+    /// out already and the rest passes through up to its newline.
+    mid_line: bool,
 }
+
+/// `--line-buffer` keeps an unfinished line up to this length; a longer line is printed in
+/// pieces as it comes (other jobs' lines may then land inside it), so that memory stays
+/// bounded whatever a job prints. herd says so once per job.
+pub const LONG_LINE: usize = 1 << 20;
 
 /// `-k --line-buffer`: a running job's output while it is not yet its turn. It waits here up
 /// to a bound; beyond that it is printed from the engine's capture when the job finishes.
@@ -91,6 +99,21 @@ struct Held {
     overflowed: bool,
     /// Its turn has come: its output passes through live.
     live: bool,
+}
+
+/// `e`, saying where the write went (keeping its kind: a closed pipe stays one).
+fn named(e: io::Error, destination: &str) -> io::Error {
+    if e.kind() == io::ErrorKind::BrokenPipe || e.to_string().starts_with("cannot write") {
+        return e;
+    }
+    io::Error::new(e.kind(), format!("cannot write to {destination}: {e}"))
+}
+
+fn stream_name(stream: Stream) -> &'static str {
+    match stream {
+        Stream::Stdout => "stdout",
+        Stream::Stderr => "stderr",
+    }
 }
 
 /// Held output per job, and in all.
@@ -149,6 +172,12 @@ pub struct Printer {
     held_bytes: usize,
     /// Our stdout is gone (a closed pipe): stop writing to it.
     pub broken: bool,
+    /// Why output stopped, when it was not a closed pipe.
+    pub failure: Option<String>,
+    /// `--json FILE`: the name to give in errors.
+    json_name: String,
+    /// Jobs told about a line longer than [`LONG_LINE`].
+    long_lines: HashSet<JobId>,
 }
 
 fn write_lines(w: &mut dyn Write, prefix: Option<&[u8]>, data: &[u8]) -> io::Result<()> {
@@ -216,6 +245,9 @@ impl Printer {
             held: HashMap::new(),
             held_bytes: 0,
             broken: false,
+            failure: None,
+            json_name: o.json.map_or(String::new(), |p| p.display().to_string()),
+            long_lines: HashSet::new(),
         })
     }
 
@@ -253,12 +285,16 @@ impl Printer {
         }
     }
 
+    /// A failed write stops all output. A closed pipe (the reader left) is silent and ends
+    /// herd with 141, as a shell's pipeline expects; anything else (a full disk, an I/O error)
+    /// is said, naming where, and ends herd with 255.
     fn check(&mut self, r: io::Result<()>) {
         if let Err(e) = r {
             if !self.broken {
                 self.broken = true;
                 if e.kind() != io::ErrorKind::BrokenPipe {
-                    self.message(&format!("cannot write output: {e}"));
+                    self.failure = Some(e.to_string());
+                    self.message(&e.to_string());
                 }
             }
         }
@@ -327,7 +363,7 @@ impl Printer {
             return;
         }
         let r = self.suspended(|p| p.pass(id, tag, stream, &data[..take]));
-        self.check(r);
+        self.check(r.map_err(|e| named(e, stream_name(stream))));
     }
 
     fn writer(&mut self, stream: Stream) -> &mut dyn Write {
@@ -337,28 +373,61 @@ impl Printer {
         }
     }
 
-    /// Writes streamed bytes: as they are (`-u`), or whole lines only (`--line-buffer`).
+    /// Writes streamed bytes: as they are (`-u`), or whole lines only (`--line-buffer`, see
+    /// [`LONG_LINE`] for a line too long to hold).
     fn pass(&mut self, id: JobId, tag: &[u8], stream: Stream, data: &[u8]) -> io::Result<()> {
         if self.mode == OutputMode::Ungroup {
             let w = self.writer(stream);
             return w.write_all(data).and_then(|_| w.flush());
         }
-        let entry = self.streaming.entry((id, stream)).or_default();
-        let Some(last_nl) = data.iter().rposition(|&b| b == b'\n') else {
-            entry.partial.extend_from_slice(data);
-            return Ok(());
-        };
-        let mut lines = std::mem::take(&mut entry.partial);
-        lines.extend_from_slice(&data[..=last_nl]);
-        entry.partial = data[last_nl + 1..].to_vec();
         let tag = self.tag.then_some(tag);
-        let w = self.writer(stream);
-        write_lines(w, tag, &lines)?;
-        w.flush()
+        let (out, err) = (&mut self.out, &mut self.err);
+        let w: &mut dyn Write = match stream {
+            Stream::Stdout => out,
+            Stream::Stderr => err,
+        };
+        let entry = self.streaming.entry((id, stream)).or_default();
+        let mut data = data;
+        if entry.mid_line {
+            // The rest of a long line: through to its newline, as it comes.
+            let end = data.iter().position(|&b| b == b'\n');
+            let (now, rest) = data.split_at(end.map_or(data.len(), |i| i + 1));
+            w.write_all(now)?;
+            entry.mid_line = end.is_none();
+            data = rest;
+        }
+        match data.iter().rposition(|&b| b == b'\n') {
+            Some(last_nl) => {
+                let mut lines = std::mem::take(&mut entry.partial);
+                lines.extend_from_slice(&data[..=last_nl]);
+                write_lines(w, tag, &lines)?;
+                entry.partial = data[last_nl + 1..].to_vec();
+            }
+            None => entry.partial.extend_from_slice(data),
+        }
+        let mut announce = false;
+        if entry.partial.len() > LONG_LINE {
+            write_lines(w, tag, &entry.partial)?;
+            entry.partial = Vec::new();
+            entry.mid_line = true;
+            announce = self.long_lines.insert(id);
+        }
+        if announce {
+            {
+                let message = format!(
+                    "a job printed a line longer than {} MiB: it is printed in pieces as it \
+                     comes, and other jobs' lines may appear inside it",
+                    LONG_LINE >> 20
+                );
+                self.message(&message);
+            }
+        }
+        self.writer(stream).flush()
     }
 
     /// A failed run that will be run again: what it streamed but did not print is dropped.
     pub fn discard(&mut self, id: JobId) {
+        self.long_lines.remove(&id);
         if let Some(held) = self.held.remove(&id) {
             self.held_bytes -= held.out.len() + held.err.len();
         }
@@ -387,12 +456,10 @@ impl Printer {
             } else {
                 OutputForm::Separate
             };
-            let r = json::record(info.seq, &info.argv, &result, form).and_then(|record| {
-                let json = self.json.as_mut().expect("json");
-                serde_json::to_writer(&mut *json, &record)?;
-                json.write_all(b"\n")?;
-                json.flush()
-            });
+            let json = self.json.as_mut().expect("json");
+            let r = json::write_record(&mut *json, info.seq, &info.argv, &result, form)
+                .and_then(|()| json.flush())
+                .map_err(|e| named(e, &format!("--json {}", self.json_name)));
             self.check(r);
         }
         if !self.print_output || self.broken {
@@ -473,10 +540,13 @@ impl Printer {
                 };
                 let passed = self.streaming.get(&key).map_or(0, |s| s.passed);
                 let from = (passed as usize).min(rest.len());
-                self.pass(result.id, &info.tag, stream, &rest[from..])?;
+                self.pass(result.id, &info.tag, stream, &rest[from..])
+                    .map_err(|e| named(e, stream_name(stream)))?;
             }
+            self.long_lines.remove(&result.id);
             let state = self.streaming.remove(&key).unwrap_or_default();
-            self.write_rest(info, stream, &state.partial)?;
+            self.write_rest(info, stream, &state.partial)
+                .map_err(|e| named(e, stream_name(stream)))?;
         }
         Ok(())
     }
@@ -493,18 +563,35 @@ impl Printer {
 
     /// One job's collected output, as one block per stream (with `--files`, its file's name).
     fn write_job(&mut self, info: &JobInfo, result: &JobResult) -> io::Result<()> {
-        if self.verbose {
+        self.write_job_to(info, result, Stream::Stdout)
+            .map_err(|e| named(e, "stdout"))?;
+        self.write_job_to(info, result, Stream::Stderr)
+            .map_err(|e| named(e, "stderr"))
+    }
+
+    /// [`write_job`](Self::write_job)'s part for one stream (stdout also gets `-v`'s command
+    /// line and `--files`' names).
+    fn write_job_to(
+        &mut self,
+        info: &JobInfo,
+        result: &JobResult,
+        which: Stream,
+    ) -> io::Result<()> {
+        if self.verbose && which == Stream::Stdout {
             self.out.write_all(&info.line)?;
             self.out.write_all(b"\n")?;
         }
         let tag = self.tag.then_some(&info.tag[..]);
         if let (true, Some(files)) = (self.files, &info.results) {
+            if which == Stream::Stderr {
+                return Ok(());
+            }
             let mut name = files.stdout.as_os_str().as_encoded_bytes().to_vec();
             name.push(b'\n');
             write_lines(&mut self.out, tag, &name)?;
             return self.out.flush();
         }
-        for stream in [Stream::Stdout, Stream::Stderr] {
+        for stream in [which] {
             let output = result.output(stream);
             if output.is_empty() {
                 continue;
@@ -518,12 +605,24 @@ impl Printer {
                     Stream::Stderr => output.write_to(&mut self.err).map(drop)?,
                 },
                 (Some(tag), None) => {
+                    // In buffers, the tag at each line's start: never a whole line in memory
+                    // (a job may print 300 MB without a newline).
                     let w = self.writer(stream);
-                    let mut reader = BufReader::new(output.reader()?);
-                    let mut line = Vec::new();
-                    while reader.read_until(b'\n', &mut line)? > 0 {
-                        write_lines(w, Some(tag), &line)?;
-                        line.clear();
+                    let mut reader = output.reader()?;
+                    let mut buf = vec![0u8; 64 << 10];
+                    let mut at_line_start = true;
+                    loop {
+                        let n = reader.read(&mut buf)?;
+                        if n == 0 {
+                            break;
+                        }
+                        for piece in buf[..n].split_inclusive(|&b| b == b'\n') {
+                            if at_line_start {
+                                w.write_all(tag)?;
+                            }
+                            w.write_all(piece)?;
+                            at_line_start = piece.ends_with(b"\n");
+                        }
                     }
                 }
             }
@@ -553,7 +652,7 @@ impl Printer {
             self.check(r);
         }
         let r = self.out.flush();
-        self.check(r);
+        self.check(r.map_err(|e| named(e, "stdout")));
         let _ = self.err.flush();
         if let Some(json) = self.json.as_mut() {
             let _ = json.flush();

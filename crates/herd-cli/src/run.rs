@@ -16,16 +16,17 @@ use crate::halt::{Counts, When};
 use crate::input::{Columns, Inputs, Source, SourceSpec};
 use crate::joblog::{self, Joblog};
 use crate::jobs::{JobMaker, NotRun, ResultsLayout};
-use crate::json::{self, OutputForm};
+use crate::json;
 use crate::options::Options;
 use crate::printer::{JobInfo, Printer, PrinterOptions};
 use crate::progress::Progress;
 use crate::results::{Results, Row, Table};
 use crate::timeouts::RelativeTimeout;
+use crate::watch::{watch_signals, ReaderWatch, SIGNAL_CHECK};
 use herd::{Event, Herd, JobId, KeepOpen, Outcome};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
@@ -101,55 +102,8 @@ impl Feed {
     }
 }
 
-/// Asks for herd to stop on every signal whose default would end herd and leave the jobs
-/// running: SIGINT, SIGTERM, SIGHUP, SIGQUIT (Ctrl-\\), SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU
-/// (`ulimit -t`), SIGPROF and SIGVTALRM. The handler only records the signal; the main thread
-/// acts on it between events (it waits for events at most [`SIGNAL_CHECK`] at a time): every
-/// job's tree is killed and herd exits with 128 + the signal.
-#[cfg(unix)]
-fn watch_signals() -> Result<Arc<AtomicUsize>, Fatal> {
-    use signal_hook::consts::*;
-    let got = Arc::new(AtomicUsize::new(0));
-    let ending = [
-        SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU, SIGPROF, SIGVTALRM,
-    ];
-    // A mask inherited blocked (a parent that blocked TERM or INT and exec'd herd) would make
-    // herd deaf to them: unblock what herd handles.
-    let mut unblock = nix::sys::signal::SigSet::empty();
-    for signal in ending {
-        if let Ok(s) = nix::sys::signal::Signal::try_from(signal) {
-            unblock.add(s);
-        }
-    }
-    nix::sys::signal::sigprocmask(
-        nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
-        Some(&unblock),
-        None,
-    )
-    .map_err(|e| Fatal(format!("cannot unblock signals: {e}")))?;
-    for signal in ending {
-        signal_hook::flag::register_usize(signal, got.clone(), signal as usize)
-            .map_err(|e| Fatal(format!("cannot handle signals: {e}")))?;
-    }
-    Ok(got)
-}
-
-/// Ctrl-C and Ctrl-Break, recorded like SIGINT (exit status 130).
-#[cfg(windows)]
-fn watch_signals() -> Result<Arc<AtomicUsize>, Fatal> {
-    const SIGINT: usize = 2;
-    let got = Arc::new(AtomicUsize::new(0));
-    let flag = got.clone();
-    ctrlc::set_handler(move || flag.store(SIGINT, Ordering::SeqCst))
-        .map_err(|e| Fatal(format!("cannot handle Ctrl-C: {e}")))?;
-    Ok(got)
-}
-
 /// How often a shut `--memfree`/`--load`/`--noswap` gate is looked at again.
 const GATE_CHECK: Duration = Duration::from_millis(100);
-
-/// How long the main thread waits for an event before it looks for a signal.
-const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
 /// What one step of the feeder did.
 enum Fed {
@@ -426,7 +380,7 @@ fn report_unrun(feed: &Feed, printer: &mut Printer, reports: &mut Reports, count
         counts.failed += 1;
         if let Some(log) = reports.joblog.as_mut() {
             let r = log.unrun_row(job.seq, &String::from_utf8_lossy(line), exit_value);
-            reports.check(r, "cannot write --joblog");
+            reports.check(r, "--joblog");
         }
     }
 }
@@ -584,6 +538,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         hold: Mutex::new(Some(herd.keep_open())),
     });
     let signal = watch_signals()?;
+    let mut reader = ReaderWatch::new();
     maker.stream = printer.wants_stream() || reports.results.is_some() || opts.events_output;
     maker.collect = printer.wants_collect() || reports.table.is_some();
     let feeder = Feeder {
@@ -659,6 +614,15 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                 feed_state.stop();
                 herd.cancel_all();
             }
+        }
+        if !printer.broken && reader.gone() {
+            // Treated as a write that failed with a broken pipe: the run stops below.
+            printer.broken = true;
+        }
+        if printer.broken && !stopped {
+            stopped = true;
+            feed_state.stop();
+            herd.cancel_all();
         }
         let Some(event) = event else {
             // Only the end of the event stream (every job reported, nothing held open, or the
@@ -793,7 +757,7 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                 }
                 if let Some(log) = reports.joblog.as_mut() {
                     let r = log.row(info.seq, &info.display(), &result);
-                    reports.check(r, "cannot write --joblog");
+                    reports.check(r, "--joblog");
                 }
                 if let (Some(results), Some(files)) = (reports.results.as_mut(), &info.results) {
                     let r = results.finish(info.seq, files);
@@ -810,8 +774,8 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                     reports.check(r, "--results");
                 }
                 if let Some(events) = reports.events.as_mut() {
-                    let r = json::record(info.seq, &info.argv, &result, OutputForm::None)
-                        .and_then(|record| events.finish(&record));
+                    let record = json::record(info.seq, &info.argv, &result);
+                    let r = events.finish(&record);
                     reports.check(r, "cannot write --events");
                 }
                 reports.progress.advance();
@@ -862,6 +826,8 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
         128 + signalled as i32
     } else if let Some(status) = halted {
         status
+    } else if printer.failure.is_some() {
+        255
     } else if printer.broken {
         141
     } else {

@@ -958,3 +958,83 @@ fn a_message_about_a_job_with_a_huge_command_stays_short() {
         &err[..err.len().min(300)]
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_stops_the_run_at_once() {
+    // `herd -k … | head -1`: the first job's output is read, then the reader closes the pipe
+    // while the second job still runs. herd must notice now, not at that job's end.
+    for mode in ["-k", "--group"] {
+        let sleep = long_sleep(16);
+        let script = format!("if [ {{}} = 1 ]; then echo one; else sleep {sleep}; fi");
+        let mut child = herd()
+            .args([mode, "-j", "2", "--shell", &script, ":::", "1", "2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line, "one\n");
+        testkit::wait_until("the sleeper to start", || {
+            !testkit::processes_with(&sleep).is_empty()
+        });
+        drop(stdout);
+        let mut status = None;
+        testkit::wait_until("herd to end after its reader left", || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        assert_eq!(status.unwrap().code(), Some(141), "{mode}");
+        assert_gone(&sleep);
+    }
+}
+
+/// One job printing a 300 MB line (and a byte on stderr), in every output mode: herd's peak
+/// RSS stays under 64 MiB and every byte comes through.
+#[test]
+fn memory_stays_bounded_in_every_output_mode_for_a_300_mb_line() {
+    if !have("/usr/bin/time") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rss = dir.path().join("rss");
+    let modes: &[&[&str]] = &[
+        &[],
+        &["-k"],
+        &["-u"],
+        &["--lb"],
+        &["--tag"],
+        &["--lb", "--tag"],
+        &["-k", "--lb"],
+        &["--json", "-"],
+        &["--json-timeline", "--json", "-"],
+    ];
+    for mode in modes {
+        let script = format!(
+            "/usr/bin/time -f %M -o {} {} {} --shell \
+             'head -c 300000000 /dev/zero | tr \"\\0\" a; echo; printf x >&2' ::: 1 | wc -c",
+            rss.display(),
+            env!("CARGO_BIN_EXE_herd"),
+            mode.join(" ")
+        );
+        let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+        assert!(out.status.success(), "{mode:?}: {}", text(&out.stderr));
+        let bytes: u64 = text(&out.stdout).trim().parse().unwrap();
+        let least = if mode.contains(&"--tag") {
+            300_000_003
+        } else {
+            300_000_001
+        };
+        assert!(bytes >= least, "{mode:?}: {bytes} bytes came through");
+        let peak_kb: u64 = std::fs::read_to_string(&rss)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            peak_kb < 64 * 1024,
+            "{mode:?}: peak RSS {peak_kb} KiB for a 300 MB line"
+        );
+    }
+}

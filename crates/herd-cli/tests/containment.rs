@@ -217,3 +217,42 @@ fn with_process_groups_herd_does_not_claim_a_kill_it_could_not_make() {
     }
     assert_gone(&sleep);
 }
+
+#[test]
+fn the_spill_directory_is_private_and_does_not_outlive_a_killed_herd() {
+    for level in [Level::Best, Level::ProcessGroup] {
+        let dir = tempfile::tempdir().unwrap();
+        let report = tempfile::tempdir().unwrap();
+        let mode = report.path().join("mode");
+        let sleep = long_sleep(86);
+        // Enough output to spill; then the job reports the directory's mode and waits.
+        let script = format!(
+            "head -c 5000000 /dev/zero; stat -c %a {}/herd-* > {m}.new; mv {m}.new {m}; sleep {sleep}",
+            dir.path().display(),
+            m = mode.display()
+        );
+        let child = herd_at(level)
+            .arg("--tmpdir")
+            .arg(dir.path())
+            .args(["--shell", &script, ":::", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut child = KillOnDrop(child);
+        wait_until("the job's report", || mode.exists());
+        let reported = std::fs::read_to_string(&mode).unwrap();
+        assert_eq!(
+            reported.trim(),
+            "700",
+            "{level:?}: the spill directory's mode"
+        );
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+        assert_gone(&sleep);
+        // The guardian removes it once the jobs are dead; give it until then.
+        wait_until("the spill directory to go", || {
+            std::fs::read_dir(dir.path()).unwrap().next().is_none()
+        });
+    }
+}

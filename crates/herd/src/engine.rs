@@ -155,7 +155,7 @@ impl Engine {
             per_stream: config.memory_per_stream,
             budget: MemoryBudget::new(config.memory_budget),
         };
-        let spill = SpillDir::new(config.spill_dir.clone());
+        let spill = SpillDir::new(config.spill_dir.clone(), containment.clone());
         Engine {
             poller,
             state: State {

@@ -39,13 +39,16 @@ impl MemoryBudget {
 pub(crate) struct SpillDir {
     parent: Option<PathBuf>,
     dir: Mutex<Option<Arc<tempfile::TempDir>>>,
+    /// Told about the directory once it exists, to remove it should the herd be killed.
+    containment: Arc<crate::sys::Containment>,
 }
 
 impl SpillDir {
-    pub(crate) fn new(parent: Option<PathBuf>) -> Self {
+    pub(crate) fn new(parent: Option<PathBuf>, containment: Arc<crate::sys::Containment>) -> Self {
         SpillDir {
             parent,
             dir: Mutex::new(None),
+            containment,
         }
     }
 
@@ -54,10 +57,16 @@ impl SpillDir {
         if guard.is_none() {
             let mut builder = tempfile::Builder::new();
             builder.prefix("herd-");
+            // Private: other users may not even list it (its files are 0600 and unnamed).
+            #[cfg(unix)]
+            let private = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+            #[cfg(unix)]
+            builder.permissions(private);
             let dir = match &self.parent {
                 Some(p) => builder.tempdir_in(p)?,
                 None => builder.tempdir()?,
             };
+            self.containment.remove_when_gone(dir.path());
             *guard = Some(Arc::new(dir));
         }
         let dir: &Path = guard.as_ref().unwrap().path();
@@ -286,6 +295,29 @@ fn from_start(file: &File, len: u64) -> io::Result<io::Take<File>> {
     Ok(f.take(len))
 }
 
+/// Reads a spill file at its own position (`pread`), so that readers of one file do not move
+/// each other (a cloned descriptor would share one file position).
+struct FileReader<'a> {
+    file: &'a File,
+    at: u64,
+    len: u64,
+}
+
+impl Read for FileReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf.len().min((self.len - self.at) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        #[cfg(unix)]
+        let n = std::os::unix::fs::FileExt::read_at(self.file, &mut buf[..want], self.at)?;
+        #[cfg(windows)]
+        let n = std::os::windows::fs::FileExt::seek_read(self.file, &mut buf[..want], self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
 #[derive(Debug)]
 enum Stored {
     Memory(Vec<u8>),
@@ -355,11 +387,16 @@ impl Output {
         matches!(self.stored, Stored::File(..))
     }
 
-    /// A reader over the bytes, from the start.
+    /// A reader over the bytes, from the start. Readers are independent: several may be read
+    /// at once, each at its own place.
     pub fn reader(&self) -> io::Result<Box<dyn Read + '_>> {
         match &self.stored {
             Stored::Memory(v) => Ok(Box::new(&v[..])),
-            Stored::File(file, len) => Ok(Box::new(from_start(file, *len)?)),
+            Stored::File(file, len) => Ok(Box::new(FileReader {
+                file,
+                at: 0,
+                len: *len,
+            })),
         }
     }
 

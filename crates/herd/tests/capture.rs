@@ -654,3 +654,30 @@ fn started_events_can_be_turned_off() {
         assert_eq!(started, if wanted { 5 } else { 0 });
     }
 }
+
+#[test]
+fn readers_of_a_spilled_output_do_not_move_each_other() {
+    // Two readers read in turns: each must see the stream from its own start (readers of one
+    // spill file once shared a file position, and the second found the end early).
+    let herd = Herd::new().unwrap();
+    let r = herd
+        .spawn(Job::new("sh").args(["-c", "seq 1 2000000"]))
+        .unwrap()
+        .wait();
+    assert!(r.stdout.is_spilled());
+    let expected = r.stdout.to_vec().unwrap();
+    let (mut a, mut b) = (r.stdout.reader().unwrap(), r.stdout.reader().unwrap());
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = std::io::Read::read(&mut a, &mut buf).unwrap();
+        got_a.extend_from_slice(&buf[..n]);
+        let m = std::io::Read::read(&mut b, &mut buf[..1000]).unwrap();
+        got_b.extend_from_slice(&buf[..m]);
+        if n == 0 && m == 0 {
+            break;
+        }
+    }
+    assert_eq!(got_a, expected);
+    assert_eq!(got_b, expected);
+}

@@ -58,6 +58,13 @@ impl Containment {
         }
     }
 
+    /// `dir` (empty but for unnamed files) is removed by the guardian if the herd cannot.
+    pub(crate) fn remove_when_gone(&self, dir: &std::path::Path) {
+        if let Some(guardian) = &self.guardian {
+            guardian.remove_when_gone(dir);
+        }
+    }
+
     /// Where the next job goes: a cgroup of its own, or its own process group.
     pub(super) fn lend(&self) -> io::Result<Tree> {
         Ok(match &self.cgroups {

@@ -113,6 +113,18 @@ impl Guardian {
         })
     }
 
+    /// Asks the guardian to remove the (empty) directory `dir` when the herd is gone, in case
+    /// the herd cannot: herd's spill files have no names, but their directory does.
+    pub(crate) fn remove_when_gone(&self, dir: &std::path::Path) {
+        use std::os::unix::ffi::OsStrExt;
+        let mut message = dir.as_os_str().as_bytes().to_vec();
+        message.push(0);
+        // One write of at most PIPE_BUF bytes arrives whole; a longer path is not worth it.
+        if let (Some(pipe), true) = (&self.pipe, message.len() <= 4096) {
+            let _ = rustix::io::write(pipe, &message);
+        }
+    }
+
     /// Marks a job's new process group for the guardian (process-group mode only).
     pub(crate) fn watch(&self, group: Pid) {
         if let Some(groups) = &self.groups {
@@ -201,7 +213,8 @@ unsafe fn guardian_main(
         }
         libc::syscall(libc::SYS_close_range, 3 + keep.len() as u32, u32::MAX, 0);
         let (pipe, dir, parent) = (3, 4, 5);
-        wait_for_eof(pipe);
+        let mut said = [0u8; 4096];
+        let said_len = wait_for_eof(pipe, &mut said);
         if let Some(name) = name {
             empty_cgroup(dir);
             remove_children(dir);
@@ -212,24 +225,42 @@ unsafe fn guardian_main(
                 libc::kill(-(group as libc::pid_t), libc::SIGKILL);
             });
         }
+        // The spill directory: empty (its files have no names), unless herd ended normally
+        // and removed it already.
+        if said_len > 1 && said_len < said.len() && said[said_len - 1] == 0 {
+            libc::rmdir(said.as_ptr().cast());
+        }
         libc::_exit(0)
     }
 }
 
-/// Reads the pipe until EOF (herd never writes to it).
+/// Reads the pipe until EOF. What herd wrote (at most one path, NUL-terminated: its spill
+/// directory) is left in `said`; returns its length.
 ///
 /// # Safety
 /// `pipe` is an open descriptor.
-unsafe fn wait_for_eof(pipe: i32) {
-    let mut buf = [0u8; 64];
+unsafe fn wait_for_eof(pipe: i32, said: &mut [u8; 4096]) -> usize {
+    let mut len = 0;
+    let mut scratch = [0u8; 64];
     loop {
+        let (ptr, room) = if len < said.len() {
+            (said[len..].as_mut_ptr(), said.len() - len)
+        } else {
+            (scratch.as_mut_ptr(), scratch.len())
+        };
         // SAFETY: reading into a buffer of this length.
-        let n = unsafe { libc::read(pipe, buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe { libc::read(pipe, ptr.cast(), room) };
         if n == 0 {
-            return;
+            return len;
         }
-        if n < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return;
+        if n < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return len;
+        }
+        if len < said.len() {
+            len += n as usize;
         }
     }
 }

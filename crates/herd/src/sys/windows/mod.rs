@@ -49,4 +49,7 @@ impl Containment {
     pub(crate) fn level(&self) -> crate::Containment {
         crate::Containment::JobObject
     }
+
+    /// Nothing to do: no guardian process on Windows.
+    pub(crate) fn remove_when_gone(&self, _dir: &std::path::Path) {}
 }
