@@ -476,6 +476,32 @@ impl Composer {
     }
 }
 
+/// The first replacement string that the command puts in quotes of its own (`'{}'`, `"{.}"`),
+/// when the command runs through a shell. herd quotes every value itself, so such quotes end
+/// where the value's quoting begins: a value with a space is split, and one with a quote
+/// character can run part of itself as code. GNU parallel says nothing; herd warns.
+pub fn self_quoted(words: &[Vec<u8>], names: &crate::template::Names) -> Option<String> {
+    let alternatives: Vec<String> = [
+        &names.whole,
+        &names.no_extension,
+        &names.basename,
+        &names.dirname,
+        &names.basename_no_extension,
+    ]
+    .iter()
+    .map(|n| regex::escape(&String::from_utf8_lossy(n)))
+    .chain([r"\{\d+(?:\.|/|//|/\.)?\}".to_string()])
+    .collect();
+    let pattern = format!(r#"(['"])({})(['"])"#, alternatives.join("|"));
+    let re = regex::bytes::Regex::new(&pattern).ok()?;
+    let line = words.join(&b' ');
+    let found = re
+        .captures_iter(&line)
+        .find(|c| c[1] == c[3])
+        .map(|c| String::from_utf8_lossy(&c[0]).into_owned());
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,6 +60,9 @@ pub struct Record {
     timed_out: bool,
     /// Descendants held the output open after exit and were killed.
     leaked: bool,
+    /// Stopped for reading the terminal, and killed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stopped_for_terminal: bool,
     /// Why the job could not start, if it could not.
     error: Option<String>,
     start_time: String,
@@ -111,6 +114,7 @@ pub fn record(seq: u64, argv: &[Vec<u8>], result: &JobResult) -> Record {
             .map(|s| herd::signal_name(s).unwrap_or("unknown")),
         timed_out: result.timed_out,
         leaked: result.leaked,
+        stopped_for_terminal: result.stopped_for_terminal,
         error,
         start_time: humantime::format_rfc3339_micros(result.start_time).to_string(),
         duration_s: secs(result.duration),

@@ -156,6 +156,48 @@ fn check_spill_dir(given: Option<&std::path::Path>) -> Result<(), UsageError> {
     }
 }
 
+/// A file herd writes that is also an input (`herd --joblog f … :::: f`) would be destroyed
+/// before it is read: refused.
+fn check_outputs_are_not_inputs(
+    sources: &[Source],
+    outputs: &[(&str, Option<&std::path::Path>)],
+) -> Result<(), UsageError> {
+    for source in sources {
+        let SourceSpec::File(input) = &source.spec else {
+            continue;
+        };
+        for (option, output) in outputs {
+            let Some(output) = output else { continue };
+            if output.as_os_str() != "-" && same_file(input, output) {
+                return Err(UsageError(format!(
+                    "{option} {} is also an input file: herd would overwrite its own input",
+                    output.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether two paths name one existing file (hard links and `./` spellings included).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (a.metadata(), b.metadata()) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
 /// `-j 0`: as many jobs at once as there are inputs.
 const NO_LIMIT: usize = 1 << 20;
 
@@ -609,6 +651,14 @@ impl Cli {
             },
             None => (None, false),
         };
+        check_outputs_are_not_inputs(
+            &sources,
+            &[
+                ("--joblog", joblog.as_deref()),
+                ("--json", self.json.as_deref()),
+                ("--events", self.events.as_deref()),
+            ],
+        )?;
         let delimiter = match &self.delimiter {
             Some(d) => parse_delimiter(d)?,
             None if self.null => 0,

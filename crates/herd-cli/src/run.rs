@@ -387,6 +387,16 @@ fn report_unrun(feed: &Feed, printer: &mut Printer, reports: &mut Reports, count
 
 /// Runs every job; returns herd's exit status.
 pub fn run(opts: Options) -> Result<i32, Fatal> {
+    if let (false, Some(q)) = (
+        opts.command.quote,
+        crate::compose::self_quoted(&opts.command.words, &opts.command.names),
+    ) {
+        eprintln!(
+            "herd: warning: the command quotes a replacement string itself ({q}). herd quotes \
+             every value, so a value with a space or a quote would break out of these quotes: \
+             write it without them"
+        );
+    }
     // Everything that can be wrong with the options or the input is found before a job starts.
     let multi = opts.batch.per_job.is_some() || opts.batch.fill;
     let check_positions = opts.colsep.is_none() && !multi;
@@ -738,6 +748,16 @@ pub fn run(opts: Options) -> Result<i32, Fatal> {
                     };
                     printer.message(&format!(
                         "job {} timed out after {t} and was killed: {}",
+                        info.seq,
+                        info.shown()
+                    ));
+                }
+                if result.stopped_for_terminal {
+                    printer.message(&format!(
+                        "job {} was stopped for reading the terminal, and killed: jobs run in \
+                         their own process group, where a program that asks the terminal for \
+                         input (ssh, sudo, git) waits for ever. Give it its input another way \
+                         (ssh -n, sudo -S, a credential helper): {}",
                         info.seq,
                         info.shown()
                     ));

@@ -103,3 +103,137 @@ fn resume_onto_a_joblog_cut_mid_row_repairs_it() {
     std::fs::write(log, cut).unwrap();
     assert_eq!(run(&["1", "2", "3", "4", "5"]), "5\n");
 }
+
+#[test]
+fn an_output_file_that_is_also_an_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    std::fs::write(&input, "1\n2\n").unwrap();
+    let link = dir.path().join("link");
+    std::fs::hard_link(&input, &link).unwrap();
+    let input_s = input.to_str().unwrap();
+    for (option, output) in [
+        ("--joblog", input_s),
+        ("--json", link.to_str().unwrap()),
+        ("--events", input_s),
+    ] {
+        let out = herd()
+            .args([option, output, "echo", "::::", input_s])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(255), "{option}");
+        assert!(
+            text(&out.stderr).contains("is also an input file"),
+            "{option}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(std::fs::read(&input).unwrap(), b"1\n2\n", "{option}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn an_input_file_whose_name_is_not_utf8_is_read() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let name = dir.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+    std::fs::write(&name, "1\n2\n").unwrap();
+    for how in [&["echo", "::::"][..], &["-k", "echo", "::::"]] {
+        let out = herd()
+            .args(how)
+            .arg(&name)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let mut lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+        lines.sort();
+        assert_eq!(lines, ["1", "2"]);
+    }
+}
+
+#[test]
+fn quoting_a_replacement_string_yourself_is_warned_about() {
+    let out = herd()
+        .args(["--shell", "echo '{}'", ":::", "a b"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("quotes a replacement string itself ('{}')"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Not about {} unquoted, nor with -q (no shell: quotes are plain characters there).
+    for args in [
+        &["echo", "{}", ":::", "a"][..],
+        &["-q", "echo", "'{}'", ":::", "a"],
+    ] {
+        let out = herd().args(args).stdin(Stdio::null()).output().unwrap();
+        assert!(!text(&out.stderr).contains("warning"), "{args:?}");
+    }
+}
+
+#[test]
+fn a_script_whose_interpreter_is_missing_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("script");
+    std::fs::write(&script, "#!/no/such/interpreter -x\necho hi\n").unwrap();
+    let mut perms = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&script, perms).unwrap();
+    let out = herd()
+        .arg("-q")
+        .arg(&script)
+        .args([":::", "1"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("its interpreter /no/such/interpreter was not found"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_job_that_reads_the_terminal_is_killed_and_named_instead_of_hanging() {
+    if !testkit::have("script") {
+        return;
+    }
+    // script(1) gives herd a terminal; the job, in its own process group, is stopped by
+    // SIGTTIN as it reads it (ssh, sudo and git prompts do this). herd used to wait for ever.
+    let command = format!(
+        "{} --json - --shell 'read x < /dev/tty; echo got $x' ::: 1 2; echo status=$?",
+        env!("CARGO_BIN_EXE_herd")
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    testkit::wait_until("herd to end", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let mut screen = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut screen).unwrap();
+    assert!(screen.contains("status=2"), "{screen:?}");
+    assert_eq!(
+        screen
+            .matches("was stopped for reading the terminal, and killed")
+            .count(),
+        2,
+        "{screen:?}"
+    );
+    assert_eq!(
+        screen.matches("\"stopped_for_terminal\":true").count(),
+        2,
+        "{screen:?}"
+    );
+}

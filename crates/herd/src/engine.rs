@@ -72,6 +72,8 @@ struct Entry {
     timed_out: bool,
     cancelled: bool,
     leaked: bool,
+    /// Stopped for the terminal (SIGTTIN/SIGTTOU) and killed for it.
+    stopped_for_terminal: bool,
     grace_armed: bool,
 }
 
@@ -90,7 +92,12 @@ enum TimerKind {
     EofGrace,
     /// Retry spawning after resource exhaustion with nothing running.
     Retry,
+    /// Look for jobs stopped by the terminal (see [`Engine::kill_terminal_waiters`]).
+    StopCheck,
 }
+
+/// How often running jobs are looked at for a stop by the terminal.
+const STOP_CHECK: Duration = Duration::from_secs(1);
 
 type Timer = Reverse<(Instant, TimerKind, Token)>;
 
@@ -140,6 +147,8 @@ struct State {
     /// loop, not one per event: a job's Started, Output and Finished often come in one turn,
     /// and each needless wake-up of the consumer is a context switch.
     events_to_announce: std::cell::Cell<bool>,
+    /// A [`TimerKind::StopCheck`] is pending.
+    stop_check_armed: bool,
     /// Last: dropped after every job's process, so its guardian cleans up after all of them.
     containment: Arc<sys::Containment>,
 }
@@ -177,6 +186,7 @@ impl Engine {
                 exit_hints: Vec::new(),
                 direct_spills: Vec::new(),
                 events_to_announce: std::cell::Cell::new(false),
+                stop_check_armed: false,
                 containment,
             },
         }
@@ -300,6 +310,11 @@ impl Engine {
                 if matches!(entry.queued.delivery, Delivery::Events) && s.config.started_events {
                     s.push_event(Event::Started { id, pid }, false);
                 }
+                if !s.stop_check_armed {
+                    s.stop_check_armed = true;
+                    let at = Instant::now() + STOP_CHECK;
+                    s.timers.push(Reverse((at, TimerKind::StopCheck, token)));
+                }
                 if cancelled {
                     s.cancel_running(token);
                 } else if let Some(t) = timeout {
@@ -361,6 +376,35 @@ impl Engine {
         }
     }
 
+    /// A job reading (or, with `stty tostop`, writing) the terminal is stopped by the kernel
+    /// (SIGTTIN, SIGTTOU): it runs in a process group of its own, not the terminal's
+    /// foreground one, and would wait for ever with nothing to say why (GNU parallel hangs
+    /// so). Once a second while jobs run, each job's process is asked whether it is stopped
+    /// (`waitid` with `WSTOPPED|WNOWAIT`, which reaps nothing); such a job is killed and its
+    /// result says why.
+    fn kill_terminal_waiters(&mut self, now: Instant) {
+        let s = &mut self.state;
+        s.stop_check_armed = false;
+        let mut running = 0;
+        for slot in &mut s.slots {
+            let Some(entry) = slot.entry.as_mut() else {
+                continue;
+            };
+            let Some(run) = &entry.running else { continue };
+            running += 1;
+            if !entry.stopped_for_terminal && run.process.stopped_for_terminal() {
+                entry.stopped_for_terminal = true;
+                run.process.signal_tree(Kill::Kill);
+            }
+        }
+        if running > 0 {
+            s.stop_check_armed = true;
+            let token = Token { slot: 0, gen: 0 };
+            s.timers
+                .push(Reverse((now + STOP_CHECK, TimerKind::StopCheck, token)));
+        }
+    }
+
     fn fire_timers(&mut self) {
         let now = Instant::now();
         while let Some(&Reverse((at, kind, token))) = self.state.timers.peek() {
@@ -370,6 +414,10 @@ impl Engine {
             self.state.timers.pop();
             if kind == TimerKind::Retry {
                 self.state.exhausted = false;
+                continue;
+            }
+            if kind == TimerKind::StopCheck {
+                self.kill_terminal_waiters(now);
                 continue;
             }
             let kill_grace = self.state.config.kill_grace;
@@ -394,7 +442,7 @@ impl Engine {
                     entry.leaked = true;
                     self.complete(token);
                 }
-                TimerKind::Retry => unreachable!(),
+                TimerKind::Retry | TimerKind::StopCheck => unreachable!(),
             }
         }
     }
@@ -480,6 +528,7 @@ impl Engine {
             timed_out: entry.timed_out,
             cancelled: entry.cancelled,
             leaked: entry.leaked,
+            stopped_for_terminal: entry.stopped_for_terminal,
             start_time: running.start_time,
             duration: end.saturating_duration_since(running.started),
             usage: ResourceUsage {
@@ -532,6 +581,7 @@ impl State {
             timed_out: false,
             cancelled: false,
             leaked: false,
+            stopped_for_terminal: false,
             grace_armed: false,
             spilling_direct: 0,
         });

@@ -25,6 +25,15 @@ pub enum SpawnError {
         /// The program as the job named it.
         program: String,
     },
+    /// The program exists, but the interpreter its `#!` line names does not (or, for a
+    /// binary, its dynamic loader).
+    #[error("{program}: its interpreter {interpreter} was not found")]
+    InterpreterNotFound {
+        /// The program, as found.
+        program: String,
+        /// The interpreter, as the program's first line names it.
+        interpreter: String,
+    },
     /// The program exists but cannot be executed.
     #[error("cannot execute {program}: {source}")]
     NotExecutable {
@@ -71,7 +80,7 @@ impl SpawnError {
     /// for one that cannot be executed, 127 otherwise.
     pub fn shell_exit_code(&self) -> i32 {
         match self {
-            SpawnError::NotExecutable { .. } => 126,
+            SpawnError::NotExecutable { .. } | SpawnError::InterpreterNotFound { .. } => 126,
             _ => 127,
         }
     }

@@ -71,6 +71,11 @@ pub struct JobResult {
     /// Whether some descendant still held its stdout or stderr open after the grace that
     /// follows its exit (and was killed for it).
     pub leaked: bool,
+    /// Whether it was stopped for reading or writing the terminal (SIGTTIN, SIGTTOU) and
+    /// killed for it: it runs in a process group of its own, where it would have waited for
+    /// ever. Such a program needs its input some other way (`ssh -n`, `sudo -S`, a
+    /// credential helper) or to run outside herd.
+    pub stopped_for_terminal: bool,
     /// When the process started (or the job was given up, if it never did).
     pub start_time: SystemTime,
     /// From start to exit.
@@ -93,6 +98,7 @@ impl JobResult {
             timed_out: false,
             cancelled,
             leaked: false,
+            stopped_for_terminal: false,
             start_time: SystemTime::now(),
             duration: Duration::ZERO,
             usage: ResourceUsage::default(),

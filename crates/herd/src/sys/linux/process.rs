@@ -64,6 +64,19 @@ impl Process {
         }
     }
 
+    /// Whether the child is stopped by the terminal (SIGTTIN or SIGTTOU), asked without
+    /// reaping or consuming the stop.
+    pub(crate) fn stopped_for_terminal(&self) -> bool {
+        let options = WaitIdOptions::STOPPED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        match waitid(WaitId::PidFd(self.pidfd.as_fd()), options) {
+            Ok(Some(status)) => matches!(
+                status.stopping_signal(),
+                Some(libc::SIGTTIN | libc::SIGTTOU)
+            ),
+            _ => false,
+        }
+    }
+
     /// Signals every process of the child's tree (its cgroup, else its process group), the
     /// child included. Returns whether there was anything to signal, as far as herd can tell.
     pub(crate) fn signal_tree(&self, kill: Kill) -> bool {

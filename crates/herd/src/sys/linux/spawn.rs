@@ -64,14 +64,45 @@ fn classify(e: io::Error, program: &OsStr) -> SpawnFailure {
     if exhausted(&e) {
         return SpawnFailure::Exhausted(e);
     }
+    let name = program;
     let program = program.to_string_lossy().into_owned();
     SpawnFailure::Job(match e.raw_os_error() {
-        Some(libc::ENOENT) => SpawnError::NotFound { program },
+        Some(libc::ENOENT) => not_found(name, None),
         Some(libc::EACCES | libc::EPERM | libc::ENOEXEC | libc::ETXTBSY | libc::EISDIR) => {
             SpawnError::NotExecutable { program, source: e }
         }
         _ => SpawnError::Io { program, source: e },
     })
+}
+
+/// `execve` says ENOENT both when the program is missing and when it exists but its `#!`
+/// interpreter (or a binary's dynamic loader) does not: tell the two apart.
+fn not_found(program: &OsStr, found_at: Option<&Path>) -> SpawnError {
+    let shown = program.to_string_lossy().into_owned();
+    let Some(path) = found_at.filter(|p| p.is_file()) else {
+        return SpawnError::NotFound { program: shown };
+    };
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    let head = &head[..n];
+    let interpreter = if let Some(line) = head.strip_prefix(b"#!") {
+        let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+        let word = line
+            .split(|b| b.is_ascii_whitespace())
+            .find(|w| !w.is_empty())
+            .unwrap_or_default();
+        String::from_utf8_lossy(word).into_owned()
+    } else if head.starts_with(b"\x7fELF") {
+        "(its dynamic loader)".to_string()
+    } else {
+        return SpawnError::NotFound { program: shown };
+    };
+    SpawnError::InterpreterNotFound {
+        program: shown,
+        interpreter,
+    }
 }
 
 fn cstring(bytes: impl Into<Vec<u8>>) -> Result<CString, SpawnFailure> {
@@ -347,7 +378,10 @@ fn start_child(
             Err(clone3::Failure::Clone(e)) => return Err(classify(e.into(), program)),
         }
     }
-    let pid = posix_spawn::start(&args).map_err(|e| classify(e, program))?;
+    let pid = posix_spawn::start(&args).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT) => SpawnFailure::Job(not_found(program, Some(program_path))),
+        _ => classify(e, program),
+    })?;
     drop(prepared);
     // Race-free: herd never waits on other pids, so this pid cannot have been reaped and reused.
     let kill_and_reap = || {
@@ -392,8 +426,21 @@ pub(super) fn late_failure(step: Step, errno: Errno, check: &ExecCheck) -> Spawn
         },
         Step::Exec => {
             if errno == Errno::NOENT {
-                // The program vanished since it was looked up: the next job looks again.
-                path::forget(&check.program);
+                let program = Path::new(&check.program);
+                let found = if check.program.as_bytes().contains(&b'/') {
+                    Some(match &check.cwd {
+                        Some(dir) => dir.join(program),
+                        None => program.to_path_buf(),
+                    })
+                } else {
+                    path::resolve(&check.program, None).ok()
+                };
+                let e = not_found(&check.program, found.as_deref());
+                if matches!(e, SpawnError::NotFound { .. }) {
+                    // The program vanished since it was looked up: the next job looks again.
+                    path::forget(&check.program);
+                }
+                return e;
             }
             match classify(source, &check.program) {
                 SpawnFailure::Job(e) => e,
@@ -607,7 +654,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let not_executable = dir.path().join("data");
         std::fs::write(&not_executable, "not a program").unwrap();
+        let script = dir.path().join("script");
+        std::fs::write(&script, "#!/no/such/interpreter\n").unwrap();
+        let mut perms = std::fs::metadata(&script).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&script, perms).unwrap();
         for backend in BACKENDS {
+            match run(&Job::new(&script), backend) {
+                Err(SpawnFailure::Job(SpawnError::InterpreterNotFound { interpreter, .. })) => {
+                    assert_eq!(interpreter, "/no/such/interpreter")
+                }
+                other => panic!("{backend:?}: {other:?}"),
+            }
             let missing = Job::new(dir.path().join("missing"));
             match run(&missing, backend) {
                 Err(SpawnFailure::Job(SpawnError::NotFound { .. })) => {}

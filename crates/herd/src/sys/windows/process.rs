@@ -53,6 +53,11 @@ impl Process {
         unsafe { WaitForSingleObject(self.raw_handle(), 0) == WAIT_OBJECT_0 }
     }
 
+    /// Windows has no job control: nothing stops a job for the terminal.
+    pub(crate) fn stopped_for_terminal(&self) -> bool {
+        false
+    }
+
     /// Terminates the whole job. Windows has no polite equivalent of SIGTERM for console
     /// programs in a new process group that herd could rely on, so both kinds kill.
     pub(crate) fn signal_tree(&self, _kill: Kill) -> bool {
