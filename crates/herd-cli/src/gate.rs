@@ -28,6 +28,33 @@ impl Limits {
     }
 }
 
+/// Descriptors a running job holds in the engine: its stdout and stderr pipes, its pidfd, its
+/// cgroup's directory, and while it starts the child's ends of its pipes.
+const ENGINE_DESCRIPTORS_PER_JOB: u64 = 6;
+/// Left for herd itself (its standard streams, the poller, input files, the Perl helper).
+const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// The most jobs that can run at once when each also keeps `extra_per_job` descriptors of the
+/// command's own open (`--results` files), within the descriptor limit (`ulimit -n`; herd
+/// raises the soft limit to the hard one). `None` when `jobs` fit. Without this the engine
+/// would start jobs until descriptors ran out and the command's own files then failed; GNU
+/// parallel caps its jobs the same way ("Only enough file handles to run N jobs").
+pub fn jobs_within_descriptors(jobs: usize, extra_per_job: u64) -> Option<(usize, u64)> {
+    #[cfg(unix)]
+    {
+        use nix::sys::resource::{getrlimit, Resource};
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+        let per_job = ENGINE_DESCRIPTORS_PER_JOB + extra_per_job;
+        let fit = (hard.saturating_sub(RESERVED_DESCRIPTORS) / per_job).max(1);
+        (jobs as u64 > fit).then_some((fit as usize, hard))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (jobs, extra_per_job);
+        None
+    }
+}
+
 /// Parses GNU's sizes: `K M G T P` are powers of 1024, `k m g t p` powers of 1000.
 pub fn parse_size(s: &str) -> Option<u64> {
     let t = s.trim();

@@ -386,7 +386,17 @@ fn report_unrun(feed: &Feed, printer: &mut Printer, reports: &mut Reports, count
 }
 
 /// Runs every job; returns herd's exit status.
-pub fn run(opts: Options) -> Result<i32, Fatal> {
+pub fn run(mut opts: Options) -> Result<i32, Fatal> {
+    if opts.results.is_some() || opts.files {
+        // Each running job keeps its result files open beside the engine's descriptors.
+        if let Some((fit, limit)) = crate::gate::jobs_within_descriptors(opts.jobs, 2) {
+            eprintln!(
+                "herd: warning: only enough file descriptors (ulimit -n {limit}) to run {fit} \
+                 jobs at once with their result files; running {fit}"
+            );
+            opts.jobs = fit;
+        }
+    }
     if let (false, Some(q)) = (
         opts.command.quote,
         crate::compose::self_quoted(&opts.command.words, &opts.command.names),

@@ -237,3 +237,32 @@ fn a_job_that_reads_the_terminal_is_killed_and_named_instead_of_hanging() {
         "{screen:?}"
     );
 }
+
+#[test]
+fn results_files_take_part_in_the_descriptor_budget() {
+    // 400 jobs at once, each with its pipes and its two result files, under 1024
+    // descriptors: the run used to stop with "Too many open files" after a few hundred.
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("res");
+    let script = format!(
+        "ulimit -n 1024 && exec {} -j 400 --results {} --shell 'sleep 0.2; echo {{}}' ::: $(seq 1000)",
+        env!("CARGO_BIN_EXE_herd"),
+        results.display()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("only enough file descriptors (ulimit -n 1024)"),
+        "{}",
+        text(&out.stderr)
+    );
+    for n in [1, 500, 1000] {
+        let stdout = results.join(format!("1/{n}/stdout"));
+        assert_eq!(std::fs::read_to_string(stdout).unwrap(), format!("{n}\n"));
+    }
+    assert_eq!(std::fs::read_dir(results.join("1")).unwrap().count(), 1000);
+}

@@ -53,19 +53,24 @@ struct PoolState {
     made: u32,
 }
 
-/// One job cgroup's directory and the files herd uses.
+/// One job cgroup's directory. Its files are opened when needed: a descriptor per file per
+/// running job would count against the same limit as the jobs' pipes.
 struct Slot {
     dir: OwnedFd,
-    events: OwnedFd,
-    kill: OwnedFd,
-    procs: OwnedFd,
 }
 
 impl Slot {
+    fn open(&self, name: &str, flags: OFlags) -> io::Result<OwnedFd> {
+        open_in(&self.dir, name, flags)
+    }
+
     /// Whether any process is in the cgroup (`populated 1` in `cgroup.events`).
     fn populated(&self) -> bool {
         let mut buf = [0u8; 64];
-        match rustix::io::pread(&self.events, &mut buf, 0) {
+        let read = self
+            .open("cgroup.events", OFlags::RDONLY)
+            .and_then(|f| Ok(rustix::io::read(&f, &mut buf)?));
+        match read {
             Ok(n) => buf[..n]
                 .split(|&b| b == b'\n')
                 .any(|line| line == b"populated 1"),
@@ -79,6 +84,9 @@ impl Slot {
 pub(crate) struct JobCgroup {
     slot: Option<Slot>,
     pool: Arc<Pool>,
+    /// Found empty after the job's process exited: nothing can enter it again, so it goes
+    /// back to the pool without another look.
+    empty: std::cell::Cell<bool>,
 }
 
 impl JobCgroup {
@@ -94,7 +102,8 @@ impl JobCgroup {
     /// Moves `pid` in: for children started without `clone3`, right after they start.
     pub(super) fn adopt(&self, pid: rustix::process::Pid) -> io::Result<()> {
         let text = pid.as_raw_nonzero().to_string();
-        rustix::io::write(&self.slot().procs, text.as_bytes())?;
+        let procs = self.slot().open("cgroup.procs", OFlags::WRONLY)?;
+        rustix::io::write(&procs, text.as_bytes())?;
         Ok(())
     }
 
@@ -106,21 +115,25 @@ impl JobCgroup {
     /// Kills every process in the cgroup. Returns whether there was any.
     pub(crate) fn kill_all(&self) -> bool {
         if !self.populated() {
+            self.empty.set(true);
             return false;
         }
-        let _ = rustix::io::write(&self.slot().kill, b"1");
+        if let Ok(kill) = self.slot().open("cgroup.kill", OFlags::WRONLY) {
+            let _ = rustix::io::write(&kill, b"1");
+        }
         true
     }
 
     /// Sends `signal` to every process in the cgroup (there is no `cgroup.kill` for other
     /// signals): reads `cgroup.procs` and signals each.
     pub(crate) fn signal_all(&self, signal: rustix::process::Signal) {
+        let Ok(procs) = self.slot().open("cgroup.procs", OFlags::RDONLY) else {
+            return;
+        };
         let mut buf = vec![0u8; 4096];
         let mut text = Vec::new();
-        let mut offset = 0;
-        while let Ok(n @ 1..) = rustix::io::pread(&self.slot().procs, &mut buf, offset) {
+        while let Ok(n @ 1..) = rustix::io::read(&procs, &mut buf) {
             text.extend_from_slice(&buf[..n]);
-            offset += n as u64;
         }
         for pid in text.split(|&b| b == b'\n') {
             let pid = std::str::from_utf8(pid).ok().and_then(|p| p.parse().ok());
@@ -134,8 +147,9 @@ impl JobCgroup {
 impl Drop for JobCgroup {
     fn drop(&mut self) {
         let slot = self.slot.take().expect("dropped once");
+        let empty = self.empty.get() || !slot.populated();
         let mut state = self.pool.state.lock().unwrap();
-        if slot.populated() {
+        if !empty {
             state.draining.push(slot);
         } else {
             state.free.push(slot);
@@ -271,12 +285,10 @@ impl Cgroups {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(Slot {
-            events: open_in(&dir, "cgroup.events", OFlags::RDONLY)?,
-            kill: open_in(&dir, "cgroup.kill", OFlags::WRONLY)?,
-            procs: open_in(&dir, "cgroup.procs", OFlags::RDWR)?,
-            dir,
-        })
+        let slot = Slot { dir };
+        // Proves `cgroup.kill` is there (Linux 5.14), which the kill and the guardian need.
+        slot.open("cgroup.kill", OFlags::WRONLY)?;
+        Ok(slot)
     }
 
     /// An empty cgroup for a job: a free one, one that has emptied since it was returned, or
@@ -299,6 +311,7 @@ impl Cgroups {
         Ok(JobCgroup {
             slot: Some(slot),
             pool: self.pool.clone(),
+            empty: std::cell::Cell::new(false),
         })
     }
 
