@@ -559,6 +559,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
     });
     let signal = watch_signals()?;
     let mut reader = ReaderWatch::new();
+    let mut spill_told = false;
     maker.stream = printer.wants_stream() || reports.results.is_some() || opts.events_output;
     maker.collect = printer.wants_collect() || reports.table.is_some();
     let feeder = Feeder {
@@ -633,6 +634,12 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
                 // object is terminated), start no new one, and report what finished.
                 feed_state.stop();
                 herd.cancel_all();
+            }
+        }
+        if !spill_told {
+            if let Some(problem) = herd.spill_problem() {
+                printer.message(&format!("warning: {problem}"));
+                spill_told = true;
             }
         }
         if !printer.broken && reader.gone() {

@@ -24,7 +24,7 @@ use crate::SpawnError;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 /// A message to the loop.
@@ -190,6 +190,13 @@ impl Engine {
                 containment,
             },
         }
+    }
+
+    /// Where the first failure to spill output is kept (see [`Herd::spill_problem`]).
+    ///
+    /// [`Herd::spill_problem`]: crate::Herd::spill_problem
+    pub(crate) fn spill_problem(&self) -> Arc<Mutex<Option<String>>> {
+        self.state.spill.problem.clone()
     }
 
     pub(crate) fn run(mut self) {

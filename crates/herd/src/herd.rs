@@ -346,6 +346,7 @@ pub struct Herd {
     loop_thread: Option<JoinHandle<()>>,
     max_running: usize,
     containment: Containment,
+    spill_problem: Arc<Mutex<Option<String>>>,
 }
 
 /// How a herd keeps its jobs' processes from outliving their job, and the herd itself.
@@ -406,6 +407,7 @@ impl Herd {
         ));
         let level = containment.level();
         let engine = Engine::new(poller, shared.clone(), config, containment);
+        let spill_problem = engine.spill_problem();
         let loop_thread = std::thread::Builder::new()
             .name("herd-loop".into())
             .spawn(move || engine.run())
@@ -416,7 +418,15 @@ impl Herd {
             loop_thread: Some(loop_thread),
             max_running,
             containment: level,
+            spill_problem,
         })
+    }
+
+    /// Why output could not be spilled to disk, if it could not (a full or read-only spill
+    /// directory): the first such failure, in one line. Output is never lost for it; what
+    /// did not fit on disk is kept in memory, and the disk is tried again a second later.
+    pub fn spill_problem(&self) -> Option<String> {
+        self.spill_problem.lock().unwrap().clone()
     }
 
     /// How this herd contains its jobs' processes.

@@ -41,7 +41,17 @@ pub(crate) struct SpillDir {
     dir: Mutex<Option<Arc<tempfile::TempDir>>>,
     /// Told about the directory once it exists, to remove it should the herd be killed.
     containment: Arc<crate::sys::Containment>,
+    /// The first failure to spill (a full or read-only disk), for [`Herd::spill_problem`].
+    ///
+    /// [`Herd::spill_problem`]: crate::Herd::spill_problem
+    pub(crate) problem: Arc<Mutex<Option<String>>>,
+    /// After a failure, no stream tries the disk again before this: a full disk must not
+    /// cost a failed file per chunk of every stream.
+    retry_at: Mutex<Option<std::time::Instant>>,
 }
+
+/// How long a full spill directory is left alone before it is tried again.
+const SPILL_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl SpillDir {
     pub(crate) fn new(parent: Option<PathBuf>, containment: Arc<crate::sys::Containment>) -> Self {
@@ -49,10 +59,41 @@ impl SpillDir {
             parent,
             dir: Mutex::new(None),
             containment,
+            problem: Arc::default(),
+            retry_at: Mutex::new(None),
+        }
+    }
+
+    /// Records that spilling failed with `e`: said once, and the disk left alone for a while.
+    fn failed(&self, e: &io::Error) {
+        *self.retry_at.lock().unwrap() = Some(std::time::Instant::now() + SPILL_RETRY);
+        let mut problem = self.problem.lock().unwrap();
+        if problem.is_none() {
+            let dir = match &self.parent {
+                Some(p) => p.display().to_string(),
+                None => std::env::temp_dir().display().to_string(),
+            };
+            *problem = Some(format!(
+                "cannot spill output to {dir} ({e}): output beyond memory's share is kept in \
+                 memory"
+            ));
         }
     }
 
     fn create_file(&self) -> io::Result<File> {
+        if let Some(at) = *self.retry_at.lock().unwrap() {
+            if std::time::Instant::now() < at {
+                return Err(io::Error::other("the spill directory failed a moment ago"));
+            }
+        }
+        let made = self.create_file_now();
+        if let Err(e) = &made {
+            self.failed(e);
+        }
+        made
+    }
+
+    fn create_file_now(&self) -> io::Result<File> {
         let mut guard = self.dir.lock().unwrap();
         if guard.is_none() {
             let mut builder = tempfile::Builder::new();
@@ -116,6 +157,8 @@ pub(crate) struct Capture {
     /// With a cap: how many bytes the head may hold, and the tail.
     head_capacity: Option<u64>,
     tail: Tail,
+    /// The disk refused this stream once: the rest stays in memory.
+    no_disk: bool,
 }
 
 impl Capture {
@@ -174,7 +217,7 @@ impl Capture {
             let over_stream = self.mem.len() + data.len() > limits.per_stream;
             let used = limits.budget.used.load(Ordering::Relaxed);
             let over_budget = used + data.len() > limits.budget.limit;
-            if !(over_stream || over_budget) {
+            if !(over_stream || over_budget) || self.no_disk {
                 self.charge(data.len(), &limits.budget);
                 self.mem.extend_from_slice(data);
                 return;
@@ -184,20 +227,22 @@ impl Capture {
                     self.file = Some(file);
                     let mem = std::mem::take(&mut self.mem);
                     self.uncharge();
-                    if !self.write_file(&mem, &limits.budget) {
+                    if !self.write_file(&mem, &limits.budget, spill) {
                         self.charge(mem.len(), &limits.budget);
                         self.mem.extend_from_slice(&mem);
                     }
                 }
                 Err(_) => {
-                    // No room on disk: keep it in memory rather than lose it.
+                    // No room on disk: keep it in memory rather than lose it, and do not try
+                    // the disk again for this stream (each try would rewrite all it holds).
+                    self.no_disk = true;
                     self.charge(data.len(), &limits.budget);
                     self.mem.extend_from_slice(data);
                     return;
                 }
             }
         }
-        if self.file.is_some() && self.write_file(data, &limits.budget) {
+        if self.file.is_some() && self.write_file(data, &limits.budget, spill) {
             return;
         }
         self.charge(data.len(), &limits.budget);
@@ -206,12 +251,17 @@ impl Capture {
 
     /// Appends to the spill file. On failure, reads the file back into memory, drops it, and
     /// returns false: the caller keeps `data` in memory.
-    fn write_file(&mut self, data: &[u8], budget: &Arc<MemoryBudget>) -> bool {
+    fn write_file(&mut self, data: &[u8], budget: &Arc<MemoryBudget>, spill: &SpillDir) -> bool {
         let file = self.file.as_mut().expect("spill file");
-        if file.write_all(data).is_ok() {
+        let written = file.write_all(data);
+        if written.is_ok() {
             self.file_len += data.len() as u64;
             return true;
         }
+        if let Err(e) = &written {
+            spill.failed(e);
+        }
+        self.no_disk = true;
         let mut back = Vec::new();
         let ok = file.seek(SeekFrom::Start(0)).is_ok()
             && file.take(self.file_len).read_to_end(&mut back).is_ok();
