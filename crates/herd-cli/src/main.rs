@@ -24,6 +24,7 @@ mod joblog;
 mod jobs;
 mod json;
 mod options;
+mod parked;
 mod perl;
 mod printer;
 mod progress;

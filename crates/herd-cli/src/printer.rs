@@ -7,6 +7,7 @@
 
 use crate::json::{self, OutputForm, Segment};
 use crate::options::OutputMode;
+use crate::parked::{Backlog, Parked, WriteTo};
 use herd::{JobId, JobResult, Output, Stream};
 use indicatif::ProgressBar;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -69,6 +70,8 @@ pub struct PrinterOptions<'a> {
     pub verbose: bool,
     /// `--files`: each job's output is in a file; its name is printed instead.
     pub files: bool,
+    /// `--tmpdir`: where `-k`'s backlog of waiting output goes.
+    pub tmpdir: Option<&'a std::path::Path>,
 }
 
 /// The state of one stream of one job whose output is printed as it arrives.
@@ -99,6 +102,68 @@ struct Held {
     overflowed: bool,
     /// Its turn has come: its output passes through live.
     live: bool,
+}
+
+/// How a job's output is shown.
+#[derive(Clone, Copy)]
+struct Look {
+    verbose: bool,
+    tag: bool,
+    files: bool,
+}
+
+/// What a job prints on one stream, in grouped and `-k` modes: for stdout, `-v`'s command
+/// line first (and with `--files` only its file's name); the output, with `--tag`'s prefix
+/// on every line and a line where `--max-output` cut it.
+fn render_stream(
+    w: &mut dyn WriteTo,
+    look: Look,
+    info: &JobInfo,
+    result: &JobResult,
+    stream: Stream,
+) -> io::Result<()> {
+    if look.verbose && stream == Stream::Stdout {
+        w.write_all(&info.line)?;
+        w.write_all(b"\n")?;
+    }
+    let tag = look.tag.then_some(&info.tag[..]);
+    if let (true, Some(files)) = (look.files, &info.results) {
+        if stream == Stream::Stdout {
+            let mut name = files.stdout.as_os_str().as_encoded_bytes().to_vec();
+            name.push(b'\n');
+            write_lines(w, tag, &name)?;
+        }
+        return Ok(());
+    }
+    let output = result.output(stream);
+    if output.is_empty() {
+        return Ok(());
+    }
+    let marked = with_cut_mark(output, stream)?;
+    match (tag, marked.as_deref().or(output.as_bytes())) {
+        (_, Some(bytes)) => write_lines(w, tag, bytes),
+        (None, None) => w.output(output),
+        (Some(tag), None) => {
+            // In buffers, the tag at each line's start: never a whole line in memory (a job
+            // may print 300 MB without a newline).
+            let mut reader = output.reader()?;
+            let mut buf = vec![0u8; 64 << 10];
+            let mut at_line_start = true;
+            loop {
+                let n = reader.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                for piece in buf[..n].split_inclusive(|&b| b == b'\n') {
+                    if at_line_start {
+                        w.write_all(tag)?;
+                    }
+                    w.write_all(piece)?;
+                    at_line_start = piece.ends_with(b"\n");
+                }
+            }
+        }
+    }
 }
 
 /// `e`, saying where the write went (keeping its kind: a closed pipe stays one).
@@ -162,7 +227,9 @@ pub struct Printer {
     head: Option<u64>,
     bar: Option<ProgressBar>,
     /// `-k`: finished (or skipped, `None`) jobs waiting for their turn, by sequence number.
-    waiting: BTreeMap<u64, Option<(JobInfo, JobResult)>>,
+    waiting: BTreeMap<u64, Option<Parked>>,
+    /// Where parked jobs' bytes are kept.
+    backlog: Backlog,
     next_seq: u64,
     streaming: HashMap<(JobId, Stream), Streaming>,
     /// `--json-timeline`: each running job's chunks so far, as (stream, length).
@@ -239,6 +306,7 @@ impl Printer {
             head: o.max_output.map(|m| m - m / 2),
             bar: o.bar,
             waiting: BTreeMap::new(),
+            backlog: Backlog::new(o.tmpdir.map(std::path::Path::to_path_buf)),
             next_seq: 1,
             streaming: HashMap::new(),
             timelines: HashMap::new(),
@@ -470,11 +538,7 @@ impl Printer {
             OutputMode::Ungroup | OutputMode::LineBuffer if p.files => p.write_job(&info, &result),
             OutputMode::Ungroup | OutputMode::LineBuffer => p.finish_streamed(&info, &result),
             OutputMode::Group => p.write_job(&info, &result),
-            OutputMode::KeepOrder => {
-                p.waiting.insert(info.seq, Some((info, result)));
-                p.release_in_order();
-                Ok(())
-            }
+            OutputMode::KeepOrder => p.keep_in_order(&info, &result),
             OutputMode::KeepOrderLines => {
                 let held = p.held.remove(&result.id);
                 if held.as_ref().is_some_and(|h| h.live) {
@@ -485,7 +549,7 @@ impl Printer {
                     if let Some(h) = held {
                         p.held_bytes -= h.out.len() + h.err.len();
                     }
-                    p.waiting.insert(info.seq, Some((info, result)));
+                    return p.keep_in_order(&info, &result);
                 }
                 p.release_in_order();
                 Ok(())
@@ -494,13 +558,26 @@ impl Printer {
         self.check(r);
     }
 
+    /// `-k`: a finished job prints now if its turn has come, else it is parked.
+    fn keep_in_order(&mut self, info: &JobInfo, result: &JobResult) -> io::Result<()> {
+        if info.seq == self.next_seq {
+            self.write_job(info, result)?;
+            self.next_seq += 1;
+        } else {
+            let parked = self.park(info, result)?;
+            self.waiting.insert(info.seq, Some(parked));
+        }
+        self.release_in_order();
+        Ok(())
+    }
+
     /// `-k`: writes the finished jobs whose turn has come; with `--line-buffer`, the running
     /// job whose turn has come then prints what it held and goes on live.
     fn release_in_order(&mut self) {
         while let Some(entry) = self.waiting.remove(&self.next_seq) {
             self.next_seq += 1;
-            if let Some((info, result)) = entry {
-                let r = self.suspended(|p| p.write_job(&info, &result));
+            if let Some(parked) = entry {
+                let r = self.suspended(|p| p.unpark(parked));
                 self.check(r);
             }
             if self.broken {
@@ -577,58 +654,51 @@ impl Printer {
         result: &JobResult,
         which: Stream,
     ) -> io::Result<()> {
-        if self.verbose && which == Stream::Stdout {
-            self.out.write_all(&info.line)?;
-            self.out.write_all(b"\n")?;
-        }
-        let tag = self.tag.then_some(&info.tag[..]);
-        if let (true, Some(files)) = (self.files, &info.results) {
-            if which == Stream::Stderr {
-                return Ok(());
+        let look = self.look();
+        match which {
+            Stream::Stdout => {
+                render_stream(&mut self.out, look, info, result, which)?;
+                self.out.flush()
             }
-            let mut name = files.stdout.as_os_str().as_encoded_bytes().to_vec();
-            name.push(b'\n');
-            write_lines(&mut self.out, tag, &name)?;
-            return self.out.flush();
-        }
-        for stream in [which] {
-            let output = result.output(stream);
-            if output.is_empty() {
-                continue;
+            Stream::Stderr => {
+                render_stream(&mut self.err, look, info, result, which)?;
+                self.err.flush()
             }
-            let marked = with_cut_mark(output, stream)?;
-            match (tag, marked.as_deref().or(output.as_bytes())) {
-                (_, Some(bytes)) => write_lines(self.writer(stream), tag, bytes)?,
-                // The concrete writers, so that a spill file reaches them in the kernel.
-                (None, None) => match stream {
-                    Stream::Stdout => output.write_to(&mut self.out).map(drop)?,
-                    Stream::Stderr => output.write_to(&mut self.err).map(drop)?,
-                },
-                (Some(tag), None) => {
-                    // In buffers, the tag at each line's start: never a whole line in memory
-                    // (a job may print 300 MB without a newline).
-                    let w = self.writer(stream);
-                    let mut reader = output.reader()?;
-                    let mut buf = vec![0u8; 64 << 10];
-                    let mut at_line_start = true;
-                    loop {
-                        let n = reader.read(&mut buf)?;
-                        if n == 0 {
-                            break;
-                        }
-                        for piece in buf[..n].split_inclusive(|&b| b == b'\n') {
-                            if at_line_start {
-                                w.write_all(tag)?;
-                            }
-                            w.write_all(piece)?;
-                            at_line_start = piece.ends_with(b"\n");
-                        }
-                    }
-                }
-            }
-            self.writer(stream).flush()?;
         }
-        Ok(())
+    }
+
+    fn look(&self) -> Look {
+        Look {
+            verbose: self.verbose,
+            tag: self.tag,
+            files: self.files,
+        }
+    }
+
+    /// `-k`: a finished job whose turn has not come waits as the bytes it will print.
+    fn park(&mut self, info: &JobInfo, result: &JobResult) -> io::Result<Parked> {
+        let look = self.look();
+        let mut piece = |stream| {
+            let large = result.output(stream).is_spilled();
+            self.backlog
+                .park(large, |w| render_stream(w, look, info, result, stream))
+        };
+        Ok(Parked {
+            out: piece(Stream::Stdout)?,
+            err: piece(Stream::Stderr)?,
+        })
+    }
+
+    /// Prints a parked job.
+    fn unpark(&mut self, parked: Parked) -> io::Result<()> {
+        self.backlog
+            .print(parked.out, &mut self.out)
+            .and_then(|()| self.out.flush())
+            .map_err(|e| named(e, "stdout"))?;
+        self.backlog
+            .print(parked.err, &mut self.err)
+            .and_then(|()| self.err.flush())
+            .map_err(|e| named(e, "stderr"))
     }
 
     /// A message from herd itself, on stderr, in order with job output.
@@ -644,11 +714,11 @@ impl Printer {
     /// the run was stopped) are written in order.
     pub fn flush(&mut self) {
         let waiting = std::mem::take(&mut self.waiting);
-        for (info, result) in waiting.into_values().flatten() {
+        for parked in waiting.into_values().flatten() {
             if self.broken {
                 break;
             }
-            let r = self.suspended(|p| p.write_job(&info, &result));
+            let r = self.suspended(|p| p.unpark(parked));
             self.check(r);
         }
         let r = self.out.flush();

@@ -506,6 +506,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         files: opts.files && opts.results.is_none(),
         bar: progress.bar.clone(),
         verbose: opts.verbose,
+        tmpdir: opts.tmpdir.as_deref(),
     })
     .map_err(|e| Fatal(e.to_string()))?;
     let mut reports = Reports {

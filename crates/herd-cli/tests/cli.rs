@@ -1038,3 +1038,86 @@ fn memory_stays_bounded_in_every_output_mode_for_a_300_mb_line() {
         );
     }
 }
+
+/// `-k` behind a slow first job: `n` jobs of `bytes` output each finish and wait for their
+/// turn. Returns herd's peak RSS (KiB) and the most descriptors it held while they waited.
+fn parked_run(n: u32, bytes: u32) -> (u64, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let done = dir.path().join("done");
+    std::fs::create_dir(&done).unwrap();
+    let rss = dir.path().join("rss");
+    // Job 1 waits until every other job has finished (each leaves a file behind).
+    let script = format!(
+        "if [ {{}} = 1 ]; then until [ $(ls {d} | wc -l) -ge {others} ]; do sleep 0.05; done; \
+         else head -c {bytes} /dev/zero; touch {d}/{{}}; fi; echo {{}}",
+        d = done.display(),
+        others = n - 1,
+    );
+    let mut child = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "-o"])
+        .arg(&rss)
+        .arg(env!("CARGO_BIN_EXE_herd"))
+        .args(["-k", "-j", "8", "--shell", &script, "::::", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input: String = (1..=n).map(|i| format!("{i}\n")).collect();
+    std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut v).unwrap();
+        v
+    });
+    // herd is time's child; count its descriptors while job 1 waits.
+    let mut most_fds = 0;
+    while child.try_wait().unwrap().is_none() {
+        let herd_pid =
+            std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
+                .unwrap_or_default();
+        if let Some(pid) = herd_pid.split_whitespace().next() {
+            if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+                most_fds = most_fds.max(fds.count());
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = reader.join().unwrap();
+    // In order, every job's bytes then its number.
+    let mut expected = Vec::new();
+    for i in 1..=n {
+        if i > 1 {
+            expected.resize(expected.len() + bytes as usize, 0u8);
+        }
+        expected.extend_from_slice(format!("{i}\n").as_bytes());
+    }
+    assert!(out == expected, "-k output differs");
+    let peak: u64 = std::fs::read_to_string(&rss)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (peak, most_fds)
+}
+
+#[test]
+fn jobs_waiting_for_their_turn_under_k_are_kept_compactly() {
+    if !have("/usr/bin/time") {
+        return;
+    }
+    // 10,000 small jobs waiting cost about their bytes (they used to cost 1.4 KB each).
+    let (few, _) = parked_run(1000, 8);
+    let (many, _) = parked_run(10_000, 8);
+    let per_job = (many.saturating_sub(few) * 1024) / 9_000;
+    eprintln!("{per_job} bytes per waiting job ({few} KiB, {many} KiB)");
+    assert!(
+        per_job < 400,
+        "{per_job} bytes per waiting job ({few} KiB, {many} KiB)"
+    );
+    // 150 jobs whose output spilled wait without a descriptor each.
+    let (_, fds) = parked_run(150, 1_500_000);
+    eprintln!("{fds} descriptors at most while 149 spilled jobs waited");
+    assert!(fds < 100, "{fds} descriptors while 149 spilled jobs waited");
+}
