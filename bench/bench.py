@@ -338,12 +338,96 @@ def machine():
     return cpu, os.cpu_count(), mem, platform.release(), version
 
 
+def processes_with(marker):
+    """Live processes whose command line contains `marker` (zombies have none)."""
+    found = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found += 1
+        except OSError:
+            pass
+    return found
+
+
+def wait_for(condition, seconds):
+    """Checks `condition` every 10 ms until it holds or `seconds` pass; returns the time taken
+    (None if it never held)."""
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        if condition():
+            return time.monotonic() - start
+        time.sleep(0.01)
+    return None
+
+
+def reliability(t, a, tmp, out):
+    """Issue 12's figures: survivors after faults, peak RSS per output mode for one huge line,
+    and a full --tmpdir against a roomy one."""
+    lines = ["## Reliability", ""]
+    # Survivors: herd SIGKILLed with 5 jobs each running a background sleeper; a job whose
+    # descendant calls setsid. At both levels of containment.
+    rows = []
+    for level, env in [("best here", {}), ("process groups", {"HERD_NO_CGROUP": "1"})]:
+        env = dict(os.environ, **env)
+        marker = f"97{len(rows)}.{os.getpid()}"
+        proc = subprocess.Popen(
+            [t.herd, "-j", "5", "--shell", f"sleep {marker} & sleep {marker}", ":::", *"12345"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        wait_for(lambda: processes_with(f"sleep {marker}") >= 10, 30)
+        proc.kill()
+        proc.wait()
+        gone = wait_for(lambda: processes_with(marker) == 0, 10)
+        left_kill = processes_with(marker)
+        subprocess.run(["pkill", "-KILL", "-f", marker])
+        marker = f"98{len(rows)}.{os.getpid()}"
+        subprocess.run([t.herd, "--shell",
+                        f"setsid sleep {marker} </dev/null >/dev/null 2>&1 & sleep 0.3 # {{}}", ":::", "1"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        wait_for(lambda: processes_with(marker) == 0, 2)
+        left_setsid = processes_with(marker)
+        subprocess.run(["pkill", "-KILL", "-f", marker])
+        rows.append([level, left_kill, f"{gone:.2f}" if gone is not None else "never",
+                     left_setsid])
+    lines += [table(["containment", "survivors of herd's SIGKILL (10 processes)",
+                     "seconds until none", "survivors of a setsid descendant"], rows), ""]
+    # Peak RSS per output mode, one job printing one line of `size` bytes.
+    size = 300_000_000 if not a.smoke else 3_000_000
+    rows = []
+    for mode in [[], ["-k"], ["-u"], ["--lb"], ["--tag"], ["--lb", "--tag"],
+                 ["--json", "/dev/null"], ["--json-timeline", "--json", "/dev/null"]]:
+        r = measure([t.herd, *mode, "--shell",
+                     f"head -c {size} /dev/zero | tr '\\0' a; echo # {{}}", ":::", "1"])
+        rows.append([" ".join(mode) or "(grouped)", f"{r['rss_mb']:.1f}"])
+    lines += [f"Peak RSS of herd (MB, sampled) for one job printing a {size / 1e6:.0f} MB line:", "",
+              table(["mode", "peak RSS MB"], rows), ""]
+    # A --tmpdir that fills up, against a roomy one: 4 jobs of 20 MB into a 1 MB tmpfs.
+    small = os.path.join(tmp, "small")
+    roomy = os.path.join(tmp, "roomy")
+    os.makedirs(small)
+    os.makedirs(roomy)
+    if os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", small]).returncode == 0:
+        try:
+            job = [t.herd, "-j", "4", "--shell", "head -c 20000000 /dev/zero # {}", ":::", *"1234"]
+            full = measure([job[0], "--tmpdir", small, *job[1:]])
+            room = measure([job[0], "--tmpdir", roomy, *job[1:]])
+            lines += [f"A full --tmpdir (1 MB tmpfs, 4 jobs of 20 MB): {full['wall']:.2f} s, "
+                      f"{full['rss_mb']:.0f} MB peak; a roomy one: {room['wall']:.2f} s, "
+                      f"{room['rss_mb']:.0f} MB ({full['wall'] / room['wall']:.1f}x the time).", ""]
+        finally:
+            subprocess.run(["umount", small])
+    else:
+        lines += ["A full --tmpdir: not measured (needs root to mount a small tmpfs).", ""]
+    out.append("\n".join(lines))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one round: checks the benchmark runs")
     p.add_argument("--tools", required=True, help="where bench/run put tiny, baseline and rust-parallel")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--only", default="W1,W2,W3,W4,W5,SYS")
+    p.add_argument("--only", default="W1,W2,W3,W4,W5,SYS,REL")
     p.add_argument("--output", default=os.path.join(ROOT, "bench/RESULTS.md"))
     a = p.parse_args()
     a.w1_jobs, a.w1_gnu = 10000, True
@@ -361,7 +445,8 @@ def main():
     out = []
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="herd-bench-") as tmp:
-        for name, fn in [("W1", w1), ("W2", w2), ("W3", w3), ("W4", w4), ("W5", w5), ("SYS", syscalls)]:
+        for name, fn in [("W1", w1), ("W2", w2), ("W3", w3), ("W4", w4), ("W5", w5), ("SYS", syscalls),
+                         ("REL", reliability)]:
             if name in only:
                 print(f"{name}…", file=sys.stderr, flush=True)
                 fn(t, a, tmp, out)

@@ -29,8 +29,8 @@ impl Limits {
 }
 
 /// Descriptors a running job holds in the engine: its stdout and stderr pipes, its pidfd, its
-/// cgroup's directory, and while it starts the child's ends of its pipes.
-const ENGINE_DESCRIPTORS_PER_JOB: u64 = 6;
+/// cgroup's directory and `cgroup.events`, and while it starts the child's ends of its pipes.
+const ENGINE_DESCRIPTORS_PER_JOB: u64 = 7;
 /// Left for herd itself (its standard streams, the poller, input files, the Perl helper).
 const RESERVED_DESCRIPTORS: u64 = 64;
 

@@ -53,10 +53,14 @@ struct PoolState {
     made: u32,
 }
 
-/// One job cgroup's directory. Its files are opened when needed: a descriptor per file per
-/// running job would count against the same limit as the jobs' pipes.
+/// One job cgroup's directory and its `cgroup.events`. Its other files are opened when needed
+/// (rarely): a descriptor per file per running job counts against the same limit as the
+/// jobs' pipes.
 struct Slot {
     dir: OwnedFd,
+    /// `cgroup.events`, read once per job: kept open, as opening a cgroup file costs more
+    /// than reading it.
+    events: OwnedFd,
 }
 
 impl Slot {
@@ -67,10 +71,7 @@ impl Slot {
     /// Whether any process is in the cgroup (`populated 1` in `cgroup.events`).
     fn populated(&self) -> bool {
         let mut buf = [0u8; 64];
-        let read = self
-            .open("cgroup.events", OFlags::RDONLY)
-            .and_then(|f| Ok(rustix::io::read(&f, &mut buf)?));
-        match read {
+        match rustix::io::pread(&self.events, &mut buf, 0) {
             Ok(n) => buf[..n]
                 .split(|&b| b == b'\n')
                 .any(|line| line == b"populated 1"),
@@ -285,7 +286,8 @@ impl Cgroups {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        let slot = Slot { dir };
+        let events = open_in(&dir, "cgroup.events", OFlags::RDONLY)?;
+        let slot = Slot { dir, events };
         // Proves `cgroup.kill` is there (Linux 5.14), which the kill and the guardian need.
         slot.open("cgroup.kill", OFlags::WRONLY)?;
         Ok(slot)
