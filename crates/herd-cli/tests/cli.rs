@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};
 mod common;
 
-use common::{herd, run, text};
+use common::{herd, run, text, with_peak_rss};
 use testkit::{assert_gone, data_files, have, long_sleep, Rng};
 
 /// 1000 jobs, each a shell command line that writes random binary data to stdout and stderr at
@@ -395,30 +395,18 @@ fn spilled_output_lands_byte_exact_and_in_order_in_a_file_and_a_pipe() {
 
 #[test]
 fn memory_stays_bounded_while_jobs_print_hundreds_of_mb() {
-    // GNU time forks from a small process: a child spawned with vfork semantics (posix_spawn,
-    // herd's own engine) would carry its parent's peak RSS into its ru_maxrss.
     if !have("/usr/bin/time") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let rss = dir.path().join("rss");
-    let script = format!(
-        "/usr/bin/time -f %M -o {} {} -j 2 'head -c 300000000 /dev/zero;:' ::: 1 2 | wc -c",
-        rss.display(),
+    let (out, peak_kb) = with_peak_rss(&format!(
+        "/usr/bin/time -f %M -o {{rss}} {} -j 2 'head -c 300000000 /dev/zero;:' ::: 1 2 | wc -c",
         env!("CARGO_BIN_EXE_herd")
-    );
-    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    ));
     assert_eq!(
         text(&out.stdout).trim(),
         "600000000",
         "every byte came through"
     );
-    let peak_kb: u64 = std::fs::read_to_string(&rss)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     assert!(
         peak_kb < 32 * 1024,
         "peak RSS {peak_kb} KiB for 600 MB of output"
@@ -997,8 +985,6 @@ fn memory_stays_bounded_in_every_output_mode_for_a_300_mb_line() {
     if !have("/usr/bin/time") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let rss = dir.path().join("rss");
     let modes: &[&[&str]] = &[
         &[],
         &["-k"],
@@ -1011,15 +997,12 @@ fn memory_stays_bounded_in_every_output_mode_for_a_300_mb_line() {
         &["--json-timeline", "--json", "-"],
     ];
     for mode in modes {
-        let script = format!(
-            "/usr/bin/time -f %M -o {} {} {} --shell \
+        let (out, peak_kb) = with_peak_rss(&format!(
+            "/usr/bin/time -f %M -o {{rss}} {} {} --shell \
              'head -c 300000000 /dev/zero | tr \"\\0\" a; echo; printf x >&2' ::: 1 | wc -c",
-            rss.display(),
             env!("CARGO_BIN_EXE_herd"),
             mode.join(" ")
-        );
-        let out = Command::new("sh").args(["-c", &script]).output().unwrap();
-        assert!(out.status.success(), "{mode:?}: {}", text(&out.stderr));
+        ));
         let bytes: u64 = text(&out.stdout).trim().parse().unwrap();
         let least = if mode.contains(&"--tag") {
             300_000_003
@@ -1027,11 +1010,6 @@ fn memory_stays_bounded_in_every_output_mode_for_a_300_mb_line() {
             300_000_001
         };
         assert!(bytes >= least, "{mode:?}: {bytes} bytes came through");
-        let peak_kb: u64 = std::fs::read_to_string(&rss)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
         assert!(
             peak_kb < 64 * 1024,
             "{mode:?}: peak RSS {peak_kb} KiB for a 300 MB line"

@@ -23,3 +23,21 @@ pub fn json_lines(bytes: &[u8]) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
 }
+
+/// Runs `sh -c script`, where the script runs herd as `/usr/bin/time -f %M -o {rss} herd …`
+/// (`{rss}` is replaced by a file's path). Returns what the script printed and herd's peak
+/// RSS in KiB, from GNU time: it forks from a small process, so the peak is herd's own (a
+/// child spawned with vfork semantics would carry its parent's peak into its `ru_maxrss`).
+pub fn with_peak_rss(script: &str) -> (Output, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let rss = dir.path().join("rss");
+    let script = script.replace("{rss}", rss.to_str().unwrap());
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{script}: {}", text(&out.stderr));
+    let peak = std::fs::read_to_string(&rss)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (out, peak)
+}
