@@ -51,7 +51,8 @@ user session), a cgroup per job, which holds every descendant, even one that cal
 a guardian process kills them all if herd itself is killed, even by SIGKILL. Elsewhere (no \
 cgroup v2, no permission, or HERD_NO_CGROUP=1), a process group per job: the same holds \
 except for descendants that leave the group (setsid, setpgid). On Windows, a job object per \
-job, which holds every descendant.
+job, which holds every descendant. A job that tries to read the terminal (an ssh, sudo or git \
+prompt) is killed and named within a second, as it would otherwise wait for ever.
 
 Output is kept in memory up to 1 MiB per stream (64 MiB in all), beyond that in unnamed \
 temporary files (--tmpdir); --max-output bounds it per job.

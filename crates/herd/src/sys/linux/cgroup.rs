@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 /// The herd's own cgroup and its pool of job cgroups.
 pub(crate) struct Cgroups {
     /// `herd-<pid>-<n>`, whose subtree is every job.
-    pub(super) dir: PathBuf,
+    dir: PathBuf,
     pool: Arc<Pool>,
 }
 
@@ -264,9 +264,16 @@ impl Cgroups {
             dir,
         };
         // A first job cgroup proves the whole set-up (nesting allowed, `cgroup.kill` present).
-        let first = cgroups.make_slot().ok()?;
-        cgroups.pool.state.lock().unwrap().free.push(first);
-        Some(cgroups)
+        match cgroups.make_slot() {
+            Ok(first) => {
+                cgroups.pool.state.lock().unwrap().free.push(first);
+                Some(cgroups)
+            }
+            Err(_) => {
+                cgroups.remove();
+                None
+            }
+        }
     }
 
     fn make_slot(&self) -> io::Result<Slot> {
@@ -315,6 +322,12 @@ impl Cgroups {
             pool: self.pool.clone(),
             empty: std::cell::Cell::new(false),
         })
+    }
+
+    /// Removes the (empty) cgroups made so far: when they cannot be used after all.
+    pub(super) fn remove(&self) {
+        let _ = std::fs::remove_dir(self.dir.join("0"));
+        let _ = std::fs::remove_dir(&self.dir);
     }
 
     /// The path of the herd's cgroup as a C string, and its parent's, for the guardian.

@@ -40,8 +40,7 @@ impl Containment {
                     };
                 }
                 // No guardian, no cgroup: nobody would remove it.
-                let _ = std::fs::remove_dir(cgroups.dir.join("0"));
-                let _ = std::fs::remove_dir(&cgroups.dir);
+                cgroups.remove();
             }
         }
         Containment {
