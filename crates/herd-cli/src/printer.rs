@@ -168,7 +168,7 @@ fn render_stream(
 
 /// `e`, saying where the write went (keeping its kind: a closed pipe stays one).
 fn named(e: io::Error, destination: &str) -> io::Error {
-    if e.kind() == io::ErrorKind::BrokenPipe || e.to_string().starts_with("cannot write") {
+    if e.kind() == io::ErrorKind::BrokenPipe {
         return e;
     }
     io::Error::new(e.kind(), format!("cannot write to {destination}: {e}"))
@@ -473,21 +473,16 @@ impl Printer {
             }
             None => entry.partial.extend_from_slice(data),
         }
-        let mut announce = false;
         if entry.partial.len() > LONG_LINE {
             write_lines(w, tag, &entry.partial)?;
             entry.partial = Vec::new();
             entry.mid_line = true;
-            announce = self.long_lines.insert(id);
-        }
-        if announce {
-            {
-                let message = format!(
+            if self.long_lines.insert(id) {
+                self.message(&format!(
                     "a job printed a line longer than {} MiB: it is printed in pieces as it \
                      comes, and other jobs' lines may appear inside it",
                     LONG_LINE >> 20
-                );
-                self.message(&message);
+                ));
             }
         }
         self.writer(stream).flush()
@@ -682,6 +677,7 @@ impl Printer {
             let large = result.output(stream).is_spilled();
             self.backlog
                 .park(large, |w| render_stream(w, look, info, result, stream))
+                .map_err(|e| named(e, "the -k backlog file"))
         };
         Ok(Parked {
             out: piece(Stream::Stdout)?,

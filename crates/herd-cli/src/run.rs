@@ -598,6 +598,17 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
     // --memfree: jobs killed to free memory, to run again.
     let mut requeue = HashSet::new();
     loop {
+        if !printer.broken && reader.gone() {
+            // As a write that failed with a broken pipe.
+            printer.broken = true;
+        }
+        if (printer.broken || reports.error.is_some()) && !stopped {
+            // Nobody reads our output any more, or a report cannot be written: stop, and end
+            // every job's tree.
+            stopped = true;
+            feed_state.stop();
+            herd.cancel_all();
+        }
         if let Some(feeder) = inline.as_mut() {
             if !feeder.fill(&feed_state) {
                 inline = None;
@@ -642,15 +653,6 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
                 printer.message(&format!("warning: {problem}"));
                 spill_told = true;
             }
-        }
-        if !printer.broken && reader.gone() {
-            // Treated as a write that failed with a broken pipe: the run stops below.
-            printer.broken = true;
-        }
-        if printer.broken && !stopped {
-            stopped = true;
-            feed_state.stop();
-            herd.cancel_all();
         }
         let Some(event) = event else {
             // Only the end of the event stream (every job reported, nothing held open, or the
@@ -838,13 +840,6 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
                 }
                 printer.finish(info, *result);
             }
-        }
-        if (printer.broken || reports.error.is_some()) && !stopped {
-            // Nobody reads our output any more, or a report cannot be written: stop, and end
-            // every job's tree.
-            stopped = true;
-            feed_state.stop();
-            herd.cancel_all();
         }
     }
     report_unrun(&feed_state, &mut printer, &mut reports, &mut counts);

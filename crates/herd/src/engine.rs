@@ -317,11 +317,7 @@ impl Engine {
                 if matches!(entry.queued.delivery, Delivery::Events) && s.config.started_events {
                     s.push_event(Event::Started { id, pid }, false);
                 }
-                if !s.stop_check_armed {
-                    s.stop_check_armed = true;
-                    let at = Instant::now() + STOP_CHECK;
-                    s.timers.push(Reverse((at, TimerKind::StopCheck, token)));
-                }
+                s.arm_stop_check(Instant::now());
                 if cancelled {
                     s.cancel_running(token);
                 } else if let Some(t) = timeout {
@@ -405,10 +401,7 @@ impl Engine {
             }
         }
         if running > 0 {
-            s.stop_check_armed = true;
-            let token = Token { slot: 0, gen: 0 };
-            s.timers
-                .push(Reverse((now + STOP_CHECK, TimerKind::StopCheck, token)));
+            s.arm_stop_check(now);
         }
     }
 
@@ -442,9 +435,7 @@ impl Engine {
                         .timers
                         .push(Reverse((now + kill_grace, TimerKind::Kill, token)));
                 }
-                TimerKind::Kill => {
-                    running.process.signal_tree(Kill::Kill);
-                }
+                TimerKind::Kill => running.process.signal_tree(Kill::Kill),
                 TimerKind::EofGrace => {
                     entry.leaked = true;
                     self.complete(token);
@@ -551,6 +542,16 @@ impl Engine {
 }
 
 impl State {
+    /// Schedules the next [`TimerKind::StopCheck`], unless one is pending.
+    fn arm_stop_check(&mut self, now: Instant) {
+        if !self.stop_check_armed {
+            self.stop_check_armed = true;
+            let token = Token { slot: 0, gen: 0 };
+            self.timers
+                .push(Reverse((now + STOP_CHECK, TimerKind::StopCheck, token)));
+        }
+    }
+
     fn entry_mut(&mut self, token: Token) -> Option<&mut Entry> {
         let slot = self.slots.get_mut(token.slot as usize)?;
         if slot.gen != token.gen {

@@ -253,13 +253,12 @@ impl Capture {
     /// returns false: the caller keeps `data` in memory.
     fn write_file(&mut self, data: &[u8], budget: &Arc<MemoryBudget>, spill: &SpillDir) -> bool {
         let file = self.file.as_mut().expect("spill file");
-        let written = file.write_all(data);
-        if written.is_ok() {
-            self.file_len += data.len() as u64;
-            return true;
-        }
-        if let Err(e) = &written {
-            spill.failed(e);
+        match file.write_all(data) {
+            Ok(()) => {
+                self.file_len += data.len() as u64;
+                return true;
+            }
+            Err(e) => spill.failed(&e),
         }
         self.no_disk = true;
         let mut back = Vec::new();

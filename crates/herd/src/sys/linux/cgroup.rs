@@ -37,9 +37,9 @@ pub(crate) struct Cgroups {
     pool: Arc<Pool>,
 }
 
-#[derive(Default)]
 struct Pool {
-    dir: Option<OwnedFd>,
+    /// The herd's cgroup, where job cgroups are made.
+    dir: OwnedFd,
     state: Mutex<PoolState>,
 }
 
@@ -108,21 +108,15 @@ impl JobCgroup {
         Ok(())
     }
 
-    /// Whether any process of the job's tree is still alive.
-    pub(crate) fn populated(&self) -> bool {
-        self.slot().populated()
-    }
-
-    /// Kills every process in the cgroup. Returns whether there was any.
-    pub(crate) fn kill_all(&self) -> bool {
-        if !self.populated() {
+    /// Kills every process in the cgroup, if there is any.
+    pub(crate) fn kill_all(&self) {
+        if !self.slot().populated() {
             self.empty.set(true);
-            return false;
+            return;
         }
         if let Ok(kill) = self.slot().open("cgroup.kill", OFlags::WRONLY) {
             let _ = rustix::io::write(&kill, b"1");
         }
-        true
     }
 
     /// Sends `signal` to every process in the cgroup (there is no `cgroup.kill` for other
@@ -256,9 +250,13 @@ impl Cgroups {
             Err(Errno::EXIST) => {}
             Err(_) => return None,
         }
+        let Ok(dir_fd) = open_dir(&dir) else {
+            let _ = std::fs::remove_dir(&dir);
+            return None;
+        };
         let cgroups = Cgroups {
             pool: Arc::new(Pool {
-                dir: open_dir(&dir).ok(),
+                dir: dir_fd,
                 state: Mutex::default(),
             }),
             dir,
@@ -277,7 +275,7 @@ impl Cgroups {
     }
 
     fn make_slot(&self) -> io::Result<Slot> {
-        let parent = self.pool.dir.as_ref().ok_or(Errno::NOENT)?;
+        let parent = &self.pool.dir;
         let name = {
             let mut state = self.pool.state.lock().unwrap();
             state.made += 1;
@@ -287,12 +285,7 @@ impl Cgroups {
             Ok(()) | Err(Errno::EXIST) => {}
             Err(e) => return Err(e.into()),
         }
-        let dir = rustix::fs::openat(
-            parent,
-            name.as_str(),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let dir = open_in(parent, &name, OFlags::RDONLY | OFlags::DIRECTORY)?;
         let events = open_in(&dir, "cgroup.events", OFlags::RDONLY)?;
         let slot = Slot { dir, events };
         // Proves `cgroup.kill` is there (Linux 5.14), which the kill and the guardian need.
@@ -330,14 +323,16 @@ impl Cgroups {
         let _ = std::fs::remove_dir(&self.dir);
     }
 
-    /// The path of the herd's cgroup as a C string, and its parent's, for the guardian.
-    pub(super) fn paths(&self) -> Option<(CString, CString, CString)> {
+    /// For the guardian: the herd's cgroup, its parent directory, and its name there.
+    pub(super) fn handles(&self) -> io::Result<(OwnedFd, OwnedFd, CString)> {
         use std::os::unix::ffi::OsStrExt;
-        let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).ok();
-        Some((
-            c(&self.dir)?,
-            c(self.dir.parent()?)?,
-            c(Path::new(self.dir.file_name()?))?,
+        let invalid = || io::Error::from(io::ErrorKind::InvalidInput);
+        let parent = self.dir.parent().ok_or_else(invalid)?;
+        let name = self.dir.file_name().ok_or_else(invalid)?;
+        Ok((
+            self.pool.dir.try_clone()?,
+            open_dir(parent)?,
+            CString::new(name.as_bytes()).map_err(|_| invalid())?,
         ))
     }
 }

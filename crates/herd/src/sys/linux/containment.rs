@@ -96,20 +96,17 @@ impl Tree {
         }
     }
 
-    /// Signals every process of the job. Returns whether anything was signalled in the
-    /// cgroup (always true for a process group, which cannot tell).
-    pub(super) fn signal(&self, leader: Pid, signal: Signal) -> bool {
+    /// Signals every process of the job.
+    pub(super) fn signal(&self, leader: Pid, signal: Signal) {
         match self {
             Tree::Cgroup(cgroup) if signal == Signal::KILL => cgroup.kill_all(),
             Tree::Cgroup(cgroup) => {
                 // ESRCH (the group is empty) is not an error here.
                 let _ = kill_process_group(leader, signal);
                 cgroup.signal_all(signal);
-                true
             }
             Tree::Group(_) => {
                 let _ = kill_process_group(leader, signal);
-                true
             }
         }
     }

@@ -50,24 +50,8 @@ struct CgroupTarget {
 impl Guardian {
     /// A guardian that kills and removes `cgroups` when the herd ends.
     pub(crate) fn for_cgroups(cgroups: &Cgroups) -> io::Result<Guardian> {
-        let (dir, parent, name) = cgroups
-            .paths()
-            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let open = |p: &CString| {
-            rustix::fs::open(
-                p.as_c_str(),
-                rustix::fs::OFlags::RDONLY
-                    | rustix::fs::OFlags::DIRECTORY
-                    | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-        };
-        let target = CgroupTarget {
-            dir: open(&dir)?,
-            parent: open(&parent)?,
-            name,
-        };
-        Guardian::start(Some(target))
+        let (dir, parent, name) = cgroups.handles()?;
+        Guardian::start(Some(CgroupTarget { dir, parent, name }))
     }
 
     /// A guardian that kills the process groups it is told about when the herd ends.
@@ -87,8 +71,7 @@ impl Guardian {
                 Some(SharedBitmap::new(pid_max)?)
             }
         };
-        // Every descriptor the guardian keeps, above 2 and in this order, so it can move them
-        // to 3, 4, 5 without overwriting one with another.
+        // Every descriptor the guardian keeps, in the order it puts them at 3, 4, 5.
         let mut keep = vec![read.as_raw_fd()];
         if let Some(t) = &target {
             keep.push(t.dir.as_raw_fd());

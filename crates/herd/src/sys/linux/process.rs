@@ -78,8 +78,8 @@ impl Process {
     }
 
     /// Signals every process of the child's tree (its cgroup, else its process group), the
-    /// child included. Returns whether there was anything to signal, as far as herd can tell.
-    pub(crate) fn signal_tree(&self, kill: Kill) -> bool {
+    /// child included.
+    pub(crate) fn signal_tree(&self, kill: Kill) {
         let signal = match kill {
             Kill::Term => Signal::TERM,
             Kill::Kill => Signal::KILL,

@@ -64,10 +64,9 @@ fn classify(e: io::Error, program: &OsStr) -> SpawnFailure {
     if exhausted(&e) {
         return SpawnFailure::Exhausted(e);
     }
-    let name = program;
     let program = program.to_string_lossy().into_owned();
     SpawnFailure::Job(match e.raw_os_error() {
-        Some(libc::ENOENT) => not_found(name, None),
+        Some(libc::ENOENT) => SpawnError::NotFound { program },
         Some(libc::EACCES | libc::EPERM | libc::ENOEXEC | libc::ETXTBSY | libc::EISDIR) => {
             SpawnError::NotExecutable { program, source: e }
         }

@@ -60,10 +60,9 @@ impl Process {
 
     /// Terminates the whole job. Windows has no polite equivalent of SIGTERM for console
     /// programs in a new process group that herd could rely on, so both kinds kill.
-    pub(crate) fn signal_tree(&self, _kill: Kill) -> bool {
+    pub(crate) fn signal_tree(&self, _kill: Kill) {
         // SAFETY: a valid job handle.
         unsafe { TerminateJobObject(self.raw_job(), KILLED_EXIT_CODE) };
-        true
     }
 
     pub(crate) fn reap(mut self) -> ExitInfo {
