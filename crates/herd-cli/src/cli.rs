@@ -49,8 +49,9 @@ a job, after a short grace for descendants that keep its output open. What holds
 Linux, where herd may create a cgroup (v2: as root, or in a delegated subtree such as a systemd \
 user session), a cgroup per job, which holds every descendant, even one that calls setsid, and \
 a guardian process kills them all if herd itself is killed, even by SIGKILL. Elsewhere (no \
-cgroup v2, no permission, or HERD_NO_CGROUP=1), a process group per job: the same holds \
-except for descendants that leave the group (setsid, setpgid). On Windows, a job object per \
+cgroup v2, no permission, or HERD_NO_CGROUP=1), a process group per job, and herd adopts \
+what leaves a group (setsid, setpgid) once its parent dies, and kills it within two seconds \
+(and at herd's end); only herd's SIGKILL lets such a descendant escape. On Windows, a job object per \
 job, which holds every descendant. A job that tries to read the terminal (an ssh, sudo or git \
 prompt) is killed and named within a second, as it would otherwise wait for ever.
 
@@ -244,6 +245,20 @@ pub struct Cli {
     /// Example: herd --files sort ::: *.txt | xargs cat
     #[arg(long, visible_alias = "output-as-files")]
     pub files: bool,
+
+    /// Let each job use the terminal, for programs that prompt (ssh asking for a password, sudo,
+    /// git) or draw (an editor, a pager): the job reads the terminal instead of nothing, runs in
+    /// herd's process group (the terminal's foreground, so reading it does not stop the job),
+    /// and, unless -k, --group, --lb or --tag say otherwise, writes straight to it. Also sets
+    /// -j 1 unless -j is given. herd can still kill such a job (--timeout, --halt now, Ctrl-C),
+    /// unlike GNU parallel. Example: herd --tty ssh {} sudo reboot ::: host1 host2
+    #[arg(long)]
+    pub tty: bool,
+
+    /// Like --tty, without setting -j 1 or -u: each job reads the terminal and runs in herd's
+    /// process group; its output is handled as any job's. Example: herd -o -j 2 vipe ::: a b
+    #[arg(short = 'o', long = "open-tty")]
+    pub open_tty: bool,
 
     /// Stop when a condition is met: WHEN,WHY=N or WHEN,WHY=N% where WHEN is now (kill the
     /// running jobs' trees) or soon (let them finish) and WHY is fail, success or done; or never

@@ -10,7 +10,7 @@ use crate::perl::{JobContext, Perl, PerlError};
 use crate::results::ResultFiles;
 use crate::run::Fatal;
 use crate::template::{Exprs, Fill, PerlValues, Template};
-use herd::{Environment, Job};
+use herd::{Environment, Job, Stdin};
 use std::cell::RefCell;
 use std::ffi::OsString;
 use std::time::Duration;
@@ -57,6 +57,12 @@ fn job_of(argv: &[Vec<u8>]) -> Job {
 }
 
 /// How the feeder makes jobs.
+/// The terminal a job reads with `--tty`: the controlling terminal, whatever herd's stdin is.
+#[cfg(unix)]
+pub const TERMINAL: &str = "/dev/tty";
+#[cfg(windows)]
+pub const TERMINAL: &str = "CONIN$";
+
 pub struct JobMaker {
     spec: CommandSpec,
     /// The command line's template; `None` when each input is itself a command.
@@ -82,6 +88,8 @@ pub struct JobMaker {
     pub timeout: Option<Duration>,
     pub stream: bool,
     pub collect: bool,
+    /// `--tty`, `-o`.
+    pub terminal: Option<crate::options::Terminal>,
     /// `--retries`: how many times a failing job may run in all.
     pub retries: u32,
     pub max_output: Option<u64>,
@@ -194,6 +202,7 @@ impl JobMaker {
             timeout: None,
             stream: false,
             collect: false,
+            terminal: None,
             retries: 1,
             max_output: None,
             keep_values: false,
@@ -420,6 +429,12 @@ impl JobMaker {
             job = job.current_dir(dir);
         }
         let mut job = job.stream_output(self.stream).collect_output(self.collect);
+        if let Some(terminal) = self.terminal {
+            job = job
+                .foreground(true)
+                .stdin(Stdin::file(TERMINAL))
+                .inherit_output(terminal.output);
+        }
         if let Some(t) = self.timeout {
             job = job.timeout(t);
         }

@@ -121,6 +121,16 @@ pub struct Options {
     pub verbose_stderr: bool,
     pub delay: Option<Duration>,
     pub total_jobs: Option<u64>,
+    /// `--tty`, `-o`: jobs read the terminal and run in herd's process group.
+    pub terminal: Option<Terminal>,
+}
+
+/// How jobs use the terminal (`--tty`, `-o`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Terminal {
+    /// The job's output goes straight to herd's stdout and stderr (`--tty` as `-u`, with
+    /// nothing that needs the bytes).
+    pub output: bool,
 }
 
 /// A command-line mistake, reported in one line.
@@ -431,6 +441,8 @@ impl Cli {
     pub fn into_options(self) -> Result<Options, UsageError> {
         let jobs = match &self.jobs {
             Some(s) => parse_jobs(s)?,
+            // GNU parallel's --tty: one job at a time, unless -j says otherwise.
+            None if self.tty => 1,
             None => cpus(),
         };
         let gate = crate::gate::Limits {
@@ -492,8 +504,20 @@ impl Cli {
             .as_deref()
             .map(|s| parse_seconds(s, "--delay"))
             .transpose()?;
+        if self.tty || self.open_tty {
+            let name = if self.tty { "--tty" } else { "--open-tty" };
+            if let Err(e) = std::fs::File::open(crate::jobs::TERMINAL) {
+                return Err(UsageError(format!(
+                    "{name}: herd has no terminal to give its jobs ({}: {e})",
+                    crate::jobs::TERMINAL
+                )));
+            }
+        }
         let keep_order = self.keep_order && !self.no_keep_order;
-        let mode = if self.ungroup {
+        let tag = self.tag || self.tagstring.is_some();
+        // GNU parallel's --tty implies -u, unless the output is asked to be shaped.
+        let tty_ungroups = self.tty && !(self.group || self.line_buffer || keep_order || tag);
+        let mode = if self.ungroup || tty_ungroups {
             OutputMode::Ungroup
         } else if self.line_buffer && keep_order {
             OutputMode::KeepOrderLines
@@ -504,7 +528,6 @@ impl Cli {
         } else {
             OutputMode::Group
         };
-        let tag = self.tag || self.tagstring.is_some();
         if tag && mode == OutputMode::Ungroup {
             return Err(UsageError(
                 "--tag needs whole lines: use it with --line-buffer, not --ungroup".into(),
@@ -737,6 +760,14 @@ impl Cli {
                 )));
             }
         }
+        let terminal = (self.tty || self.open_tty).then_some(Terminal {
+            output: self.tty
+                && mode == OutputMode::Ungroup
+                && self.results.is_none()
+                && !self.files
+                && self.json.is_none()
+                && self.events.is_none(),
+        });
         Ok(Options {
             jobs,
             mode,
@@ -751,6 +782,7 @@ impl Cli {
             joblog_append,
             retry_failed: self.retry_failed,
             files: self.files,
+            terminal,
             resume,
             dry_run: self.dry_run || self.shell_quote,
             shell_quote: self.shell_quote,

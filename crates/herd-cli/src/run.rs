@@ -455,6 +455,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         !opts.batch.no_values,
     )?;
     maker.timeout = opts.timeout;
+    maker.terminal = opts.terminal;
     maker.retries = opts.retries;
     maker.max_output = opts.max_output;
     maker.slots = opts.jobs;
@@ -528,7 +529,9 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
     // Only --events and --results look at the start of a job.
     let mut builder = Herd::builder()
         .max_running(opts.jobs)
-        .started_events(opts.events.is_some() || opts.results.is_some() || opts.files);
+        .started_events(opts.events.is_some() || opts.results.is_some() || opts.files)
+        // herd's other children (the Perl helper) stay in its process group.
+        .adopt_orphans(true);
     // Process groups only: to test that level where cgroup v2 is available, and a way out
     // should a machine's cgroups misbehave.
     if std::env::var_os("HERD_NO_CGROUP").is_some() {
@@ -545,6 +548,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
     }
     let herd = Arc::new(builder.build().map_err(|e| Fatal(e.to_string()))?);
     let containment = herd.containment();
+    let terminal = opts.terminal.is_some();
     let feed_state = Arc::new(Feed {
         window: Mutex::new(Window {
             permits: opts.jobs,
@@ -772,12 +776,19 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
                         info.shown()
                     ));
                 }
-                if result.stopped_for_terminal {
+                if result.stopped_for_terminal && terminal {
+                    printer.message(&format!(
+                        "job {} was stopped for reading the terminal, and killed: herd is not \
+                         the terminal's foreground job (run it in the foreground): {}",
+                        info.seq,
+                        info.shown()
+                    ));
+                } else if result.stopped_for_terminal {
                     printer.message(&format!(
                         "job {} was stopped for reading the terminal, and killed: jobs run in \
                          their own process group, where a program that asks the terminal for \
-                         input (ssh, sudo, git) waits for ever. Give it its input another way \
-                         (ssh -n, sudo -S, a credential helper): {}",
+                         input (ssh, sudo, git) waits for ever. Run it with --tty, or give it \
+                         its input another way (ssh -n, sudo -S, a credential helper): {}",
                         info.seq,
                         info.shown()
                     ));

@@ -141,15 +141,11 @@ fn escaping_job(dir: &std::path::Path, sleep: &str) -> String {
     )
 }
 
-#[test]
-fn a_descendant_that_calls_setsid_does_not_outlive_herd() {
-    if !cgroups_here() {
-        eprintln!("skipped: only a cgroup holds a descendant that leaves its process group");
-        return;
-    }
+/// A job's descendant leaves its process group and outlives the job; herd ends right after.
+fn setsid_descendant_does_not_outlive_herd(level: Level, tag: u32) {
     let dir = tempfile::tempdir().unwrap();
-    let sleep = long_sleep(83);
-    let out = herd()
+    let sleep = long_sleep(tag);
+    let out = herd_at(level)
         .arg("--shell")
         .arg(format!("{} # {{}}", escaping_job(dir.path(), &sleep)))
         .args([":::", "1"])
@@ -162,17 +158,27 @@ fn a_descendant_that_calls_setsid_does_not_outlive_herd() {
 }
 
 #[test]
-fn a_timeout_kills_a_descendant_that_called_setsid() {
+fn a_descendant_that_calls_setsid_does_not_outlive_herd_in_a_cgroup() {
     if !cgroups_here() {
-        eprintln!("skipped: only a cgroup holds a descendant that leaves its process group");
+        eprintln!("skipped: no cgroup for herd here");
         return;
     }
+    setsid_descendant_does_not_outlive_herd(Level::Best, 83);
+}
+
+#[test]
+fn a_descendant_that_calls_setsid_does_not_outlive_herd_with_process_groups() {
+    // herd adopts it (a child subreaper) once the job's shell has exited, and kills it.
+    setsid_descendant_does_not_outlive_herd(Level::ProcessGroup, 86);
+}
+
+/// herd keeps running (a second job waits for a file) while the first job times out: the
+/// descendant that left the job's group must die then, not only when herd ends.
+fn timeout_kills_setsid_descendant(level: Level, tag: u32) {
     let dir = tempfile::tempdir().unwrap();
-    let sleep = long_sleep(84);
-    // herd keeps running (a second, slower job) while the first job times out: the escaped
-    // descendant must die with its job, not only when herd ends.
+    let sleep = long_sleep(tag);
     let job = format!("{}; sleep {sleep}", escaping_job(dir.path(), &sleep));
-    let mut child = herd()
+    let mut child = herd_at(level)
         .args(["--timeout", "1", "--line-buffer", "--shell"])
         .arg(format!(
             "if [ {{}} = 1 ]; then {job}; else {}; fi",
@@ -197,6 +203,20 @@ fn a_timeout_kills_a_descendant_that_called_setsid() {
 }
 
 #[test]
+fn a_timeout_kills_a_descendant_that_called_setsid_in_a_cgroup() {
+    if !cgroups_here() {
+        eprintln!("skipped: no cgroup for herd here");
+        return;
+    }
+    timeout_kills_setsid_descendant(Level::Best, 84);
+}
+
+#[test]
+fn a_timeout_kills_a_descendant_that_called_setsid_with_process_groups() {
+    timeout_kills_setsid_descendant(Level::ProcessGroup, 87);
+}
+
+#[test]
 fn with_process_groups_herd_does_not_claim_a_kill_it_could_not_make() {
     // A descendant outside the job's group keeps the job's output open: herd closes it after
     // the grace and says what it did, which is not killing that descendant.
@@ -210,11 +230,7 @@ fn with_process_groups_herd_does_not_claim_a_kill_it_could_not_make() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("its process group was killed"), "{stderr}");
     assert!(!stderr.contains("were killed"), "{stderr}");
-    // Not herd's to reach at this level: the test cleans up.
-    for p in testkit::processes_with(&sleep) {
-        let pid = p.split(':').next().unwrap();
-        Command::new("kill").args(["-KILL", pid]).status().unwrap();
-    }
+    // Not reached by the group's kill, but adopted once the job's shell exited, and killed.
     assert_gone(&sleep);
 }
 

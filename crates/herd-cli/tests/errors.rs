@@ -238,6 +238,120 @@ fn a_job_that_reads_the_terminal_is_killed_and_named_instead_of_hanging() {
     );
 }
 
+/// Runs `herd ARGS` on a terminal (script(1)) and returns what the terminal showed.
+fn on_a_terminal(args: &str) -> String {
+    typed_on_a_terminal(args, "", &[])
+}
+
+/// Runs `herd ARGS` on a terminal with `typed` typed at it, `env` set; returns the screen.
+fn typed_on_a_terminal(args: &str, typed: &str, env: &[(&str, &str)]) -> String {
+    let command = format!("{} {args}; echo status=$?", env!("CARGO_BIN_EXE_herd"));
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, typed.as_bytes()).unwrap();
+    // Kept open while herd runs: script(1) would end the session at its stdin's EOF.
+    let mut screen = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut screen).unwrap();
+    drop(stdin);
+    child.wait().unwrap();
+    screen
+}
+
+#[test]
+fn with_tty_a_job_reads_and_writes_the_terminal() {
+    if !testkit::have("script") {
+        return;
+    }
+    // The job is in the terminal's foreground: its read is not stopped, and it writes to the
+    // terminal itself. Without --tty the same job is stopped and killed.
+    let job =
+        "--shell 'read x < /dev/tty; echo got $x; test -t 1 && echo on-the-terminal {}' ::: 1";
+    let screen = typed_on_a_terminal(&format!("--tty --timeout 20 {job}"), "alice\n", &[]);
+    assert!(screen.contains("got alice"), "{screen:?}");
+    assert!(screen.contains("on-the-terminal 1"), "{screen:?}");
+    assert!(screen.contains("status=0"), "{screen:?}");
+    let screen = typed_on_a_terminal(&format!("--timeout 20 {job}"), "alice\n", &[]);
+    assert!(screen.contains("Run it with --tty"), "{screen:?}");
+}
+
+#[test]
+fn with_tty_a_timeout_kills_the_jobs_descendants_at_both_levels() {
+    if !testkit::have("script") {
+        return;
+    }
+    for (level, tag) in [("", 88), ("HERD_NO_CGROUP", 89)] {
+        let sleep = testkit::long_sleep(tag);
+        let env: &[(&str, &str)] = if level.is_empty() {
+            &[]
+        } else {
+            &[(level, "1")]
+        };
+        // The job's shell waits for its sleep: both in herd's own process group.
+        let screen = typed_on_a_terminal(
+            &format!("--tty --timeout 1 --shell 'sleep {sleep}; echo no {{}}' ::: 1"),
+            "",
+            env,
+        );
+        assert!(screen.contains("timed out after 1s"), "{screen:?}");
+        testkit::assert_gone(&sleep);
+    }
+}
+
+#[test]
+fn tty_without_a_terminal_is_refused_before_any_job() {
+    let out = herd()
+        .args(["--tty", "echo", ":::", "1"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    // This test may itself run on a terminal; then there is one to give.
+    if std::fs::File::open("/dev/tty").is_ok() {
+        return;
+    }
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).contains("--tty: herd has no terminal to give its jobs"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_job_whose_descendant_reads_the_terminal_is_killed_too() {
+    if !testkit::have("script") {
+        return;
+    }
+    // The shell waits for `cat`, which is stopped: only the descendant shows the stop.
+    // (--timeout: without the fix herd waited for ever.)
+    let screen = on_a_terminal("--timeout 20 --shell 'cat /dev/tty; echo after {}' ::: 1");
+    assert!(screen.contains("status=1"), "{screen:?}");
+    assert!(
+        screen.contains("was stopped for reading the terminal, and killed"),
+        "{screen:?}"
+    );
+    assert!(!screen.contains("\nafter 1"), "{screen:?}");
+}
+
+#[test]
+fn a_descendant_stopped_on_purpose_is_left_alone() {
+    if !testkit::have("script") {
+        return;
+    }
+    // SIGSTOP for two and a half seconds: two looks for terminal stops pass meanwhile.
+    let screen = on_a_terminal(
+        "--shell 'sleep 4 & p=$!; kill -STOP $p; sleep 2.5; kill -CONT $p; kill $p; echo resumed {}' ::: 1",
+    );
+    assert!(screen.contains("resumed 1"), "{screen:?}");
+    assert!(screen.contains("status=0"), "{screen:?}");
+}
+
 #[test]
 fn results_files_take_part_in_the_descriptor_budget() {
     // 400 jobs at once, each with its pipes and its two result files, under 1024

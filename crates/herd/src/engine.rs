@@ -383,24 +383,33 @@ impl Engine {
     /// (SIGTTIN, SIGTTOU): it runs in a process group of its own, not the terminal's
     /// foreground one, and would wait for ever with nothing to say why (GNU parallel hangs
     /// so). Once a second while jobs run, each job's process is asked whether it is stopped
-    /// (`waitid` with `WSTOPPED|WNOWAIT`, which reaps nothing); such a job is killed and its
-    /// result says why.
+    /// (`waitid` with `WSTOPPED|WNOWAIT`, which reaps nothing), and the backend looks for a
+    /// descendant stopped so; such a job is killed and its result says why. The same tick
+    /// sweeps for orphans where the containment adopts them.
     fn kill_terminal_waiters(&mut self, now: Instant) {
         let s = &mut self.state;
         s.stop_check_armed = false;
-        let mut running = 0;
+        let groups: std::collections::HashSet<u32> = s
+            .slots
+            .iter()
+            .filter_map(|slot| Some(slot.entry.as_ref()?.running.as_ref()?.process.id()))
+            .collect();
+        let stopped_inside = sys::groups_stopped_at_terminal(&groups);
         for slot in &mut s.slots {
             let Some(entry) = slot.entry.as_mut() else {
                 continue;
             };
             let Some(run) = &entry.running else { continue };
-            running += 1;
-            if !entry.stopped_for_terminal && run.process.stopped_for_terminal() {
+            if !entry.stopped_for_terminal
+                && (stopped_inside.contains(&run.process.id())
+                    || run.process.stopped_for_terminal())
+            {
                 entry.stopped_for_terminal = true;
                 run.process.signal_tree(Kill::Kill);
             }
         }
-        if running > 0 {
+        s.containment.sweep_orphans();
+        if !groups.is_empty() {
             s.arm_stop_check(now);
         }
     }

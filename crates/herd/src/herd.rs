@@ -27,6 +27,7 @@ pub(crate) struct Config {
     pub spill_dir: Option<PathBuf>,
     pub kill_descendants: bool,
     pub use_cgroups: bool,
+    pub adopt_orphans: bool,
     pub started_events: bool,
     pub poller: sys::PollerOptions,
 }
@@ -44,6 +45,7 @@ impl Default for Config {
             spill_dir: None,
             kill_descendants: true,
             use_cgroups: true,
+            adopt_orphans: false,
             started_events: true,
             poller: sys::PollerOptions::default(),
         }
@@ -139,6 +141,19 @@ impl Builder {
     /// [`Containment`].
     pub fn use_cgroups(mut self, yes: bool) -> Self {
         self.config.use_cgroups = yes;
+        self
+    }
+
+    /// Linux, where jobs are held by process groups only ([`Containment::ProcessGroup`]):
+    /// make this process a child subreaper, so that a descendant that leaves its job's group
+    /// (`setsid`, a daemon) comes back to this process when its parent dies, and is killed
+    /// (default false). It is killed within two seconds of coming back, whether or not its
+    /// job still runs (where it came from is no longer known), and at the latest when the
+    /// herd ends. Turn on only in a program whose other children stay in its process group:
+    /// a child that leaves it (other than herd's own) would be taken for an orphan too.
+    /// Ignored with cgroups (which reach such descendants anyway) and on Windows.
+    pub fn adopt_orphans(mut self, yes: bool) -> Self {
+        self.config.adopt_orphans = yes;
         self
     }
 
@@ -404,6 +419,7 @@ impl Herd {
         let containment = Arc::new(sys::Containment::new(
             config.kill_descendants,
             config.use_cgroups,
+            config.adopt_orphans,
         ));
         let level = containment.level();
         let engine = Engine::new(poller, shared.clone(), config, containment);

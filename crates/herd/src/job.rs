@@ -170,6 +170,8 @@ pub struct Job {
     pub(crate) stream_output: bool,
     pub(crate) collect_output: bool,
     pub(crate) max_output: Option<u64>,
+    pub(crate) foreground: bool,
+    pub(crate) inherit_output: bool,
 }
 
 impl Job {
@@ -186,6 +188,8 @@ impl Job {
             stream_output: false,
             collect_output: true,
             max_output: None,
+            foreground: false,
+            inherit_output: false,
         }
     }
 
@@ -291,6 +295,27 @@ impl Job {
     /// ```
     pub fn max_output(mut self, bytes: u64) -> Self {
         self.max_output = Some(bytes);
+        self
+    }
+
+    /// Runs the job in this process's process group instead of one of its own (off by
+    /// default), for a program that talks to the user on the terminal (a password prompt, an
+    /// editor): on Linux, when this process is the terminal's foreground, so is the job, and
+    /// reading or setting up the terminal does not stop it. The terminal's Ctrl-C then reaches
+    /// the job too. Where jobs are held by process groups, killing the job reaches its
+    /// process only, not its descendants; a cgroup or a Windows job object still holds them
+    /// all. On Windows the job shares this process's console.
+    pub fn foreground(mut self, yes: bool) -> Self {
+        self.foreground = yes;
+        self
+    }
+
+    /// Gives the job this process's own stdout and stderr instead of capturing them (off by
+    /// default): its output goes where this process's goes, at once, and its result's
+    /// outputs are empty. With [`foreground`](Self::foreground), a program that draws on the
+    /// terminal sees the terminal.
+    pub fn inherit_output(mut self, yes: bool) -> Self {
+        self.inherit_output = yes;
         self
     }
 

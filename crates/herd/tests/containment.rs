@@ -58,3 +58,43 @@ fn a_dropped_herd_leaves_no_cgroup_behind() {
         assert!(!std::path::Path::new(dir).exists(), "{dir} was left");
     }
 }
+
+#[test]
+fn a_foreground_job_shares_this_process_group_and_an_inheriting_one_its_output() {
+    let herd = Herd::new().unwrap();
+    let own_group = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let own_group = own_group[own_group.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .to_string();
+    let group_of = |job: Job| {
+        let result = herd.spawn(job).unwrap().wait();
+        assert!(result.success(), "{result:?}");
+        String::from_utf8(result.stdout.to_vec().unwrap()).unwrap()
+    };
+    let script = ["-c", "ps -o pgid= -p $$"];
+    assert_eq!(
+        group_of(Job::new("sh").args(script).foreground(true)).trim(),
+        own_group
+    );
+    assert_ne!(group_of(Job::new("sh").args(script)).trim(), own_group);
+
+    // Inherited: the job's stdout is this process's own (whatever the test harness made it).
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("stdout");
+    let result = herd
+        .spawn(Job::new("sh").inherit_output(true).args([
+            "-c",
+            &format!("t=$(readlink /proc/$$/fd/1); echo $t > {}", seen.display()),
+        ]))
+        .unwrap()
+        .wait();
+    assert!(result.success(), "{result:?}");
+    assert!(result.stdout.is_empty());
+    let ours = std::fs::read_link("/proc/self/fd/1").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap().trim(),
+        ours.to_string_lossy()
+    );
+}

@@ -135,6 +135,7 @@ pub(super) fn start<K: 'static>(
     cgroup: Option<BorrowedFd<'_>>,
 ) -> Result<Launched, Failure> {
     let status = Box::new(ExecStatus(AtomicU64::new(0)));
+    let own_group = args.own_group;
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         let slot = pool.free_slot().map_err(Failure::Clone)?;
@@ -181,7 +182,9 @@ pub(super) fn start<K: 'static>(
         let pid = Pid::from_raw(result as i32).expect("clone3 returned a positive pid");
         // The child does this too; whichever comes first, the group exists once this returns
         // (after the child's exec it fails with EACCES, after its exit with ESRCH: both fine).
-        let _ = rustix::process::setpgid(Some(pid), Some(pid));
+        if own_group {
+            let _ = rustix::process::setpgid(Some(pid), Some(pid));
+        }
         // SAFETY: with CLONE_PIDFD the kernel stored a new descriptor, owned by nobody else.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
         Ok(Launched { pid, pidfd, status })
@@ -228,9 +231,11 @@ unsafe fn child_steps(args: &ChildArgs) -> (Step, i32) {
         }
     };
     // Its own process group: herd signals the job's whole tree, and a terminal's Ctrl-C
-    // reaches herd rather than the jobs.
-    if let Err(e) = call(SYS_setpgid, 0, 0, 0, 0) {
-        return (Step::ProcessGroup, e);
+    // reaches herd rather than the jobs (unless the job is to use the terminal).
+    if args.own_group {
+        if let Err(e) = call(SYS_setpgid, 0, 0, 0, 0) {
+            return (Step::ProcessGroup, e);
+        }
     }
     // The three descriptors are above 2, so placing one never closes another (and `dup3`, the
     // call every architecture has, never sees the same number twice).
@@ -347,6 +352,7 @@ impl Slot {
                     stdin: -1,
                     stdout: -1,
                     stderr: -1,
+                    own_group: true,
                 },
                 status: std::ptr::null(),
             },

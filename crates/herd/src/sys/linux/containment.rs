@@ -5,12 +5,14 @@
 //!   herd's cgroup if the herd dies. Reaches every descendant.
 //! - Process groups: each job leads its own group, and the guardian kills the groups of the
 //!   jobs still running if the herd dies. A descendant that calls `setsid` or `setpgid` leaves
-//!   its job's group and is not reached.
+//!   its job's group and is not reached, unless the herd adopts [`Orphans`]: then it is
+//!   killed once its parent has died and handed it to herd's process.
 //!
 //! With `kill_descendants(false)` neither is used: jobs may leave daemons behind on purpose.
 
 use super::cgroup::{Cgroups, JobCgroup};
 use super::guardian::Guardian;
+use super::orphans::Orphans;
 use crate::Containment as Level;
 use rustix::process::{kill_process_group, Pid, Signal};
 use std::io;
@@ -20,15 +22,23 @@ use std::sync::Arc;
 pub(crate) struct Containment {
     cgroups: Option<Cgroups>,
     guardian: Option<Arc<Guardian>>,
+    /// Process-group level, when asked: this process is a child subreaper.
+    orphans: Option<Orphans>,
 }
 
 impl Containment {
     /// `use_cgroups`: try cgroup v2 first. `kill_descendants`: contain at all.
-    pub(crate) fn new(kill_descendants: bool, use_cgroups: bool) -> Containment {
+    /// `adopt_orphans`: without cgroups, catch what leaves a job's group (see [`Orphans`]).
+    pub(crate) fn new(
+        kill_descendants: bool,
+        use_cgroups: bool,
+        adopt_orphans: bool,
+    ) -> Containment {
         if !kill_descendants {
             return Containment {
                 cgroups: None,
                 guardian: None,
+                orphans: None,
             };
         }
         if use_cgroups {
@@ -37,6 +47,7 @@ impl Containment {
                     return Containment {
                         cgroups: Some(cgroups),
                         guardian: Some(Arc::new(guardian)),
+                        orphans: None,
                     };
                 }
                 // No guardian, no cgroup: nobody would remove it.
@@ -46,6 +57,15 @@ impl Containment {
         Containment {
             cgroups: None,
             guardian: Guardian::for_process_groups().ok().map(Arc::new),
+            orphans: adopt_orphans.then(Orphans::adopt).flatten(),
+        }
+    }
+
+    /// Kills the descendants that left their job's group and were handed to this process
+    /// (nothing unless the herd adopts orphans). Called once a second while jobs run.
+    pub(crate) fn sweep_orphans(&self) {
+        if let Some(orphans) = &self.orphans {
+            orphans.sweep();
         }
     }
 
@@ -70,6 +90,16 @@ impl Containment {
             Some(cgroups) => Tree::Cgroup(cgroups.lend()?),
             None => Tree::Group(self.guardian.clone()),
         })
+    }
+}
+
+impl Drop for Containment {
+    /// The herd has ended (every job reaped): no orphan may outlive it. The guardian (a field,
+    /// dropped after this) then removes what is left.
+    fn drop(&mut self) {
+        if let Some(orphans) = &self.orphans {
+            orphans.sweep_all();
+        }
     }
 }
 
@@ -106,7 +136,16 @@ impl Tree {
                 cgroup.signal_all(signal);
             }
             Tree::Group(_) => {
-                let _ = kill_process_group(leader, signal);
+                // ESRCH: a foreground job leads no group (it is in herd's own): its process
+                // and what descends from it now, found by walking /proc.
+                // Found before anything dies: a dead parent's children move to herd or init.
+                if kill_process_group(leader, signal).is_err() {
+                    let tree = super::orphans::descendants_of(leader.as_raw_nonzero().get());
+                    let _ = rustix::process::kill_process(leader, signal);
+                    for pid in tree.into_iter().filter_map(Pid::from_raw) {
+                        let _ = rustix::process::kill_process(pid, signal);
+                    }
+                }
             }
         }
     }

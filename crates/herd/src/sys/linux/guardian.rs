@@ -89,6 +89,9 @@ impl Guardian {
             unsafe { guardian_main(&keep, name.as_deref(), groups.as_ref()) }
         }
         drop((read, target));
+        if let Some(pid) = Pid::from_raw(pid) {
+            super::orphans::register(pid);
+        }
         Ok(Guardian {
             pid,
             pipe: Some(write),
@@ -128,6 +131,9 @@ impl Drop for Guardian {
     /// The orderly end: the guardian kills what is left and cleans up; wait for it.
     fn drop(&mut self) {
         self.pipe = None;
+        if let Some(pid) = Pid::from_raw(self.pid) {
+            super::orphans::unregister(pid);
+        }
         let mut status = 0;
         loop {
             // SAFETY: waiting for our own child, by pid (never `-1`, which would steal other

@@ -7,7 +7,9 @@
 //! - [`poller`]: epoll, edge-triggered, and the read loop that turns readiness into completions.
 //! - [`process`]: exit confirmation, reaping with resource usage, signalling the process group.
 //! - [`containment`]: what holds a job's whole tree; [`cgroup`] (a cgroup v2 per job) where
-//!   herd may, process groups elsewhere, and the [`guardian`] that kills them if herd dies.
+//!   herd may, process groups elsewhere, and the [`guardian`] that kills them if herd dies;
+//!   [`orphans`] catches what leaves a job's process group where there is no cgroup.
+//! - [`terminal`]: finding a job stopped because a process of it used the terminal.
 //! - [`rlimit`]: raising `RLIMIT_NOFILE` once, at start.
 //! - [`path`]: looking a program up in `PATH`, with a cache.
 
@@ -16,12 +18,14 @@ mod child_signal;
 mod clone3;
 mod containment;
 mod guardian;
+mod orphans;
 mod path;
 mod poller;
 mod posix_spawn;
 mod process;
 mod rlimit;
 mod spawn;
+mod terminal;
 
 pub(crate) use child_signal::reset_ignored_sigchld;
 pub(crate) use containment::Containment;
@@ -29,6 +33,7 @@ pub(crate) use poller::{Poller, Waker};
 pub(crate) use process::Process;
 pub(crate) use rlimit::raise_fd_limit;
 pub(crate) use spawn::{spawn, spawns_without_blocking, Spawned};
+pub(crate) use terminal::groups_stopped_at_terminal;
 
 /// The name of a signal number, for results and messages ("SIGKILL").
 pub(crate) fn signal_name(signal: i32) -> Option<&'static str> {

@@ -72,9 +72,10 @@ pub(super) fn start(setup: &ChildArgs) -> io::Result<Pid> {
         check(libc::posix_spawnattr_setsigmask(attr, &empty))?;
         check(libc::posix_spawnattr_setsigdefault(attr, &pipe))?;
         check(libc::posix_spawnattr_setpgroup(attr, 0))?;
-        let flags = libc::POSIX_SPAWN_SETSIGMASK
-            | libc::POSIX_SPAWN_SETSIGDEF
-            | libc::POSIX_SPAWN_SETPGROUP;
+        let mut flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+        if setup.own_group {
+            flags |= libc::POSIX_SPAWN_SETPGROUP;
+        }
         check(libc::posix_spawnattr_setflags(attr, flags as libc::c_short))?;
 
         let actions = &mut attrs.actions;

@@ -37,6 +37,7 @@ pub(crate) struct ExecCheck {
 
 impl Process {
     pub(super) fn new(pid: Pid, pidfd: OwnedFd, exec_check: Option<ExecCheck>, tree: Tree) -> Self {
+        super::orphans::register(pid);
         Process {
             pid,
             pidfd,
@@ -95,6 +96,7 @@ impl Process {
     fn reap_inner(&mut self) -> ExitInfo {
         self.reaped = true;
         self.tree.leader_reaped(self.pid);
+        super::orphans::unregister(self.pid);
         let mut status: libc::c_int = 0;
         // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

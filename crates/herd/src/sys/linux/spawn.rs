@@ -238,6 +238,8 @@ pub(super) struct ChildArgs {
     pub stdin: RawFd,
     pub stdout: RawFd,
     pub stderr: RawFd,
+    /// Lead a process group of its own (false for a [`Job::foreground`] job).
+    pub own_group: bool,
 }
 
 /// The child's program, arguments, environment and directory as C strings, built in the parent
@@ -275,7 +277,7 @@ impl Prepared {
         })
     }
 
-    fn child_args(&self, [stdin, stdout, stderr]: [RawFd; 3]) -> ChildArgs {
+    fn child_args(&self, [stdin, stdout, stderr]: [RawFd; 3], own_group: bool) -> ChildArgs {
         let envp = if self.env.envp.is_empty() {
             // SAFETY: reading the pointer glibc keeps for the process's environment.
             unsafe { libc::environ as *const *const libc::c_char }
@@ -290,6 +292,7 @@ impl Prepared {
             stdin,
             stdout,
             stderr,
+            own_group,
         }
     }
 }
@@ -349,7 +352,7 @@ fn start_child(
 ) -> Result<Process, SpawnFailure> {
     let program = &job.program;
     let prepared = Prepared::new(job, program_path)?;
-    let args = prepared.child_args(fds);
+    let args = prepared.child_args(fds, !job.foreground);
     if backend == Backend::Clone3 {
         let cgroup = match &tree {
             Tree::Cgroup(cgroup) => Some(cgroup.dir()),
@@ -385,6 +388,8 @@ fn start_child(
     // Race-free: herd never waits on other pids, so this pid cannot have been reaped and reused.
     let kill_and_reap = || {
         let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        // A foreground job leads no group.
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         let mut status = 0;
         // SAFETY: waiting on our own child; null rusage is allowed.
         unsafe { libc::wait4(pid.as_raw_nonzero().get(), &mut status, 0, ptr::null_mut()) };
@@ -459,10 +464,19 @@ fn spawn_resolved(
     let io_err = |e: io::Error| classify(e, &job.program);
     let (out_r, out_w) = pipe_pair().map_err(io_err)?;
     let (err_r, err_w) = pipe_pair().map_err(io_err)?;
-    let (out_w, err_w) = (
-        above_stdio(out_w).map_err(io_err)?,
-        above_stdio(err_w).map_err(io_err)?,
-    );
+    let (out_w, err_w) = if job.inherit_output {
+        // The child writes where herd does; herd's pipes, their write ends closed below, read
+        // as empty at once, and the job completes when its process exits.
+        (
+            fcntl_dupfd_cloexec(rustix::stdio::stdout(), 3).map_err(|e| io_err(e.into()))?,
+            fcntl_dupfd_cloexec(rustix::stdio::stderr(), 3).map_err(|e| io_err(e.into()))?,
+        )
+    } else {
+        (
+            above_stdio(out_w).map_err(io_err)?,
+            above_stdio(err_w).map_err(io_err)?,
+        )
+    };
     // The child's stdin: /dev/null, a file, or a pipe herd writes the job's bytes into.
     let (stdin_child, stdin_ours): (Option<OwnedFd>, Option<StdinFeed>) = match &job.stdin {
         Stdin::Null => (None, None),
@@ -617,7 +631,7 @@ mod tests {
 
     #[test]
     fn both_backends_start_the_child_inside_its_cgroup() {
-        let containment = Containment::new(true, true);
+        let containment = Containment::new(true, true, false);
         if containment.level() != crate::Containment::Cgroup {
             assert!(
                 std::env::var_os("HERD_REQUIRE_CGROUP").is_none(),

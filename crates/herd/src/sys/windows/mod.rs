@@ -37,14 +37,26 @@ fn wide(s: &std::ffi::OsStr) -> Vec<u16> {
     s.encode_wide().chain(std::iter::once(0)).collect()
 }
 
+/// No job control on Windows: nothing is ever stopped by the console.
+pub(crate) fn groups_stopped_at_terminal(_groups: &std::collections::HashSet<u32>) -> Vec<u32> {
+    Vec::new()
+}
+
 /// Windows contains every job in a job object of its own (see [`spawn`](spawn::spawn)), killed
 /// by the system when herd's handles close: nothing more to set up per herd.
 pub(crate) struct Containment;
 
 impl Containment {
-    pub(crate) fn new(_kill_descendants: bool, _use_cgroups: bool) -> Containment {
+    pub(crate) fn new(
+        _kill_descendants: bool,
+        _use_cgroups: bool,
+        _adopt_orphans: bool,
+    ) -> Containment {
         Containment
     }
+
+    /// Nothing to do: a job object holds every descendant, whatever it does.
+    pub(crate) fn sweep_orphans(&self) {}
 
     pub(crate) fn level(&self) -> crate::Containment {
         crate::Containment::JobObject

@@ -19,7 +19,7 @@ use super::wide;
 use crate::job::{Job, Stdin};
 use crate::sys::SpawnFailure;
 use crate::SpawnError;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io;
 use std::os::windows::ffi::OsStrExt;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
@@ -91,19 +91,17 @@ fn classify(e: io::Error, program: &OsStr) -> SpawnFailure {
 
 /// An inheritable duplicate of `handle`, closed when dropped.
 fn inheritable(handle: &OwnedHandle) -> io::Result<OwnedHandle> {
+    inheritable_raw(handle.as_raw_handle() as HANDLE)
+}
+
+/// An inheritable duplicate of `handle`, a handle of this process (its own stdout, say).
+fn inheritable_raw(handle: HANDLE) -> io::Result<OwnedHandle> {
     let mut dup: HANDLE = ptr::null_mut();
-    // SAFETY: duplicating a valid handle of our own process into our own process.
+    // SAFETY: duplicating a handle of our own process into our own process; an invalid one
+    // makes the call fail, which is reported.
     let ok = unsafe {
         let me = GetCurrentProcess();
-        DuplicateHandle(
-            me,
-            handle.as_raw_handle() as HANDLE,
-            me,
-            &mut dup,
-            0,
-            1,
-            DUPLICATE_SAME_ACCESS,
-        )
+        DuplicateHandle(me, handle, me, &mut dup, 0, 1, DUPLICATE_SAME_ACCESS)
     };
     if ok == 0 {
         return Err(io::Error::last_os_error());
@@ -263,11 +261,17 @@ pub(crate) fn spawn(job: &Job, _containment: &super::Containment) -> Result<Spaw
             (child, Some((ours, data.clone())))
         }
     };
-    let std_handles = [
-        inheritable(&stdin_child),
-        inheritable(&out_child),
-        inheritable(&err_child),
-    ];
+    // With `inherit_output` the child gets herd's own stdout and stderr; herd's pipes, their
+    // child ends closed below, then read as empty at once.
+    let (out_for_child, err_for_child) = if job.inherit_output {
+        (
+            inheritable_raw(io::stdout().as_raw_handle() as HANDLE),
+            inheritable_raw(io::stderr().as_raw_handle() as HANDLE),
+        )
+    } else {
+        (inheritable(&out_child), inheritable(&err_child))
+    };
+    let std_handles = [inheritable(&stdin_child), out_for_child, err_for_child];
     let [Ok(stdin_h), Ok(stdout_h), Ok(stderr_h)] = std_handles else {
         return Err(io_err(io::Error::last_os_error()));
     };
@@ -290,11 +294,11 @@ pub(crate) fn spawn(job: &Job, _containment: &super::Containment) -> Result<Spaw
     si.lpAttributeList = attributes.list();
     // SAFETY: as above.
     let mut pi: PROCESS_INFORMATION = unsafe { std::mem::zeroed() };
-    let flags = CREATE_UNICODE_ENVIRONMENT
-        | EXTENDED_STARTUPINFO_PRESENT
-        | CREATE_NEW_PROCESS_GROUP
-        | CREATE_NO_WINDOW
-        | CREATE_SUSPENDED;
+    let mut flags = CREATE_UNICODE_ENVIRONMENT | EXTENDED_STARTUPINFO_PRESENT | CREATE_SUSPENDED;
+    if !job.foreground {
+        // Its own group (Ctrl+C reaches herd, not the job) and no console of its own.
+        flags |= CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW;
+    }
     // SAFETY: every pointer is valid for the call: a mutable NUL-terminated command line, an
     // optional environment block and directory, the startup info whose attribute list and
     // handles live until after the call. bInheritHandles must be TRUE for the handle list.
