@@ -56,7 +56,9 @@ job, which holds every descendant. A job that tries to read the terminal (an ssh
 prompt) is killed and named within a second, as it would otherwise wait for ever.
 
 Output is kept in memory up to 1 MiB per stream (64 MiB in all), beyond that in unnamed \
-temporary files (--tmpdir); --max-output bounds it per job.
+temporary files (--tmpdir); --max-output bounds it per job. If the disk is full too, a job \
+whose output does not fit waits (its pipe fills, so it blocks in write) until printed output \
+makes room; the oldest running job always goes on, so the run never stalls.
 
 Exit status: 0 if every job succeeded, else the number of failed jobs (at most 101); with \
 --halt, as --halt says; 128 + the signal after such a signal (130 \

@@ -381,45 +381,16 @@ fn results_files_take_part_in_the_descriptor_budget() {
     assert_eq!(std::fs::read_dir(results.join("1")).unwrap().count(), 1000);
 }
 
-/// A tmpfs of `size`, unmounted when dropped.
-struct SmallDisk(tempfile::TempDir);
-
-impl SmallDisk {
-    fn mount(size: &str) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(SmallDisk(dir))
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.0.path())
-            .status();
-    }
-}
-
 #[test]
 fn a_full_tmpdir_is_said_once_and_loses_nothing() {
     // 4 jobs of 20 MB each into a 1 MB --tmpdir: each chunk of each stream used to make a new
     // spill file and rewrite all it held (10 s here, 276 s for 50 MB jobs), without a word.
-    let Some(disk) = SmallDisk::mount("1m") else {
-        assert!(
-            std::env::var_os("HERD_REQUIRE_TOOLS").is_none() || !nix_root(),
-            "root could not mount a tmpfs"
-        );
-        eprintln!("skipped: cannot mount a tmpfs here");
+    let Some(disk) = testkit::SmallDisk::mount("1m") else {
         return;
     };
     let out = herd()
         .arg("--tmpdir")
-        .arg(disk.0.path())
+        .arg(disk.path())
         .args(["-j", "4", "--shell", "head -c 20000000 /dev/zero # {}"])
         .args([":::", "1", "2", "3", "4"])
         .stdin(Stdio::null())
@@ -433,9 +404,35 @@ fn a_full_tmpdir_is_said_once_and_loses_nothing() {
     assert!(said.contains("No space left on device"), "{said}");
 }
 
-fn nix_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+#[test]
+fn with_neither_memory_nor_disk_to_spare_jobs_wait_instead_of_growing_memory() {
+    // 60 jobs of 3 MB at once into a 1 MB --tmpdir: 180 MB with nowhere to go but memory,
+    // whose share is 64 MiB. herd kept it all (over 200 MB RSS); now a job whose output does
+    // not fit waits on its full pipe, but for the oldest, which always goes on.
+    if !testkit::have("/usr/bin/time") {
+        return;
+    }
+    let Some(disk) = testkit::SmallDisk::mount("1m") else {
+        return;
+    };
+    let (out, peak_kb) = common::with_peak_rss(&format!(
+        "/usr/bin/time -f %M -o {{rss}} {} --tmpdir {} -j 60 --shell 'head -c 3000000 /dev/zero; echo {{}}' ::: $(seq 60) > {{rss}}.out; wc -c < {{rss}}.out; tr -d '\\0' < {{rss}}.out | sort -n | tr '\\n' ' '",
+        env!("CARGO_BIN_EXE_herd"),
+        disk.path().display()
+    ));
+    // Each job's 3 MB of zeros, then its number; nothing lost.
+    let numbers: String = (1..=60).map(|i| format!("{i} ")).collect();
+    assert_eq!(
+        text(&out.stdout),
+        format!("{}\n{numbers}", 60 * 3_000_000 + numbers.len())
+    );
+    assert!(
+        text(&out.stderr).contains("jobs wait while it is full"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        peak_kb < 128 * 1024,
+        "peak RSS {peak_kb} KiB for 180 MB of output with a full disk"
+    );
 }

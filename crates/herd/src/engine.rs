@@ -75,6 +75,8 @@ struct Entry {
     /// Stopped for the terminal (SIGTTIN/SIGTTOU) and killed for it.
     stopped_for_terminal: bool,
     grace_armed: bool,
+    /// Streams not read for lack of room (see [`Engine::release_held`]), one bit each.
+    held: u8,
 }
 
 struct Slot {
@@ -94,10 +96,18 @@ enum TimerKind {
     Retry,
     /// Look for jobs stopped by the terminal (see [`Engine::kill_terminal_waiters`]).
     StopCheck,
+    /// Read held streams again where there is room (see [`Engine::release_held`]).
+    HeldCheck,
 }
 
 /// How often running jobs are looked at for a stop by the terminal.
 const STOP_CHECK: Duration = Duration::from_secs(1);
+
+/// How often held streams are looked at for room to read them again.
+const HELD_CHECK: Duration = Duration::from_millis(20);
+
+/// About what one read of a released stream adds to memory.
+const READ_ROOM: usize = 64 * 1024;
 
 type Timer = Reverse<(Instant, TimerKind, Token)>;
 
@@ -149,6 +159,11 @@ struct State {
     events_to_announce: std::cell::Cell<bool>,
     /// A [`TimerKind::StopCheck`] is pending.
     stop_check_armed: bool,
+    /// Streams that went to memory beyond the budget because the disk refused them: after
+    /// the poll, held unless their job is the oldest running.
+    to_hold: Vec<(Token, Stream)>,
+    /// Streams held, in the order they were.
+    held: Vec<(Token, Stream)>,
     /// Last: dropped after every job's process, so its guardian cleans up after all of them.
     containment: Arc<sys::Containment>,
 }
@@ -165,6 +180,7 @@ impl Engine {
             budget: MemoryBudget::new(config.memory_budget),
         };
         let spill = SpillDir::new(config.spill_dir.clone(), containment.clone());
+        let _ = limits.budget.notify.set(shared.clone());
         Engine {
             poller,
             state: State {
@@ -187,6 +203,8 @@ impl Engine {
                 direct_spills: Vec::new(),
                 events_to_announce: std::cell::Cell::new(false),
                 stop_check_armed: false,
+                to_hold: Vec::new(),
+                held: Vec::new(),
                 containment,
             },
         }
@@ -210,6 +228,9 @@ impl Engine {
                 self.handle(msg);
             }
             self.fire_timers();
+            if self.state.shared.room_changed.swap(false, Ordering::AcqRel) {
+                self.release_held(Instant::now());
+            }
             let more_to_start = self.start_queued();
             let s = &self.state;
             if s.events_to_announce.take() {
@@ -429,6 +450,10 @@ impl Engine {
                 self.kill_terminal_waiters(now);
                 continue;
             }
+            if kind == TimerKind::HeldCheck {
+                self.release_held(now);
+                continue;
+            }
             let kill_grace = self.state.config.kill_grace;
             let Some(entry) = self.state.entry_mut(token) else {
                 continue;
@@ -445,12 +470,87 @@ impl Engine {
                         .push(Reverse((now + kill_grace, TimerKind::Kill, token)));
                 }
                 TimerKind::Kill => running.process.signal_tree(Kill::Kill),
+                TimerKind::EofGrace if entry.held != 0 => {
+                    // Unread output is no sign of a descendant holding the pipe: wait.
+                    self.state
+                        .timers
+                        .push(Reverse((now + HELD_CHECK, TimerKind::EofGrace, token)));
+                }
                 TimerKind::EofGrace => {
                     entry.leaked = true;
                     self.complete(token);
                 }
-                TimerKind::Retry | TimerKind::StopCheck => unreachable!(),
+                TimerKind::Retry | TimerKind::StopCheck | TimerKind::HeldCheck => {
+                    unreachable!()
+                }
             }
+        }
+    }
+
+    /// Memory and disk both full: stop reading a stream (its child blocks on its full pipe)
+    /// until there is room, except for the oldest running job's, so that one job always
+    /// progresses, ends and, once its output is consumed, frees memory. While a result
+    /// waits in the event queue the consumer is behind: it will free memory as it catches
+    /// up, and the oldest job waits too (else, one oldest after another, every job would run
+    /// to its end in memory while the consumer is stuck).
+    fn hold_streams(&mut self) {
+        let s = &mut self.state;
+        if s.to_hold.is_empty() {
+            return;
+        }
+        let oldest = s.exempt_from_holding();
+        for (token, stream) in std::mem::take(&mut s.to_hold) {
+            let Some(entry) = s.entry_mut(token) else {
+                continue;
+            };
+            let bit = 1 << stream as u8;
+            if Some(token) == oldest || entry.held & bit != 0 {
+                continue;
+            }
+            entry.held |= bit;
+            self.poller.hold(token, stream);
+            s.shared.room_wanted.store(true, Ordering::Relaxed);
+            if s.held.is_empty() {
+                s.timers.push(Reverse((
+                    Instant::now() + HELD_CHECK,
+                    TimerKind::HeldCheck,
+                    token,
+                )));
+            }
+            s.held.push((token, stream));
+        }
+    }
+
+    /// Reads held streams again, as many as the memory budget has room for a read of each
+    /// (output consumed and dropped gives room back), oldest jobs first so that they finish
+    /// and free their share; and always the oldest running job's.
+    fn release_held(&mut self, now: Instant) {
+        let s = &mut self.state;
+        let oldest = s.exempt_from_holding();
+        let mut room = s.limits.budget.room();
+        let mut held: Vec<(u64, Token, Stream)> = std::mem::take(&mut s.held)
+            .into_iter()
+            .filter_map(|(token, stream)| Some((s.entry_mut(token)?.queued.id.0, token, stream)))
+            .collect();
+        held.sort_unstable_by_key(|&(id, _, _)| id);
+        held.retain(|&(_, token, stream)| {
+            if Some(token) != oldest && room < READ_ROOM {
+                return true;
+            }
+            room = room.saturating_sub(READ_ROOM);
+            if let Some(entry) = s.entry_mut(token) {
+                entry.held &= !(1 << stream as u8);
+            }
+            self.poller.release(token, stream);
+            false
+        });
+        s.held = held.into_iter().map(|(_, t, st)| (t, st)).collect();
+        s.shared
+            .room_wanted
+            .store(!s.held.is_empty(), Ordering::Relaxed);
+        if let Some(&(token, _)) = s.held.first() {
+            s.timers
+                .push(Reverse((now + HELD_CHECK, TimerKind::HeldCheck, token)));
         }
     }
 
@@ -458,6 +558,7 @@ impl Engine {
         for (token, stream, file) in self.state.direct_spills.drain(..) {
             self.poller.spill_into(token, stream, file);
         }
+        self.hold_streams();
         let hints = std::mem::take(&mut self.state.exit_hints);
         for token in &hints {
             if let Some(entry) = self.state.entry_mut(*token) {
@@ -551,6 +652,33 @@ impl Engine {
 }
 
 impl State {
+    /// The job whose streams are read even without room: the oldest running one, unless a
+    /// result waits for the consumer (see [`Engine::hold_streams`]).
+    fn exempt_from_holding(&self) -> Option<Token> {
+        if self.shared.events.lock().unwrap().finished > 0 {
+            return None;
+        }
+        self.oldest_running()
+    }
+
+    /// The running job submitted first.
+    fn oldest_running(&self) -> Option<Token> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, slot)| {
+                let entry = slot.entry.as_ref()?;
+                entry.running.as_ref()?;
+                let token = Token {
+                    slot: i as u32,
+                    gen: slot.gen,
+                };
+                Some((entry.queued.id.0, token))
+            })
+            .min()
+            .map(|(_, token)| token)
+    }
+
     /// Schedules the next [`TimerKind::StopCheck`], unless one is pending.
     fn arm_stop_check(&mut self, now: Instant) {
         if !self.stop_check_armed {
@@ -600,6 +728,7 @@ impl State {
             leaked: false,
             stopped_for_terminal: false,
             grace_armed: false,
+            held: 0,
             spilling_direct: 0,
         });
         self.active += 1;
@@ -689,6 +818,7 @@ impl State {
         events.queue.push_back(event);
         if finishes_job {
             events.outstanding -= 1;
+            events.finished += 1;
         }
         drop(events);
         // The consumers are woken before the loop next waits (see `events_to_announce`).
@@ -724,7 +854,9 @@ impl State {
                     Stream::Stdout => &mut entry.stdout,
                     Stream::Stderr => &mut entry.stderr,
                 };
-                capture.push(data, job.collect_output, &self.limits, &self.spill);
+                if capture.push(data, job.collect_output, &self.limits, &self.spill) {
+                    self.to_hold.push((token, stream));
+                }
                 let streamed =
                     job.stream_output && matches!(entry.queued.delivery, Delivery::Events);
                 let bit = 1 << stream as u8;

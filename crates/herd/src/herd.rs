@@ -108,7 +108,10 @@ impl Builder {
     }
 
     /// In-memory bytes of collected output across all jobs before further output spills to
-    /// temporary files (default 64 MiB). Output still held in undropped results counts.
+    /// temporary files (default 64 MiB). Output still held in undropped results counts. If
+    /// the disk refuses output too (full, read-only), a job's stream that does not fit is not
+    /// read until dropped results make room (the job waits on its full pipe); the oldest
+    /// running job is read regardless while every result has been taken, so jobs always end.
     pub fn memory_budget(mut self, bytes: usize) -> Self {
         self.config.memory_budget = bytes;
         self
@@ -200,6 +203,8 @@ pub(crate) struct EventQueue {
     pub bytes: usize,
     /// Jobs submitted with `submit` whose `Finished` event is not queued yet.
     pub outstanding: usize,
+    /// `Finished` events queued and not yet taken: the consumer is behind.
+    pub finished: usize,
     /// The loop is gone (shut down, or died): no more events will come.
     pub closed: bool,
     /// Live [`KeepOpen`] guards: while there are any, an empty stream waits instead of ending.
@@ -217,6 +222,10 @@ pub(crate) struct Shared {
     pub event_buffer: usize,
     /// Buffers for output events, reused as the consumer drops them.
     pub chunks: Arc<crate::chunk::ChunkPool>,
+    /// The loop holds streams for lack of room (see `Engine::hold_streams`).
+    pub room_wanted: AtomicBool,
+    /// Output was dropped, or a result taken, since the loop last looked for room.
+    pub room_changed: AtomicBool,
 }
 
 impl Shared {
@@ -238,6 +247,14 @@ impl Shared {
 
     pub(crate) fn wake(&self) {
         self.waker.wake();
+    }
+
+    /// Collected output was dropped or a result taken: a loop holding streams should look.
+    pub(crate) fn room_may_have_changed(&self) {
+        if self.room_wanted.load(Ordering::Relaxed) {
+            self.room_changed.store(true, Ordering::Release);
+            self.waker.wake();
+        }
     }
 }
 
@@ -414,6 +431,8 @@ impl Herd {
             chunks: Arc::new(crate::chunk::ChunkPool::new(
                 config.event_buffer.min(crate::chunk::KEEP_BYTES),
             )),
+            room_wanted: AtomicBool::new(false),
+            room_changed: AtomicBool::new(false),
         });
         let max_running = config.max_running;
         let containment = Arc::new(sys::Containment::new(
@@ -514,6 +533,10 @@ impl Herd {
         let mut events = self.shared.events.lock().unwrap();
         loop {
             if let Some(event) = events.queue.pop_front() {
+                if let Event::Finished(_) = &event {
+                    events.finished -= 1;
+                    self.shared.room_may_have_changed();
+                }
                 if let Event::Output { data, .. } = &event {
                     events.bytes -= data.len();
                     if events.bytes < self.shared.event_buffer / 2

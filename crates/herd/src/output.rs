@@ -7,7 +7,9 @@
 //! the herd a few MB of memory, not 600.
 //!
 //! Disk failure never loses output: if a spill file cannot be created or written, the stream
-//! goes back to memory (what was already on disk is read back) and carries on there.
+//! goes back to memory (what was already on disk is read back) and carries on there. When that
+//! memory passes the budget too, [`Capture::push`] says so and the engine stops reading the
+//! stream until there is room (the child waits on its full pipe).
 //!
 //! A job with [`Job::max_output`](crate::Job::max_output) keeps only the head and the tail of
 //! each stream: the first half of the limit is stored as above, the last half in a ring that
@@ -20,10 +22,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Memory held by collected output, shared by every job of a herd.
-#[derive(Debug)]
 pub(crate) struct MemoryBudget {
     used: AtomicUsize,
     limit: usize,
+    /// Told when output is dropped (the loop may be holding streams for lack of room).
+    pub(crate) notify: std::sync::OnceLock<Arc<crate::herd::Shared>>,
+}
+
+impl std::fmt::Debug for MemoryBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBudget")
+            .field("used", &self.used)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MemoryBudget {
@@ -31,7 +43,26 @@ impl MemoryBudget {
         Arc::new(MemoryBudget {
             used: AtomicUsize::new(0),
             limit,
+            notify: std::sync::OnceLock::new(),
         })
+    }
+
+    /// `n` bytes of collected output were dropped by whoever held them.
+    fn give_back(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+        if let (true, Some(shared)) = (n > 0, self.notify.get()) {
+            shared.room_may_have_changed();
+        }
+    }
+
+    /// Whether collected output holds all the memory it may (or more).
+    pub(crate) fn full(&self) -> bool {
+        self.used.load(Ordering::Relaxed) >= self.limit
+    }
+
+    /// The memory collected output may still take.
+    pub(crate) fn room(&self) -> usize {
+        self.limit.saturating_sub(self.used.load(Ordering::Relaxed))
     }
 }
 
@@ -74,8 +105,8 @@ impl SpillDir {
                 None => std::env::temp_dir().display().to_string(),
             };
             *problem = Some(format!(
-                "cannot spill output to {dir} ({e}): output beyond memory's share is kept in \
-                 memory"
+                "cannot spill output to {dir} ({e}): output is kept in memory, and jobs wait \
+                 while it is full"
             ));
         }
     }
@@ -173,16 +204,18 @@ impl Capture {
         capture
     }
 
+    /// Keeps `data`. Returns true when it went to memory beyond the herd's budget because the
+    /// disk refused it: the caller should read no more of this stream until there is room.
     pub(crate) fn push(
         &mut self,
         mut data: &[u8],
         keep: bool,
         limits: &CaptureLimits,
         spill: &SpillDir,
-    ) {
+    ) -> bool {
         self.total += data.len() as u64;
         if !keep {
-            return;
+            return false;
         }
         if let Some(head) = self.head_capacity {
             let stored = self.file_len + self.mem.len() as u64;
@@ -190,10 +223,11 @@ impl Capture {
             self.tail.push(&data[room..]);
             data = &data[..room];
             if data.is_empty() {
-                return;
+                return false;
             }
         }
         self.store(data, limits, spill);
+        self.no_disk && limits.budget.full()
     }
 
     /// The spill file, for the poller to append the rest of the stream to by itself: only
@@ -218,8 +252,7 @@ impl Capture {
             let used = limits.budget.used.load(Ordering::Relaxed);
             let over_budget = used + data.len() > limits.budget.limit;
             if !(over_stream || over_budget) || self.no_disk {
-                self.charge(data.len(), &limits.budget);
-                self.mem.extend_from_slice(data);
+                self.keep_in_memory(data, &limits.budget);
                 return;
             }
             match spill.create_file() {
@@ -236,8 +269,7 @@ impl Capture {
                     // No room on disk: keep it in memory rather than lose it, and do not try
                     // the disk again for this stream (each try would rewrite all it holds).
                     self.no_disk = true;
-                    self.charge(data.len(), &limits.budget);
-                    self.mem.extend_from_slice(data);
+                    self.keep_in_memory(data, &limits.budget);
                     return;
                 }
             }
@@ -245,8 +277,7 @@ impl Capture {
         if self.file.is_some() && self.write_file(data, &limits.budget, spill) {
             return;
         }
-        self.charge(data.len(), &limits.budget);
-        self.mem.extend_from_slice(data);
+        self.keep_in_memory(data, &limits.budget);
     }
 
     /// Appends to the spill file. On failure, reads the file back into memory, drops it, and
@@ -272,6 +303,17 @@ impl Capture {
             self.mem = back;
         }
         false
+    }
+
+    /// Appends to the memory part, growing it by a quarter at a time rather than doubling:
+    /// the budget counts bytes held, and a doubled buffer could hold twice what it counts.
+    fn keep_in_memory(&mut self, data: &[u8], budget: &Arc<MemoryBudget>) {
+        self.charge(data.len(), budget);
+        let spare = self.mem.capacity() - self.mem.len();
+        if spare < data.len() {
+            self.mem.reserve_exact(data.len().max(self.mem.len() / 4));
+        }
+        self.mem.extend_from_slice(data);
     }
 
     fn charge(&mut self, n: usize, budget: &Arc<MemoryBudget>) {
@@ -331,7 +373,7 @@ struct Charge {
 impl Drop for Charge {
     fn drop(&mut self) {
         if let Some(b) = &self.budget {
-            b.used.fetch_sub(self.bytes, Ordering::Relaxed);
+            b.give_back(self.bytes);
         }
     }
 }

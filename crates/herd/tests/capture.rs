@@ -681,3 +681,37 @@ fn readers_of_a_spilled_output_do_not_move_each_other() {
     assert_eq!(got_a, expected);
     assert_eq!(got_b, expected);
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn with_neither_memory_nor_disk_to_spare_every_job_still_ends_with_all_its_output() {
+    // A 256 KiB disk, 1 MiB of memory for output, 20 jobs of 1 MB at once, and a consumer
+    // that keeps every result: streams with no room wait, but the oldest running job is
+    // always read, so each one ends in turn and nothing is lost.
+    let Some(disk) = testkit::SmallDisk::mount("256k") else {
+        return;
+    };
+    let herd = Herd::builder()
+        .spill_dir(disk.path())
+        .memory_budget(1 << 20)
+        .memory_per_stream(64 << 10)
+        .max_running(20)
+        .build()
+        .unwrap();
+    let handles: Vec<_> = (0..20)
+        .map(|i| {
+            let script = format!("head -c 1000000 /dev/zero; echo {i}");
+            herd.spawn(Job::new("sh").args(["-c", &script])).unwrap()
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.wait()).collect();
+    for (i, result) in results.iter().enumerate() {
+        assert!(result.success(), "{result:?}");
+        let out = result.stdout.to_vec().unwrap();
+        let end = format!("{i}\n");
+        assert_eq!(out.len(), 1_000_000 + end.len());
+        assert!(out.ends_with(end.as_bytes()));
+        assert!(out[..1_000_000].iter().all(|&b| b == 0));
+    }
+    assert!(herd.spill_problem().is_some());
+}

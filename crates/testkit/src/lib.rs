@@ -174,3 +174,56 @@ pub fn expected_spawner_threads() -> usize {
         2
     }
 }
+
+/// A tmpfs of a given size, mounted on a fresh directory and unmounted when dropped: a disk
+/// that fills up (root only).
+pub struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    /// `size` as mount(8) takes it ("1m"). `None` where this process may not mount; in CI as
+    /// root (`HERD_REQUIRE_TOOLS=1`) that fails the test instead.
+    pub fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = std::env::temp_dir().join(format!(
+            "herd-small-disk-{}-{}",
+            std::process::id(),
+            NEXT_DISK.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = std::fs::remove_dir(&dir);
+            assert!(
+                std::env::var_os("HERD_REQUIRE_TOOLS").is_none() || !is_root(),
+                "root could not mount a tmpfs"
+            );
+            eprintln!("skipped: cannot mount a tmpfs here");
+        }
+        ok.then_some(SmallDisk(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+static NEXT_DISK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}

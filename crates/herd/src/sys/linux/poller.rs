@@ -76,6 +76,8 @@ struct Registration {
     hup: [bool; 2],
     /// Each output stream's spill file, once the engine lets the poller fill it directly.
     spill: [Option<File>; 2],
+    /// Streams the engine has no room for: not read until released.
+    held: [bool; 2],
 }
 
 pub(crate) struct Poller {
@@ -176,6 +178,7 @@ impl Poller {
                 pending: [false; 2],
                 hup: [false; 2],
                 spill: [None, None],
+                held: [false; 2],
             },
         );
         Ok(())
@@ -187,6 +190,22 @@ impl Poller {
         if self.regs.remove(token).is_some() {
             self.pending.retain(|(t, _)| *t != token);
         }
+    }
+
+    /// Stops reading this stream: its pipe fills and the child blocks in `write`. For when
+    /// neither memory nor disk has room for more of it.
+    pub(crate) fn hold(&mut self, token: Token, stream: Stream) {
+        if let Some(reg) = self.reg(token) {
+            reg.held[stream as usize] = true;
+        }
+    }
+
+    /// Reads this held stream again (at once: what arrived meanwhile raised no new edge).
+    pub(crate) fn release(&mut self, token: Token, stream: Stream) {
+        if let Some(reg) = self.reg(token) {
+            reg.held[stream as usize] = false;
+        }
+        self.mark_pending(token, stream);
     }
 
     /// From now on, moves this stream's bytes from its pipe to the end of `file` with
@@ -270,6 +289,9 @@ impl Poller {
         for (token, stream) in ready {
             if let Some(reg) = self.reg(token) {
                 reg.pending[stream as usize] = false;
+                if reg.held[stream as usize] {
+                    continue;
+                }
             }
             if budget == 0 {
                 self.mark_pending(token, stream);

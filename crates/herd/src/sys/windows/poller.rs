@@ -270,6 +270,13 @@ impl Poller {
     /// the engine writes its spill file.
     pub(crate) fn spill_into(&mut self, _token: Token, _stream: Stream, _file: File) {}
 
+    /// Not yet on Windows: a stream with no room in memory or on disk keeps being read into
+    /// memory.
+    pub(crate) fn hold(&mut self, _token: Token, _stream: Stream) {}
+
+    /// See [`hold`](Self::hold).
+    pub(crate) fn release(&mut self, _token: Token, _stream: Stream) {}
+
     fn reg(&mut self, token: Token) -> Option<&mut Registration> {
         self.regs.get_mut(token)
     }
