@@ -98,6 +98,13 @@ impl Backlog {
         })
     }
 
+    /// Gives up a piece that will not be printed (its job is kept another way).
+    pub fn forget(&mut self, piece: Piece) {
+        if let Piece::Bytes(bytes) = piece {
+            self.in_memory -= bytes.len();
+        }
+    }
+
     /// Writes a parked piece to `to` (from the backlog by the kernel's copy where it can).
     pub fn print<W: Write>(&mut self, piece: Piece, to: &mut W) -> io::Result<()> {
         match piece {

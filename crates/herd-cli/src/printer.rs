@@ -104,6 +104,15 @@ struct Held {
     live: bool,
 }
 
+/// `-k`: a finished job waiting for its turn.
+enum Waiting {
+    /// As the bytes it will print (see [`crate::parked`]).
+    Parked(Parked),
+    /// As it finished, when the backlog could not take it (a full disk): its output stays in
+    /// the engine's memory, counted there, so the engine reads less until it is printed.
+    Kept(Box<(JobInfo, JobResult)>),
+}
+
 /// How a job's output is shown.
 #[derive(Clone, Copy)]
 struct Look {
@@ -227,7 +236,7 @@ pub struct Printer {
     head: Option<u64>,
     bar: Option<ProgressBar>,
     /// `-k`: finished (or skipped, `None`) jobs waiting for their turn, by sequence number.
-    waiting: BTreeMap<u64, Option<Parked>>,
+    waiting: BTreeMap<u64, Option<Waiting>>,
     /// Where parked jobs' bytes are kept.
     backlog: Backlog,
     next_seq: u64,
@@ -245,6 +254,17 @@ pub struct Printer {
     json_name: String,
     /// Jobs told about a line longer than [`LONG_LINE`].
     long_lines: HashSet<JobId>,
+    /// Grouped and `-k`: the job whose output the engine lets through as it comes, because
+    /// neither memory nor disk had room for it (see [`Printer::lets_through`]): printed live.
+    live: Option<JobId>,
+    /// Grouped: jobs that finished while another was live, printed after it.
+    deferred: Vec<(JobInfo, JobResult)>,
+    /// The engine may let output through (set when jobs are not streamed otherwise): an
+    /// output chunk in grouped or `-k` mode is such output.
+    pub letting_through: bool,
+    /// Let-through output of a job whose turn had not come (`-k` after a retry): kept until
+    /// it has.
+    early: HashMap<JobId, [Vec<u8>; 2]>,
 }
 
 fn write_lines(w: &mut dyn Write, prefix: Option<&[u8]>, data: &[u8]) -> io::Result<()> {
@@ -316,7 +336,25 @@ impl Printer {
             failure: None,
             json_name: o.json.map_or(String::new(), |p| p.display().to_string()),
             long_lines: HashSet::new(),
+            live: None,
+            deferred: Vec::new(),
+            letting_through: false,
+            early: HashMap::new(),
         })
+    }
+
+    /// Whether this printer can print a grouped job's output as it comes, when the engine
+    /// lets it through for lack of room (`Builder::stream_when_full`): grouped and `-k`
+    /// output with nothing that rewrites it (`--tag`, `-v`, `--files`, `--max-output`,
+    /// `--json`).
+    pub fn lets_through(&self) -> bool {
+        matches!(self.mode, OutputMode::Group | OutputMode::KeepOrder)
+            && self.print_output
+            && !self.tag
+            && !self.verbose
+            && !self.files
+            && self.head.is_none()
+            && self.json.is_none()
     }
 
     fn streams_output(&self) -> bool {
@@ -370,6 +408,11 @@ impl Printer {
 
     /// A chunk of streamed output.
     pub fn chunk(&mut self, id: JobId, info: &JobInfo, stream: Stream, data: &[u8]) {
+        if self.letting_through {
+            // Grouped jobs are not streamed: this is output let through for lack of room.
+            self.let_through(id, info, stream, data);
+            return;
+        }
         if self.json_timeline {
             let segments = self.timelines.entry(id).or_default();
             json::add_segment(segments, stream, data.len() as u64);
@@ -381,6 +424,43 @@ impl Printer {
             return;
         }
         self.stream_chunk(id, &info.tag, stream, data);
+    }
+
+    /// Output the engine let through: printed now if this job may print now (grouped: no
+    /// other job is live; `-k`: its turn), else kept for when it may.
+    fn let_through(&mut self, id: JobId, info: &JobInfo, stream: Stream, data: &[u8]) {
+        if self.broken {
+            return;
+        }
+        let its_turn = match self.mode {
+            OutputMode::KeepOrder => info.seq == self.next_seq,
+            _ => self.live.map_or(true, |live| live == id),
+        };
+        if !its_turn {
+            self.early.entry(id).or_default()[stream as usize].extend_from_slice(data);
+            return;
+        }
+        self.live = Some(id);
+        let r = self.suspended(|p| {
+            let w = p.writer(stream);
+            w.write_all(data).and_then(|()| w.flush())
+        });
+        self.check(r.map_err(|e| named(e, stream_name(stream))));
+    }
+
+    /// Let-through output kept for `id`, printed before the rest of its output.
+    fn write_early(&mut self, id: JobId) -> io::Result<()> {
+        let Some([out, err]) = self.early.remove(&id) else {
+            return Ok(());
+        };
+        self.out
+            .write_all(&out)
+            .and_then(|()| self.out.flush())
+            .map_err(|e| named(e, "stdout"))?;
+        self.err
+            .write_all(&err)
+            .and_then(|()| self.err.flush())
+            .map_err(|e| named(e, "stderr"))
     }
 
     /// `-k --line-buffer`: keeps a chunk of a job whose turn has not come. Returns whether the
@@ -497,6 +577,10 @@ impl Printer {
         self.streaming.remove(&(id, Stream::Stdout));
         self.streaming.remove(&(id, Stream::Stderr));
         self.timelines.remove(&id);
+        self.early.remove(&id);
+        if self.live == Some(id) {
+            self.live = None;
+        }
     }
 
     /// `--resume`: a job that will not run. Under `-k` the jobs after it need not wait for it.
@@ -532,8 +616,8 @@ impl Printer {
         let r = self.suspended(|p| match p.mode {
             OutputMode::Ungroup | OutputMode::LineBuffer if p.files => p.write_job(&info, &result),
             OutputMode::Ungroup | OutputMode::LineBuffer => p.finish_streamed(&info, &result),
-            OutputMode::Group => p.write_job(&info, &result),
-            OutputMode::KeepOrder => p.keep_in_order(&info, &result),
+            OutputMode::Group => p.finish_grouped(info, result),
+            OutputMode::KeepOrder => p.keep_in_order(info, result),
             OutputMode::KeepOrderLines => {
                 let held = p.held.remove(&result.id);
                 if held.as_ref().is_some_and(|h| h.live) {
@@ -544,7 +628,7 @@ impl Printer {
                     if let Some(h) = held {
                         p.held_bytes -= h.out.len() + h.err.len();
                     }
-                    return p.keep_in_order(&info, &result);
+                    return p.keep_in_order(info, result);
                 }
                 p.release_in_order();
                 Ok(())
@@ -553,14 +637,40 @@ impl Printer {
         self.check(r);
     }
 
+    /// Grouped: a finished job prints now, unless another job's output is going through live;
+    /// then it waits for that job's end.
+    fn finish_grouped(&mut self, info: JobInfo, result: JobResult) -> io::Result<()> {
+        if self.live.is_some_and(|live| live != result.id) {
+            self.deferred.push((info, result));
+            return Ok(());
+        }
+        self.live = None;
+        self.write_early(result.id)?;
+        self.write_job(&info, &result)?;
+        for (info, result) in std::mem::take(&mut self.deferred) {
+            self.write_early(result.id)?;
+            self.write_job(&info, &result)?;
+        }
+        Ok(())
+    }
+
     /// `-k`: a finished job prints now if its turn has come, else it is parked.
-    fn keep_in_order(&mut self, info: &JobInfo, result: &JobResult) -> io::Result<()> {
+    fn keep_in_order(&mut self, info: JobInfo, result: JobResult) -> io::Result<()> {
+        if self.live == Some(result.id) {
+            self.live = None;
+        }
         if info.seq == self.next_seq {
-            self.write_job(info, result)?;
+            self.write_early(result.id)?;
+            self.write_job(&info, &result)?;
             self.next_seq += 1;
         } else {
-            let parked = self.park(info, result)?;
-            self.waiting.insert(info.seq, Some(parked));
+            let seq = info.seq;
+            let waiting = match self.park(&info, &result) {
+                Ok(parked) => Waiting::Parked(parked),
+                // The backlog's disk is full (or gone): keep the result as it is.
+                Err(_) => Waiting::Kept(Box::new((info, result))),
+            };
+            self.waiting.insert(seq, Some(waiting));
         }
         self.release_in_order();
         Ok(())
@@ -673,20 +783,39 @@ impl Printer {
     /// `-k`: a finished job whose turn has not come waits as the bytes it will print.
     fn park(&mut self, info: &JobInfo, result: &JobResult) -> io::Result<Parked> {
         let look = self.look();
-        let mut piece = |stream| {
+        let none = [Vec::new(), Vec::new()];
+        let early = self.early.get(&result.id).unwrap_or(&none);
+        let backlog = &mut self.backlog;
+        let mut piece = |stream: Stream| {
             let large = result.output(stream).is_spilled();
-            self.backlog
-                .park(large, |w| render_stream(w, look, info, result, stream))
-                .map_err(|e| named(e, "the -k backlog file"))
+            let early = &early[stream as usize];
+            backlog.park(large, |w| {
+                w.write_all(early)?;
+                render_stream(w, look, info, result, stream)
+            })
         };
-        Ok(Parked {
-            out: piece(Stream::Stdout)?,
-            err: piece(Stream::Stderr)?,
-        })
+        let out = piece(Stream::Stdout)?;
+        let err = match piece(Stream::Stderr) {
+            Ok(err) => err,
+            Err(e) => {
+                self.backlog.forget(out);
+                return Err(e);
+            }
+        };
+        self.early.remove(&result.id);
+        Ok(Parked { out, err })
     }
 
-    /// Prints a parked job.
-    fn unpark(&mut self, parked: Parked) -> io::Result<()> {
+    /// Prints a waiting job.
+    fn unpark(&mut self, waiting: Waiting) -> io::Result<()> {
+        let parked = match waiting {
+            Waiting::Parked(parked) => parked,
+            Waiting::Kept(kept) => {
+                let (info, result) = *kept;
+                self.write_early(result.id)?;
+                return self.write_job(&info, &result);
+            }
+        };
         self.backlog
             .print(parked.out, &mut self.out)
             .and_then(|()| self.out.flush())
@@ -709,6 +838,16 @@ impl Printer {
     /// The end of the run: under `-k`, jobs still waiting (behind a job that never came, when
     /// the run was stopped) are written in order.
     pub fn flush(&mut self) {
+        self.live = None;
+        for (info, result) in std::mem::take(&mut self.deferred) {
+            let r = self.suspended(|p| p.finish_grouped(info, result));
+            self.check(r);
+        }
+        for id in self.early.keys().copied().collect::<Vec<_>>() {
+            // A job stopped before it finished: what it printed still goes out.
+            let r = self.suspended(|p| p.write_early(id));
+            self.check(r);
+        }
         let waiting = std::mem::take(&mut self.waiting);
         for parked in waiting.into_values().flatten() {
             if self.broken {

@@ -526,12 +526,17 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         progress,
         error: None,
     };
+    maker.stream = printer.wants_stream() || reports.results.is_some() || opts.events_output;
+    maker.collect = printer.wants_collect() || reports.table.is_some();
+    // With neither memory nor disk to spare, the job still read prints as it goes.
+    printer.letting_through = !maker.stream && printer.lets_through();
     // Only --events and --results look at the start of a job.
     let mut builder = Herd::builder()
         .max_running(opts.jobs)
         .started_events(opts.events.is_some() || opts.results.is_some() || opts.files)
         // herd's other children (the Perl helper) stay in its process group.
-        .adopt_orphans(true);
+        .adopt_orphans(true)
+        .stream_when_full(printer.letting_through);
     // Process groups only: to test that level where cgroup v2 is available, and a way out
     // should a machine's cgroups misbehave.
     if std::env::var_os("HERD_NO_CGROUP").is_some() {
@@ -565,8 +570,6 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
     let signal = watch_signals()?;
     let mut reader = ReaderWatch::new();
     let mut spill_told = false;
-    maker.stream = printer.wants_stream() || reports.results.is_some() || opts.events_output;
-    maker.collect = printer.wants_collect() || reports.table.is_some();
     let feeder = Feeder {
         herd: Arc::downgrade(&herd),
         batcher,

@@ -436,3 +436,99 @@ fn with_neither_memory_nor_disk_to_spare_jobs_wait_instead_of_growing_memory() {
         "peak RSS {peak_kb} KiB for 180 MB of output with a full disk"
     );
 }
+
+/// The runs of equal bytes in `data`: (byte, length).
+fn runs(data: &[u8]) -> Vec<(u8, usize)> {
+    let mut runs: Vec<(u8, usize)> = Vec::new();
+    for &b in data {
+        match runs.last_mut() {
+            Some((last, n)) if *last == b => *n += 1,
+            _ => runs.push((b, 1)),
+        }
+    }
+    runs
+}
+
+#[test]
+fn with_neither_memory_nor_disk_to_spare_the_job_still_read_prints_as_it_goes() {
+    // 4 jobs of 100 MB into a full 1 MB --tmpdir: the oldest job's output, which nothing can
+    // hold, goes out as it comes (its memory counted until printed), instead of 100 MB more
+    // in memory; grouped output stays whole per job, and -k keeps its order.
+    let Some(disk) = testkit::SmallDisk::mount("1m") else {
+        return;
+    };
+    for keep in [false, true] {
+        let mut cmd = herd();
+        cmd.arg("--tmpdir").arg(disk.path());
+        if keep {
+            cmd.arg("-k");
+        }
+        let out = cmd
+            .args([
+                "-j",
+                "4",
+                "--shell",
+                "head -c 30000000 /dev/zero | tr '\\0' {}",
+            ])
+            .args([":::", "A", "B", "C", "D"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let runs = runs(&out.stdout);
+        assert_eq!(
+            runs.len(),
+            4,
+            "outputs mixed (-k: {keep}): {:?}",
+            &runs[..runs.len().min(10)]
+        );
+        assert!(runs.iter().all(|&(_, n)| n == 30_000_000), "{runs:?}");
+        if keep {
+            assert_eq!(runs.iter().map(|r| r.0).collect::<Vec<_>>(), b"ABCD");
+        }
+    }
+    if !testkit::have("/usr/bin/time") {
+        return;
+    }
+    let (out, peak_kb) = common::with_peak_rss(&format!(
+        "/usr/bin/time -f %M -o {{rss}} {} --tmpdir {} -j 4 --shell 'head -c 100000000 /dev/zero; echo {{}}' ::: 1 2 3 4 | wc -c",
+        env!("CARGO_BIN_EXE_herd"),
+        disk.path().display()
+    ));
+    assert_eq!(text(&out.stdout).trim(), "400000008");
+    assert!(
+        peak_kb < 128 * 1024,
+        "peak RSS {peak_kb} KiB for 4 jobs of 100 MB with a full disk"
+    );
+}
+
+#[test]
+fn keep_order_behind_a_slow_job_with_a_full_disk_loses_nothing() {
+    // -k parks jobs 2..4 (15 MB each) behind job 1, which waits for them: past 16 MiB the
+    // parked bytes go to a backlog file in --tmpdir, which is full. herd used to stop with
+    // "cannot write to the -k backlog file" and lose them; now it keeps them as they came.
+    let Some(disk) = testkit::SmallDisk::mount("1m") else {
+        return;
+    };
+    let flags = tempfile::tempdir().unwrap();
+    let dir = flags.path().display();
+    let wait = ["2", "3", "4"]
+        .map(|n| testkit::wait_for_file(&flags.path().join(n)))
+        .join("; ");
+    let script = format!(
+        "if [ {{}} = 1 ]; then {wait}; else head -c 15000000 /dev/zero; touch {dir}/{{}}; fi; echo {{}}"
+    );
+    let out = herd()
+        .arg("--tmpdir")
+        .arg(disk.path())
+        .args([
+            "-k", "-j", "4", "--shell", &script, ":::", "1", "2", "3", "4",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let numbers: Vec<u8> = out.stdout.iter().copied().filter(|&b| b != 0).collect();
+    assert_eq!(numbers, b"1\n2\n3\n4\n");
+    assert_eq!(out.stdout.len(), 3 * 15_000_000 + 8);
+}

@@ -15,9 +15,18 @@ use std::sync::{Arc, Mutex};
 pub struct Chunk {
     buf: Vec<u8>,
     pool: Option<Arc<ChunkPool>>,
+    /// Output let through for lack of room counts against the herd's memory budget until
+    /// the consumer drops it (see `Builder::stream_when_full`).
+    _charge: Option<crate::output::Charge>,
 }
 
 impl Chunk {
+    /// The chunk, its bytes counted against `budget` while it lives.
+    pub(crate) fn charged(mut self, budget: &Arc<crate::output::MemoryBudget>) -> Chunk {
+        self._charge = Some(crate::output::Charge::new(self.buf.len(), budget));
+        self
+    }
+
     /// The bytes as a vector of their own (the buffer then does not go back to the pool).
     pub fn into_vec(mut self) -> Vec<u8> {
         self.pool = None;
@@ -95,6 +104,7 @@ impl ChunkPool {
             return Chunk {
                 buf: read.to_vec(),
                 pool: None,
+                _charge: None,
             };
         }
         let spare = {
@@ -106,6 +116,7 @@ impl ChunkPool {
         Chunk {
             buf: std::mem::replace(read, spare),
             pool: Some(self.clone()),
+            _charge: None,
         }
     }
 

@@ -77,6 +77,8 @@ struct Entry {
     grace_armed: bool,
     /// Streams not read for lack of room (see [`Engine::release_held`]), one bit each.
     held: u8,
+    /// Streams delivered as events for lack of room (see [`Engine::hold_streams`]).
+    let_through: u8,
 }
 
 struct Slot {
@@ -500,11 +502,15 @@ impl Engine {
         }
         let oldest = s.exempt_from_holding();
         for (token, stream) in std::mem::take(&mut s.to_hold) {
+            if Some(token) == oldest {
+                s.let_through(token, stream);
+                continue;
+            }
             let Some(entry) = s.entry_mut(token) else {
                 continue;
             };
             let bit = 1 << stream as u8;
-            if Some(token) == oldest || entry.held & bit != 0 {
+            if entry.held & bit != 0 {
                 continue;
             }
             entry.held |= bit;
@@ -652,6 +658,38 @@ impl Engine {
 }
 
 impl State {
+    /// The oldest running job's stream has no room in memory or on disk: with
+    /// `stream_when_full`, it goes on as output events (what it collected first), so that
+    /// memory stays within the share; else it goes on in memory.
+    fn let_through(&mut self, token: Token, stream: Stream) {
+        let events = self.config.stream_when_full;
+        let Some(entry) = self.entry_mut(token) else {
+            return;
+        };
+        let bit = 1 << stream as u8;
+        if !events || entry.let_through & bit != 0 {
+            return;
+        }
+        if !matches!(entry.queued.delivery, Delivery::Events) {
+            return;
+        }
+        let capture = match stream {
+            Stream::Stdout => &mut entry.stdout,
+            Stream::Stderr => &mut entry.stderr,
+        };
+        let Some(mut held) = capture.let_through() else {
+            return;
+        };
+        entry.let_through |= bit;
+        // A streamed job delivered these bytes as events already.
+        if !entry.queued.job.stream_output && !held.is_empty() {
+            let id = entry.queued.id;
+            let data = self.shared.chunks.chunk(&mut held);
+            let data = data.charged(&self.limits.budget);
+            self.push_event(Event::Output { id, stream, data }, false);
+        }
+    }
+
     /// The job whose streams are read even without room: the oldest running one, unless a
     /// result waits for the consumer (see [`Engine::hold_streams`]).
     fn exempt_from_holding(&self) -> Option<Token> {
@@ -729,6 +767,7 @@ impl State {
             stopped_for_terminal: false,
             grace_armed: false,
             held: 0,
+            let_through: 0,
             spilling_direct: 0,
         });
         self.active += 1;
@@ -854,12 +893,21 @@ impl State {
                     Stream::Stdout => &mut entry.stdout,
                     Stream::Stderr => &mut entry.stderr,
                 };
-                if capture.push(data, job.collect_output, &self.limits, &self.spill) {
-                    self.to_hold.push((token, stream));
-                }
                 let streamed =
                     job.stream_output && matches!(entry.queued.delivery, Delivery::Events);
                 let bit = 1 << stream as u8;
+                if entry.let_through & bit != 0 {
+                    // Counted against the budget until the consumer drops it, so that the
+                    // other jobs wait while the consumer catches up.
+                    capture.passed(data.len());
+                    let id = entry.queued.id;
+                    let data = self.shared.chunks.chunk(data).charged(&self.limits.budget);
+                    self.push_event(Event::Output { id, stream, data }, false);
+                    return;
+                }
+                if capture.push(data, job.collect_output, &self.limits, &self.spill) {
+                    self.to_hold.push((token, stream));
+                }
                 if !streamed && entry.spilling_direct & bit == 0 {
                     // Spilling, and nobody wants the bytes before the job ends: the poller
                     // may move the rest from the pipe to the file without reading it.

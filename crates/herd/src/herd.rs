@@ -28,6 +28,7 @@ pub(crate) struct Config {
     pub kill_descendants: bool,
     pub use_cgroups: bool,
     pub adopt_orphans: bool,
+    pub stream_when_full: bool,
     pub started_events: bool,
     pub poller: sys::PollerOptions,
 }
@@ -46,6 +47,7 @@ impl Default for Config {
             kill_descendants: true,
             use_cgroups: true,
             adopt_orphans: false,
+            stream_when_full: false,
             started_events: true,
             poller: sys::PollerOptions::default(),
         }
@@ -157,6 +159,19 @@ impl Builder {
     /// Ignored with cgroups (which reach such descendants anyway) and on Windows.
     pub fn adopt_orphans(mut self, yes: bool) -> Self {
         self.config.adopt_orphans = yes;
+        self
+    }
+
+    /// When neither memory nor disk has room for more output, the one job that is still read
+    /// (see [`memory_budget`](Self::memory_budget)) delivers its stream as
+    /// [`Event::Output`] events instead of keeping it in memory beyond the share (default
+    /// false): first what it had collected, then each chunk as it comes. Only jobs given to
+    /// [`submit`](Herd::submit) have events; the result's [`Output`](crate::Output) then says
+    /// how much came so ([`Output::delivered_as_events`](crate::Output::delivered_as_events)).
+    /// For a consumer that prints as it goes, this keeps memory within the share whatever
+    /// one job prints.
+    pub fn stream_when_full(mut self, yes: bool) -> Self {
+        self.config.stream_when_full = yes;
         self
     }
 

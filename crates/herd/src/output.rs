@@ -190,6 +190,8 @@ pub(crate) struct Capture {
     tail: Tail,
     /// The disk refused this stream once: the rest stays in memory.
     no_disk: bool,
+    /// Bytes delivered as output events instead of kept (see [`Capture::let_through`]).
+    passed: u64,
 }
 
 impl Capture {
@@ -228,6 +230,26 @@ impl Capture {
         }
         self.store(data, limits, spill);
         self.no_disk && limits.budget.full()
+    }
+
+    /// Neither memory nor disk has room, and this job must go on: what the stream holds (in
+    /// memory, since the disk refused it) is handed over to be delivered as an output event,
+    /// and from now on [`passed`](Self::passed) counts its bytes instead of keeping them.
+    /// `None` for a capped stream (its cap bounds it already).
+    pub(crate) fn let_through(&mut self) -> Option<Vec<u8>> {
+        if self.head_capacity.is_some() || self.file.is_some() {
+            return None;
+        }
+        let held = std::mem::take(&mut self.mem);
+        self.uncharge();
+        self.passed += held.len() as u64;
+        Some(held)
+    }
+
+    /// `bytes` of a let-through stream were delivered as an output event.
+    pub(crate) fn passed(&mut self, bytes: usize) {
+        self.total += bytes as u64;
+        self.passed += bytes as u64;
     }
 
     /// The spill file, for the poller to append the rest of the stream to by itself: only
@@ -352,6 +374,7 @@ impl Capture {
             stored,
             total: self.total,
             cut,
+            passed: self.passed,
             _charge: charge,
         }
     }
@@ -365,9 +388,20 @@ impl Drop for Capture {
 
 /// Gives memory back to the budget when the output that held it is dropped.
 #[derive(Debug, Default)]
-struct Charge {
+pub(crate) struct Charge {
     bytes: usize,
     budget: Option<Arc<MemoryBudget>>,
+}
+
+impl Charge {
+    /// `bytes` more held against `budget`, until this is dropped.
+    pub(crate) fn new(bytes: usize, budget: &Arc<MemoryBudget>) -> Charge {
+        budget.used.fetch_add(bytes, Ordering::Relaxed);
+        Charge {
+            bytes,
+            budget: Some(budget.clone()),
+        }
+    }
 }
 
 impl Drop for Charge {
@@ -431,6 +465,8 @@ pub struct Output {
     stored: Stored,
     total: u64,
     cut: Option<Cut>,
+    /// Bytes delivered as output events instead of kept.
+    passed: u64,
     _charge: Charge,
 }
 
@@ -440,6 +476,7 @@ impl Output {
             stored: Stored::Memory(Vec::new()),
             total: 0,
             cut: None,
+            passed: 0,
             _charge: Charge::default(),
         }
     }
@@ -449,9 +486,18 @@ impl Output {
         self.total
     }
 
-    /// How many bytes are kept: [`len`](Self::len) less what a cap cut out.
+    /// How many bytes are kept: [`len`](Self::len) less what a cap cut out and what was
+    /// [`delivered as events`](Self::delivered_as_events).
     pub fn kept_len(&self) -> u64 {
-        self.total - self.cut.map_or(0, |c| c.bytes)
+        self.total - self.cut.map_or(0, |c| c.bytes) - self.passed
+    }
+
+    /// How many bytes of the stream came as [`Event::Output`](crate::Event::Output) events
+    /// instead of being kept here: the whole stream, when it was let through because neither
+    /// memory nor disk had room for it (see
+    /// [`Builder::stream_when_full`](crate::Builder::stream_when_full)); else 0.
+    pub fn delivered_as_events(&self) -> u64 {
+        self.passed
     }
 
     /// Where bytes were cut out of the middle, when the job had a

@@ -715,3 +715,46 @@ fn with_neither_memory_nor_disk_to_spare_every_job_still_ends_with_all_its_outpu
     }
     assert!(herd.spill_problem().is_some());
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn stream_when_full_delivers_what_cannot_be_kept_as_events_and_loses_nothing() {
+    let Some(disk) = testkit::SmallDisk::mount("256k") else {
+        return;
+    };
+    let herd = Herd::builder()
+        .spill_dir(disk.path())
+        .memory_budget(1 << 20)
+        .memory_per_stream(64 << 10)
+        .stream_when_full(true)
+        .build()
+        .unwrap();
+    for letter in ["a", "b", "c", "d"] {
+        let script = format!("head -c 3000000 /dev/zero | tr '\\0' {letter}");
+        herd.submit(Job::new("sh").args(["-c", &script])).unwrap();
+    }
+    let mut streamed: HashMap<herd::JobId, Vec<u8>> = HashMap::new();
+    let mut let_through = 0;
+    for event in herd.events() {
+        match event {
+            Event::Output { id, stream, data } => {
+                assert_eq!(stream, Stream::Stdout);
+                streamed.entry(id).or_default().extend_from_slice(&data);
+            }
+            Event::Finished(result) => {
+                assert!(result.success(), "{result:?}");
+                let mut all = streamed.remove(&result.id).unwrap_or_default();
+                assert_eq!(all.len() as u64, result.stdout.delivered_as_events());
+                if !all.is_empty() {
+                    let_through += 1;
+                }
+                all.extend_from_slice(&result.stdout.to_vec().unwrap());
+                assert_eq!(all.len(), 3_000_000);
+                assert_eq!(result.stdout.len(), 3_000_000);
+                assert!(all.iter().all(|&b| b == all[0]));
+            }
+            Event::Started { .. } => {}
+        }
+    }
+    assert!(let_through > 0, "no job was let through");
+}
