@@ -131,7 +131,8 @@ fn render_stream(
     result: &JobResult,
     stream: Stream,
 ) -> io::Result<()> {
-    if look.verbose && stream == Stream::Stdout {
+    // (A stdout let through printed the line before its first bytes.)
+    if look.verbose && stream == Stream::Stdout && result.stdout.delivered_as_events() == 0 {
         w.write_all(&info.line)?;
         w.write_all(b"\n")?;
     }
@@ -265,6 +266,8 @@ pub struct Printer {
     /// Let-through output of a job whose turn had not come (`-k` after a retry): kept until
     /// it has.
     early: HashMap<JobId, [Vec<u8>; 2]>,
+    /// Let-through streams begun, each with whether it stands at a line's start (`--tag`).
+    through: HashMap<(JobId, Stream), bool>,
 }
 
 fn write_lines(w: &mut dyn Write, prefix: Option<&[u8]>, data: &[u8]) -> io::Result<()> {
@@ -339,19 +342,18 @@ impl Printer {
             live: None,
             deferred: Vec::new(),
             letting_through: false,
+            through: HashMap::new(),
             early: HashMap::new(),
         })
     }
 
     /// Whether this printer can print a grouped job's output as it comes, when the engine
     /// lets it through for lack of room (`Builder::stream_when_full`): grouped and `-k`
-    /// output with nothing that rewrites it (`--tag`, `-v`, `--files`, `--max-output`,
-    /// `--json`).
+    /// output (with `--tag` and `-v` too), unless the whole output is needed at the end
+    /// (`--files`, `--max-output`, `--json`).
     pub fn lets_through(&self) -> bool {
         matches!(self.mode, OutputMode::Group | OutputMode::KeepOrder)
             && self.print_output
-            && !self.tag
-            && !self.verbose
             && !self.files
             && self.head.is_none()
             && self.json.is_none()
@@ -427,7 +429,9 @@ impl Printer {
     }
 
     /// Output the engine let through: printed now if this job may print now (grouped: no
-    /// other job is live; `-k`: its turn), else kept for when it may.
+    /// other job is live; `-k`: its turn), else kept for when it may. Rendered as
+    /// [`render_stream`] would: `-v`'s command line before the first stdout, `--tag`'s prefix
+    /// at each line's start.
     fn let_through(&mut self, id: JobId, info: &JobInfo, stream: Stream, data: &[u8]) {
         if self.broken {
             return;
@@ -436,15 +440,41 @@ impl Printer {
             OutputMode::KeepOrder => info.seq == self.next_seq,
             _ => self.live.map_or(true, |live| live == id),
         };
+        if its_turn {
+            self.live = Some(id);
+        }
+        let first = !self.through.contains_key(&(id, stream));
+        let at_line_start = self.through.entry((id, stream)).or_insert(true);
+        let (verbose, tag) = (self.verbose, self.tag.then_some(&info.tag[..]));
+        // Written straight to the stream (no copy of a chunk that may be large), or kept.
+        let render = |w: &mut dyn Write, at_line_start: &mut bool| -> io::Result<()> {
+            if first && verbose && stream == Stream::Stdout {
+                w.write_all(&info.line)?;
+                w.write_all(b"\n")?;
+            }
+            let Some(tag) = tag else {
+                return w.write_all(data);
+            };
+            for piece in data.split_inclusive(|&b| b == b'\n') {
+                if *at_line_start {
+                    w.write_all(tag)?;
+                }
+                w.write_all(piece)?;
+                *at_line_start = piece.ends_with(b"\n");
+            }
+            Ok(())
+        };
         if !its_turn {
-            self.early.entry(id).or_default()[stream as usize].extend_from_slice(data);
+            let early = &mut self.early.entry(id).or_default()[stream as usize];
+            let _ = render(early, at_line_start);
             return;
         }
-        self.live = Some(id);
+        let mut state = *at_line_start;
         let r = self.suspended(|p| {
             let w = p.writer(stream);
-            w.write_all(data).and_then(|()| w.flush())
+            render(w, &mut state).and_then(|()| w.flush())
         });
+        self.through.insert((id, stream), state);
         self.check(r.map_err(|e| named(e, stream_name(stream))));
     }
 
@@ -578,6 +608,8 @@ impl Printer {
         self.streaming.remove(&(id, Stream::Stderr));
         self.timelines.remove(&id);
         self.early.remove(&id);
+        self.through.remove(&(id, Stream::Stdout));
+        self.through.remove(&(id, Stream::Stderr));
         if self.live == Some(id) {
             self.live = None;
         }
@@ -596,6 +628,9 @@ impl Printer {
 
     /// A job finished. Its JSON record (if any) is written, then its output.
     pub fn finish(&mut self, info: JobInfo, result: JobResult) {
+        // No more of its output will be let through.
+        self.through.remove(&(result.id, Stream::Stdout));
+        self.through.remove(&(result.id, Stream::Stderr));
         let segments = self.timelines.remove(&result.id).unwrap_or_default();
         if self.json.is_some() {
             let form = if self.json_timeline {

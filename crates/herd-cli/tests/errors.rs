@@ -487,15 +487,31 @@ fn with_neither_memory_nor_disk_to_spare_the_job_still_read_prints_as_it_goes() 
             assert_eq!(runs.iter().map(|r| r.0).collect::<Vec<_>>(), b"ABCD");
         }
     }
+    // With --tag and -v, the output let through is rendered as a roomy run renders it.
+    let run = |tmpdir: &std::path::Path| {
+        herd()
+            .arg("--tmpdir")
+            .arg(tmpdir)
+            .args(["-k", "--tag", "-v", "-j", "4", "--shell"])
+            .arg("head -c 20000000 /dev/zero | tr '\\0' {} | fold -w 999999; echo end {}")
+            .args([":::", "A", "B", "C", "D"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let roomy = tempfile::tempdir().unwrap();
+    let (full, expected) = (run(disk.path()), run(roomy.path()));
+    assert_eq!(full.status.code(), Some(0), "{}", text(&full.stderr));
+    assert!(full.stdout == expected.stdout, "--tag -v output differs");
     if !testkit::have("/usr/bin/time") {
         return;
     }
     let (out, peak_kb) = common::with_peak_rss(&format!(
-        "/usr/bin/time -f %M -o {{rss}} {} --tmpdir {} -j 4 --shell 'head -c 100000000 /dev/zero; echo {{}}' ::: 1 2 3 4 | wc -c",
+        "/usr/bin/time -f %M -o {{rss}} {} --tag --tmpdir {} -j 4 --shell 'head -c 100000000 /dev/zero; echo {{}}' ::: 1 2 3 4 | wc -c",
         env!("CARGO_BIN_EXE_herd"),
         disk.path().display()
     ));
-    assert_eq!(text(&out.stdout).trim(), "400000008");
+    assert_eq!(text(&out.stdout).trim(), "400000016");
     assert!(
         peak_kb < 128 * 1024,
         "peak RSS {peak_kb} KiB for 4 jobs of 100 MB with a full disk"
