@@ -682,6 +682,15 @@ fn readers_of_a_spilled_output_do_not_move_each_other() {
     assert_eq!(got_b, expected);
 }
 
+/// A herd with 1 MiB of memory for output and a full disk (a 256 KiB one, soon full).
+#[cfg(target_os = "linux")]
+fn starved(disk: &testkit::SmallDisk) -> herd::Builder {
+    Herd::builder()
+        .spill_dir(disk.path())
+        .memory_budget(1 << 20)
+        .memory_per_stream(64 << 10)
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn with_neither_memory_nor_disk_to_spare_every_job_still_ends_with_all_its_output() {
@@ -691,13 +700,7 @@ fn with_neither_memory_nor_disk_to_spare_every_job_still_ends_with_all_its_outpu
     let Some(disk) = testkit::SmallDisk::mount("256k") else {
         return;
     };
-    let herd = Herd::builder()
-        .spill_dir(disk.path())
-        .memory_budget(1 << 20)
-        .memory_per_stream(64 << 10)
-        .max_running(20)
-        .build()
-        .unwrap();
+    let herd = starved(&disk).max_running(20).build().unwrap();
     let handles: Vec<_> = (0..20)
         .map(|i| {
             let script = format!("head -c 1000000 /dev/zero; echo {i}");
@@ -722,13 +725,7 @@ fn stream_when_full_delivers_what_cannot_be_kept_as_events_and_loses_nothing() {
     let Some(disk) = testkit::SmallDisk::mount("256k") else {
         return;
     };
-    let herd = Herd::builder()
-        .spill_dir(disk.path())
-        .memory_budget(1 << 20)
-        .memory_per_stream(64 << 10)
-        .stream_when_full(true)
-        .build()
-        .unwrap();
+    let herd = starved(&disk).stream_when_full(true).build().unwrap();
     for letter in ["a", "b", "c", "d"] {
         let script = format!("head -c 3000000 /dev/zero | tr '\\0' {letter}");
         herd.submit(Job::new("sh").args(["-c", &script])).unwrap();
