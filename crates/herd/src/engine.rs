@@ -56,6 +56,16 @@ struct Running {
     process: Process,
     start_time: SystemTime,
     started: Instant,
+    /// [`Stdin::HeldOpen`](crate::Stdin::HeldOpen): dropped (closed) to tell the job to stop.
+    held_stdin: Option<sys::HeldStdin>,
+}
+
+impl Running {
+    /// Tells the job to stop: its held stdin reaches end of file, then its tree is signalled.
+    fn stop(&mut self, kill: Kill) {
+        self.held_stdin = None;
+        self.process.signal_tree(kill);
+    }
 }
 
 /// A job that holds a slot: being spawned, or running.
@@ -319,6 +329,7 @@ impl Engine {
                     pipes,
                     start_time,
                     started,
+                    held_stdin,
                 } = spawned;
                 if let Err(e) = self.poller.register(token, &process, pipes) {
                     // Dropping `process` kills and reaps it: no child is ever left behind.
@@ -333,6 +344,7 @@ impl Engine {
                     process,
                     start_time,
                     started,
+                    held_stdin,
                 });
                 let id = entry.queued.id;
                 let timeout = entry.queued.job.timeout;
@@ -460,13 +472,13 @@ impl Engine {
             let Some(entry) = self.state.entry_mut(token) else {
                 continue;
             };
-            let Some(running) = &entry.running else {
+            let Some(running) = &mut entry.running else {
                 continue;
             };
             match kind {
                 TimerKind::Timeout => {
                     entry.timed_out = true;
-                    running.process.signal_tree(Kill::Term);
+                    running.stop(Kill::Term);
                     self.state
                         .timers
                         .push(Reverse((now + kill_grace, TimerKind::Kill, token)));
@@ -826,8 +838,8 @@ impl State {
             return;
         };
         entry.cancelled = true;
-        if let Some(running) = &entry.running {
-            running.process.signal_tree(Kill::Term);
+        if let Some(running) = &mut entry.running {
+            running.stop(Kill::Term);
             self.timers.push(Reverse((
                 Instant::now() + kill_grace,
                 TimerKind::Kill,

@@ -15,6 +15,12 @@ pub enum Stdin {
     Bytes(Arc<[u8]>),
     /// The contents of this file.
     File(PathBuf),
+    /// A pipe herd holds open for as long as the job runs and writes nothing into: the job
+    /// reads end of file only when it is cancelled or times out (herd closes the pipe before
+    /// it signals the job), when it completes, or when herd itself is gone, however that
+    /// happened. For a job whose far end must know when to stop, such as a command run over
+    /// `ssh`: the remote side sees the end of its input when the job is over.
+    HeldOpen,
 }
 
 impl Stdin {

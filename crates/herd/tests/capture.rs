@@ -755,3 +755,46 @@ fn stream_when_full_delivers_what_cannot_be_kept_as_events_and_loses_nothing() {
     }
     assert!(let_through > 0, "no job was let through");
 }
+
+#[cfg(unix)]
+#[test]
+fn a_held_open_stdin_ends_only_when_the_job_is_told_to_stop() {
+    // The job ignores SIGTERM (and so does cat, which inherits that), so what ends it is the
+    // end of its input: herd closes the held pipe when it cancels the job or when the job's
+    // timeout passes, before the kill grace is over.
+    let herd = Herd::builder()
+        .kill_grace(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    // Says when it ignores SIGTERM, so the test cancels it only then.
+    let script = format!(
+        "trap '' TERM; touch '{}'; cat; echo end of input",
+        ready.display()
+    );
+    let job = || Job::new("sh").args(["-c", &script]).stdin(Stdin::HeldOpen);
+    let timed = herd
+        .spawn(job().timeout(Duration::from_secs(2)))
+        .unwrap()
+        .wait();
+    assert!(timed.timed_out);
+    assert_eq!(timed.exit_code(), Some(0), "{timed:?}");
+    assert_eq!(timed.stdout.to_vec().unwrap(), b"end of input\n");
+    assert!(timed.duration >= Duration::from_secs(2), "{timed:?}");
+
+    std::fs::remove_file(&ready).unwrap();
+    let handle = herd.spawn(job()).unwrap();
+    testkit::wait_until("the job to ignore SIGTERM", || ready.exists());
+    herd.cancel(handle.id());
+    let cancelled = handle.wait();
+    assert!(cancelled.cancelled);
+    assert_eq!(cancelled.stdout.to_vec().unwrap(), b"end of input\n");
+
+    // A job that never reads it completes as any other.
+    let quick = herd
+        .spawn(Job::new("true").stdin(Stdin::HeldOpen))
+        .unwrap()
+        .wait();
+    assert!(quick.success());
+}

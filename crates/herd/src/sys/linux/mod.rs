@@ -35,6 +35,9 @@ pub(crate) use rlimit::raise_fd_limit;
 pub(crate) use spawn::{spawn, spawns_without_blocking, Spawned};
 pub(crate) use terminal::groups_stopped_at_terminal;
 
+/// herd's end of a job's [`Stdin::HeldOpen`](crate::Stdin::HeldOpen) pipe.
+pub(crate) type HeldStdin = rustix::fd::OwnedFd;
+
 /// The name of a signal number, for results and messages ("SIGKILL").
 pub(crate) fn signal_name(signal: i32) -> Option<&'static str> {
     Some(match signal {

@@ -46,6 +46,8 @@ use std::time::{Instant, SystemTime};
 pub(crate) struct Spawned {
     pub process: Process,
     pub pipes: Pipes,
+    /// [`Stdin::HeldOpen`]: the write end, closed to tell the child to stop.
+    pub held_stdin: Option<OwnedFd>,
     pub start_time: SystemTime,
     pub started: Instant,
 }
@@ -478,8 +480,14 @@ fn spawn_resolved(
         )
     };
     // The child's stdin: /dev/null, a file, or a pipe herd writes the job's bytes into.
+    let mut held_stdin = None;
     let (stdin_child, stdin_ours): (Option<OwnedFd>, Option<StdinFeed>) = match &job.stdin {
         Stdin::Null => (None, None),
+        Stdin::HeldOpen => {
+            let (r, w) = pipe_pair().map_err(io_err)?;
+            held_stdin = Some(w);
+            (Some(above_stdio(r).map_err(io_err)?), None)
+        }
         Stdin::Bytes(data) => {
             let (r, w) = pipe_pair().map_err(io_err)?;
             rustix::io::ioctl_fionbio(&w, true).map_err(|e| io_err(e.into()))?;
@@ -526,6 +534,7 @@ fn spawn_resolved(
             stderr: err_r,
             stdin: stdin_ours,
         },
+        held_stdin,
         start_time,
         started,
     })

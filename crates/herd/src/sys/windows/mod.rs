@@ -37,6 +37,9 @@ fn wide(s: &std::ffi::OsStr) -> Vec<u16> {
     s.encode_wide().chain(std::iter::once(0)).collect()
 }
 
+/// herd's end of a job's [`Stdin::HeldOpen`](crate::Stdin::HeldOpen) pipe.
+pub(crate) type HeldStdin = std::os::windows::io::OwnedHandle;
+
 /// No job control on Windows: nothing is ever stopped by the console.
 pub(crate) fn groups_stopped_at_terminal(_groups: &std::collections::HashSet<u32>) -> Vec<u32> {
     Vec::new()

@@ -52,6 +52,8 @@ use windows_sys::Win32::System::Threading::{
 pub(crate) struct Spawned {
     pub process: Process,
     pub pipes: Pipes,
+    /// [`Stdin::HeldOpen`]: herd's end, closed to tell the child to stop.
+    pub held_stdin: Option<OwnedHandle>,
     pub start_time: SystemTime,
     pub started: Instant,
 }
@@ -245,8 +247,14 @@ pub(crate) fn spawn(job: &Job, _containment: &super::Containment) -> Result<Spaw
     crate::sys::check_working_dir(job)?;
     let (out_ours, out_child) = pipe::create(Direction::FromChild).map_err(io_err)?;
     let (err_ours, err_child) = pipe::create(Direction::FromChild).map_err(io_err)?;
+    let mut held_stdin = None;
     let (stdin_child, stdin_ours) = match &job.stdin {
         Stdin::Null => (open_read(OsStr::new("NUL")).map_err(io_err)?, None),
+        Stdin::HeldOpen => {
+            let (ours, child) = pipe::create(Direction::ToChild).map_err(io_err)?;
+            held_stdin = Some(ours);
+            (child, None)
+        }
         Stdin::File(path) => {
             let h = open_read(path.as_os_str()).map_err(|source| {
                 SpawnFailure::Job(SpawnError::StdinFile {
@@ -361,6 +369,7 @@ pub(crate) fn spawn(job: &Job, _containment: &super::Containment) -> Result<Spaw
             stderr: err_ours,
             stdin: stdin_ours,
         },
+        held_stdin,
         start_time,
         started,
     })
