@@ -30,8 +30,10 @@ impl Limits {
 
 /// Descriptors a running job holds in the engine: its stdout and stderr pipes, its pidfd, its
 /// cgroup's directory and `cgroup.events`, and while it starts the child's ends of its pipes.
+#[cfg(unix)]
 const ENGINE_DESCRIPTORS_PER_JOB: u64 = 7;
 /// Left for herd itself (its standard streams, the poller, input files, the Perl helper).
+#[cfg(unix)]
 const RESERVED_DESCRIPTORS: u64 = 64;
 
 /// The most jobs that can run at once when each also keeps `extra_per_job` descriptors of the

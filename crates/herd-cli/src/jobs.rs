@@ -56,13 +56,13 @@ fn job_of(argv: &[Vec<u8>]) -> Job {
     Job::new(os(argv[0].clone())).args(argv[1..].iter().cloned().map(os))
 }
 
-/// How the feeder makes jobs.
 /// The terminal a job reads with `--tty`: the controlling terminal, whatever herd's stdin is.
 #[cfg(unix)]
 pub const TERMINAL: &str = "/dev/tty";
 #[cfg(windows)]
 pub const TERMINAL: &str = "CONIN$";
 
+/// How the feeder makes jobs.
 pub struct JobMaker {
     spec: CommandSpec,
     /// The command line's template; `None` when each input is itself a command.

@@ -478,19 +478,25 @@ impl Printer {
         self.check(r.map_err(|e| named(e, stream_name(stream))));
     }
 
-    /// Let-through output kept for `id`, printed before the rest of its output.
+    /// A finished job's whole output: what was let through before its turn, then its
+    /// collected output.
+    fn write_whole(&mut self, info: &JobInfo, result: &JobResult) -> io::Result<()> {
+        self.write_early(result.id)?;
+        self.write_job(info, result)
+    }
+
+    /// Let-through output kept for `id` (its turn had not come).
     fn write_early(&mut self, id: JobId) -> io::Result<()> {
-        let Some([out, err]) = self.early.remove(&id) else {
+        let Some(early) = self.early.remove(&id) else {
             return Ok(());
         };
-        self.out
-            .write_all(&out)
-            .and_then(|()| self.out.flush())
-            .map_err(|e| named(e, "stdout"))?;
-        self.err
-            .write_all(&err)
-            .and_then(|()| self.err.flush())
-            .map_err(|e| named(e, "stderr"))
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let w = self.writer(stream);
+            w.write_all(&early[stream as usize])
+                .and_then(|()| w.flush())
+                .map_err(|e| named(e, stream_name(stream)))?;
+        }
+        Ok(())
     }
 
     /// `-k --line-buffer`: keeps a chunk of a job whose turn has not come. Returns whether the
@@ -680,11 +686,9 @@ impl Printer {
             return Ok(());
         }
         self.live = None;
-        self.write_early(result.id)?;
-        self.write_job(&info, &result)?;
-        for (info, result) in std::mem::take(&mut self.deferred) {
-            self.write_early(result.id)?;
-            self.write_job(&info, &result)?;
+        let deferred = std::mem::take(&mut self.deferred);
+        for (info, result) in std::iter::once((info, result)).chain(deferred) {
+            self.write_whole(&info, &result)?;
         }
         Ok(())
     }
@@ -695,8 +699,7 @@ impl Printer {
             self.live = None;
         }
         if info.seq == self.next_seq {
-            self.write_early(result.id)?;
-            self.write_job(&info, &result)?;
+            self.write_whole(&info, &result)?;
             self.next_seq += 1;
         } else {
             let seq = info.seq;
@@ -847,8 +850,7 @@ impl Printer {
             Waiting::Parked(parked) => parked,
             Waiting::Kept(kept) => {
                 let (info, result) = *kept;
-                self.write_early(result.id)?;
-                return self.write_job(&info, &result);
+                return self.write_whole(&info, &result);
             }
         };
         self.backlog

@@ -779,19 +779,16 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
                         info.shown()
                     ));
                 }
-                if result.stopped_for_terminal && terminal {
+                if result.stopped_for_terminal {
+                    let why = if terminal {
+                        "herd is not the terminal's foreground job (run it in the foreground)"
+                    } else {
+                        "jobs run in their own process group, where a program that asks the \
+                         terminal for input (ssh, sudo, git) waits for ever. Run it with --tty, \
+                         or give it its input another way (ssh -n, sudo -S, a credential helper)"
+                    };
                     printer.message(&format!(
-                        "job {} was stopped for reading the terminal, and killed: herd is not \
-                         the terminal's foreground job (run it in the foreground): {}",
-                        info.seq,
-                        info.shown()
-                    ));
-                } else if result.stopped_for_terminal {
-                    printer.message(&format!(
-                        "job {} was stopped for reading the terminal, and killed: jobs run in \
-                         their own process group, where a program that asks the terminal for \
-                         input (ssh, sudo, git) waits for ever. Run it with --tty, or give it \
-                         its input another way (ssh -n, sudo -S, a credential helper): {}",
+                        "job {} was stopped for reading the terminal, and killed: {why}: {}",
                         info.seq,
                         info.shown()
                     ));

@@ -106,7 +106,7 @@ enum TimerKind {
     EofGrace,
     /// Retry spawning after resource exhaustion with nothing running.
     Retry,
-    /// Look for jobs stopped by the terminal (see [`Engine::kill_terminal_waiters`]).
+    /// Look at the running jobs: stops by the terminal, orphans (see [`Engine::watch_running`]).
     StopCheck,
     /// Read held streams again where there is room (see [`Engine::release_held`]).
     HeldCheck,
@@ -171,6 +171,8 @@ struct State {
     events_to_announce: std::cell::Cell<bool>,
     /// A [`TimerKind::StopCheck`] is pending.
     stop_check_armed: bool,
+    /// A [`TimerKind::HeldCheck`] is pending.
+    held_check_armed: bool,
     /// Streams that went to memory beyond the budget because the disk refused them: after
     /// the poll, held unless their job is the oldest running.
     to_hold: Vec<(Token, Stream)>,
@@ -215,6 +217,7 @@ impl Engine {
                 direct_spills: Vec::new(),
                 events_to_announce: std::cell::Cell::new(false),
                 stop_check_armed: false,
+                held_check_armed: false,
                 to_hold: Vec::new(),
                 held: Vec::new(),
                 containment,
@@ -352,7 +355,7 @@ impl Engine {
                 if matches!(entry.queued.delivery, Delivery::Events) && s.config.started_events {
                     s.push_event(Event::Started { id, pid }, false);
                 }
-                s.arm_stop_check(Instant::now());
+                s.arm_check(TimerKind::StopCheck, Instant::now());
                 if cancelled {
                     s.cancel_running(token);
                 } else if let Some(t) = timeout {
@@ -421,7 +424,7 @@ impl Engine {
     /// (`waitid` with `WSTOPPED|WNOWAIT`, which reaps nothing), and the backend looks for a
     /// descendant stopped so; such a job is killed and its result says why. The same tick
     /// sweeps for orphans where the containment adopts them.
-    fn kill_terminal_waiters(&mut self, now: Instant) {
+    fn watch_running(&mut self, now: Instant) {
         let s = &mut self.state;
         s.stop_check_armed = false;
         let groups: std::collections::HashSet<u32> = s
@@ -445,7 +448,7 @@ impl Engine {
         }
         s.containment.sweep_orphans();
         if !groups.is_empty() {
-            s.arm_stop_check(now);
+            s.arm_check(TimerKind::StopCheck, now);
         }
     }
 
@@ -461,10 +464,11 @@ impl Engine {
                 continue;
             }
             if kind == TimerKind::StopCheck {
-                self.kill_terminal_waiters(now);
+                self.watch_running(now);
                 continue;
             }
             if kind == TimerKind::HeldCheck {
+                self.state.held_check_armed = false;
                 self.release_held(now);
                 continue;
             }
@@ -528,13 +532,7 @@ impl Engine {
             entry.held |= bit;
             self.poller.hold(token, stream);
             s.shared.room_wanted.store(true, Ordering::Relaxed);
-            if s.held.is_empty() {
-                s.timers.push(Reverse((
-                    Instant::now() + HELD_CHECK,
-                    TimerKind::HeldCheck,
-                    token,
-                )));
-            }
+            s.arm_check(TimerKind::HeldCheck, Instant::now());
             s.held.push((token, stream));
         }
     }
@@ -566,9 +564,8 @@ impl Engine {
         s.shared
             .room_wanted
             .store(!s.held.is_empty(), Ordering::Relaxed);
-        if let Some(&(token, _)) = s.held.first() {
-            s.timers
-                .push(Reverse((now + HELD_CHECK, TimerKind::HeldCheck, token)));
+        if !s.held.is_empty() {
+            s.arm_check(TimerKind::HeldCheck, now);
         }
     }
 
@@ -729,13 +726,19 @@ impl State {
             .map(|(_, token)| token)
     }
 
-    /// Schedules the next [`TimerKind::StopCheck`], unless one is pending.
-    fn arm_stop_check(&mut self, now: Instant) {
-        if !self.stop_check_armed {
-            self.stop_check_armed = true;
+    /// Schedules the next periodic check of `kind` ([`TimerKind::StopCheck`] or
+    /// [`TimerKind::HeldCheck`]), unless one is pending: one timer of each kind at a time,
+    /// however often it is asked for.
+    fn arm_check(&mut self, kind: TimerKind, now: Instant) {
+        let (armed, every) = match kind {
+            TimerKind::StopCheck => (&mut self.stop_check_armed, STOP_CHECK),
+            TimerKind::HeldCheck => (&mut self.held_check_armed, HELD_CHECK),
+            _ => unreachable!("not a periodic check"),
+        };
+        if !*armed {
+            *armed = true;
             let token = Token { slot: 0, gen: 0 };
-            self.timers
-                .push(Reverse((now + STOP_CHECK, TimerKind::StopCheck, token)));
+            self.timers.push(Reverse((now + every, kind, token)));
         }
     }
 

@@ -308,9 +308,10 @@ impl Job {
     /// default), for a program that talks to the user on the terminal (a password prompt, an
     /// editor): on Linux, when this process is the terminal's foreground, so is the job, and
     /// reading or setting up the terminal does not stop it. The terminal's Ctrl-C then reaches
-    /// the job too. Where jobs are held by process groups, killing the job reaches its
-    /// process only, not its descendants; a cgroup or a Windows job object still holds them
-    /// all. On Windows the job shares this process's console.
+    /// the job too. Where jobs are held by process groups, killing the job reaches its process
+    /// and the descendants it has at that moment (found in `/proc`), not one that left them;
+    /// a cgroup or a Windows job object still holds them all. On Windows the job shares this
+    /// process's console.
     pub fn foreground(mut self, yes: bool) -> Self {
         self.foreground = yes;
         self

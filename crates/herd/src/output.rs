@@ -283,8 +283,7 @@ impl Capture {
                     let mem = std::mem::take(&mut self.mem);
                     self.uncharge();
                     if !self.write_file(&mem, &limits.budget, spill) {
-                        self.charge(mem.len(), &limits.budget);
-                        self.mem.extend_from_slice(&mem);
+                        self.keep_in_memory(&mem, &limits.budget);
                     }
                 }
                 Err(_) => {

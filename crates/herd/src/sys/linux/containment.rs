@@ -140,7 +140,7 @@ impl Tree {
                 // and what descends from it now, found by walking /proc.
                 // Found before anything dies: a dead parent's children move to herd or init.
                 if kill_process_group(leader, signal).is_err() {
-                    let tree = super::orphans::descendants_of(leader.as_raw_nonzero().get());
+                    let tree = super::procfs::descendants_of(leader.as_raw_nonzero().get());
                     let _ = rustix::process::kill_process(leader, signal);
                     for pid in tree.into_iter().filter_map(Pid::from_raw) {
                         let _ = rustix::process::kill_process(pid, signal);

@@ -10,6 +10,7 @@
 //!   herd may, process groups elsewhere, and the [`guardian`] that kills them if herd dies;
 //!   [`orphans`] catches what leaves a job's process group where there is no cgroup.
 //! - [`terminal`]: finding a job stopped because a process of it used the terminal.
+//! - [`procfs`]: what herd reads about other processes in `/proc`.
 //! - [`rlimit`]: raising `RLIMIT_NOFILE` once, at start.
 //! - [`path`]: looking a program up in `PATH`, with a cache.
 
@@ -23,6 +24,7 @@ mod path;
 mod poller;
 mod posix_spawn;
 mod process;
+mod procfs;
 mod rlimit;
 mod spawn;
 mod terminal;

@@ -22,6 +22,7 @@
 //! Limit: if herd's process is SIGKILLed, what it had adopted goes to init, out of reach (the
 //! guardian is not its ancestor); a cgroup has no such gap.
 
+use super::procfs;
 use rustix::process::{
     getpgrp, getpid, kill_process, kill_process_group, waitid, Pid, Signal, WaitId, WaitIdOptions,
 };
@@ -75,21 +76,13 @@ impl Orphans {
     }
 
     /// Kills and reaps the orphans seen at the previous sweep and still here; remembers the
-    /// new ones. Returns how many orphans it saw.
-    pub(crate) fn sweep(&self) -> usize {
+    /// new ones, and those killed but not yet reaped (reaped at the next sweep).
+    pub(crate) fn sweep(&self) {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let mut now_seen = HashSet::new();
-        let found = candidates();
-        for &pid in &found {
-            if seen.contains(&pid) && !end(pid) {
-                // Killed, not yet reaped: reaped at the next sweep.
-                now_seen.insert(pid);
-            } else if !seen.contains(&pid) {
-                now_seen.insert(pid);
-            }
-        }
-        *seen = now_seen;
-        found.len()
+        *seen = candidates()
+            .into_iter()
+            .filter(|pid| !seen.contains(pid) || !end(*pid))
+            .collect();
     }
 
     /// The herd ends: every orphan is killed now, and those that its death orphans in turn,
@@ -151,68 +144,14 @@ fn candidates() -> Vec<i32> {
 
 /// Every child of every thread of this process.
 fn children() -> Vec<i32> {
-    children_of("self").unwrap_or_else(children_by_scan)
-}
-
-/// Every child of every thread of process `pid` ("self" for this one); `None` on a kernel
-/// without CONFIG_PROC_CHILDREN.
-pub(super) fn children_of(pid: &str) -> Option<Vec<i32>> {
-    let mut pids = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Some(pids);
-    };
-    for task in tasks.flatten() {
-        match std::fs::read_to_string(task.path().join("children")) {
-            Ok(list) => pids.extend(
-                list.split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok()),
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(_) => {}
-        }
-    }
-    Some(pids)
-}
-
-/// Every descendant of `pid`, parents before their children, as far as
-/// `/proc/<pid>/task/*/children` shows them (a fork racing with the walk can be missed).
-pub(super) fn descendants_of(pid: i32) -> Vec<i32> {
-    let mut found = Vec::new();
-    let mut next = vec![pid];
-    while let Some(p) = next.pop() {
-        for child in children_of(&p.to_string()).unwrap_or_default() {
-            if !found.contains(&child) {
-                found.push(child);
-                next.push(child);
-            }
-        }
-    }
-    found
-}
-
-fn children_by_scan() -> Vec<i32> {
-    let me = getpid().as_raw_nonzero().get();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    procs
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| stat_fields(pid).is_some_and(|(ppid, _)| ppid == me))
-        .collect()
+    procfs::children_of("self").unwrap_or_else(|| {
+        let me = getpid().as_raw_nonzero().get();
+        procfs::pids()
+            .filter(|&pid| procfs::stat(pid).is_some_and(|s| s.ppid == me))
+            .collect()
+    })
 }
 
 fn pgrp_of(pid: i32) -> Option<i32> {
-    stat_fields(pid).map(|(_, pgrp)| pgrp)
-}
-
-/// The parent and process group of `pid`, from `/proc/<pid>/stat` (its name, in parentheses,
-/// may hold anything, so the fields are counted from the last parenthesis).
-fn stat_fields(pid: i32) -> Option<(i32, i32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
-    let _state = rest.next()?;
-    let ppid = rest.next()?.parse().ok()?;
-    let pgrp = rest.next()?.parse().ok()?;
-    Some((ppid, pgrp))
+    procfs::stat(pid).map(|s| s.pgrp)
 }

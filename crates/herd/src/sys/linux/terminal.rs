@@ -13,6 +13,7 @@
 //! Only a herd with a controlling terminal looks: without one, no job can be stopped so (its
 //! processes cannot open `/dev/tty`), and nothing in `/proc` is read.
 
+use super::procfs;
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
@@ -22,22 +23,17 @@ pub(crate) fn groups_stopped_at_terminal(groups: &HashSet<u32>) -> Vec<u32> {
     if groups.is_empty() || !has_terminal() {
         return Vec::new();
     }
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let mut stopped = Vec::new();
-    for entry in procs.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
+    for pid in procfs::pids() {
+        let Some(stat) = procfs::stat(pid) else {
             continue;
         };
-        let Some((state, pgrp)) = state_and_group(pid) else {
-            continue;
-        };
-        if state == 'T' && groups.contains(&pgrp) && !stopped.contains(&pgrp) && at_terminal(pid) {
+        let pgrp = stat.pgrp as u32;
+        if stat.state == 'T'
+            && groups.contains(&pgrp)
+            && !stopped.contains(&pgrp)
+            && at_terminal(pid)
+        {
             stopped.push(pgrp);
         }
     }
@@ -47,31 +43,11 @@ pub(crate) fn groups_stopped_at_terminal(groups: &HashSet<u32>) -> Vec<u32> {
 /// Whether this process has a controlling terminal (asked once).
 fn has_terminal() -> bool {
     static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| {
-        std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|stat| {
-                let rest = &stat[stat.rfind(')')? + 1..];
-                // state ppid pgrp session tty_nr
-                rest.split_whitespace().nth(4)?.parse::<i64>().ok()
-            })
-            .is_some_and(|tty| tty != 0)
-    })
-}
-
-/// The state letter and process group of `pid` (its name, in parentheses, may hold anything,
-/// so the fields are counted from the last parenthesis).
-fn state_and_group(pid: u32) -> Option<(char, u32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
-    let state = rest.next()?.chars().next()?;
-    let _ppid = rest.next()?;
-    let pgrp = rest.next()?.parse().ok()?;
-    Some((state, pgrp))
+    *HAS.get_or_init(|| procfs::stat("self").is_some_and(|s| s.tty_nr != 0))
 }
 
 /// Whether stopped `pid` was stopped in a read, write or ioctl on a terminal.
-fn at_terminal(pid: u32) -> bool {
+fn at_terminal(pid: i32) -> bool {
     let Ok(syscall) = std::fs::read_to_string(format!("/proc/{pid}/syscall")) else {
         return false;
     };
@@ -97,8 +73,7 @@ fn at_terminal(pid: u32) -> bool {
     };
     std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|target| {
         let target = target.to_string_lossy();
-        target == "/dev/tty"
-            || target == "/dev/console"
+        target == "/dev/console"
             || target.starts_with("/dev/pts/")
             || target.starts_with("/dev/tty")
     })
