@@ -422,12 +422,54 @@ def reliability(t, a, tmp, out):
     out.append("\n".join(lines))
 
 
+def ssh_lab():
+    """The ssh laboratory's directory (.ci/ssh-lab), started if needed and possible."""
+    lab = os.environ.get("HERD_SSH_LAB", "/tmp/herd-ssh-lab")
+    if not os.path.exists(os.path.join(lab, "ready")):
+        if os.geteuid() != 0:
+            return None
+        subprocess.run([os.path.join(ROOT, ".ci/ssh-lab"), "up"], check=True, stdout=subprocess.DEVNULL)
+    return lab
+
+
+def ssh(t, a, tmp, out):
+    """Jobs on two hosts over ssh: herd -S against GNU parallel -S, with and without its -M."""
+    lab = ssh_lab()
+    if lab is None:
+        out.append("## SSH: jobs on other hosts\n\nSkipped: needs root for the ssh laboratory.\n")
+        return
+    n = a.ssh_jobs
+    logins = "4/h1,4/h2"
+    ssh_cmd = f"ssh -F {lab}/ssh_config"
+    inputs = input_file(tmp, "ssh", range(1, n + 1))
+    tools = [("herd", lambda: measure([t.herd, "--ssh", ssh_cmd, "-S", logins, "true"], inputs))]
+    if t.parallel:
+        base = [t.parallel, "--will-cite", "--ssh", ssh_cmd, "-S", logins]
+        tools.append(("GNU parallel -M", lambda: measure(base + ["-M", "true"], inputs)))
+        if not a.smoke:
+            tools.append(("GNU parallel", lambda: measure(base + ["true"], inputs)))
+    res = rounds(tools, a.rounds, "SSH")
+    h = res["herd"]
+    rows = []
+    for name, runs in res.items():
+        wall, cpu = median(runs, "wall"), median(runs, "cpu")
+        rows.append([name, f"{wall:.2f}", f"{n / wall:.0f}", f"{cpu * 1000 / n:.1f}",
+                     f"{wall / median(h, 'wall'):.2f}", f"{cpu / median(h, 'cpu'):.2f}",
+                     f"{median(runs, 'rss_mb'):.0f}"])
+    out.append(f"## SSH: {n} jobs (`true`) on two hosts over ssh, 4 slots each\n\n"
+               "Hosts h1 and h2 of the ssh laboratory (`.ci/ssh-lab`: an sshd in a network namespace "
+               "each, one machine). CPU is herd's or parallel's own, with its ssh clients and masters "
+               "(not the sshd side).\n\n"
+               + table(["tool", "wall s", "jobs/s", "local CPU ms/job", "wall vs herd", "CPU vs herd", "peak RSS MB"],
+                       rows) + "\n")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one round: checks the benchmark runs")
     p.add_argument("--tools", required=True, help="where bench/run put tiny, baseline and rust-parallel")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--only", default="W1,W2,W3,W4,W5,SYS,REL")
+    p.add_argument("--only", default="W1,W2,W3,W4,W5,SYS,REL,SSH")
     p.add_argument("--output", default=os.path.join(ROOT, "bench/RESULTS.md"))
     a = p.parse_args()
     a.w1_jobs, a.w1_gnu = 10000, True
@@ -436,7 +478,9 @@ def main():
     a.w4_sizes = [1000, 10000, 100000]
     a.w5_jobs, a.w5_mib = 2000, 4096
     a.syscall_jobs = 1000
+    a.ssh_jobs = 500
     if a.smoke:
+        a.ssh_jobs = 20
         a.rounds = 1
         a.w1_jobs, a.w2_jobs, a.w2_sleep, a.w3_bytes = 200, 50, 1, 10**7
         a.w4_sizes, a.w5_jobs, a.w5_mib, a.syscall_jobs = [100, 300], 100, 64, 50
@@ -446,7 +490,7 @@ def main():
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="herd-bench-") as tmp:
         for name, fn in [("W1", w1), ("W2", w2), ("W3", w3), ("W4", w4), ("W5", w5), ("SYS", syscalls),
-                         ("REL", reliability)]:
+                         ("REL", reliability), ("SSH", ssh)]:
             if name in only:
                 print(f"{name}…", file=sys.stderr, flush=True)
                 fn(t, a, tmp, out)

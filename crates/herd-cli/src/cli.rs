@@ -262,6 +262,35 @@ pub struct Cli {
     #[arg(short = 'o', long = "open-tty")]
     pub open_tty: bool,
 
+    /// Run jobs on other machines over ssh: a list of sshlogins, as GNU parallel takes them,
+    /// separated by commas: host, user@host, an alias of ~/.ssh/config, N/host (N job slots
+    /// there), an ssh command before the host (ssh -p 2222 host), or : for this machine.
+    /// Without N/, a host runs -j jobs, relative to its own CPU count (asked once), as GNU
+    /// parallel does. herd logs in to each host once, with a connection it owns for the run
+    /// (an ssh control master; more past 10 jobs, sshd's MaxSessions), and runs each job as a
+    /// session over it; the remote host needs only a POSIX sh. A job killed by --timeout,
+    /// --halt now or Ctrl-C, or by herd's own death, is killed on its host with its process
+    /// group. A host whose connection breaks (keepalive: about 3 s) is taken out of rotation,
+    /// its jobs run again elsewhere, and it is tried again later. Repeatable.
+    /// Example: herd -S 8/server1,me@server2,: gzip -9 {} ::: *.log
+    #[arg(short = 'S', long = "sshlogin", value_name = "LOGINS")]
+    pub sshlogin: Vec<String>,
+
+    /// Read sshlogins (as for -S) from FILE, one per line; empty lines and lines starting with #
+    /// are ignored. .. is ~/.parallel/sshloginfile. Repeatable. Example: --slf hosts.txt
+    #[arg(long = "sshloginfile", visible_alias = "slf", value_name = "FILE")]
+    pub sshloginfile: Vec<PathBuf>,
+
+    /// The ssh command (with options) for hosts whose sshlogin names none [default: ssh].
+    /// Example: --ssh 'ssh -F ./lab_config'
+    #[arg(long, value_name = "COMMAND")]
+    pub ssh: Option<String>,
+
+    /// Export the variable NAME, as herd has it, to jobs on other hosts (jobs on this machine
+    /// have herd's whole environment). Repeatable. Example: -S server --env DATA_DIR
+    #[arg(long = "env", value_name = "NAME")]
+    pub env: Vec<String>,
+
     /// Stop when a condition is met: WHEN,WHY=N or WHEN,WHY=N% where WHEN is now (kill the
     /// running jobs' trees) or soon (let them finish) and WHY is fail, success or done; or never
     /// (the default). 1 means soon,fail=1 and 2 means now,fail=1. herd then exits as GNU

@@ -17,6 +17,9 @@ enum Line<'a> {
     Start {
         seq: u64,
         slot: usize,
+        /// `-S`: the host it runs on (the pid is of its local ssh).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        host: Option<&'a str>,
         pid: u32,
         command: &'a [String],
         time: String,
@@ -30,6 +33,9 @@ enum Line<'a> {
     Retry {
         seq: u64,
         run: u32,
+        /// `-S`: the host of the attempt that failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        host: Option<&'a str>,
         exit_code: Option<i32>,
         signal: Option<&'static str>,
     },
@@ -65,7 +71,14 @@ impl EventLog {
         self.out.flush()
     }
 
-    pub fn start(&mut self, seq: u64, slot: usize, pid: u32, argv: &[Vec<u8>]) -> io::Result<()> {
+    pub fn start(
+        &mut self,
+        seq: u64,
+        slot: usize,
+        host: Option<&str>,
+        pid: u32,
+        argv: &[Vec<u8>],
+    ) -> io::Result<()> {
         let command: Vec<String> = argv
             .iter()
             .map(|a| String::from_utf8_lossy(a).into_owned())
@@ -73,6 +86,7 @@ impl EventLog {
         self.write(&Line::Start {
             seq,
             slot,
+            host,
             pid,
             command: &command,
             time: now(),
@@ -94,10 +108,17 @@ impl EventLog {
         })
     }
 
-    pub fn retry(&mut self, seq: u64, run: u32, result: &herd::JobResult) -> io::Result<()> {
+    pub fn retry(
+        &mut self,
+        seq: u64,
+        run: u32,
+        host: Option<&str>,
+        result: &herd::JobResult,
+    ) -> io::Result<()> {
         self.write(&Line::Retry {
             seq,
             run,
+            host,
             exit_code: result.exit_code(),
             signal: result
                 .signal()

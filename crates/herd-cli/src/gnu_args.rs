@@ -39,8 +39,8 @@ pub enum Action {
 use Action::{Note, Quiet, Refuse, To};
 
 const NOT_YET_PIPE: &str = "is not available yet (--pipe and --pipepart are planned); split the input with split(1) and use ::::";
-const NOT_YET_SSH: &str =
-    "is not available yet (remote hosts over ssh are planned); herd runs jobs on this machine";
+const NOT_YET_SSH: &str = "is not available yet (herd runs jobs on other hosts with -S, but file \
+     transfer, --onall/--nonall and host groups are still to come); copy files with rsync first";
 
 /// GNU parallel's options (20221122): names as Getopt::Long spells them, then what herd does.
 /// `=` takes a value, `:` an optional value. herd's own options are found in clap's definition.
@@ -84,7 +84,7 @@ const GNU: &[(&str, Action)] = &[
     ("slotreplace=s", To("slotreplace")),
     ("jobs|j=s", To("jobs")),
     ("delay=s", To("delay")),
-    ("ssh-delay|sshdelay=s", Refuse(NOT_YET_SSH)),
+    ("ssh-delay|sshdelay=s", Note("herd logs in to each host once, one connection at a time, so it needs no delay between logins")),
     ("load=s", To("load")),
     ("noswap", To("noswap")),
     ("max-line-length-allowed|maxlinelengthallowed", To("max-line-length-allowed")),
@@ -105,11 +105,11 @@ const GNU: &[(&str, Action)] = &[
     ("color-failed|colour-failed|colorfailed|colourfailed|color-fail|colour-fail|colorfail|colourfail|cf", Quiet),
     ("onall", Refuse(NOT_YET_SSH)),
     ("nonall", Refuse(NOT_YET_SSH)),
-    ("filter-hosts|filterhosts|filter-host", Refuse(NOT_YET_SSH)),
-    ("sshlogin|S=s", Refuse(NOT_YET_SSH)),
-    ("sshloginfile|slf=s", Refuse(NOT_YET_SSH)),
-    ("controlmaster|M", Refuse(NOT_YET_SSH)),
-    ("ssh=s", Refuse(NOT_YET_SSH)),
+    ("filter-hosts|filterhosts|filter-host", Note("herd always leaves out the hosts it cannot reach, and tries them again later")),
+    ("sshlogin|S=s", To("sshlogin")),
+    ("sshloginfile|slf=s", To("sshloginfile")),
+    ("controlmaster|M", Quiet),
+    ("ssh=s", To("ssh")),
     ("transfer-file|transferfile|transfer-files|transferfiles|tf=s", Refuse(NOT_YET_SSH)),
     ("return=s", Refuse(NOT_YET_SSH)),
     ("trc=s", Refuse(NOT_YET_SSH)),
@@ -140,7 +140,7 @@ const GNU: &[(&str, Action)] = &[
     ("arg-sep|argsep=s", To("arg-sep")),
     ("arg-file-sep|argfilesep=s", To("arg-file-sep")),
     ("trim=s", To("trim")),
-    ("env=s", Quiet),
+    ("env=s", To("env")),
     ("recordenv|record-env", To("record-env")),
     ("session", Refuse("is for env_parallel, which herd does not have")),
     ("plain", To("plain")),

@@ -147,6 +147,7 @@ impl Joblog {
     pub fn unrun_row(&mut self, seq: u64, command: &str, exit_value: i32) -> io::Result<()> {
         let row = Row {
             seq,
+            host: ":".into(),
             start: std::time::SystemTime::now(),
             runtime: 0.0,
             received: 0,
@@ -157,9 +158,16 @@ impl Joblog {
     }
 
     /// Logs a finished job, and flushes: the log is current while the run goes on.
-    pub fn row(&mut self, seq: u64, command: &str, result: &JobResult) -> io::Result<()> {
+    pub fn row(
+        &mut self,
+        seq: u64,
+        host: &str,
+        command: &str,
+        result: &JobResult,
+    ) -> io::Result<()> {
         let row = Row {
             seq,
+            host: host.replace(['\t', '\n'], " "),
             start: result.start_time,
             runtime: result.duration.as_secs_f64(),
             received: result.stdout.len() + result.stderr.len(),
@@ -180,8 +188,8 @@ impl Joblog {
         // it has none, so newlines are written as the two characters \n.
         let command = command.replace('\n', "\\n");
         let line = format!(
-            "{}\t:\t{start:.3}\t{:10.3}\t0\t{}\t{}\t{}\t{command}\n",
-            row.seq, row.runtime, row.received, row.exit_value, row.signal,
+            "{}\t{}\t{start:.3}\t{:10.3}\t0\t{}\t{}\t{}\t{command}\n",
+            row.seq, row.host, row.runtime, row.received, row.exit_value, row.signal,
         );
         self.put(&line)
     }
@@ -199,6 +207,7 @@ fn ends_with_newline(path: &Path) -> io::Result<bool> {
 /// One joblog line's numbers.
 struct Row {
     seq: u64,
+    host: String,
     start: std::time::SystemTime,
     runtime: f64,
     received: u64,

@@ -7,6 +7,7 @@ use crate::batch::JobArgs;
 use crate::compose::{self, Composer, Seg, Shell};
 use crate::options::CommandSpec;
 use crate::perl::{JobContext, Perl, PerlError};
+use crate::remote::RemoteCommand;
 use crate::results::ResultFiles;
 use crate::run::Fatal;
 use crate::template::{Exprs, Fill, PerlValues, Template};
@@ -95,6 +96,16 @@ pub struct JobMaker {
     pub max_output: Option<u64>,
     /// Keep each job's values (a `--results` table shows them).
     pub keep_values: bool,
+    /// `-S`: jobs may run on other hosts; these are what they need there.
+    pub remote: Option<RemoteSetup>,
+}
+
+/// What jobs for other hosts carry (`-S`).
+pub struct RemoteSetup {
+    /// `--env`: names of variables exported to them, with herd's values.
+    pub env: Vec<(String, Vec<u8>)>,
+    /// `--termseq`'s grace between SIGTERM and SIGKILL, for the remote kill.
+    pub kill_grace: Duration,
 }
 
 /// `--results NAME`'s layouts (see [`crate::results`]).
@@ -134,6 +145,8 @@ pub struct Made {
     pub results: Option<ResultFiles>,
     /// The job's values, when [`JobMaker::keep_values`] asks for them.
     pub values: Vec<Vec<u8>>,
+    /// The same command for another host (`-S`).
+    pub remote: Option<RemoteCommand>,
 }
 
 impl JobMaker {
@@ -206,6 +219,7 @@ impl JobMaker {
             retries: 1,
             max_output: None,
             keep_values: false,
+            remote: None,
         })
     }
 
@@ -428,19 +442,42 @@ impl JobMaker {
         if let Some(dir) = &self.spec.workdir {
             job = job.current_dir(dir);
         }
-        let mut job = job.stream_output(self.stream).collect_output(self.collect);
+        let mut job = self.settle(job);
         if let Some(terminal) = self.terminal {
             job = job
                 .foreground(true)
                 .stdin(Stdin::file(TERMINAL))
                 .inherit_output(terminal.output);
         }
-        if let Some(t) = self.timeout {
-            job = job.timeout(t);
-        }
-        if let Some(m) = self.max_output {
-            job = job.max_output(m);
-        }
+        let remote = self.remote.as_ref().map(|setup| {
+            let mut line = line.clone();
+            if let Some(n) = self.spec.nice {
+                line = [format!("nice -n {n} ").as_bytes(), &line].concat();
+            }
+            let mut env = vec![
+                ("PARALLEL_SEQ".to_string(), seq.to_string().into_bytes()),
+                (
+                    "PARALLEL_JOBSLOT".to_string(),
+                    slot.to_string().into_bytes(),
+                ),
+            ];
+            if let Some(var) = &self.spec.process_slot_var {
+                env.push((var.clone(), (slot - 1).to_string().into_bytes()));
+            }
+            env.extend(setup.env.iter().cloned());
+            RemoteCommand {
+                line,
+                shell: self
+                    .composer
+                    .shell
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "sh".into()),
+                env,
+                kill_grace: setup.kill_grace,
+            }
+        });
         Ok(Made {
             job,
             argv,
@@ -452,6 +489,20 @@ impl JobMaker {
             } else {
                 Vec::new()
             },
+            remote,
         })
+    }
+
+    /// What every job of the run has, wherever it runs: how its output is taken, its
+    /// timeout, its output limit.
+    pub fn settle(&self, job: Job) -> Job {
+        let mut job = job.stream_output(self.stream).collect_output(self.collect);
+        if let Some(t) = self.timeout {
+            job = job.timeout(t);
+        }
+        if let Some(m) = self.max_output {
+            job = job.max_output(m);
+        }
+        job
     }
 }

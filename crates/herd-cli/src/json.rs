@@ -54,6 +54,9 @@ pub enum OutputForm<'a> {
 #[derive(Serialize)]
 pub struct Record {
     pub seq: u64,
+    /// `-S`: the sshlogin it ran on (`:` for this machine).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
     command: Vec<String>,
     exit_code: Option<i32>,
     signal: Option<&'static str>,
@@ -90,7 +93,7 @@ fn stream_name(stream: Stream) -> &'static str {
 }
 
 /// The record of a finished job, without its output (see [`write_record`] for that).
-pub fn record(seq: u64, argv: &[Vec<u8>], result: &JobResult) -> Record {
+pub fn record(seq: u64, host: Option<&str>, argv: &[Vec<u8>], result: &JobResult) -> Record {
     let error = match &result.outcome {
         Outcome::SpawnFailed(e) => Some(e.to_string()),
         Outcome::Cancelled => Some("cancelled before it started".to_string()),
@@ -104,6 +107,7 @@ pub fn record(seq: u64, argv: &[Vec<u8>], result: &JobResult) -> Record {
     };
     Record {
         seq,
+        host: host.map(str::to_string),
         command: argv
             .iter()
             .map(|a| String::from_utf8_lossy(a).into_owned())
@@ -146,11 +150,12 @@ pub fn add_segment(segments: &mut Vec<Segment>, stream: Stream, len: u64) {
 pub fn write_record(
     out: &mut dyn Write,
     seq: u64,
+    host: Option<&str>,
     argv: &[Vec<u8>],
     result: &JobResult,
     form: OutputForm<'_>,
 ) -> io::Result<()> {
-    let mut head = serde_json::to_vec(&record(seq, argv, result))?;
+    let mut head = serde_json::to_vec(&record(seq, host, argv, result))?;
     head.pop(); // The closing brace: the output fields follow.
     out.write_all(&head)?;
     match form {

@@ -28,6 +28,7 @@ mod parked;
 mod perl;
 mod printer;
 mod progress;
+mod remote;
 mod results;
 mod run;
 mod template;

@@ -123,6 +123,29 @@ pub struct Options {
     pub total_jobs: Option<u64>,
     /// `--tty`, `-o`: jobs read the terminal and run in herd's process group.
     pub terminal: Option<Terminal>,
+    /// `-S`, `--slf`: the hosts jobs run on, when not only this machine.
+    pub remote: Option<Remote>,
+}
+
+/// Jobs on other hosts (`-S`, `--slf`, `--ssh`, `--env`).
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub logins: Vec<crate::remote::Login>,
+    pub ssh: Option<String>,
+    /// `--env`: variables exported to remote jobs.
+    pub env: Vec<String>,
+    /// `-j` as given: applied to each host's CPU count.
+    pub jobs: Option<String>,
+}
+
+impl Remote {
+    /// Job slots on a host of `cpus` CPUs.
+    pub fn slots_for(&self, cpus: usize) -> usize {
+        match &self.jobs {
+            Some(s) => parse_jobs_for(s, cpus).unwrap_or(cpus),
+            None => cpus,
+        }
+    }
 }
 
 /// How jobs use the terminal (`--tty`, `-o`).
@@ -137,7 +160,7 @@ pub struct Terminal {
 #[derive(Debug)]
 pub struct UsageError(pub String);
 
-fn cpus() -> usize {
+pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
@@ -209,9 +232,14 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
 }
 
 /// `-j 0`: as many jobs at once as there are inputs.
-const NO_LIMIT: usize = 1 << 20;
+pub const NO_LIMIT: usize = 1 << 20;
 
 fn parse_jobs(s: &str) -> Result<usize, UsageError> {
+    parse_jobs_for(s, cpus())
+}
+
+/// `-j` for a machine of `cpus` CPUs.
+fn parse_jobs_for(s: &str, cpus: usize) -> Result<usize, UsageError> {
     let bad = || {
         UsageError(format!(
             "invalid value '{s}' for --jobs: expected a number, N%, +N or -N"
@@ -222,12 +250,11 @@ fn parse_jobs(s: &str) -> Result<usize, UsageError> {
         if p.is_nan() || p <= 0.0 {
             return Err(bad());
         }
-        ((cpus() as f64 * p / 100.0).round() as usize).max(1)
+        ((cpus as f64 * p / 100.0).round() as usize).max(1)
     } else if let Some(n) = s.strip_prefix('+') {
-        cpus().saturating_add(n.parse::<usize>().map_err(|_| bad())?)
+        cpus.saturating_add(n.parse::<usize>().map_err(|_| bad())?)
     } else if let Some(n) = s.strip_prefix('-') {
-        cpus()
-            .saturating_sub(n.parse::<usize>().map_err(|_| bad())?)
+        cpus.saturating_sub(n.parse::<usize>().map_err(|_| bad())?)
             .max(1)
     } else {
         match s.parse::<usize>().map_err(|_| bad())? {
@@ -437,8 +464,43 @@ pub fn information(cli: &Cli) -> Option<(String, u8)> {
 }
 
 impl Cli {
+    /// `-S`, `--slf`, `--ssh`, `--env`: the hosts, or `None` for this machine only.
+    fn remote(&self) -> Result<Option<Remote>, UsageError> {
+        let mut logins = Vec::new();
+        for list in &self.sshlogin {
+            logins.extend(crate::remote::parse_list(list).map_err(UsageError)?);
+        }
+        for file in &self.sshloginfile {
+            logins.extend(crate::remote::read_file(file).map_err(UsageError)?);
+        }
+        if logins.is_empty() {
+            if !self.sshloginfile.is_empty() {
+                return Err(UsageError("--sshloginfile: no sshlogin in the file".into()));
+            }
+            return Ok(None);
+        }
+        for name in &self.env {
+            let valid = name.bytes().enumerate().all(|(i, b)| {
+                b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit())
+            });
+            if !valid || name.is_empty() {
+                return Err(UsageError(format!(
+                    "--env {name}: not a variable name (letters, digits and _, not starting \
+                     with a digit)"
+                )));
+            }
+        }
+        Ok(Some(Remote {
+            logins,
+            ssh: self.ssh.clone(),
+            env: self.env.clone(),
+            jobs: self.jobs.clone(),
+        }))
+    }
+
     /// Checks the options and splits the trailing words into command and sources.
     pub fn into_options(self) -> Result<Options, UsageError> {
+        let remote = self.remote()?;
         let jobs = match &self.jobs {
             Some(s) => parse_jobs(s)?,
             // GNU parallel's --tty: one job at a time, unless -j says otherwise.
@@ -760,6 +822,17 @@ impl Cli {
                 )));
             }
         }
+        if remote.is_some() && (self.tty || self.open_tty) {
+            return Err(UsageError(
+                "--tty and -o cannot be used with -S: a remote job has no terminal".into(),
+            ));
+        }
+        if remote.is_some() && self.workdir.is_some() {
+            return Err(UsageError(
+                "--workdir is not available with -S yet: remote jobs run in the login directory"
+                    .into(),
+            ));
+        }
         let terminal = (self.tty || self.open_tty).then_some(Terminal {
             output: self.tty
                 && mode == OutputMode::Ungroup
@@ -783,6 +856,7 @@ impl Cli {
             retry_failed: self.retry_failed,
             files: self.files,
             terminal,
+            remote,
             resume,
             dry_run: self.dry_run || self.shell_quote,
             shell_quote: self.shell_quote,

@@ -34,6 +34,31 @@ pub struct JobInfo {
     pub values: Vec<Vec<u8>>,
     /// When it (or its latest run, under `--retries`) started (`--timeout N%`).
     pub started: std::time::Instant,
+    /// `-S`: where it runs, and how to run it elsewhere.
+    pub remote: Option<Box<Remote>>,
+}
+
+/// A job of a run with hosts (`-S`).
+pub struct Remote {
+    /// Where it runs now; `None` while it waits for a host.
+    pub place: Option<crate::remote::Placement>,
+    /// The sshlogin, as the joblog's Host column shows it.
+    pub host: String,
+    pub command: crate::remote::RemoteCommand,
+    /// The job as it runs on this machine (the `:` host).
+    pub local: herd::Job,
+}
+
+impl JobInfo {
+    /// The joblog's Host column: the sshlogin, or `:` for this machine.
+    pub fn host(&self) -> &str {
+        self.remote_host().unwrap_or(":")
+    }
+
+    /// `-S`: the sshlogin the job runs on (`--json`, `--events`).
+    pub fn remote_host(&self) -> Option<&str> {
+        self.remote.as_ref().map(|r| r.host.as_str())
+    }
 }
 
 impl JobInfo {
@@ -645,9 +670,16 @@ impl Printer {
                 OutputForm::Separate
             };
             let json = self.json.as_mut().expect("json");
-            let r = json::write_record(&mut *json, info.seq, &info.argv, &result, form)
-                .and_then(|()| json.flush())
-                .map_err(|e| named(e, &format!("--json {}", self.json_name)));
+            let r = json::write_record(
+                &mut *json,
+                info.seq,
+                info.remote_host(),
+                &info.argv,
+                &result,
+                form,
+            )
+            .and_then(|()| json.flush())
+            .map_err(|e| named(e, &format!("--json {}", self.json_name)));
             self.check(r);
         }
         if !self.print_output || self.broken {

@@ -18,14 +18,15 @@ use crate::joblog::{self, Joblog};
 use crate::jobs::{JobMaker, NotRun, ResultsLayout};
 use crate::json;
 use crate::options::Options;
-use crate::printer::{JobInfo, Printer, PrinterOptions};
+use crate::printer::{JobInfo, Printer, PrinterOptions, Remote};
 use crate::progress::Progress;
+use crate::remote::{Hosts, Placement};
 use crate::results::{Results, Row, Table};
 use crate::timeouts::RelativeTimeout;
 use crate::watch::{watch_signals, ReaderWatch, SIGNAL_CHECK};
 use herd::{Event, Herd, JobId, KeepOpen, Outcome};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
@@ -67,6 +68,8 @@ struct Window {
     skipped_total: u64,
     stop: bool,
     input_error: Option<String>,
+    /// `-S`: jobs waiting for a host (made while none had room, or back from a failed host).
+    waiting: VecDeque<JobInfo>,
 }
 
 /// A job that does not run.
@@ -91,9 +94,19 @@ struct Feed {
     room: Condvar,
     /// Keeps the event stream open while the feeder may still submit.
     hold: Mutex<Option<KeepOpen>>,
+    /// `-S`: the hosts, which hand out job slots instead of the permits.
+    hosts: Option<Arc<Hosts>>,
 }
 
 impl Feed {
+    /// Whether another job could start now.
+    fn has_room(&self, window: &Window) -> bool {
+        match &self.hosts {
+            Some(hosts) => hosts.has_room(),
+            None => window.permits > 0,
+        }
+    }
+
     /// Stops feeding: no new job starts, and the event stream ends with the running jobs.
     fn stop(&self) {
         self.window.lock().unwrap().stop = true;
@@ -141,16 +154,35 @@ struct Feeder {
     said_why: bool,
     /// `--memfree`: jobs are kept to run again when killed to free memory.
     keep_jobs: bool,
+    /// The input has ended.
+    input_done: bool,
 }
 
 impl Feeder {
     fn step(&mut self, feed: &Feed) -> Fed {
         {
-            let window = feed.window.lock().unwrap();
+            let mut window = feed.window.lock().unwrap();
             if window.stop {
                 return Fed::Done;
             }
-            if window.permits == 0 {
+            if let Some(hosts) = &feed.hosts {
+                // Jobs waiting for a host go first.
+                if !window.waiting.is_empty() {
+                    let Some(place) = hosts.pick() else {
+                        return Fed::NoRoom;
+                    };
+                    let info = window.waiting.pop_front().expect("a waiting job");
+                    return self.submit_at(&mut window, hosts, place, info);
+                }
+            }
+            if self.input_done {
+                // -S: a running job may yet come back from a failed host, to run elsewhere.
+                if feed.hosts.is_some() && !window.running.is_empty() {
+                    return Fed::Wait;
+                }
+                return Fed::Done;
+            }
+            if !feed.has_room(&window) {
                 return Fed::NoRoom;
             }
             if let Err(why) = self.gate.check() {
@@ -166,7 +198,10 @@ impl Feeder {
         let maker = &self.maker;
         let args = match self.batcher.next_job(&mut |v| maker.measure(v)) {
             Ok(Some(v)) => v,
-            Ok(None) => return Fed::Done,
+            Ok(None) => {
+                self.input_done = true;
+                return Fed::Progress;
+            }
             Err(e) => {
                 feed.window.lock().unwrap().input_error = Some(e.0);
                 return Fed::Done;
@@ -207,11 +242,40 @@ impl Feeder {
                 return Fed::Progress;
             }
         };
-        window.permits -= 1;
+        if feed.hosts.is_none() {
+            window.permits -= 1;
+        }
         if self.verbose_stderr {
             eprintln!("{}", String::from_utf8_lossy(&made.line));
         }
         self.last_start = Some(std::time::Instant::now());
+        if let Some(hosts) = &feed.hosts {
+            let info = JobInfo {
+                seq,
+                slot,
+                tag: made.tag,
+                line: made.line,
+                argv: made.argv,
+                results: made.results,
+                values: made.values,
+                job: None,
+                runs: 1,
+                started: std::time::Instant::now(),
+                remote: Some(Box::new(Remote {
+                    place: None,
+                    host: String::new(),
+                    command: made.remote.expect("a remote command"),
+                    local: made.job,
+                })),
+            };
+            return match hosts.pick() {
+                Some(place) => self.submit_at(&mut window, hosts, place, info),
+                None => {
+                    window.waiting.push_back(info);
+                    Fed::Progress
+                }
+            };
+        }
         let again = (self.maker.retries > 1 || self.keep_jobs).then(|| made.job.clone());
         // Submitting under the lock: the main thread cannot see the job's events before its info.
         let Some(herd) = self.herd.upgrade() else {
@@ -232,6 +296,7 @@ impl Feeder {
                         job: again,
                         runs: 1,
                         started: std::time::Instant::now(),
+                        remote: None,
                     },
                 );
                 Fed::Progress
@@ -240,13 +305,47 @@ impl Feeder {
         }
     }
 
+    /// `-S`: submits a job at the place the hosts gave it (under the window's lock, as
+    /// [`Feeder::step`] submits).
+    fn submit_at(
+        &mut self,
+        window: &mut Window,
+        hosts: &Hosts,
+        place: Placement,
+        mut info: JobInfo,
+    ) -> Fed {
+        let remote = info.remote.as_mut().expect("a job for the hosts");
+        let job = if hosts.is_local(place) {
+            remote.local.clone()
+        } else {
+            self.maker.settle(hosts.job(place, &remote.command))
+        };
+        remote.place = Some(place);
+        remote.host = hosts.name(place);
+        info.job = (self.maker.retries > 1 || self.keep_jobs).then(|| job.clone());
+        info.started = std::time::Instant::now();
+        let submitted = self.herd.upgrade().map(|herd| herd.submit(job));
+        match submitted {
+            Some(Ok(id)) => {
+                window.running.insert(id, info);
+                Fed::Progress
+            }
+            _ => {
+                hosts.release(place);
+                Fed::Done
+            }
+        }
+    }
+
     /// On a thread of its own: waits for permits, feeds until done.
     fn run_thread(mut self, feed: &Feed) {
         loop {
             {
                 let mut window = feed.window.lock().unwrap();
-                while window.permits == 0 && !window.stop {
-                    window = feed.room.wait(window).unwrap();
+                while !window.stop && !self.input_done && !feed.has_room(&window) {
+                    // Hosts wake this without the lock (they may be called under it): look
+                    // again now and then so that no wake-up is lost.
+                    window = feed.room.wait_timeout(window, GATE_CHECK).unwrap().0;
                 }
             }
             match self.step(feed) {
@@ -385,6 +484,43 @@ fn report_unrun(feed: &Feed, printer: &mut Printer, reports: &mut Reports, count
     }
 }
 
+/// `-S`: the host of a job that ended with ssh's status 255, when the host failed rather
+/// than the job (its connection is gone).
+fn host_failed(
+    hosts: Option<&Hosts>,
+    info: &JobInfo,
+    result: &herd::JobResult,
+) -> Option<Placement> {
+    let place = info.remote.as_ref()?.place?;
+    let hosts = hosts?;
+    let candidate = !result.cancelled && result.exit_code() == Some(255) && !hosts.is_local(place);
+    (candidate && hosts.host_failed(place)).then_some(place)
+}
+
+/// `-S`: every host is down. The run stops; the jobs that were waiting for a host are
+/// reported as not run, each with the reason.
+fn no_host_left(feed: &Feed, why: String) -> bool {
+    let mut window = feed.window.lock().unwrap();
+    if !window.running.is_empty() {
+        // Their ends will tell; they may yet bring their hosts' failures.
+        return false;
+    }
+    let waiting = std::mem::take(&mut window.waiting);
+    for info in waiting {
+        window.unrun.push(Unrun {
+            seq: info.seq,
+            why: Why::Failed {
+                line: info.line,
+                reason: format!("not run: {why}"),
+            },
+        });
+    }
+    window.input_error = Some(why);
+    drop(window);
+    feed.stop();
+    true
+}
+
 /// Runs every job; returns herd's exit status.
 pub fn run(mut opts: Options) -> Result<i32, Fatal> {
     if opts.results.is_some() || opts.files {
@@ -459,6 +595,19 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
     maker.retries = opts.retries;
     maker.max_output = opts.max_output;
     maker.slots = opts.jobs;
+    if let Some(remote) = &opts.remote {
+        maker.remote = Some(crate::jobs::RemoteSetup {
+            env: remote
+                .env
+                .iter()
+                .filter_map(|name| {
+                    let value = std::env::var_os(name)?;
+                    Some((name.clone(), value.as_encoded_bytes().to_vec()))
+                })
+                .collect(),
+            kill_grace: opts.kill_grace.unwrap_or(Duration::from_secs(1)),
+        });
+    }
     if table.is_some() {
         maker.keep_values = true;
     } else if let Some(name) = &opts.results {
@@ -532,7 +681,12 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
     printer.letting_through = !maker.stream && printer.lets_through();
     // Only --events and --results look at the start of a job.
     let mut builder = Herd::builder()
-        .max_running(opts.jobs)
+        // With hosts, each host limits its own jobs.
+        .max_running(if opts.remote.is_some() {
+            crate::options::NO_LIMIT
+        } else {
+            opts.jobs
+        })
         .started_events(opts.events.is_some() || opts.results.is_some() || opts.files)
         // herd's other children (the Perl helper) stay in its process group.
         .adopt_orphans(true)
@@ -554,6 +708,27 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
     let herd = Arc::new(builder.build().map_err(|e| Fatal(e.to_string()))?);
     let containment = herd.containment();
     let terminal = opts.terminal.is_some();
+    // -S: connect to the hosts; jobs start as soon as one is up. They wake the feeder when
+    // they have room (the feed does not exist yet: it is found through `waker`).
+    let waker: Arc<std::sync::OnceLock<Weak<Feed>>> = Arc::default();
+    let hosts = match &opts.remote {
+        Some(remote) => {
+            let slots = remote.clone();
+            let waker = waker.clone();
+            let config = crate::remote::Config {
+                logins: remote.logins.clone(),
+                ssh: remote.ssh.clone(),
+                slots_for: Box::new(move |cpus| slots.slots_for(cpus)),
+                wake: Box::new(move || {
+                    if let Some(feed) = waker.get().and_then(Weak::upgrade) {
+                        feed.room.notify_all();
+                    }
+                }),
+            };
+            Some(Arc::new(Hosts::start(config).map_err(Fatal)?))
+        }
+        None => None,
+    };
     let feed_state = Arc::new(Feed {
         window: Mutex::new(Window {
             permits: opts.jobs,
@@ -563,10 +738,13 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
             skipped_total: 0,
             stop: false,
             input_error: None,
+            waiting: VecDeque::new(),
         }),
         room: Condvar::new(),
         hold: Mutex::new(Some(herd.keep_open())),
+        hosts: hosts.clone(),
     });
+    let _ = waker.set(Arc::downgrade(&feed_state));
     let signal = watch_signals()?;
     let mut reader = ReaderWatch::new();
     let mut spill_told = false;
@@ -582,6 +760,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         gate: Gate::new(opts.gate),
         said_why: false,
         keep_jobs: opts.gate.memfree.is_some(),
+        input_done: false,
     };
     let mut inline = if never_blocks {
         Some(feeder)
@@ -619,6 +798,11 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         if let Some(feeder) = inline.as_mut() {
             if !feeder.fill(&feed_state) {
                 inline = None;
+            }
+        }
+        if let (Some(hosts), false) = (&hosts, stopped) {
+            if let Some(why) = hosts.all_down() {
+                stopped = no_host_left(&feed_state, why);
             }
         }
         report_unrun(&feed_state, &mut printer, &mut reports, &mut counts);
@@ -679,7 +863,8 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
                         reports.check(r, "--results");
                     }
                     if let Some(events) = reports.events.as_mut() {
-                        let r = events.start(info.seq, info.slot, pid, &info.argv);
+                        let r =
+                            events.start(info.seq, info.slot, info.remote_host(), pid, &info.argv);
                         reports.check(r, "cannot write --events");
                     }
                 }
@@ -704,6 +889,26 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
                     let Some(mut info) = window.running.remove(&result.id) else {
                         continue;
                     };
+                    if let Some(place) = host_failed(hosts.as_deref(), &info, &result) {
+                        // The host failed, not the job: it runs again on another host, and
+                        // this attempt is on record.
+                        hosts.as_deref().expect("hosts").release(place);
+                        printer.discard(result.id);
+                        if let Some(log) = reports.joblog.as_mut() {
+                            let r = log.row(info.seq, info.host(), &info.display(), &result);
+                            reports.check(r, "--joblog");
+                        }
+                        if let Some(events) = reports.events.as_mut() {
+                            let r = events.retry(info.seq, info.runs, info.remote_host(), &result);
+                            reports.check(r, "cannot write --events");
+                        }
+                        if let Some(r) = info.remote.as_mut() {
+                            r.place = None;
+                        }
+                        window.waiting.push_back(info);
+                        feed_state.room.notify_one();
+                        continue;
+                    }
                     // --retries: run a failed job again in the same slot; only its last run is
                     // reported.
                     let retry = !result.success() && !result.cancelled && !window.stop;
@@ -723,7 +928,8 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
                         if let Ok(id) = herd.submit(job) {
                             printer.discard(result.id);
                             if let Some(events) = reports.events.as_mut() {
-                                let r = events.retry(info.seq, info.runs, &result);
+                                let r =
+                                    events.retry(info.seq, info.runs, info.remote_host(), &result);
                                 reports.check(r, "cannot write --events");
                             }
                             // Killed for room, not failed: that run does not count.
@@ -753,6 +959,11 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
                     let still_running = window.running.len();
                     window.permits += 1;
                     window.slots.give(info.slot);
+                    if let (Some(hosts), Some(place)) =
+                        (&hosts, info.remote.as_ref().and_then(|r| r.place))
+                    {
+                        hosts.release(place);
+                    }
                     (info, halting, still_running)
                 };
                 feed_state.room.notify_one();
@@ -807,7 +1018,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
                     ));
                 }
                 if let Some(log) = reports.joblog.as_mut() {
-                    let r = log.row(info.seq, &info.display(), &result);
+                    let r = log.row(info.seq, info.host(), &info.display(), &result);
                     reports.check(r, "--joblog");
                 }
                 if let (Some(results), Some(files)) = (reports.results.as_mut(), &info.results) {
@@ -825,7 +1036,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
                     reports.check(r, "--results");
                 }
                 if let Some(events) = reports.events.as_mut() {
-                    let record = json::record(info.seq, &info.argv, &result);
+                    let record = json::record(info.seq, info.remote_host(), &info.argv, &result);
                     let r = events.finish(&record);
                     reports.check(r, "cannot write --events");
                 }
@@ -888,6 +1099,9 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         reports.check(r, "cannot write --events");
     }
     reports.progress.finish(counts.done, counts.failed, skipped);
+    if let Some(hosts) = &hosts {
+        hosts.end();
+    }
     // The last reference: the feeder holds the herd weakly, and upgrades it only under the
     // window's lock. Dropping it removes the spill directory, even when the
     // feeder is still blocked reading input.
