@@ -86,6 +86,20 @@ struct Host {
 }
 
 impl Host {
+    /// Whether it can take a job now: up, a slot free, and (over ssh) a master with room.
+    fn has_room(&self) -> bool {
+        self.status == Status::Up
+            && self.running < self.slots
+            && (self.login.place == Place::Local || self.free_master().is_some())
+    }
+
+    /// A master that is up and has a session to spare.
+    fn free_master(&self) -> Option<usize> {
+        self.masters
+            .iter()
+            .position(|m| m.ready && !m.dead && m.sessions < MAX_SESSIONS)
+    }
+
     fn destination(&self) -> &str {
         match &self.login.place {
             Place::Ssh { destination, .. } => destination,
@@ -249,21 +263,13 @@ impl Hosts {
         for k in 0..n {
             let h = (state.next + k) % n;
             let host = &mut state.hosts[h];
-            if host.status != Status::Up || host.running >= host.slots {
+            if !host.has_room() {
                 continue;
             }
-            let master = if host.login.place == Place::Local {
-                None
-            } else {
-                let free = host
-                    .masters
-                    .iter()
-                    .position(|m| m.ready && !m.dead && m.sessions < MAX_SESSIONS);
-                // Its next master is still logging in: another host may have room.
-                let Some(m) = free else { continue };
+            let master = host.free_master();
+            if let Some(m) = master {
                 host.masters[m].sessions += 1;
-                Some(m)
-            };
+            }
             host.running += 1;
             let generation = host.generation;
             state.next = h + 1;
@@ -346,14 +352,15 @@ impl Hosts {
         // The master exits before its sessions' clients do when the connection breaks, so
         // by now a dead master no longer answers.
         if dead || !check(&ssh, &control, &destination) {
-            self.mark_down(p.host, p.generation, "the connection to it was lost".into());
+            mark_down(
+                &self.inner,
+                p.host,
+                p.generation,
+                "the connection to it was lost".into(),
+            );
             return true;
         }
         false
-    }
-
-    fn mark_down(&self, h: usize, generation: u32, why: String) {
-        mark_down(&self.inner, h, generation, why);
     }
 
     /// When no host can run jobs and none is still connecting for the first time: why.
@@ -376,16 +383,7 @@ impl Hosts {
 
     /// Whether a job could be placed now.
     pub fn has_room(&self) -> bool {
-        let state = self.state();
-        state.hosts.iter().any(|host| {
-            host.status == Status::Up
-                && host.running < host.slots
-                && (host.login.place == Place::Local
-                    || host
-                        .masters
-                        .iter()
-                        .any(|m| m.ready && !m.dead && m.sessions < MAX_SESSIONS))
-        })
+        self.state().hosts.iter().any(Host::has_room)
     }
 
     /// Closes every master and stops connecting.
