@@ -286,6 +286,51 @@ pub struct Cli {
     #[arg(long, value_name = "COMMAND")]
     pub ssh: Option<String>,
 
+    /// With -S: send FILE to the job's host before it runs, over the host's connection (rsync
+    /// when both ends have it, else a plain copy), relative to --workdir (a path with /./ lands
+    /// relative to it from there; an absolute one at the same place). Usually a replacement
+    /// string. A file that cannot be sent fails the job (status 255). Repeatable.
+    /// Example: -S host --tf {} wc -l ::: data/*.txt
+    #[arg(long = "transferfile", visible_alias = "tf", value_name = "FILE")]
+    pub transferfile: Vec<String>,
+
+    /// Shorthand for --transferfile {}. Example: -S host --transfer gzip ::: *.log
+    #[arg(long)]
+    pub transfer: bool,
+
+    /// With -S: fetch FILE (relative to --workdir) from the job's host after it ran, into the
+    /// same path here. One that cannot be fetched fails the job (status 255). Repeatable.
+    /// Example: -S host --transfer --return {}.gz gzip ::: *.log
+    #[arg(long = "return", value_name = "FILE")]
+    pub return_file: Vec<String>,
+
+    /// With -S: remove the files sent and fetched from the host after each job (and the
+    /// --basefiles at the end, and the directory of --workdir ...). Example: --cleanup
+    #[arg(long)]
+    pub cleanup: bool,
+
+    /// Shorthand for --transfer --return FILE --cleanup. Repeatable.
+    /// Example: -S host --trc {}.gz gzip ::: *.log
+    #[arg(long = "trc", value_name = "FILE")]
+    pub trc: Vec<String>,
+
+    /// With -S: send FILE to each host once, before its first job (relative to the login
+    /// directory unless absolute). A host that cannot take it gets no job, with the reason.
+    /// Repeatable. Example: -S host --bf ./model.bin ./score {} ::: inputs/*
+    #[arg(long = "basefile", visible_alias = "bf", value_name = "FILE")]
+    pub basefile: Vec<PathBuf>,
+
+    /// With -S: run every job on every host (one job at a time on each host; -j hosts at once,
+    /// all by default). --tag prefixes each line with its host. Example: -S h1,h2 --onall
+    /// --tag df -h ::: / /home
+    #[arg(long, conflicts_with = "nonall")]
+    pub onall: bool,
+
+    /// With -S: run the command once on every host, with no input. --tag prefixes each line
+    /// with its host. Example: herd -S h1,h2,h3 --nonall --tag uptime
+    #[arg(long)]
+    pub nonall: bool,
+
     /// Export the variable NAME, as herd has it, to jobs on other hosts (jobs on this machine
     /// have herd's whole environment). Repeatable. Example: -S server --env DATA_DIR
     #[arg(long = "env", value_name = "NAME")]
@@ -544,7 +589,10 @@ pub struct Cli {
     #[arg(long = "process-slot-var", value_name = "NAME")]
     pub process_slot_var: Option<String>,
 
-    /// Run the jobs in DIR. Example: --workdir /tmp
+    /// Run the jobs in DIR. With -S, DIR is on the host (created if missing; relative to the
+    /// login directory; it may hold replacement strings): . is this directory (relative to
+    /// $HOME when beneath it), and ... a directory of the job's own under
+    /// ~/.parallel/tmp, removed by --cleanup. Example: --workdir /tmp, -S host --wd ...
     #[arg(long, visible_alias = "wd", value_name = "DIR")]
     pub workdir: Option<PathBuf>,
 

@@ -39,8 +39,8 @@ pub enum Action {
 use Action::{Note, Quiet, Refuse, To};
 
 const NOT_YET_PIPE: &str = "is not available yet (--pipe and --pipepart are planned); split the input with split(1) and use ::::";
-const NOT_YET_SSH: &str = "is not available yet (herd runs jobs on other hosts with -S, but file \
-     transfer, --onall/--nonall and host groups are still to come); copy files with rsync first";
+const NOT_YET_SSH: &str = "is not available yet (herd runs jobs on other hosts with -S, but \
+     --onall/--nonall, host groups and rsync options are still to come)";
 
 /// GNU parallel's options (20221122): names as Getopt::Long spells them, then what herd does.
 /// `=` takes a value, `:` an optional value. herd's own options are found in clap's definition.
@@ -103,19 +103,19 @@ const GNU: &[(&str, Action)] = &[
     ("ctag-string|ctagstring=s", To("tagstring")),
     ("color|colour", Quiet),
     ("color-failed|colour-failed|colorfailed|colourfailed|color-fail|colour-fail|colorfail|colourfail|cf", Quiet),
-    ("onall", Refuse(NOT_YET_SSH)),
-    ("nonall", Refuse(NOT_YET_SSH)),
+    ("onall", To("onall")),
+    ("nonall", To("nonall")),
     ("filter-hosts|filterhosts|filter-host", Note("herd always leaves out the hosts it cannot reach, and tries them again later")),
     ("sshlogin|S=s", To("sshlogin")),
     ("sshloginfile|slf=s", To("sshloginfile")),
     ("controlmaster|M", Quiet),
     ("ssh=s", To("ssh")),
-    ("transfer-file|transferfile|transfer-files|transferfiles|tf=s", Refuse(NOT_YET_SSH)),
-    ("return=s", Refuse(NOT_YET_SSH)),
-    ("trc=s", Refuse(NOT_YET_SSH)),
-    ("transfer", Refuse(NOT_YET_SSH)),
-    ("cleanup", Refuse(NOT_YET_SSH)),
-    ("basefile|bf=s", Refuse(NOT_YET_SSH)),
+    ("transfer-file|transferfile|transfer-files|transferfiles|tf=s", To("transferfile")),
+    ("return=s", To("return")),
+    ("trc=s", To("trc")),
+    ("transfer", To("transfer")),
+    ("cleanup", To("cleanup")),
+    ("basefile|bf=s", To("basefile")),
     ("template|tmpl=s", Refuse("is not supported: write the file from a job instead")),
     ("B=s", Refuse("is retired in GNU parallel")),
     ("ctrl-c|ctrlc", Quiet),

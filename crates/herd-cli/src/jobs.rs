@@ -17,13 +17,13 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 #[cfg(unix)]
-fn os(v: Vec<u8>) -> OsString {
+pub fn os(v: Vec<u8>) -> OsString {
     use std::os::unix::ffi::OsStringExt;
     OsString::from_vec(v)
 }
 
 #[cfg(not(unix))]
-fn os(v: Vec<u8>) -> OsString {
+pub fn os(v: Vec<u8>) -> OsString {
     String::from_utf8_lossy(&v).into_owned().into()
 }
 
@@ -55,6 +55,28 @@ fn shell_job(shell: &Shell, line: Vec<u8>) -> (Job, Vec<Vec<u8>>) {
 
 fn job_of(argv: &[Vec<u8>]) -> Job {
     Job::new(os(argv[0].clone())).args(argv[1..].iter().cloned().map(os))
+}
+
+/// This machine's name, for `--workdir ...` on the hosts.
+fn local_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && !h.contains('/'))
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// `--workdir .` on the hosts: this directory, relative to $HOME when beneath it (so it
+/// names the same place under another home), as GNU parallel does.
+fn here_for_hosts() -> String {
+    let here = std::env::current_dir().unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        if let Ok(rel) = here.strip_prefix(&home) {
+            return rel.to_string_lossy().into_owned();
+        }
+    }
+    here.to_string_lossy().into_owned()
 }
 
 /// The terminal a job reads with `--tty`: the controlling terminal, whatever herd's stdin is.
@@ -106,6 +128,18 @@ pub struct RemoteSetup {
     pub env: Vec<(String, Vec<u8>)>,
     /// `--termseq`'s grace between SIGTERM and SIGKILL, for the remote kill.
     pub kill_grace: Duration,
+    /// `--transferfile`, `--return`: each job's file names.
+    transfer: Vec<Template>,
+    returns: Vec<Template>,
+    cleanup: bool,
+    workdir: Option<RemoteDir>,
+}
+
+/// `--workdir` on the hosts.
+enum RemoteDir {
+    /// `...`: a directory of the job's own, named from this machine's name and herd's pid.
+    Own(String),
+    Named(Template),
 }
 
 /// `--results NAME`'s layouts (see [`crate::results`]).
@@ -221,6 +255,56 @@ impl JobMaker {
             keep_values: false,
             remote: None,
         })
+    }
+
+    /// `-S`: what remote jobs carry: `--env` values, the kill grace, and the templates of
+    /// `--transferfile`, `--return` and `--workdir`.
+    pub fn set_remote(
+        &mut self,
+        remote: &crate::options::Remote,
+        kill_grace: Duration,
+    ) -> Result<(), Fatal> {
+        let mut parse = |text: &str| {
+            Template::parse(text.as_bytes(), &self.spec.names, &mut self.exprs)
+                .map_err(|e| Fatal(e.0))
+        };
+        let transfer = remote
+            .transfer
+            .iter()
+            .map(|t| parse(t))
+            .collect::<Result<_, _>>()?;
+        let returns = remote
+            .returns
+            .iter()
+            .map(|t| parse(t))
+            .collect::<Result<_, _>>()?;
+        let workdir = match remote.workdir.as_deref() {
+            None => None,
+            Some("...") => Some(RemoteDir::Own(format!(
+                ".parallel/tmp/{}-{}",
+                local_host_name(),
+                std::process::id()
+            ))),
+            Some(".") => Some(RemoteDir::Named(parse(&here_for_hosts())?)),
+            Some(dir) => Some(RemoteDir::Named(parse(dir)?)),
+        };
+        let env = remote
+            .env
+            .iter()
+            .filter_map(|name| {
+                let value = std::env::var_os(name)?;
+                Some((name.clone(), value.as_encoded_bytes().to_vec()))
+            })
+            .collect();
+        self.remote = Some(RemoteSetup {
+            env,
+            kill_grace,
+            transfer,
+            returns,
+            cleanup: remote.cleanup,
+            workdir,
+        });
+        Ok(())
     }
 
     /// `--results NAME`: a tree under NAME, or, when NAME has replacement strings, the files
@@ -465,7 +549,18 @@ impl JobMaker {
                 env.push((var.clone(), (slot - 1).to_string().into_bytes()));
             }
             env.extend(setup.env.iter().cloned());
+            let render = |t: &Template| compose::text(&t.compose(&fill, false));
+            let (workdir, own_workdir) = match &setup.workdir {
+                None => (None, false),
+                Some(RemoteDir::Own(base)) => (Some(format!("{base}-{seq}").into_bytes()), true),
+                Some(RemoteDir::Named(t)) => (Some(render(t)), false),
+            };
             RemoteCommand {
+                workdir,
+                own_workdir,
+                transfer: setup.transfer.iter().map(render).collect(),
+                returns: setup.returns.iter().map(render).collect(),
+                cleanup: setup.cleanup,
                 line,
                 shell: self
                     .composer

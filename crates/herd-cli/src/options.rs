@@ -130,17 +130,37 @@ pub struct Options {
 /// Jobs on other hosts (`-S`, `--slf`, `--ssh`, `--env`).
 #[derive(Debug, Clone)]
 pub struct Remote {
+    /// `-S`'s logins.
     pub logins: Vec<crate::remote::Login>,
+    /// `--slf`'s files.
+    pub login_files: Vec<PathBuf>,
     pub ssh: Option<String>,
     /// `--env`: variables exported to remote jobs.
     pub env: Vec<String>,
     /// `-j` as given: applied to each host's CPU count.
     pub jobs: Option<String>,
+    /// `--transferfile` (and `--transfer`, `--trc`): templates of files sent before a job.
+    pub transfer: Vec<String>,
+    /// `--return` (and `--trc`): templates of files fetched after it.
+    pub returns: Vec<String>,
+    pub cleanup: bool,
+    /// `--basefile`: sent to each host once.
+    pub basefiles: Vec<Vec<u8>>,
+    /// `--workdir`, a template, on the hosts.
+    pub workdir: Option<String>,
+    /// `--onall`, `--nonall`: every job runs on every host, one at a time on each.
+    pub everywhere: bool,
+    /// `-j` given with `--onall`/`--nonall`: how many hosts at once.
+    pub hosts_at_once: Option<usize>,
 }
 
 impl Remote {
     /// Job slots on a host of `cpus` CPUs.
     pub fn slots_for(&self, cpus: usize) -> usize {
+        if self.everywhere {
+            // --onall: one job at a time on each host.
+            return 1;
+        }
         match &self.jobs {
             Some(s) => parse_jobs_for(s, cpus).unwrap_or(cpus),
             None => cpus,
@@ -470,10 +490,21 @@ impl Cli {
         for list in &self.sshlogin {
             logins.extend(crate::remote::parse_list(list).map_err(UsageError)?);
         }
+        // Read here to find mistakes before any job starts; read again by the hosts, and
+        // whenever they change.
+        let mut in_files = 0;
+        let mut login_files = Vec::new();
         for file in &self.sshloginfile {
-            logins.extend(crate::remote::read_file(file).map_err(UsageError)?);
+            in_files += crate::remote::read_file(file).map_err(UsageError)?.len();
+            login_files.push(crate::remote::resolve(file));
         }
-        if logins.is_empty() {
+        if logins.is_empty() && in_files == 0 {
+            if self.onall || self.nonall {
+                let name = if self.onall { "--onall" } else { "--nonall" };
+                return Err(UsageError(format!(
+                    "{name} needs hosts: give them with -S or --slf"
+                )));
+            }
             if !self.sshloginfile.is_empty() {
                 return Err(UsageError("--sshloginfile: no sshlogin in the file".into()));
             }
@@ -490,17 +521,48 @@ impl Cli {
                 )));
             }
         }
+        let mut transfer = self.transferfile.clone();
+        if self.transfer || !self.trc.is_empty() {
+            transfer.push("{}".into());
+        }
+        let mut returns = self.return_file.clone();
+        returns.extend(self.trc.iter().cloned());
+        let mut basefiles = Vec::new();
+        for f in &self.basefile {
+            if !f.is_file() {
+                return Err(UsageError(format!(
+                    "--basefile {}: no such file",
+                    f.display()
+                )));
+            }
+            basefiles.push(f.as_os_str().as_encoded_bytes().to_vec());
+        }
         Ok(Some(Remote {
             logins,
+            login_files,
             ssh: self.ssh.clone(),
             env: self.env.clone(),
             jobs: self.jobs.clone(),
+            transfer,
+            returns,
+            cleanup: self.cleanup || !self.trc.is_empty(),
+            basefiles,
+            workdir: self
+                .workdir
+                .as_ref()
+                .map(|w| w.to_string_lossy().into_owned()),
+            everywhere: self.onall || self.nonall,
+            hosts_at_once: match (&self.jobs, self.onall || self.nonall) {
+                (Some(j), true) => Some(parse_jobs(j)?),
+                _ => None,
+            },
         }))
     }
 
     /// Checks the options and splits the trailing words into command and sources.
     pub fn into_options(self) -> Result<Options, UsageError> {
         let remote = self.remote()?;
+        let remote_run = remote.is_some();
         let jobs = match &self.jobs {
             Some(s) => parse_jobs(s)?,
             // GNU parallel's --tty: one job at a time, unless -j says otherwise.
@@ -662,6 +724,18 @@ impl Cli {
                 });
             }
         }
+        if self.nonall {
+            if !sources.is_empty() {
+                return Err(UsageError(
+                    "--nonall runs the command with no input: give inputs with --onall".into(),
+                ));
+            }
+            // One job, using no value (as -N0 with one input).
+            sources.push(Source {
+                spec: SourceSpec::Values(vec![Vec::new()]),
+                linked: false,
+            });
+        }
         if sources.is_empty() {
             sources.push(Source {
                 spec: SourceSpec::Stdin,
@@ -781,7 +855,7 @@ impl Cli {
         }
         let fill = self.multiple || self.context_replace || self.xargs;
         let per_job = self.max_args.or(self.max_replace_args).or(max_lines);
-        let no_values = per_job == Some(0);
+        let no_values = per_job == Some(0) || self.nonall;
         let batch = crate::batch::BatchSpec {
             per_job: if no_values { Some(1) } else { per_job },
             no_values,
@@ -814,7 +888,7 @@ impl Cli {
             parens: parens(self.parens.as_deref())?,
             rpl: rpls(&self.rpl)?,
         };
-        if let Some(w) = &self.workdir {
+        if let (Some(w), None) = (&self.workdir, &remote) {
             if !w.is_dir() {
                 return Err(UsageError(format!(
                     "--workdir {}: not a directory",
@@ -825,12 +899,6 @@ impl Cli {
         if remote.is_some() && (self.tty || self.open_tty) {
             return Err(UsageError(
                 "--tty and -o cannot be used with -S: a remote job has no terminal".into(),
-            ));
-        }
-        if remote.is_some() && self.workdir.is_some() {
-            return Err(UsageError(
-                "--workdir is not available with -S yet: remote jobs run in the login directory"
-                    .into(),
             ));
         }
         let terminal = (self.tty || self.open_tty).then_some(Terminal {
@@ -883,7 +951,12 @@ impl Cli {
                 columns: Vec::new(),
                 nice: self.nice,
                 process_slot_var: self.process_slot_var,
-                workdir: self.workdir,
+                // With -S, --workdir names a directory on the hosts; jobs on this machine (:)
+                // use it only where it exists here.
+                workdir: match remote_run {
+                    true => self.workdir.filter(|w| w.is_dir()),
+                    false => self.workdir,
+                },
             },
             sources,
             link: self.link,

@@ -47,6 +47,10 @@ pub struct Remote {
     pub command: crate::remote::RemoteCommand,
     /// The job as it runs on this machine (the `:` host).
     pub local: herd::Job,
+    /// `--onall`: the host it must run on.
+    pub pin: Option<usize>,
+    /// `--retries`: the host where it last failed, to run elsewhere if another has room.
+    pub avoid: Option<usize>,
 }
 
 impl JobInfo {

@@ -156,6 +156,10 @@ struct Feeder {
     keep_jobs: bool,
     /// The input has ended.
     input_done: bool,
+    /// `--onall`, `--nonall`: each job runs on every host.
+    everywhere: bool,
+    /// `-j` with `--onall`: how many hosts at once.
+    hosts_at_once: Option<usize>,
 }
 
 impl Feeder {
@@ -168,11 +172,10 @@ impl Feeder {
             if let Some(hosts) = &feed.hosts {
                 // Jobs waiting for a host go first.
                 if !window.waiting.is_empty() {
-                    let Some(place) = hosts.pick() else {
-                        return Fed::NoRoom;
+                    return match self.next_waiting(&mut window, hosts) {
+                        Some((place, info)) => self.submit_at(&mut window, hosts, place, info),
+                        None => Fed::NoRoom,
                     };
-                    let info = window.waiting.pop_front().expect("a waiting job");
-                    return self.submit_at(&mut window, hosts, place, info);
                 }
             }
             if self.input_done {
@@ -249,6 +252,37 @@ impl Feeder {
             eprintln!("{}", String::from_utf8_lossy(&made.line));
         }
         self.last_start = Some(std::time::Instant::now());
+        if let (Some(hosts), true) = (&feed.hosts, self.everywhere) {
+            // --onall: the same job for every host, each pinned to it, numbered host by host.
+            let n = hosts.count();
+            let per_host = self.maker.total.unwrap_or(1).max(seq);
+            for h in 0..n {
+                let mut tag = hosts.host_name(h).into_bytes();
+                tag.push(b'\t');
+                let slot = if h == 0 { slot } else { window.slots.take() };
+                window.waiting.push_back(JobInfo {
+                    seq: h as u64 * per_host + seq,
+                    slot,
+                    tag,
+                    line: made.line.clone(),
+                    argv: made.argv.clone(),
+                    results: None,
+                    values: made.values.clone(),
+                    job: None,
+                    runs: 1,
+                    started: std::time::Instant::now(),
+                    remote: Some(Box::new(Remote {
+                        place: None,
+                        host: String::new(),
+                        command: made.remote.clone().expect("a remote command"),
+                        local: made.job.clone(),
+                        pin: Some(h),
+                        avoid: None,
+                    })),
+                });
+            }
+            return Fed::Progress;
+        }
         if let Some(hosts) = &feed.hosts {
             let info = JobInfo {
                 seq,
@@ -266,6 +300,8 @@ impl Feeder {
                     host: String::new(),
                     command: made.remote.expect("a remote command"),
                     local: made.job,
+                    pin: None,
+                    avoid: None,
                 })),
             };
             return match hosts.pick() {
@@ -303,6 +339,49 @@ impl Feeder {
             }
             Err(_) => Fed::Done,
         }
+    }
+
+    /// `-S`: the first waiting job that can start now, with its place. A job pinned to a
+    /// host that is down (`--onall`) is reported as not run.
+    fn next_waiting(&self, window: &mut Window, hosts: &Hosts) -> Option<(Placement, JobInfo)> {
+        if self
+            .hosts_at_once
+            .is_some_and(|n| window.running.len() >= n)
+        {
+            return None;
+        }
+        let mut i = 0;
+        while i < window.waiting.len() {
+            let remote = window.waiting[i].remote.as_ref();
+            let pin = remote.and_then(|r| r.pin);
+            let place = match pin {
+                None => hosts.pick_except(remote.and_then(|r| r.avoid)),
+                Some(h) => match hosts.pick_on(h) {
+                    Ok(place) => place,
+                    Err(why) => {
+                        let info = window.waiting.remove(i).expect("a waiting job");
+                        window.slots.give(info.slot);
+                        window.unrun.push(Unrun {
+                            seq: info.seq,
+                            why: Why::Failed {
+                                line: info.line,
+                                reason: why,
+                            },
+                        });
+                        continue;
+                    }
+                },
+            };
+            match (place, pin) {
+                (Some(place), _) => {
+                    return Some((place, window.waiting.remove(i).expect("a waiting job")))
+                }
+                // No host has room: neither has it for the jobs behind.
+                (None, None) => return None,
+                (None, Some(_)) => i += 1,
+            }
+        }
+        None
     }
 
     /// `-S`: submits a job at the place the hosts gave it (under the window's lock, as
@@ -350,8 +429,13 @@ impl Feeder {
             }
             match self.step(feed) {
                 Fed::Done => break,
+                // The gate is shut, or (-S) the room a host has is not room for the waiting
+                // jobs (--onall pins them): look again shortly, or when a job ends.
                 Fed::Wait => {
-                    // The gate is shut: look again shortly, or when a job ends.
+                    let window = feed.window.lock().unwrap();
+                    let _ = feed.room.wait_timeout(window, GATE_CHECK).unwrap();
+                }
+                Fed::NoRoom if feed.hosts.is_some() => {
                     let window = feed.window.lock().unwrap();
                     let _ = feed.room.wait_timeout(window, GATE_CHECK).unwrap();
                 }
@@ -491,10 +575,12 @@ fn host_failed(
     info: &JobInfo,
     result: &herd::JobResult,
 ) -> Option<Placement> {
-    let place = info.remote.as_ref()?.place?;
+    let remote = info.remote.as_ref()?;
+    let place = remote.place?;
     let hosts = hosts?;
     let candidate = !result.cancelled && result.exit_code() == Some(255) && !hosts.is_local(place);
-    (candidate && hosts.host_failed(place)).then_some(place)
+    // A job pinned to its host (--onall) fails with it.
+    (candidate && hosts.host_failed(place) && remote.pin.is_none()).then_some(place)
 }
 
 /// `-S`: every host is down. The run stops; the jobs that were waiting for a host are
@@ -596,17 +682,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
     maker.max_output = opts.max_output;
     maker.slots = opts.jobs;
     if let Some(remote) = &opts.remote {
-        maker.remote = Some(crate::jobs::RemoteSetup {
-            env: remote
-                .env
-                .iter()
-                .filter_map(|name| {
-                    let value = std::env::var_os(name)?;
-                    Some((name.clone(), value.as_encoded_bytes().to_vec()))
-                })
-                .collect(),
-            kill_grace: opts.kill_grace.unwrap_or(Duration::from_secs(1)),
-        });
+        maker.set_remote(remote, opts.kill_grace.unwrap_or(Duration::from_secs(1)))?;
     }
     if table.is_some() {
         maker.keep_values = true;
@@ -623,7 +699,11 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
     if opts.shuf {
         inputs.shuffle().map_err(|e| Fatal(e.0))?;
     }
-    let needs_total = opts.halt.is_some_and(|h| h.needs_total())
+    // --onall numbers each host's jobs after the previous host's, as GNU parallel's -k shows
+    // them: host by host.
+    let everywhere = opts.remote.as_ref().is_some_and(|r| r.everywhere);
+    let needs_total = everywhere
+        || opts.halt.is_some_and(|h| h.needs_total())
         || Progress::visible(opts.bar, opts.eta)
         || maker.uses_total();
     let total = match opts.total_jobs {
@@ -717,8 +797,11 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
             let waker = waker.clone();
             let config = crate::remote::Config {
                 logins: remote.logins.clone(),
+                login_files: remote.login_files.clone(),
                 ssh: remote.ssh.clone(),
                 slots_for: Box::new(move |cpus| slots.slots_for(cpus)),
+                basefiles: remote.basefiles.clone(),
+                cleanup: remote.cleanup,
                 wake: Box::new(move || {
                     if let Some(feed) = waker.get().and_then(Weak::upgrade) {
                         feed.room.notify_all();
@@ -761,6 +844,8 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         said_why: false,
         keep_jobs: opts.gate.memfree.is_some(),
         input_done: false,
+        everywhere,
+        hosts_at_once: opts.remote.as_ref().and_then(|r| r.hosts_at_once),
     };
     let mut inline = if never_blocks {
         Some(feeder)
@@ -801,6 +886,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
             }
         }
         if let (Some(hosts), false) = (&hosts, stopped) {
+            hosts.reload();
             if let Some(why) = hosts.all_down() {
                 stopped = no_host_left(&feed_state, why);
             }
@@ -913,6 +999,28 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
                     // reported.
                     let retry = !result.success() && !result.cancelled && !window.stop;
                     let freed = requeue.remove(&result.id) && !window.stop;
+                    if let (true, Some(hosts)) =
+                        (retry && info.runs < opts.retries && !freed, &hosts)
+                    {
+                        if let Some(r) = info.remote.as_mut().filter(|r| r.pin.is_none()) {
+                            // -S: it runs again on another host if one has room (GNU parallel's
+                            // "on another computer"), before any new job.
+                            if let Some(place) = r.place.take() {
+                                r.avoid = Some(place.host);
+                                hosts.release(place);
+                            }
+                            printer.discard(result.id);
+                            if let Some(events) = reports.events.as_mut() {
+                                let r =
+                                    events.retry(info.seq, info.runs, info.remote_host(), &result);
+                                reports.check(r, "cannot write --events");
+                            }
+                            info.runs += 1;
+                            window.waiting.push_front(info);
+                            feed_state.room.notify_one();
+                            continue;
+                        }
+                    }
                     let again = if (retry && info.runs < opts.retries) || freed {
                         info.job.clone()
                     } else {

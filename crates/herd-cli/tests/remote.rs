@@ -66,6 +66,24 @@ impl OwnHost {
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
 
+    /// Starts its sshd again after [`OwnHost::kill`].
+    fn revive(&self) {
+        let out = Command::new(lab_script())
+            .args(["revive", &self.0])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+
+    /// Cuts it off the network: packets vanish, its processes keep running.
+    fn cut(&self) {
+        let out = Command::new("ip")
+            .args(["link", "set", &format!("herd-{}", self.0), "down"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+
     /// Processes in its namespace whose command line holds `marker`.
     fn runs(&self, marker: &str) -> bool {
         let out = Command::new("ip")
@@ -367,9 +385,10 @@ fn an_unreachable_host_is_left_out() {
     assert!(out.stdout.is_empty());
 }
 
-/// More job slots on a host than sshd allows sessions on one connection (MaxSessions 10):
-/// herd opens more masters, and all 25 jobs run at once (each waits until all have started),
-/// none refused.
+/// More job slots on a host than sshd allows sessions on one connection (MaxSessions 10),
+/// and more than it lets log in at once (MaxStartups 10:30:100; 60 plain `ssh` logins at once
+/// lost 17, measured): herd opens 6 masters one after another, and all 60 jobs run at once
+/// (each waits until all have started), none refused.
 #[cfg(unix)]
 #[test]
 fn more_slots_than_max_sessions_open_more_connections() {
@@ -382,15 +401,15 @@ fn more_slots_than_max_sessions_open_more_connections() {
     std::fs::set_permissions(&meet, perms.clone()).unwrap();
     std::fs::set_permissions(dir.path(), perms).unwrap();
     let script = format!(
-        "touch {m}/{{}}; while [ $(ls {m} | wc -l) -lt 25 ]; do sleep 0.05; done; echo {{}}",
+        "touch {m}/{{}}; while [ $(ls {m} | wc -l) -lt 60 ]; do sleep 0.2; done; echo {{}}",
         m = meet.display()
     );
-    let mut args = vec!["-S", "25/h1", "--timeout", "60", &script, ":::"];
-    let values: Vec<String> = (1..=25).map(|i| i.to_string()).collect();
+    let mut args = vec!["-S", "60/h1", "--timeout", "60", &script, ":::"];
+    let values: Vec<String> = (1..=60).map(|i| i.to_string()).collect();
     args.extend(values.iter().map(String::as_str));
     let out = run_with(&lab, &args);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).lines().count(), 25);
+    assert_eq!(text(&out.stdout).lines().count(), 60);
 }
 
 /// --env exports herd's variables to remote jobs, exactly; PARALLEL_SEQ and PARALLEL_JOBSLOT
@@ -422,4 +441,352 @@ fn env_reaches_remote_jobs() {
         text(&out.stdout),
         "it's $x `y`\n!z|1|1|a\nit's $x `y`\n!z|2|1|b\n"
     );
+}
+
+/// --trc sends each job's file to its host, fetches the result back, and removes both there,
+/// with rsync and with plain copies (HERD_NO_RSYNC); names with spaces and quotes, and a path
+/// with GNU's `/./` marker. A file that cannot be sent fails its job only, with the reason.
+#[cfg(unix)]
+#[test]
+fn files_travel_with_their_jobs() {
+    let Some(lab) = lab() else { return };
+    for rsync in [true, false] {
+        let here = tempfile::tempdir().unwrap();
+        // A directory name of its own: the hosts' home is shared by every test.
+        let sub = format!("herd-files-{}-{rsync}", std::process::id());
+        std::fs::create_dir(here.path().join(&sub)).unwrap();
+        let names = ["plain.txt", "with space.txt", "it's.txt"];
+        let mut values = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            std::fs::write(
+                here.path().join(&sub).join(name),
+                format!("{i}\n").repeat(i + 1),
+            )
+            .unwrap();
+            values.push(format!("{sub}/{name}"));
+        }
+        // Absolute, with /./: lands as <sub>/marked.txt under the login directory.
+        std::fs::write(here.path().join(&sub).join("marked.txt"), "m\n").unwrap();
+        values.push(format!("{}/./{sub}/marked.txt", here.path().display()));
+        values.push(format!("{sub}/missing.txt"));
+        let mut cmd = herd();
+        cmd.current_dir(here.path())
+            .arg("--ssh")
+            .arg(ssh(&lab))
+            .args(["-S", "h1,h2", "--trc", "{}.out"])
+            // The path on the host: after /./ if there is one (GNU parallel's own example).
+            .arg("f={= s:.*/\\./:: =}; wc -l < \"$f\" > \"$f.out\"")
+            .arg(":::")
+            .args(&values)
+            .stdin(Stdio::null());
+        if !rsync {
+            cmd.env("HERD_NO_RSYNC", "1");
+        }
+        let out = cmd.output().unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "rsync {rsync}: {stderr}");
+        assert!(
+            stderr.contains(&format!("--transferfile: cannot send {sub}/missing.txt")),
+            "{stderr}"
+        );
+        for (i, name) in names.iter().enumerate() {
+            let back = here.path().join(&sub).join(format!("{name}.out"));
+            let got = std::fs::read_to_string(&back)
+                .unwrap_or_else(|e| panic!("rsync {rsync}: {}: {e}", back.display()));
+            assert_eq!(got.trim(), (i + 1).to_string());
+        }
+        let marked = here.path().join(&sub).join("marked.txt.out");
+        assert_eq!(std::fs::read_to_string(marked).unwrap().trim(), "1");
+        // Nothing left on the hosts (their home is the lab's home/).
+        let remote = lab.join("home").join(&sub);
+        assert!(!remote.exists(), "left on the host: {}", remote.display());
+    }
+}
+
+/// --basefile reaches every host before its first job and --cleanup removes it at the end;
+/// --workdir ... gives each job a directory of its own, removed by --cleanup.
+#[cfg(unix)]
+#[test]
+fn basefiles_and_own_working_directories() {
+    let Some(lab) = lab() else { return };
+    let here = tempfile::tempdir().unwrap();
+    let base = format!("herd-base-{}.txt", std::process::id());
+    std::fs::write(here.path().join(&base), "shared\n").unwrap();
+    let out = herd()
+        .current_dir(here.path())
+        .arg("--ssh")
+        .arg(ssh(&lab))
+        .args([
+            "-S",
+            "h1,h2",
+            "--bf",
+            &base,
+            "--wd",
+            "...",
+            "--cleanup",
+            "-k",
+        ])
+        .arg(format!("cat ~/{base}; pwd; echo {{}} > mine"))
+        .args([":::", "1", "2", "3", "4"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 8, "{stdout}");
+    let mut dirs = std::collections::BTreeSet::new();
+    for pair in lines.chunks(2) {
+        assert_eq!(pair[0], "shared");
+        assert!(pair[1].contains("/.parallel/tmp/"), "{}", pair[1]);
+        dirs.insert(pair[1].to_string());
+    }
+    assert_eq!(dirs.len(), 4, "each job its own directory: {dirs:?}");
+    for dir in &dirs {
+        assert!(!std::path::Path::new(dir).exists(), "{dir} was not removed");
+    }
+    assert!(
+        !lab.join("home").join(&base).exists(),
+        "the base file stayed"
+    );
+}
+
+/// --nonall runs the command once on every host; --onall runs every job on every host, one
+/// at a time on each, and -k prints them host by host, as GNU parallel does. A host that
+/// cannot be reached fails its own jobs, with the reason, and no other.
+#[cfg(unix)]
+#[test]
+fn onall_and_nonall_reach_every_host() {
+    let Some(lab) = lab() else { return };
+    // Each host answers with the address it listens on: h1, h2 and lo are told apart.
+    let out = run_with(
+        &lab,
+        &[
+            "-S",
+            "h1,h2,lo",
+            "--nonall",
+            "--tag",
+            "-k",
+            "echo $SSH_CONNECTION | cut -d' ' -f3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "h1\t10.231.1.2\nh2\t10.231.2.2\nlo\t127.0.0.1\n"
+    );
+
+    let out = run_with(
+        &lab,
+        &[
+            "-S",
+            "h1,h2",
+            "--onall",
+            "--tag",
+            "-k",
+            "echo {} $PARALLEL_SEQ; sleep 0.2",
+            ":::",
+            "a",
+            "b",
+            "c",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "h1\ta 1\nh1\tb 2\nh1\tc 3\nh2\ta 1\nh2\tb 2\nh2\tc 3\n"
+    );
+
+    let dead = format!("ssh -F {}/ssh_config -p 1 127.0.0.1", lab.display());
+    let out = run_with(&lab, &["-S", &format!("h1,{dead}"), "--nonall", "echo up"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "up\n");
+    assert!(
+        text(&out.stderr).contains("is down"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run_with(&lab, &["--nonall", "echo {}", ":::", "x"]);
+    assert_eq!(out.status.code(), Some(255));
+}
+
+/// --slf is read again when it changes: a host taken out of the file gets no new job (its
+/// running one finishes), a host added gets jobs.
+#[cfg(unix)]
+#[test]
+fn the_sshlogin_file_is_read_again_when_it_changes() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut perms = std::fs::metadata(dir.path()).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(dir.path(), perms).unwrap();
+    let slf = dir.path().join("hosts");
+    std::fs::write(&slf, "# one slot on h1\n1/h1\n").unwrap();
+    let go = dir.path().join("go");
+    let events = dir.path().join("events");
+    let child = herd()
+        .arg("--ssh")
+        .arg(ssh(&lab))
+        .arg("--slf")
+        .arg(&slf)
+        .arg("--events")
+        .arg(&events)
+        .arg(format!("{}; echo {{}}", testkit::wait_for_file(&go)))
+        .args([":::", "1", "2", "3", "4", "5"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let starts = || {
+        common::json_lines(&std::fs::read(&events).unwrap_or_default())
+            .into_iter()
+            .filter(|e| e["event"] == "start")
+            .map(|e| e["host"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    wait_until("job 1 on h1", || starts() == ["h1"]);
+    std::fs::write(&slf, "1/h2\n").unwrap();
+    wait_until("a job on h2", || starts().len() == 2);
+    std::fs::write(&go, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 5);
+    assert_eq!(starts(), ["h1", "h2", "h2", "h2", "h2"]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("host h1 left the sshlogin file"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("host h2 joined"), "{stderr}");
+}
+
+/// A host cut off the network (its processes still run, its packets vanish) is noticed by
+/// the masters' keepalive within seconds; its jobs run again on the other host.
+#[cfg(unix)]
+#[test]
+fn a_partitioned_host_is_noticed_within_seconds() {
+    let Some(lab) = lab() else { return };
+    let cut = OwnHost::start("hp1", 44);
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events");
+    let marker = format!("herd-cut-{}", std::process::id());
+    let child = herd()
+        .arg("--ssh")
+        .arg(ssh(&lab))
+        // Without keepalive the cut-off jobs would hang until this kills them, and fail.
+        .args(["-S", "2/h1,2/hp1", "--timeout", "30", "--events"])
+        .arg(&events)
+        .arg(format!(": {marker}; sleep 0.5; echo job {{}}"))
+        .arg(":::")
+        .args((1..=12).map(|i| i.to_string()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("a job on the host to cut off", || cut.runs(&marker));
+    cut.cut();
+    let cut_at = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    lines.sort_by_key(|l| l[4..].parse::<u32>().unwrap());
+    let want: Vec<String> = (1..=12).map(|i| format!("job {i}")).collect();
+    assert_eq!(lines, want);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("host hp1 is down"), "{stderr}");
+    let events = common::json_lines(&std::fs::read(&events).unwrap());
+    assert!(events
+        .iter()
+        .any(|e| e["event"] == "retry" && e["host"] == "hp1"));
+    // Keepalive: 3 missed answers a second apart, then the rest of the jobs on h1 (12 jobs
+    // of 0.5 s on 2 slots): far less than the 20 s a partition went unnoticed without it.
+    assert!(
+        cut_at.elapsed() < std::time::Duration::from_secs(15),
+        "the partition took {:?} to get over",
+        cut_at.elapsed()
+    );
+}
+
+/// --retries runs a failed job again on another host, as GNU parallel does: a job that can
+/// only succeed on h2 succeeds within two runs wherever it started.
+#[cfg(unix)]
+#[test]
+fn retries_go_to_another_host() {
+    let Some(lab) = lab() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events");
+    let out = run_with(
+        &lab,
+        &[
+            "-S",
+            "1/h1,1/h2",
+            "--retries",
+            "2",
+            "--events",
+            events.to_str().unwrap(),
+            "[ \"$(echo $SSH_CONNECTION | cut -d' ' -f3)\" = 10.231.2.2 ] && echo {}",
+            ":::",
+            "1",
+            "2",
+            "3",
+            "4",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 4);
+    let events = common::json_lines(&std::fs::read(&events).unwrap());
+    let finishes: Vec<_> = events.iter().filter(|e| e["event"] == "finish").collect();
+    assert!(finishes.iter().all(|e| e["host"] == "h2"), "{finishes:?}");
+    let retries: Vec<_> = events.iter().filter(|e| e["event"] == "retry").collect();
+    assert!(retries.iter().all(|e| e["host"] == "h1"), "{retries:?}");
+}
+
+/// A host that was down is tried again, and takes jobs once it is back.
+#[cfg(unix)]
+#[test]
+fn a_host_that_comes_back_takes_jobs_again() {
+    let Some(lab) = lab() else { return };
+    let back = OwnHost::start("hb1", 45);
+    back.kill();
+    let dir = tempfile::tempdir().unwrap();
+    let mut perms = std::fs::metadata(dir.path()).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(dir.path(), perms).unwrap();
+    let go = dir.path().join("go");
+    let events = dir.path().join("events");
+    let child = herd()
+        .arg("--ssh")
+        .arg(ssh(&lab))
+        .args(["-S", "1/h1,1/hb1", "--events"])
+        .arg(&events)
+        .arg(format!("{}; echo {{}}", testkit::wait_for_file(&go)))
+        .args([":::", "1", "2", "3", "4"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let starts = || {
+        common::json_lines(&std::fs::read(&events).unwrap_or_default())
+            .into_iter()
+            .filter(|e| e["event"] == "start")
+            .map(|e| e["host"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    // Job 1 holds h1's only slot; hb1 was refused at once, long before.
+    wait_until("job 1 on h1", || starts() == ["h1"]);
+    back.revive();
+    wait_until("a job on hb1, back", || {
+        starts().contains(&"hb1".to_string())
+    });
+    std::fs::write(&go, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 4);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("cannot reach host hb1"), "{stderr}");
+    assert!(stderr.contains("host hb1 is back"), "{stderr}");
 }

@@ -14,10 +14,11 @@
 //! its master dies (the connection broke, or `ServerAliveInterval` found it silent), then
 //! tries it again later. The scheduler only asks for a placement and gives it back.
 
+mod files;
 mod login;
 mod wrapper;
 
-pub use login::{parse_list, read_file, Login, Place};
+pub use login::{parse_list, read_file, resolve, Login, Place};
 pub use wrapper::RemoteCommand;
 
 use herd::{Herd, Job, JobId, KeepOpen, Stdin};
@@ -56,6 +57,8 @@ enum Status {
     Connecting,
     Up,
     Down,
+    /// Gone from the `--slf` file: no new job; its running jobs finish.
+    Retired,
 }
 
 struct Master {
@@ -83,6 +86,8 @@ struct Host {
     tried: bool,
     /// Whether herd said it is down (said once until it is up again).
     said_down: bool,
+    /// Whether files go with rsync: both this machine and the host have it.
+    rsync: bool,
 }
 
 impl Host {
@@ -128,21 +133,87 @@ struct Inner {
     wake: Box<dyn Fn() + Send + Sync>,
     /// Job slots for a host of N CPUs (`-j`, applied per host as in GNU parallel).
     slots_for: Box<dyn Fn(usize) -> usize + Send + Sync>,
+    /// Whether this machine has rsync.
+    local_rsync: bool,
+    /// `--basefile`: sent to each host before its first job.
+    basefiles: Vec<Vec<u8>>,
+    /// `--cleanup`: the base files are removed at the end.
+    cleanup: bool,
 }
 
 /// The hosts of a run.
 pub struct Hosts {
     inner: Arc<Inner>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// `--slf`: the files, re-read when they change.
+    files: Mutex<LoginFiles>,
+    default_ssh: Vec<String>,
+}
+
+/// `--slf` files and what they said last, as GNU parallel re-reads them: at most once a
+/// second, when one's modification time changed.
+struct LoginFiles {
+    paths: Vec<PathBuf>,
+    stamps: Vec<Option<std::time::SystemTime>>,
+    /// The `-S` logins, which stay.
+    fixed: Vec<Login>,
+    checked: Instant,
+}
+
+fn stamps(paths: &[PathBuf]) -> Vec<Option<std::time::SystemTime>> {
+    paths
+        .iter()
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+/// A host for `login`, not yet connected.
+fn new_host(login: Login, default_ssh: &[String], slots_for: &dyn Fn(usize) -> usize) -> Host {
+    let ssh = match &login.place {
+        Place::Ssh {
+            command: Some(c), ..
+        } => c.clone(),
+        _ => default_ssh.to_vec(),
+    };
+    let local = login.place == Place::Local;
+    let slots = if local {
+        slots_for(login.cpus.unwrap_or_else(crate::options::cpus))
+    } else {
+        0
+    };
+    Host {
+        login,
+        ssh,
+        slots,
+        running: 0,
+        status: if local {
+            Status::Up
+        } else {
+            Status::Connecting
+        },
+        masters: Vec::new(),
+        generation: 0,
+        error: None,
+        tried: local,
+        said_down: false,
+        rsync: false,
+    }
 }
 
 /// Hosts' configuration.
 pub struct Config {
+    /// `-S`'s logins.
     pub logins: Vec<Login>,
+    /// `--slf` files (their logins are read here, and again when they change).
+    pub login_files: Vec<PathBuf>,
     /// `--ssh`: the ssh command for logins without their own.
     pub ssh: Option<String>,
     pub slots_for: Box<dyn Fn(usize) -> usize + Send + Sync>,
     pub wake: Box<dyn Fn() + Send + Sync>,
+    /// `--basefile`: files sent to each host before its first job.
+    pub basefiles: Vec<Vec<u8>>,
+    /// `--cleanup`: and removed from it at the end.
+    pub cleanup: bool,
 }
 
 fn words(command: &str) -> Result<Vec<String>, String> {
@@ -164,37 +235,23 @@ impl Hosts {
             Some(c) => words(c).map_err(|e| format!("--ssh: {e}"))?,
             None => vec!["ssh".to_string()],
         };
-        let mut hosts = Vec::new();
-        for login in config.logins {
-            let ssh = match &login.place {
-                Place::Ssh {
-                    command: Some(c), ..
-                } => c.clone(),
-                _ => default_ssh.clone(),
-            };
-            let local = login.place == Place::Local;
-            let slots = if local {
-                (config.slots_for)(login.cpus.unwrap_or_else(crate::options::cpus))
-            } else {
-                0
-            };
-            hosts.push(Host {
-                login,
-                ssh,
-                slots,
-                running: 0,
-                status: if local {
-                    Status::Up
-                } else {
-                    Status::Connecting
-                },
-                masters: Vec::new(),
-                generation: 0,
-                error: None,
-                tried: local,
-                said_down: false,
-            });
+        let files = LoginFiles {
+            stamps: stamps(&config.login_files),
+            paths: config.login_files,
+            fixed: config.logins.clone(),
+            checked: Instant::now(),
+        };
+        let mut logins = config.logins;
+        for path in &files.paths {
+            logins.extend(read_file(path)?);
         }
+        if logins.is_empty() {
+            return Err("no sshlogin: the sshlogin files are empty".into());
+        }
+        let hosts: Vec<Host> = logins
+            .into_iter()
+            .map(|l| new_host(l, &default_ssh, &*config.slots_for))
+            .collect();
         let masters = Herd::builder()
             .max_running(usize::MAX)
             .build()
@@ -221,34 +278,110 @@ impl Hosts {
             control,
             wake: config.wake,
             slots_for: config.slots_for,
+            // HERD_NO_RSYNC: plain copies, should rsync misbehave (and to test them).
+            local_rsync: std::env::var_os("HERD_NO_RSYNC").is_none()
+                && Command::new("rsync")
+                    .arg("--version")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success()),
+            basefiles: config.basefiles,
+            cleanup: config.cleanup,
         });
-        let mut threads = Vec::new();
         let n = inner.state.lock().unwrap().hosts.len();
-        {
+        let watcher = {
             let inner = inner.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name("herd-masters".into())
-                    .spawn(move || watch_masters(&inner))
-                    .map_err(|e| format!("cannot start a thread: {e}"))?,
-            );
-        }
-        for h in 0..n {
-            if inner.state.lock().unwrap().hosts[h].login.place == Place::Local {
-                continue;
-            }
-            let inner = inner.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name("herd-connect".into())
-                    .spawn(move || connect(&inner, h))
-                    .map_err(|e| format!("cannot start a thread: {e}"))?,
-            );
-        }
-        Ok(Hosts {
+            std::thread::Builder::new()
+                .name("herd-masters".into())
+                .spawn(move || watch_masters(&inner))
+                .map_err(|e| format!("cannot start a thread: {e}"))?
+        };
+        let hosts = Hosts {
             inner,
-            threads: Mutex::new(threads),
-        })
+            threads: Mutex::new(vec![watcher]),
+            files: Mutex::new(files),
+            default_ssh,
+        };
+        for h in 0..n {
+            hosts.start_connecting(h)?;
+        }
+        Ok(hosts)
+    }
+
+    /// Starts the thread that connects host `h` (none for this machine).
+    fn start_connecting(&self, h: usize) -> Result<(), String> {
+        if self.state().hosts[h].login.place == Place::Local {
+            return Ok(());
+        }
+        let inner = self.inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("herd-connect".into())
+            .spawn(move || connect(&inner, h))
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        self.threads.lock().unwrap().push(thread);
+        Ok(())
+    }
+
+    /// `--slf`: reads the files again if one changed (at most once a second): hosts no longer
+    /// listed take no new job, new ones are connected.
+    pub fn reload(&self) {
+        let mut files = self.files.lock().unwrap();
+        if files.paths.is_empty() || files.checked.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        files.checked = Instant::now();
+        let now = stamps(&files.paths);
+        if now == files.stamps {
+            return;
+        }
+        files.stamps = now;
+        let mut logins = files.fixed.clone();
+        for path in &files.paths {
+            match read_file(path) {
+                Ok(l) => logins.extend(l),
+                Err(e) => {
+                    eprintln!("herd: {e}; the hosts stay as they were");
+                    return;
+                }
+            }
+        }
+        drop(files);
+        let mut added = Vec::new();
+        {
+            let mut state = self.state();
+            for host in state.hosts.iter_mut() {
+                if host.status != Status::Retired
+                    && !logins.iter().any(|l| l.name == host.login.name)
+                {
+                    eprintln!(
+                        "herd: host {} left the sshlogin file: no new jobs there",
+                        host.login.name
+                    );
+                    host.status = Status::Retired;
+                }
+            }
+            for login in logins {
+                let listed = state
+                    .hosts
+                    .iter()
+                    .any(|h| h.status != Status::Retired && h.login.name == login.name);
+                if !listed {
+                    eprintln!("herd: host {} joined from the sshlogin file", login.name);
+                    added.push(state.hosts.len());
+                    state
+                        .hosts
+                        .push(new_host(login, &self.default_ssh, &*self.inner.slots_for));
+                }
+            }
+        }
+        self.inner.changed.notify_all();
+        for h in added {
+            if let Err(e) = self.start_connecting(h) {
+                eprintln!("herd: {e}");
+            }
+        }
+        (self.inner.wake)();
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -258,12 +391,23 @@ impl Hosts {
     /// Takes a job slot on the next host that has one (round robin), or `None` while every
     /// host is busy, connecting or down.
     pub fn pick(&self) -> Option<Placement> {
+        self.pick_except(None)
+    }
+
+    /// As [`Hosts::pick`], but not on host `avoid` (where the job just failed) while
+    /// another host is up: GNU parallel's `--retries` "on another computer".
+    pub fn pick_except(&self, avoid: Option<usize>) -> Option<Placement> {
         let mut state = self.state();
         let n = state.hosts.len();
+        let others_up = state
+            .hosts
+            .iter()
+            .enumerate()
+            .any(|(h, host)| Some(h) != avoid && host.status == Status::Up);
         for k in 0..n {
             let h = (state.next + k) % n;
             let host = &mut state.hosts[h];
-            if !host.has_room() {
+            if !host.has_room() || (Some(h) == avoid && others_up) {
                 continue;
             }
             let master = host.free_master();
@@ -280,6 +424,49 @@ impl Hosts {
             });
         }
         None
+    }
+
+    /// How many hosts there are.
+    pub fn count(&self) -> usize {
+        self.state().hosts.len()
+    }
+
+    /// The sshlogin of host `h`, as written.
+    pub fn host_name(&self, h: usize) -> String {
+        self.state().hosts[h].login.name.clone()
+    }
+
+    /// Takes a job slot on host `h` (`--onall`): `Ok(None)` while it is busy or connecting,
+    /// an error when it is down.
+    pub fn pick_on(&self, h: usize) -> Result<Option<Placement>, String> {
+        let mut state = self.state();
+        let host = &mut state.hosts[h];
+        match host.status {
+            Status::Down => {
+                return Err(format!(
+                    "host {} is down: {}",
+                    host.login.name,
+                    host.error.as_deref().unwrap_or("unreachable")
+                ))
+            }
+            Status::Retired => {
+                return Err(format!("host {} left the sshlogin file", host.login.name))
+            }
+            Status::Up | Status::Connecting => {}
+        }
+        if !host.has_room() {
+            return Ok(None);
+        }
+        let master = host.free_master();
+        if let Some(m) = master {
+            host.masters[m].sessions += 1;
+        }
+        host.running += 1;
+        Ok(Some(Placement {
+            host: h,
+            master,
+            generation: host.generation,
+        }))
     }
 
     /// Gives a job's slot back.
@@ -313,19 +500,24 @@ impl Hosts {
             .and_then(|m| host.masters.get(m))
             .map(|m| m.control.clone())
             .unwrap_or_default();
-        Job::new(&host.ssh[0])
-            .args(&host.ssh[1..])
-            .arg("-S")
-            .arg(control)
-            .args(["-o", "ControlMaster=no"])
-            // Without a master, ssh would log in on its own (and meet MaxStartups): make that
-            // fail at once instead, and count it as the host's failure.
-            .args(["-o", "ProxyCommand=false"])
-            .arg("-T")
-            .arg(host.destination())
-            .arg("--")
-            .arg(command.word())
-            .stdin(Stdin::HeldOpen)
+        let ssh = session_command(&host.ssh, &control);
+        let job = if command.has_files() {
+            let session = files::Session {
+                ssh: &ssh,
+                destination: host.destination(),
+                rsync: host.rsync,
+            };
+            Job::new("/bin/sh")
+                .arg("-c")
+                .arg(crate::jobs::os(session.job_script(command)))
+        } else {
+            Job::new(&ssh[0])
+                .args(&ssh[1..])
+                .arg(host.destination())
+                .arg("--")
+                .arg(command.word())
+        };
+        job.stdin(Stdin::HeldOpen)
     }
 
     /// After a job at `p` ended with ssh's failure status 255: whether its host failed (its
@@ -340,6 +532,10 @@ impl Hosts {
             let host = &state.hosts[p.host];
             if p.generation != host.generation || host.status == Status::Down {
                 return true;
+            }
+            if host.status == Status::Retired {
+                // Out of rotation already: whether its connection broke matters no more.
+                return !check(&host.ssh, &host.masters[m].control, host.destination());
             }
             let master = &host.masters[m];
             (
@@ -366,16 +562,14 @@ impl Hosts {
     /// When no host can run jobs and none is still connecting for the first time: why.
     pub fn all_down(&self) -> Option<String> {
         let state = self.state();
-        if state
-            .hosts
-            .iter()
-            .any(|h| h.status == Status::Up || !h.tried)
-        {
+        let listed = || state.hosts.iter().filter(|h| h.status != Status::Retired);
+        if listed().any(|h| h.status == Status::Up || !h.tried) {
             return None;
         }
-        let why: Vec<String> = state
-            .hosts
-            .iter()
+        if listed().next().is_none() {
+            return Some("no host left in the sshlogin files".into());
+        }
+        let why: Vec<String> = listed()
             .map(|h| format!("{}: {}", h.login.name, h.error.as_deref().unwrap_or("down")))
             .collect();
         Some(format!("no host can run jobs ({})", why.join("; ")))
@@ -409,7 +603,29 @@ impl Hosts {
                 .collect()
         };
         self.inner.changed.notify_all();
+        let mut cleaned = std::collections::HashSet::new();
         for (ssh, control, destination) in masters {
+            if self.inner.cleanup
+                && !self.inner.basefiles.is_empty()
+                && cleaned.insert(destination.clone())
+            {
+                // --cleanup: the base files go, over the host's first live master.
+                let session = session_command(&ssh, &control);
+                let files = files::Session {
+                    ssh: &session,
+                    destination: &destination,
+                    rsync: false,
+                };
+                let _ = Command::new("/bin/sh")
+                    .arg("-c")
+                    .arg(crate::jobs::os(files.remove(
+                        None,
+                        &self.inner.basefiles,
+                        false,
+                    )))
+                    .stdin(Stdio::null())
+                    .status();
+            }
             let _ = Command::new(&ssh[0])
                 .args(&ssh[1..])
                 .arg("-S")
@@ -438,7 +654,7 @@ impl Drop for Hosts {
 fn mark_down(inner: &Inner, h: usize, generation: u32, why: String) {
     let mut state = inner.state.lock().unwrap();
     let host = &mut state.hosts[h];
-    if host.generation != generation || host.status == Status::Down {
+    if host.generation != generation || matches!(host.status, Status::Down | Status::Retired) {
         return;
     }
     host.status = Status::Down;
@@ -454,6 +670,17 @@ fn mark_down(inner: &Inner, h: usize, generation: u32, why: String) {
     drop(state);
     inner.changed.notify_all();
     (inner.wake)();
+}
+
+/// ssh and its options for a session over the master at `control`.
+fn session_command(ssh: &[String], control: &std::path::Path) -> Vec<String> {
+    let mut words = ssh.to_vec();
+    words.push("-S".into());
+    words.push(control.to_string_lossy().into_owned());
+    // Without a master, ssh would log in on its own (and meet MaxStartups): make that fail
+    // at once instead, and count it as the host's failure.
+    words.extend(["-o", "ControlMaster=no", "-o", "ProxyCommand=false", "-T"].map(String::from));
+    words
 }
 
 /// `ssh -O check`: whether the master at `control` answers.
@@ -518,6 +745,9 @@ fn connect(inner: &Inner, h: usize) {
                 let wanted = {
                     let mut state = inner.state.lock().unwrap();
                     let host = &mut state.hosts[h];
+                    if host.status == Status::Retired {
+                        return;
+                    }
                     if host.said_down {
                         eprintln!("herd: host {} is back", host.login.name);
                     }
@@ -542,7 +772,7 @@ fn connect(inner: &Inner, h: usize) {
             }
             Err(why) => {
                 let mut state = inner.state.lock().unwrap();
-                if state.ended {
+                if state.ended || state.hosts[h].status == Status::Retired {
                     return;
                 }
                 let host = &mut state.hosts[h];
@@ -563,7 +793,7 @@ fn connect(inner: &Inner, h: usize) {
         backoff = (backoff * 2).min(MAX_BACKOFF);
         let mut state = inner.state.lock().unwrap();
         loop {
-            if state.ended {
+            if state.ended || state.hosts[h].status == Status::Retired {
                 return;
             }
             let left = until.saturating_duration_since(Instant::now());
@@ -653,53 +883,79 @@ fn open_master(inner: &Inner, h: usize) -> Result<(), String> {
     }
 }
 
-/// Sets host `h`'s job slots: from `N/`, else from its CPU count, asked over the master.
+/// Asks host `h`, over its first master, for its CPU count (unless `N/` gave its slots) and
+/// whether it has rsync; sets its job slots; sends the `--basefile`s.
 fn learn_slots(inner: &Inner, h: usize) -> Result<(), String> {
-    let (ssh, control, destination, cpus) = {
+    let (session, destination, cpus) = {
         let state = inner.state.lock().unwrap();
         let host = &state.hosts[h];
         (
-            host.ssh.clone(),
-            host.masters[0].control.clone(),
+            session_command(&host.ssh, &host.masters[0].control),
             host.destination().to_string(),
             host.login.cpus,
         )
     };
-    let cpus = match cpus {
-        Some(n) => n,
-        None => {
-            let out = Command::new(&ssh[0])
-                .args(&ssh[1..])
-                .arg("-S")
-                .arg(&control)
-                .args(["-o", "ControlMaster=no", "-o", "ProxyCommand=false", "-T"])
-                .arg(&destination)
-                .arg("--")
-                .arg(wrapper::carry(
-                    b"nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || \
-                      sysctl -n hw.ncpu 2>/dev/null || echo 1",
-                ))
-                .stdin(Stdio::null())
-                .stderr(Stdio::null())
-                .output();
-            match out {
-                Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
-                    .trim()
-                    .parse::<usize>()
-                    .unwrap_or(1)
-                    .max(1),
-                _ => {
-                    let state = inner.state.lock().unwrap();
-                    let master = &state.hosts[h].masters[0];
-                    if master.dead {
-                        return Err(master.error.clone().unwrap_or_default());
-                    }
-                    1
-                }
-            }
-        }
+    let dead = || {
+        let state = inner.state.lock().unwrap();
+        let master = &state.hosts[h].masters[0];
+        master
+            .dead
+            .then(|| master.error.clone().unwrap_or_default())
     };
-    let mut state = inner.state.lock().unwrap();
-    state.hosts[h].slots = (inner.slots_for)(cpus).max(1);
+    let out = Command::new(&session[0])
+        .args(&session[1..])
+        .arg(&destination)
+        .arg("--")
+        .arg(wrapper::carry(
+            b"n=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || \
+              sysctl -n hw.ncpu 2>/dev/null || echo 1)\n\
+              command -v rsync >/dev/null 2>&1 && r=rsync || r=none\n\
+              echo \"$n $r\"",
+        ))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    let answer = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        _ => match dead() {
+            Some(why) => return Err(why),
+            None => String::new(),
+        },
+    };
+    let mut words = answer.split_whitespace();
+    let probed: usize = words.next().and_then(|n| n.parse().ok()).unwrap_or(1);
+    let rsync = inner.local_rsync && words.next() == Some("rsync");
+    {
+        let mut state = inner.state.lock().unwrap();
+        let host = &mut state.hosts[h];
+        host.slots = (inner.slots_for)(cpus.unwrap_or(probed)).max(1);
+        host.rsync = rsync;
+    }
+    if !inner.basefiles.is_empty() {
+        let files = files::Session {
+            ssh: &session,
+            destination: &destination,
+            rsync,
+        };
+        let script = files.send(None, &inner.basefiles, "--basefile");
+        let out = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(crate::jobs::os(script))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .output()
+            .map_err(|e| format!("--basefile: cannot run sh: {e}"))?;
+        if !out.status.success() {
+            if let Some(why) = dead() {
+                return Err(why);
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            let why = err.lines().rev().find(|l| !l.trim().is_empty());
+            return Err(why
+                .unwrap_or("--basefile: cannot send")
+                .trim_start_matches("herd: ")
+                .to_string());
+        }
+    }
     Ok(())
 }

@@ -26,10 +26,21 @@ pub struct RemoteCommand {
     pub env: Vec<(String, Vec<u8>)>,
     /// How long SIGTERM has before SIGKILL when the job is cancelled.
     pub kill_grace: Duration,
+    /// `--workdir`: where it runs (relative to the login directory unless absolute), created
+    /// if missing; `None`: the login directory.
+    pub workdir: Option<Vec<u8>>,
+    /// `--workdir ...`: the directory is the job's own, removed by `--cleanup`.
+    pub own_workdir: bool,
+    /// `--transferfile`: files sent before it runs (as named here).
+    pub transfer: Vec<Vec<u8>>,
+    /// `--return`: files fetched after it ran.
+    pub returns: Vec<Vec<u8>>,
+    /// `--cleanup`: remove the sent and fetched files on the host afterwards.
+    pub cleanup: bool,
 }
 
 /// `'…'` for POSIX sh: every byte literal.
-fn sh_quote(v: &[u8]) -> Vec<u8> {
+pub(super) fn sh_quote(v: &[u8]) -> Vec<u8> {
     let mut out = vec![b'\''];
     for &b in v {
         if b == b'\'' {
@@ -53,6 +64,14 @@ impl RemoteCommand {
             s.extend_from_slice(b"; export ");
             s.extend_from_slice(name.as_bytes());
             s.push(b'\n');
+        }
+        if let Some(w) = self.workdir.as_deref().filter(|w| !w.is_empty()) {
+            let w = sh_quote(w);
+            s.extend_from_slice(b"mkdir -p ");
+            s.extend_from_slice(&w);
+            s.extend_from_slice(b" 2>/dev/null; cd ");
+            s.extend_from_slice(&w);
+            s.extend_from_slice(b" || exit 255\n");
         }
         let grace = format!("{:.3}", self.kill_grace.as_secs_f64());
         let line = sh_quote(&self.line);
@@ -99,6 +118,11 @@ impl RemoteCommand {
     pub fn word(&self) -> String {
         carry(&self.script())
     }
+
+    /// Whether files travel with it (then it runs as a local script, [`super::files`]).
+    pub fn has_files(&self) -> bool {
+        !self.transfer.is_empty() || !self.returns.is_empty() || (self.cleanup && self.own_workdir)
+    }
 }
 
 /// `exec /bin/sh -c 'eval "$(printf "$1")"' herd '<script, escaped>'`.
@@ -140,6 +164,7 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
     #[test]
     fn printf_gives_back_the_script() {
         // The remote decoding, run here by the local sh.
