@@ -15,6 +15,7 @@ mod batch;
 mod cli;
 mod compose;
 mod events;
+mod feeder;
 mod gate;
 mod generate;
 mod gnu_args;

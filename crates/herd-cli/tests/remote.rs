@@ -232,8 +232,49 @@ fn killed_jobs_leave_nothing_on_their_hosts() {
     assert!(out.stdout.is_empty());
     assert_gone(&marker);
 
-    // herd stopped with SIGTERM (as Ctrl-C does), and herd killed with SIGKILL.
-    for (tag, signal) in [(32, "TERM"), (33, "KILL")] {
+    // A job that ignores SIGTERM gets SIGKILL after the grace; the host's master held its
+    // output meanwhile, which is not the job's descendants holding it.
+    let marker = long_sleep(37);
+    let out = run_with(
+        &lab,
+        &[
+            "-S",
+            "h1",
+            "--timeout",
+            "1",
+            &format!("trap '' TERM; sleep {marker}"),
+            ":::",
+            "1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("timed out"), "{stderr}");
+    assert!(!stderr.contains("descendants"), "{stderr}");
+    assert_gone(&marker);
+
+    // --halt now: one job fails, the others are killed where they run.
+    let marker = long_sleep(35);
+    let out = run_with(
+        &lab,
+        &[
+            "-S",
+            "h1,h2",
+            "--halt",
+            "now,fail=1",
+            &format!("if [ {{}} = 4 ]; then sleep 0.5; exit 3; fi; sleep {marker}"),
+            ":::",
+            "1",
+            "2",
+            "3",
+            "4",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_gone(&marker);
+
+    // herd stopped with SIGTERM, with SIGINT (Ctrl-C), and killed with SIGKILL.
+    for (tag, signal) in [(32, "TERM"), (33, "KILL"), (34, "INT")] {
         let marker = long_sleep(tag);
         let mut child = herd()
             .arg("--ssh")
@@ -291,8 +332,12 @@ fn dying_host(lab: &std::path::Path, name: &str, subnet: u32, slots: u32, jobs: 
         .arg(&joblog)
         .arg("--events")
         .arg(&events)
-        // The marker names the job's script; the sleep keeps the first round running.
-        .arg(format!(": {marker}; sleep 0.3; echo job {{}}"))
+        // The marker names the job's script. On the doomed host a job waits for its end (so
+        // some are surely running there when it dies); elsewhere it takes a moment.
+        .arg(format!(
+            ": {marker}; case \"$SSH_CONNECTION\" in *\" 10.231.{subnet}.2 \"*) sleep 60;; \
+             esac; sleep 0.3; echo job {{}}"
+        ))
         .arg(":::")
         .args((1..=jobs).map(|i| i.to_string()))
         .stdin(Stdio::null())
@@ -413,7 +458,7 @@ fn more_slots_than_max_sessions_open_more_connections() {
 }
 
 /// --env exports herd's variables to remote jobs, exactly; PARALLEL_SEQ and PARALLEL_JOBSLOT
-/// are set there as here.
+/// are set there as here, and PARALLEL_SSHLOGIN names the host.
 #[cfg(unix)]
 #[test]
 fn env_reaches_remote_jobs() {
@@ -427,7 +472,8 @@ fn env_reaches_remote_jobs() {
             "--env",
             "HERD_TEST_VALUE",
             "-k",
-            "printf '%s|%s|%s|%s\\n' \"$HERD_TEST_VALUE\" \"$PARALLEL_SEQ\" \"$PARALLEL_JOBSLOT\" {}",
+            "printf '%s|%s|%s|%s|%s\\n' \"$HERD_TEST_VALUE\" \"$PARALLEL_SEQ\" \"$PARALLEL_JOBSLOT\" \
+             \"$PARALLEL_SSHLOGIN\" {}",
             ":::",
             "a",
             "b",
@@ -439,7 +485,7 @@ fn env_reaches_remote_jobs() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
-        "it's $x `y`\n!z|1|1|a\nit's $x `y`\n!z|2|1|b\n"
+        "it's $x `y`\n!z|1|1|h1|a\nit's $x `y`\n!z|2|1|h1|b\n"
     );
 }
 
@@ -678,7 +724,11 @@ fn a_partitioned_host_is_noticed_within_seconds() {
         // Without keepalive the cut-off jobs would hang until this kills them, and fail.
         .args(["-S", "2/h1,2/hp1", "--timeout", "30", "--events"])
         .arg(&events)
-        .arg(format!(": {marker}; sleep 0.5; echo job {{}}"))
+        // On the host to cut off a job waits (so some surely run there when it goes).
+        .arg(format!(
+            ": {marker}; case \"$SSH_CONNECTION\" in *\" 10.231.44.2 \"*) sleep 60;; \
+             esac; sleep 0.5; echo job {{}}"
+        ))
         .arg(":::")
         .args((1..=12).map(|i| i.to_string()))
         .stdin(Stdio::null())
@@ -789,4 +839,65 @@ fn a_host_that_comes_back_takes_jobs_again() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("cannot reach host hb1"), "{stderr}");
     assert!(stderr.contains("host hb1 is back"), "{stderr}");
+}
+
+/// A master that dies takes its sessions' remote jobs with it: each one's wrapper sees its
+/// stdin end when the connection goes, and kills the job's group.
+#[cfg(unix)]
+#[test]
+fn a_lost_connection_ends_the_remote_jobs() {
+    let Some(lab) = lab() else { return };
+    let marker = long_sleep(36);
+    let mut child = herd()
+        .arg("--ssh")
+        .arg(ssh(&lab))
+        .args(["-S", "2/h1", &format!("sleep {marker}"), ":::", "1", "2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("two remote jobs", || {
+        processes_with(&format!("sleep {marker}"))
+            .iter()
+            .filter(|p| p.contains(": sleep "))
+            .count()
+            >= 2
+    });
+    // The remote sleeps of this connection, by pid.
+    let remote: Vec<String> = processes_with(&format!("sleep {marker}"))
+        .into_iter()
+        .filter(|p| p.contains(": sleep "))
+        .map(|p| p.split(':').next().unwrap().to_string())
+        .collect();
+    // herd's master for h1: an ssh child of herd with -M.
+    let masters: Vec<String> = processes_with(" -M -N -S ")
+        .into_iter()
+        .filter(|p| {
+            let pid = p.split(':').next().unwrap();
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit(')').next().map(str::to_string))
+                .and_then(|s| s.split_whitespace().nth(1).map(str::to_string))
+                .is_some_and(|ppid| ppid == child.id().to_string())
+        })
+        .collect();
+    assert_eq!(masters.len(), 1, "{masters:?}");
+    let master = masters[0].split(':').next().unwrap().to_string();
+    assert!(Command::new("kill")
+        .args(["-KILL", &master])
+        .status()
+        .unwrap()
+        .success());
+    wait_until("the remote jobs of the lost connection gone", || {
+        remote
+            .iter()
+            .all(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+    });
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    assert_gone(&marker);
 }

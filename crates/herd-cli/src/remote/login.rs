@@ -18,6 +18,8 @@ pub enum Place {
     Ssh {
         command: Option<Vec<String>>,
         destination: String,
+        /// A port given in the sshlogin (`[::1]:2222`, `::1#2222`, `::1p2222`).
+        port: Option<String>,
     },
 }
 
@@ -100,22 +102,56 @@ pub fn parse(text: &str) -> Result<Login, String> {
     if destination.starts_with('-') {
         return Err(bad("the last word must be the host"));
     }
-    if let Some((user, _)) = destination.rsplit_once('@') {
-        if user.contains(':') {
-            return Err(bad(
-                "passwords in sshlogins are not supported: log in with a key (ssh-copy-id) \
-                 or an ssh agent",
-            ));
-        }
+    let (user, host) = match destination.rsplit_once('@') {
+        Some((user, host)) => (Some(user), host),
+        None => (None, destination),
+    };
+    if user.is_some_and(|u| u.contains(':')) {
+        return Err(bad(
+            "passwords in sshlogins are not supported: log in with a key (ssh-copy-id) \
+             or an ssh agent",
+        ));
     }
+    let (host, port) = split_port(host).map_err(bad)?;
+    let destination = match user {
+        Some(user) => format!("{user}@{host}"),
+        None => host.to_string(),
+    };
     Ok(Login {
         cpus,
         place: Place::Ssh {
             command: (!command.is_empty()).then(|| command.iter().map(|s| s.to_string()).collect()),
-            destination: destination.to_string(),
+            destination,
+            port,
         },
         name,
     })
+}
+
+/// GNU parallel's ports for IPv6 addresses: `[addr]:port`, `addr#port`, `addrpport` (only
+/// where the host holds a `:`, so that a name ending in p and digits stays a name).
+fn split_port(host: &str) -> Result<(&str, Option<String>), &'static str> {
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if let Some(rest) = host.strip_prefix('[') {
+        let Some((addr, after)) = rest.split_once(']') else {
+            return Err("a [ without its ]");
+        };
+        return match after.strip_prefix(':') {
+            Some(p) if digits(p) => Ok((addr, Some(p.to_string()))),
+            None if after.is_empty() => Ok((addr, None)),
+            _ => Err("expected [address]:port"),
+        };
+    }
+    if host.contains(':') {
+        for sep in ['#', 'p'] {
+            if let Some((addr, p)) = host.rsplit_once(sep) {
+                if digits(p) && addr.contains(':') {
+                    return Ok((addr, Some(p.to_string())));
+                }
+            }
+        }
+    }
+    Ok((host, None))
 }
 
 /// The sshlogins in a file: one per line; empty lines and lines starting with `#` are
@@ -167,6 +203,30 @@ mod tests {
         Place::Ssh {
             command: command.map(|c| c.iter().map(|s| s.to_string()).collect()),
             destination: destination.into(),
+            port: None,
+        }
+    }
+
+    #[test]
+    fn ipv6_ports() {
+        for (text, destination, port) in [
+            ("[::1]:2222", "::1", Some("2222")),
+            ("me@[fe80::1]:22", "me@fe80::1", Some("22")),
+            ("::1#2222", "::1", Some("2222")),
+            ("::1p2222", "::1", Some("2222")),
+            ("::1", "::1", None),
+            ("shop2", "shop2", None),
+        ] {
+            let l = parse(text).unwrap();
+            assert_eq!(
+                l.place,
+                Place::Ssh {
+                    command: None,
+                    destination: destination.into(),
+                    port: port.map(String::from),
+                },
+                "{text}"
+            );
         }
     }
 

@@ -7,13 +7,15 @@
 //! process group when it reads end of file there, so a cancelled job, or herd's death, leaves
 //! nothing running on the host.
 //!
-//! [`Hosts`] is the one place that talks to hosts: it connects each (a thread per host,
-//! which opens the masters one after another, within sshd's `MaxStartups`), learns its
-//! CPU count over the first master, hands out job slots (`pick`), at most
-//! [`MAX_SESSIONS`] per master (sshd's `MaxSessions`), and takes a host out of rotation when
-//! its master dies (the connection broke, or `ServerAliveInterval` found it silent), then
-//! tries it again later. The scheduler only asks for a placement and gives it back.
+//! [`Hosts`] is the one place that talks to hosts. It hands out job slots (`pick`), at most
+//! [`MAX_SESSIONS`] per master (sshd's `MaxSessions`), makes the local job for a placement,
+//! tells a host's failure from a job's, and follows `--slf` as it changes; [`connect`](mod@connect) keeps
+//! each host connected (masters opened one after another, within sshd's `MaxStartups`; its
+//! CPU count; the base files; a failed host tried again later); [`files`] moves
+//! `--transferfile`/`--return` files; [`wrapper`] is what runs on the host; [`login`] reads
+//! GNU parallel's sshlogins. The scheduler only asks for a placement and gives it back.
 
+mod connect;
 mod files;
 mod login;
 mod wrapper;
@@ -21,6 +23,7 @@ mod wrapper;
 pub use login::{parse_list, read_file, resolve, Login, Place};
 pub use wrapper::RemoteCommand;
 
+use connect::{check, connect, mark_down, session_command, watch_masters};
 use herd::{Herd, Job, JobId, KeepOpen, Stdin};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -30,17 +33,6 @@ use std::time::{Duration, Instant};
 /// Sessions herd runs over one master: sshd's default `MaxSessions`. A host with more job
 /// slots gets more masters.
 pub const MAX_SESSIONS: usize = 10;
-
-/// How long a host's first connection may take (`ConnectTimeout`).
-const CONNECT_TIMEOUT: &str = "10";
-
-/// Keepalive on every master: a host that stops answering is noticed in about 3 s, when
-/// its master exits (without it a partition goes unnoticed: measured, never in 20 s).
-const KEEPALIVE: [&str; 4] = ["-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=3"];
-
-/// The first wait before a failed host is tried again; it doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_secs(2);
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Where a job runs: a host, and the master its session goes over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,12 +161,18 @@ fn stamps(paths: &[PathBuf]) -> Vec<Option<std::time::SystemTime>> {
 
 /// A host for `login`, not yet connected.
 fn new_host(login: Login, default_ssh: &[String], slots_for: &dyn Fn(usize) -> usize) -> Host {
-    let ssh = match &login.place {
+    let mut ssh = match &login.place {
         Place::Ssh {
             command: Some(c), ..
         } => c.clone(),
         _ => default_ssh.to_vec(),
     };
+    if let Place::Ssh {
+        port: Some(port), ..
+    } = &login.place
+    {
+        ssh.extend(["-p".to_string(), port.clone()]);
+    }
     let local = login.place == Place::Local;
     let slots = if local {
         slots_for(login.cpus.unwrap_or_else(crate::options::cpus))
@@ -492,9 +490,16 @@ impl Hosts {
     }
 
     /// The local job that runs `command` at `p`: a session over the placement's master.
+    /// `$PARALLEL_SSHLOGIN` tells the command where it runs, as in GNU parallel.
     pub fn job(&self, p: Placement, command: &RemoteCommand) -> Job {
         let state = self.state();
         let host = &state.hosts[p.host];
+        let mut command = command.clone();
+        command.env.push((
+            "PARALLEL_SSHLOGIN".into(),
+            host.login.name.clone().into_bytes(),
+        ));
+        let command = &command;
         let control = p
             .master
             .and_then(|m| host.masters.get(m))
@@ -649,313 +654,4 @@ impl Drop for Hosts {
     fn drop(&mut self) {
         self.end();
     }
-}
-
-fn mark_down(inner: &Inner, h: usize, generation: u32, why: String) {
-    let mut state = inner.state.lock().unwrap();
-    let host = &mut state.hosts[h];
-    if host.generation != generation || matches!(host.status, Status::Down | Status::Retired) {
-        return;
-    }
-    host.status = Status::Down;
-    host.tried = true;
-    if !host.said_down {
-        eprintln!(
-            "herd: host {} is down, its jobs go to other hosts: {why}",
-            host.login.name
-        );
-        host.said_down = true;
-    }
-    host.error = Some(why);
-    drop(state);
-    inner.changed.notify_all();
-    (inner.wake)();
-}
-
-/// ssh and its options for a session over the master at `control`.
-fn session_command(ssh: &[String], control: &std::path::Path) -> Vec<String> {
-    let mut words = ssh.to_vec();
-    words.push("-S".into());
-    words.push(control.to_string_lossy().into_owned());
-    // Without a master, ssh would log in on its own (and meet MaxStartups): make that fail
-    // at once instead, and count it as the host's failure.
-    words.extend(["-o", "ControlMaster=no", "-o", "ProxyCommand=false", "-T"].map(String::from));
-    words
-}
-
-/// `ssh -O check`: whether the master at `control` answers.
-fn check(ssh: &[String], control: &std::path::Path, destination: &str) -> bool {
-    Command::new(&ssh[0])
-        .args(&ssh[1..])
-        .arg("-S")
-        .arg(control)
-        .args(["-O", "check", destination])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Follows the masters' herd: a master that ends takes its host down.
-fn watch_masters(inner: &Inner) {
-    while let Some(event) = inner.masters.next_event() {
-        let herd::Event::Finished(result) = event else {
-            continue;
-        };
-        let why = last_words(&result);
-        let mut state = inner.state.lock().unwrap();
-        let found = state.hosts.iter_mut().enumerate().find_map(|(h, host)| {
-            let m = host.masters.iter_mut().find(|m| m.job == Some(result.id))?;
-            m.dead = true;
-            m.ready = false;
-            m.error = Some(why.clone());
-            Some((h, host.generation, host.status))
-        });
-        let ended = state.ended;
-        drop(state);
-        inner.changed.notify_all();
-        if let (Some((h, generation, Status::Up)), false) = (found, ended) {
-            mark_down(inner, h, generation, why);
-        }
-    }
-}
-
-/// What a master said before it ended: its last line on stderr, or its exit status.
-fn last_words(result: &herd::JobResult) -> String {
-    let err = result.stderr.to_vec().unwrap_or_default();
-    let text = String::from_utf8_lossy(&err);
-    match text.lines().rev().find(|l| !l.trim().is_empty()) {
-        Some(line) => line.trim().to_string(),
-        None => match result.outcome {
-            herd::Outcome::Exited(c) => format!("ssh exited with status {c}"),
-            _ => format!("ssh ended: {:?}", result.outcome),
-        },
-    }
-}
-
-/// Connects host `h`, keeps it connected, and tries it again after a failure, until the run
-/// ends.
-fn connect(inner: &Inner, h: usize) {
-    let mut backoff = FIRST_BACKOFF;
-    loop {
-        match open_master(inner, h).and_then(|()| learn_slots(inner, h)) {
-            Ok(()) => {
-                backoff = FIRST_BACKOFF;
-                let wanted = {
-                    let mut state = inner.state.lock().unwrap();
-                    let host = &mut state.hosts[h];
-                    if host.status == Status::Retired {
-                        return;
-                    }
-                    if host.said_down {
-                        eprintln!("herd: host {} is back", host.login.name);
-                    }
-                    host.status = Status::Up;
-                    host.tried = true;
-                    host.said_down = false;
-                    host.slots.div_ceil(MAX_SESSIONS)
-                };
-                (inner.wake)();
-                // More masters for more than MAX_SESSIONS slots, one login at a time.
-                for _ in 1..wanted {
-                    if open_master(inner, h).is_err() {
-                        break;
-                    }
-                    (inner.wake)();
-                }
-                // Connected: wait for the host to go down, or the run to end.
-                let mut state = inner.state.lock().unwrap();
-                while !state.ended && state.hosts[h].status == Status::Up {
-                    state = inner.changed.wait(state).unwrap();
-                }
-            }
-            Err(why) => {
-                let mut state = inner.state.lock().unwrap();
-                if state.ended || state.hosts[h].status == Status::Retired {
-                    return;
-                }
-                let host = &mut state.hosts[h];
-                host.tried = true;
-                if !host.said_down {
-                    eprintln!("herd: cannot reach host {}: {why}", host.login.name);
-                    host.said_down = true;
-                }
-                host.status = Status::Down;
-                host.error = Some(why);
-                drop(state);
-                inner.changed.notify_all();
-                (inner.wake)();
-            }
-        }
-        // Down: try again after a while (sooner when the run ends).
-        let until = Instant::now() + backoff;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-        let mut state = inner.state.lock().unwrap();
-        loop {
-            if state.ended || state.hosts[h].status == Status::Retired {
-                return;
-            }
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            state = inner.changed.wait_timeout(state, left).unwrap().0;
-        }
-        // A new connection: the old masters are gone.
-        let host = &mut state.hosts[h];
-        host.generation += 1;
-        host.masters.clear();
-        host.status = Status::Connecting;
-    }
-}
-
-/// Starts one more master for host `h` and waits until it answers.
-fn open_master(inner: &Inner, h: usize) -> Result<(), String> {
-    let (ssh, destination, control, index) = {
-        let mut state = inner.state.lock().unwrap();
-        if state.ended {
-            return Err("the run has ended".into());
-        }
-        let host = &mut state.hosts[h];
-        let index = host.masters.len();
-        let control = inner
-            .control
-            .path()
-            .join(format!("{h}-{}-{index}", host.generation));
-        host.masters.push(Master {
-            control: control.clone(),
-            job: None,
-            sessions: 0,
-            ready: false,
-            dead: false,
-            error: None,
-        });
-        (
-            host.ssh.clone(),
-            host.destination().to_string(),
-            control,
-            index,
-        )
-    };
-    let job = Job::new(&ssh[0])
-        .args(&ssh[1..])
-        .args(["-M", "-N", "-S"])
-        .arg(&control)
-        .args(["-o", "ControlPersist=no", "-o", "BatchMode=yes"])
-        .args(["-o", &format!("ConnectTimeout={CONNECT_TIMEOUT}")])
-        .args(KEEPALIVE)
-        .arg(&destination)
-        .collect_output(true);
-    let id = inner
-        .masters
-        .submit(job)
-        .map_err(|e| format!("cannot start ssh: {e}"))?;
-    let generation = {
-        let mut state = inner.state.lock().unwrap();
-        let host = &mut state.hosts[h];
-        if let Some(m) = host.masters.get_mut(index) {
-            m.job = Some(id);
-        }
-        host.generation
-    };
-    // The master listens on its socket once logged in: ask it until it answers, or ends.
-    let mut pause = Duration::from_millis(5);
-    loop {
-        {
-            let state = inner.state.lock().unwrap();
-            let host = &state.hosts[h];
-            if state.ended || host.generation != generation {
-                return Err("the run has ended".into());
-            }
-            let master = &host.masters[index];
-            if master.dead {
-                return Err(master.error.clone().unwrap_or_default());
-            }
-        }
-        if check(&ssh, &control, &destination) {
-            let mut state = inner.state.lock().unwrap();
-            state.hosts[h].masters[index].ready = true;
-            return Ok(());
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(100));
-    }
-}
-
-/// Asks host `h`, over its first master, for its CPU count (unless `N/` gave its slots) and
-/// whether it has rsync; sets its job slots; sends the `--basefile`s.
-fn learn_slots(inner: &Inner, h: usize) -> Result<(), String> {
-    let (session, destination, cpus) = {
-        let state = inner.state.lock().unwrap();
-        let host = &state.hosts[h];
-        (
-            session_command(&host.ssh, &host.masters[0].control),
-            host.destination().to_string(),
-            host.login.cpus,
-        )
-    };
-    let dead = || {
-        let state = inner.state.lock().unwrap();
-        let master = &state.hosts[h].masters[0];
-        master
-            .dead
-            .then(|| master.error.clone().unwrap_or_default())
-    };
-    let out = Command::new(&session[0])
-        .args(&session[1..])
-        .arg(&destination)
-        .arg("--")
-        .arg(wrapper::carry(
-            b"n=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || \
-              sysctl -n hw.ncpu 2>/dev/null || echo 1)\n\
-              command -v rsync >/dev/null 2>&1 && r=rsync || r=none\n\
-              echo \"$n $r\"",
-        ))
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output();
-    let answer = match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-        _ => match dead() {
-            Some(why) => return Err(why),
-            None => String::new(),
-        },
-    };
-    let mut words = answer.split_whitespace();
-    let probed: usize = words.next().and_then(|n| n.parse().ok()).unwrap_or(1);
-    let rsync = inner.local_rsync && words.next() == Some("rsync");
-    {
-        let mut state = inner.state.lock().unwrap();
-        let host = &mut state.hosts[h];
-        host.slots = (inner.slots_for)(cpus.unwrap_or(probed)).max(1);
-        host.rsync = rsync;
-    }
-    if !inner.basefiles.is_empty() {
-        let files = files::Session {
-            ssh: &session,
-            destination: &destination,
-            rsync,
-        };
-        let script = files.send(None, &inner.basefiles, "--basefile");
-        let out = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(crate::jobs::os(script))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .output()
-            .map_err(|e| format!("--basefile: cannot run sh: {e}"))?;
-        if !out.status.success() {
-            if let Some(why) = dead() {
-                return Err(why);
-            }
-            let err = String::from_utf8_lossy(&out.stderr);
-            let why = err.lines().rev().find(|l| !l.trim().is_empty());
-            return Err(why
-                .unwrap_or("--basefile: cannot send")
-                .trim_start_matches("herd: ")
-                .to_string());
-        }
-    }
-    Ok(())
 }
