@@ -8,7 +8,7 @@ use crate::batch::Batcher;
 use crate::gate::Gate;
 use crate::jobs::{JobMaker, NotRun};
 use crate::printer::{JobInfo, Remote};
-use crate::remote::{Hosts, Placement};
+use crate::remote::{Ended255, Hosts, Placement};
 use herd::{Herd, JobId, KeepOpen};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -441,9 +441,9 @@ impl Feeder {
     }
 }
 
-/// `-S`: the host of a job that ended with ssh's status 255, when the host failed rather
-/// than the job (its connection is gone).
-pub fn host_failed(
+/// `-S`: the host of a job that ended with ssh's status 255 because of its host rather than
+/// itself (the connection is gone, or the host refused the session): the job runs again.
+pub fn host_at_fault(
     hosts: Option<&Hosts>,
     info: &JobInfo,
     result: &herd::JobResult,
@@ -451,9 +451,15 @@ pub fn host_failed(
     let remote = info.remote.as_ref()?;
     let place = remote.place?;
     let hosts = hosts?;
-    let candidate = !result.cancelled && result.exit_code() == Some(255) && !hosts.is_local(place);
-    // A job pinned to its host (--onall) fails with it.
-    (candidate && hosts.host_failed(place) && remote.pin.is_none()).then_some(place)
+    if result.cancelled || result.exit_code() != Some(255) || hosts.is_local(place) {
+        return None;
+    }
+    match hosts.ended_255(place) {
+        Ended255::Job => None,
+        // A job pinned to its host (--onall) fails with it.
+        Ended255::HostFailed => remote.pin.is_none().then_some(place),
+        Ended255::Refused => Some(place),
+    }
 }
 
 /// `-S`: every host is down. The run stops; the jobs that were waiting for a host are

@@ -7,7 +7,7 @@
 
 use crate::batch::Batcher;
 use crate::events::EventLog;
-use crate::feeder::{host_failed, no_host_left, Feed, Feeder, Slots, Why, Window};
+use crate::feeder::{host_at_fault, no_host_left, Feed, Feeder, Slots, Why, Window};
 use crate::gate::Gate;
 use crate::halt::{Counts, When};
 use crate::input::{Columns, Inputs, Source, SourceSpec};
@@ -506,9 +506,10 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
                     let Some(mut info) = window.running.remove(&result.id) else {
                         continue;
                     };
-                    if let Some(place) = host_failed(hosts.as_deref(), &info, &result) {
-                        // The host failed, not the job: it runs again on another host, and
-                        // this attempt is on record.
+                    if let Some(place) = host_at_fault(hosts.as_deref(), &info, &result) {
+                        // The host failed (or refused the session), not the job: it runs
+                        // again, on another host if that one is down, and this attempt is on
+                        // record.
                         hosts.as_deref().expect("hosts").release(place);
                         printer.discard(result.id);
                         if let Some(log) = reports.joblog.as_mut() {

@@ -50,8 +50,13 @@ struct OwnHost(String);
 
 impl OwnHost {
     fn start(name: &str, subnet: u32) -> OwnHost {
+        OwnHost::with_sessions(name, subnet, 10)
+    }
+
+    /// One whose sshd allows `sessions` sessions per connection (MaxSessions).
+    fn with_sessions(name: &str, subnet: u32, sessions: u32) -> OwnHost {
         let out = Command::new(lab_script())
-            .args(["host", name, &subnet.to_string()])
+            .args(["host", name, &subnet.to_string(), &sessions.to_string()])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -900,4 +905,35 @@ fn a_lost_connection_ends_the_remote_jobs() {
         .unwrap();
     child.wait().unwrap();
     assert_gone(&marker);
+}
+
+/// A host that allows fewer sessions per connection than herd opens (MaxSessions 2): the
+/// refused sessions are not the jobs' failures; they run again, herd opens more connections
+/// to it, and says why.
+#[cfg(unix)]
+#[test]
+fn refused_sessions_are_not_failures() {
+    let Some(lab) = lab() else { return };
+    let _small = OwnHost::with_sessions("hs1", 46, 2);
+    let out = run_with(
+        &lab,
+        &[
+            "-S",
+            "6/hs1",
+            "sleep 0.5; echo {}",
+            ":::",
+            "1",
+            "2",
+            "3",
+            "4",
+            "5",
+            "6",
+            "7",
+            "8",
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(text(&out.stdout).lines().count(), 8);
+    assert!(stderr.contains("host hs1 refused a session"), "{stderr}");
 }

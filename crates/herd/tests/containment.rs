@@ -98,3 +98,33 @@ fn a_foreground_job_shares_this_process_group_and_an_inheriting_one_its_output()
         ours.to_string_lossy()
     );
 }
+
+/// A job cgroup emptied with `cgroup.kill` is never given to another job. On some kernels
+/// (Linux 6.18 here) every process later started in such a cgroup with `CLONE_INTO_CGROUP` is
+/// killed at once: the kernel compares the kill counter of the parent's cgroup with the
+/// destination's. A job that leaves a process behind (killed by `cgroup.kill` when the job
+/// ends) made every later job in its cgroup die of SIGKILL within microseconds.
+#[test]
+fn a_cgroup_that_was_killed_is_not_given_to_another_job() {
+    // One job at a time: each job gets the cgroup the previous one had, if it is reused.
+    let herd = Herd::builder().max_running(1).build().unwrap();
+    if herd.containment() != Containment::Cgroup {
+        assert!(!cgroup_required(), "no cgroup where one is required");
+        eprintln!("skipped: herd may not create cgroups here");
+        return;
+    }
+    for round in 0..5 {
+        // Leaves a sleeper behind, with its output elsewhere: killed as the job ends.
+        let leaver = herd
+            .spawn(Job::new("sh").args(["-c", "sleep 30 >/dev/null 2>&1 & exit 0"]))
+            .unwrap()
+            .wait();
+        assert!(leaver.success(), "round {round}: {:?}", leaver.outcome);
+        let next = herd.spawn(Job::new("true")).unwrap().wait();
+        assert!(
+            next.success(),
+            "round {round}: the next job ended {:?}",
+            next.outcome
+        );
+    }
+}

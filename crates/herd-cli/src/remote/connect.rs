@@ -46,13 +46,25 @@ pub(super) fn mark_down(inner: &Inner, h: usize, generation: u32, why: String) {
 }
 
 /// ssh and its options for a session over the master at `control`.
-pub(super) fn session_command(ssh: &[String], control: &std::path::Path) -> Vec<String> {
+///
+/// When the master does not take the session (it is gone, or the host refused one more
+/// session on its connection), ssh would log in on its own and meet `MaxStartups`: its
+/// `ProxyCommand` makes that fail at once instead, and leaves `fallback` behind, so that
+/// herd can tell a refused session from the job's own status 255.
+pub(super) fn session_command(
+    ssh: &[String],
+    control: &std::path::Path,
+    fallback: Option<&std::path::Path>,
+) -> Vec<String> {
     let mut words = ssh.to_vec();
     words.push("-S".into());
     words.push(control.to_string_lossy().into_owned());
-    // Without a master, ssh would log in on its own (and meet MaxStartups): make that fail
-    // at once instead, and count it as the host's failure.
-    words.extend(["-o", "ControlMaster=no", "-o", "ProxyCommand=false", "-T"].map(String::from));
+    let proxy = match fallback {
+        // The control directory's name is herd's own (letters, digits, - and /): no quoting.
+        Some(marker) => format!("ProxyCommand=touch {}", marker.display()),
+        None => "ProxyCommand=false".into(),
+    };
+    words.extend(["-o", "ControlMaster=no", "-o", &proxy, "-T"].map(String::from));
     words
 }
 
@@ -115,7 +127,7 @@ pub(super) fn connect(inner: &Inner, h: usize) {
         match open_master(inner, h).and_then(|()| learn_slots(inner, h)) {
             Ok(()) => {
                 backoff = FIRST_BACKOFF;
-                let wanted = {
+                {
                     let mut state = inner.state.lock().unwrap();
                     let host = &mut state.hosts[h];
                     if host.status == Status::Retired {
@@ -127,20 +139,27 @@ pub(super) fn connect(inner: &Inner, h: usize) {
                     host.status = Status::Up;
                     host.tried = true;
                     host.said_down = false;
-                    host.slots.div_ceil(MAX_SESSIONS)
                 };
                 (inner.wake)();
-                // More masters for more than MAX_SESSIONS slots, one login at a time.
-                for _ in 1..wanted {
+                // Connected: open more masters while its slots need them (more slots than
+                // sessions a connection takes), one login at a time; then wait for the host
+                // to go down, or the run to end.
+                loop {
+                    let mut state = inner.state.lock().unwrap();
+                    while !state.ended
+                        && state.hosts[h].status == Status::Up
+                        && !needs_master(&state.hosts[h])
+                    {
+                        state = inner.changed.wait(state).unwrap();
+                    }
+                    if state.ended || state.hosts[h].status != Status::Up {
+                        break;
+                    }
+                    drop(state);
                     if open_master(inner, h).is_err() {
                         break;
                     }
                     (inner.wake)();
-                }
-                // Connected: wait for the host to go down, or the run to end.
-                let mut state = inner.state.lock().unwrap();
-                while !state.ended && state.hosts[h].status == Status::Up {
-                    state = inner.changed.wait(state).unwrap();
                 }
             }
             Err(why) => {
@@ -181,6 +200,13 @@ pub(super) fn connect(inner: &Inner, h: usize) {
         host.masters.clear();
         host.status = Status::Connecting;
     }
+}
+
+/// Whether host `h`'s slots need another master: more slots than its live masters take
+/// sessions.
+fn needs_master(host: &super::Host) -> bool {
+    let live = host.masters.iter().filter(|m| !m.dead).count();
+    live * host.session_cap < host.slots
 }
 
 /// Starts one more master for host `h` and waits until it answers.
@@ -263,7 +289,7 @@ fn learn_slots(inner: &Inner, h: usize) -> Result<(), String> {
         let state = inner.state.lock().unwrap();
         let host = &state.hosts[h];
         (
-            session_command(&host.ssh, &host.masters[0].control),
+            session_command(&host.ssh, &host.masters[0].control, None),
             host.destination().to_string(),
             host.login.cpus,
         )

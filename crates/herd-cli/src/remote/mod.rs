@@ -42,6 +42,20 @@ pub struct Placement {
     /// The host's connection generation when the job was placed: the masters of an older
     /// one are gone.
     generation: u32,
+    /// This placement's own number: names the file that tells its session was refused.
+    token: u64,
+}
+
+/// Why a remote job ended with ssh's status 255.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended255 {
+    /// The job itself exited 255.
+    Job,
+    /// Its host's connection broke: the host is out of rotation.
+    HostFailed,
+    /// The host refused the session (it allows fewer than herd opened on one connection);
+    /// the job never ran there.
+    Refused,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +94,9 @@ struct Host {
     said_down: bool,
     /// Whether files go with rsync: both this machine and the host have it.
     rsync: bool,
+    /// Sessions herd opens on one master: sshd's default `MaxSessions`, lowered when the
+    /// host refuses one.
+    session_cap: usize,
 }
 
 impl Host {
@@ -94,7 +111,7 @@ impl Host {
     fn free_master(&self) -> Option<usize> {
         self.masters
             .iter()
-            .position(|m| m.ready && !m.dead && m.sessions < MAX_SESSIONS)
+            .position(|m| m.ready && !m.dead && m.sessions < self.session_cap)
     }
 
     fn destination(&self) -> &str {
@@ -129,6 +146,8 @@ struct Inner {
     local_rsync: bool,
     /// `--basefile`: sent to each host before its first job.
     basefiles: Vec<Vec<u8>>,
+    /// The next [`Placement::token`].
+    tokens: std::sync::atomic::AtomicU64,
     /// `--cleanup`: the base files are removed at the end.
     cleanup: bool,
 }
@@ -195,6 +214,7 @@ fn new_host(login: Login, default_ssh: &[String], slots_for: &dyn Fn(usize) -> u
         tried: local,
         said_down: false,
         rsync: false,
+        session_cap: MAX_SESSIONS,
     }
 }
 
@@ -285,6 +305,7 @@ impl Hosts {
                     .status()
                     .is_ok_and(|s| s.success()),
             basefiles: config.basefiles,
+            tokens: Default::default(),
             cleanup: config.cleanup,
         });
         let n = inner.state.lock().unwrap().hosts.len();
@@ -419,9 +440,25 @@ impl Hosts {
                 host: h,
                 master,
                 generation,
+                token: self.token(),
             });
         }
         None
+    }
+
+    fn token(&self) -> u64 {
+        self.inner
+            .tokens
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The file a session's fallback to a login of its own creates (its `ProxyCommand`): it
+    /// exists only when the master did not take the session.
+    fn fallback_marker(&self, p: Placement) -> PathBuf {
+        self.inner
+            .control
+            .path()
+            .join(format!("fallback-{}", p.token))
     }
 
     /// How many hosts there are.
@@ -464,6 +501,7 @@ impl Hosts {
             host: h,
             master,
             generation: host.generation,
+            token: self.token(),
         }))
     }
 
@@ -505,7 +543,7 @@ impl Hosts {
             .and_then(|m| host.masters.get(m))
             .map(|m| m.control.clone())
             .unwrap_or_default();
-        let ssh = session_command(&host.ssh, &control);
+        let ssh = session_command(&host.ssh, &control, Some(&self.fallback_marker(p)));
         let job = if command.has_files() {
             let session = files::Session {
                 ssh: &ssh,
@@ -525,22 +563,20 @@ impl Hosts {
         job.stdin(Stdin::HeldOpen)
     }
 
-    /// After a job at `p` ended with ssh's failure status 255: whether its host failed (its
-    /// master is gone). A host whose master still answers ran the job, which exited 255.
-    /// A failed host is taken out of rotation.
-    pub fn host_failed(&self, p: Placement) -> bool {
+    /// After a job at `p` ended with ssh's failure status 255: whether the job exited so,
+    /// its host failed (its master is gone: the host is taken out of rotation), or the host
+    /// refused the session (then herd opens fewer sessions per connection there, and more
+    /// connections).
+    pub fn ended_255(&self, p: Placement) -> Ended255 {
         let Some(m) = p.master else {
-            return false;
+            return Ended255::Job;
         };
+        let fell_back = std::fs::remove_file(self.fallback_marker(p)).is_ok();
         let (dead, ssh, control, destination) = {
             let state = self.state();
             let host = &state.hosts[p.host];
             if p.generation != host.generation || host.status == Status::Down {
-                return true;
-            }
-            if host.status == Status::Retired {
-                // Out of rotation already: whether its connection broke matters no more.
-                return !check(&host.ssh, &host.masters[m].control, host.destination());
+                return Ended255::HostFailed;
             }
             let master = &host.masters[m];
             (
@@ -559,9 +595,30 @@ impl Hosts {
                 p.generation,
                 "the connection to it was lost".into(),
             );
-            return true;
+            return Ended255::HostFailed;
         }
-        false
+        if !fell_back {
+            return Ended255::Job;
+        }
+        let mut state = self.state();
+        let host = &mut state.hosts[p.host];
+        // This session was counted: the master had one fewer when it refused.
+        let cap = host.masters[m].sessions.saturating_sub(1).max(1);
+        if cap < host.session_cap {
+            if host.session_cap == MAX_SESSIONS {
+                // Said once: the cap may come down a step at a time.
+                eprintln!(
+                    "herd: host {} refused a session: it allows fewer sessions on one \
+                     connection than herd opened (sshd's MaxSessions); herd opens more \
+                     connections to it, and runs the job again",
+                    host.login.name
+                );
+            }
+            host.session_cap = cap;
+        }
+        drop(state);
+        self.inner.changed.notify_all();
+        Ended255::Refused
     }
 
     /// When no host can run jobs and none is still connecting for the first time: why.
@@ -615,7 +672,7 @@ impl Hosts {
                 && cleaned.insert(destination.clone())
             {
                 // --cleanup: the base files go, over the host's first live master.
-                let session = session_command(&ssh, &control);
+                let session = session_command(&ssh, &control, None);
                 let files = files::Session {
                     ssh: &session,
                     destination: &destination,

@@ -10,7 +10,10 @@
 //! numbered child per running job. A child is created once and reused by later jobs as soon as
 //! it is empty (checked by reading its `cgroup.events`), so a run of a million jobs makes only
 //! as many directories as it ever had jobs running at once: creating and removing one costs
-//! some 30 µs, about a fifth of a whole tiny job. `clone3` places the child straight into its
+//! some 30 µs, about a fifth of a whole tiny job. Except a child emptied with `cgroup.kill`:
+//! on some kernels (Linux 6.18 here) every process later started in it with
+//! `CLONE_INTO_CGROUP` is killed at once (the kernel compares the kill counter of the parent's
+//! cgroup with the destination's), so such a child is removed and a new one made instead. `clone3` places the child straight into its
 //! cgroup (`CLONE_INTO_CGROUP`, Linux 5.7), so there is no moment where a job runs outside it.
 //!
 //! Where herd may create one: as root, or in a subtree delegated to the user (systemd's user
@@ -43,12 +46,32 @@ struct Pool {
     state: Mutex<PoolState>,
 }
 
+impl Pool {
+    /// Removes a job cgroup's directory: false while processes are still in it.
+    fn remove(&self, slot: &Slot) -> bool {
+        if slot.populated() {
+            return false;
+        }
+        match rustix::fs::unlinkat(
+            &self.dir,
+            slot.name.as_str(),
+            rustix::fs::AtFlags::REMOVEDIR,
+        ) {
+            Ok(()) | Err(Errno::NOENT) => true,
+            // EBUSY: a process is still leaving it.
+            Err(_) => false,
+        }
+    }
+}
+
 #[derive(Default)]
 struct PoolState {
     /// Empty cgroups, ready for a job.
     free: Vec<Slot>,
     /// Returned while processes were still in them (being killed): reused once empty.
     draining: Vec<Slot>,
+    /// Emptied with `cgroup.kill`, never to be reused: removed once empty.
+    retired: Vec<Slot>,
     /// Directories made so far; the next is named after this count.
     made: u32,
 }
@@ -57,6 +80,8 @@ struct PoolState {
 /// (rarely): a descriptor per file per running job counts against the same limit as the
 /// jobs' pipes.
 struct Slot {
+    /// Its name in the herd's cgroup (a number).
+    name: String,
     dir: OwnedFd,
     /// `cgroup.events`, read once per job: kept open, as opening a cgroup file costs more
     /// than reading it.
@@ -88,6 +113,8 @@ pub(crate) struct JobCgroup {
     /// Found empty after the job's process exited: nothing can enter it again, so it goes
     /// back to the pool without another look.
     empty: std::cell::Cell<bool>,
+    /// Emptied with `cgroup.kill`: never lent again (see the module's comment).
+    killed: std::cell::Cell<bool>,
 }
 
 impl JobCgroup {
@@ -116,6 +143,7 @@ impl JobCgroup {
         }
         if let Ok(kill) = self.slot().open("cgroup.kill", OFlags::WRONLY) {
             let _ = rustix::io::write(&kill, b"1");
+            self.killed.set(true);
         }
     }
 
@@ -142,6 +170,13 @@ impl JobCgroup {
 impl Drop for JobCgroup {
     fn drop(&mut self) {
         let slot = self.slot.take().expect("dropped once");
+        if self.killed.get() {
+            // Removed now if its processes are gone, else once they are (by `lend`).
+            if !self.pool.remove(&slot) {
+                self.pool.state.lock().unwrap().retired.push(slot);
+            }
+            return;
+        }
         let empty = self.empty.get() || !slot.populated();
         let mut state = self.pool.state.lock().unwrap();
         if !empty {
@@ -287,7 +322,7 @@ impl Cgroups {
         }
         let dir = open_in(parent, &name, OFlags::RDONLY | OFlags::DIRECTORY)?;
         let events = open_in(&dir, "cgroup.events", OFlags::RDONLY)?;
-        let slot = Slot { dir, events };
+        let slot = Slot { name, dir, events };
         // Proves `cgroup.kill` is there (Linux 5.14), which the kill and the guardian need.
         slot.open("cgroup.kill", OFlags::WRONLY)?;
         Ok(slot)
@@ -298,6 +333,9 @@ impl Cgroups {
     pub(crate) fn lend(&self) -> io::Result<JobCgroup> {
         let reused = {
             let mut state = self.pool.state.lock().unwrap();
+            // Killed cgroups whose processes are gone: removed.
+            let pool = &self.pool;
+            state.retired.retain(|slot| !pool.remove(slot));
             match state.free.pop() {
                 Some(slot) => Some(slot),
                 None => {
@@ -314,6 +352,7 @@ impl Cgroups {
             slot: Some(slot),
             pool: self.pool.clone(),
             empty: std::cell::Cell::new(false),
+            killed: std::cell::Cell::new(false),
         })
     }
 
