@@ -252,6 +252,7 @@ impl Feeder {
                     job: None,
                     runs: 1,
                     started: std::time::Instant::now(),
+                    attempts: Vec::new(),
                     remote: Some(Box::new(Remote {
                         place: None,
                         host: String::new(),
@@ -276,6 +277,7 @@ impl Feeder {
                 job: None,
                 runs: 1,
                 started: std::time::Instant::now(),
+                attempts: Vec::new(),
                 remote: Some(Box::new(Remote {
                     place: None,
                     host: String::new(),
@@ -314,6 +316,7 @@ impl Feeder {
                         runs: 1,
                         started: std::time::Instant::now(),
                         remote: None,
+                        attempts: Vec::new(),
                     },
                 );
                 Fed::Progress

@@ -57,6 +57,9 @@ pub struct Record {
     /// `-S`: the sshlogin it ran on (`:` for this machine).
     #[serde(skip_serializing_if = "Option::is_none")]
     host: Option<String>,
+    /// The runs before this one, when it ran more than once.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    attempts: Vec<Attempt>,
     command: Vec<String>,
     exit_code: Option<i32>,
     signal: Option<&'static str>,
@@ -93,7 +96,38 @@ fn stream_name(stream: Stream) -> &'static str {
 }
 
 /// The record of a finished job, without its output (see [`write_record`] for that).
-pub fn record(seq: u64, host: Option<&str>, argv: &[Vec<u8>], result: &JobResult) -> Record {
+/// An earlier run of a job that ran again (`--retries`, or its host failed).
+#[derive(Serialize, Debug, Clone)]
+pub struct Attempt {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    exit_code: Option<i32>,
+    signal: Option<&'static str>,
+    start_time: String,
+    duration_s: f64,
+}
+
+impl Attempt {
+    pub fn of(host: Option<&str>, result: &JobResult) -> Attempt {
+        Attempt {
+            host: host.map(str::to_string),
+            exit_code: result.exit_code(),
+            signal: result
+                .signal()
+                .map(|s| herd::signal_name(s).unwrap_or("unknown")),
+            start_time: humantime::format_rfc3339_micros(result.start_time).to_string(),
+            duration_s: secs(result.duration),
+        }
+    }
+}
+
+pub fn record(
+    seq: u64,
+    host: Option<&str>,
+    attempts: &[Attempt],
+    argv: &[Vec<u8>],
+    result: &JobResult,
+) -> Record {
     let error = match &result.outcome {
         Outcome::SpawnFailed(e) => Some(e.to_string()),
         Outcome::Cancelled => Some("cancelled before it started".to_string()),
@@ -108,6 +142,7 @@ pub fn record(seq: u64, host: Option<&str>, argv: &[Vec<u8>], result: &JobResult
     Record {
         seq,
         host: host.map(str::to_string),
+        attempts: attempts.to_vec(),
         command: argv
             .iter()
             .map(|a| String::from_utf8_lossy(a).into_owned())
@@ -151,11 +186,12 @@ pub fn write_record(
     out: &mut dyn Write,
     seq: u64,
     host: Option<&str>,
+    attempts: &[Attempt],
     argv: &[Vec<u8>],
     result: &JobResult,
     form: OutputForm<'_>,
 ) -> io::Result<()> {
-    let mut head = serde_json::to_vec(&record(seq, host, argv, result))?;
+    let mut head = serde_json::to_vec(&record(seq, host, attempts, argv, result))?;
     head.pop(); // The closing brace: the output fields follow.
     out.write_all(&head)?;
     match form {

@@ -36,6 +36,8 @@ pub struct JobInfo {
     pub started: std::time::Instant,
     /// `-S`: where it runs, and how to run it elsewhere.
     pub remote: Option<Box<Remote>>,
+    /// Its earlier runs, when it ran again (`--json` lists them).
+    pub attempts: Vec<crate::json::Attempt>,
 }
 
 /// A job of a run with hosts (`-S`).
@@ -678,6 +680,7 @@ impl Printer {
                 &mut *json,
                 info.seq,
                 info.remote_host(),
+                &info.attempts,
                 &info.argv,
                 &result,
                 form,

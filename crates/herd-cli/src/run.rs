@@ -520,6 +520,8 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
                             let r = events.retry(info.seq, info.runs, info.remote_host(), &result);
                             reports.check(r, "cannot write --events");
                         }
+                        info.attempts
+                            .push(json::Attempt::of(info.remote_host(), &result));
                         if let Some(r) = info.remote.as_mut() {
                             r.place = None;
                         }
@@ -547,6 +549,8 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
                                     events.retry(info.seq, info.runs, info.remote_host(), &result);
                                 reports.check(r, "cannot write --events");
                             }
+                            info.attempts
+                                .push(json::Attempt::of(info.remote_host(), &result));
                             info.runs += 1;
                             window.waiting.push_front(info);
                             feed_state.room.notify_one();
@@ -575,6 +579,8 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
                             // Killed for room, not failed: that run does not count.
                             if !freed {
                                 info.runs += 1;
+                                info.attempts
+                                    .push(json::Attempt::of(info.remote_host(), &result));
                             }
                             info.started = std::time::Instant::now();
                             window.running.insert(id, info);
@@ -684,7 +690,13 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
                     reports.check(r, "--results");
                 }
                 if let Some(events) = reports.events.as_mut() {
-                    let record = json::record(info.seq, info.remote_host(), &info.argv, &result);
+                    let record = json::record(
+                        info.seq,
+                        info.remote_host(),
+                        &info.attempts,
+                        &info.argv,
+                        &result,
+                    );
                     let r = events.finish(&record);
                     reports.check(r, "cannot write --events");
                 }

@@ -108,6 +108,15 @@ impl Drop for OwnHost {
     }
 }
 
+/// The hosts of the jobs started so far, in order, from an `--events` file.
+fn started_on(events: &std::path::Path) -> Vec<String> {
+    common::json_lines(&std::fs::read(events).unwrap_or_default())
+        .into_iter()
+        .filter(|e| e["event"] == "start")
+        .map(|e| e["host"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// Joblog rows: (seq, host, exit value).
 fn joblog_rows(path: &std::path::Path) -> Vec<(u64, String, i32)> {
     std::fs::read_to_string(path)
@@ -352,12 +361,7 @@ fn dying_host(lab: &std::path::Path, name: &str, subnet: u32, slots: u32, jobs: 
         .unwrap();
     // Every job started or every slot taken, and a job running on the doomed host: then it
     // dies.
-    let started = || {
-        std::fs::read_to_string(&events)
-            .unwrap_or_default()
-            .matches("\"event\":\"start\"")
-            .count()
-    };
+    let started = || started_on(&events).len();
     wait_until("every slot taken", || {
         started() >= (2 * slots).min(jobs) as usize
     });
@@ -690,13 +694,7 @@ fn the_sshlogin_file_is_read_again_when_it_changes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let starts = || {
-        common::json_lines(&std::fs::read(&events).unwrap_or_default())
-            .into_iter()
-            .filter(|e| e["event"] == "start")
-            .map(|e| e["host"].as_str().unwrap_or_default().to_string())
-            .collect::<Vec<_>>()
-    };
+    let starts = || started_on(&events);
     wait_until("job 1 on h1", || starts() == ["h1"]);
     std::fs::write(&slf, "1/h2\n").unwrap();
     wait_until("a job on h2", || starts().len() == 2);
@@ -773,6 +771,7 @@ fn retries_go_to_another_host() {
     let Some(lab) = lab() else { return };
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("events");
+    let json = dir.path().join("json");
     let out = run_with(
         &lab,
         &[
@@ -780,6 +779,8 @@ fn retries_go_to_another_host() {
             "1/h1,1/h2",
             "--retries",
             "2",
+            "--json",
+            json.to_str().unwrap(),
             "--events",
             events.to_str().unwrap(),
             "[ \"$(echo $SSH_CONNECTION | cut -d' ' -f3)\" = 10.231.2.2 ] && echo {}",
@@ -797,6 +798,18 @@ fn retries_go_to_another_host() {
     assert!(finishes.iter().all(|e| e["host"] == "h2"), "{finishes:?}");
     let retries: Vec<_> = events.iter().filter(|e| e["event"] == "retry").collect();
     assert!(retries.iter().all(|e| e["host"] == "h1"), "{retries:?}");
+    // --json: each job's record lists its earlier runs, with their hosts and statuses.
+    let records = common::json_lines(&std::fs::read(&json).unwrap());
+    let attempts: Vec<&serde_json::Value> = records
+        .iter()
+        .filter_map(|r| r["attempts"].as_array())
+        .flatten()
+        .collect();
+    assert!(!retries.is_empty(), "no job started on h1: {events:?}");
+    assert_eq!(attempts.len(), retries.len(), "{records:?}");
+    assert!(attempts
+        .iter()
+        .all(|a| a["host"] == "h1" && a["exit_code"] == 1));
 }
 
 /// A host that was down is tried again, and takes jobs once it is back.
@@ -824,13 +837,7 @@ fn a_host_that_comes_back_takes_jobs_again() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let starts = || {
-        common::json_lines(&std::fs::read(&events).unwrap_or_default())
-            .into_iter()
-            .filter(|e| e["event"] == "start")
-            .map(|e| e["host"].as_str().unwrap_or_default().to_string())
-            .collect::<Vec<_>>()
-    };
+    let starts = || started_on(&events);
     // Job 1 holds h1's only slot; hb1 was refused at once, long before.
     wait_until("job 1 on h1", || starts() == ["h1"]);
     back.revive();
@@ -936,4 +943,25 @@ fn refused_sessions_are_not_failures() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(text(&out.stdout).lines().count(), 8);
     assert!(stderr.contains("host hs1 refused a session"), "{stderr}");
+}
+
+/// A host that ssh reaches through a jump host (`ProxyJump` in the ssh configuration) works
+/// unchanged: herd's master goes through the jump, its sessions over the master.
+#[cfg(unix)]
+#[test]
+fn a_jump_host_from_the_ssh_configuration_works() {
+    let Some(lab) = lab() else { return };
+    // j2: h2 reached through lo (see .ci/ssh-lab).
+    let out = run_with(
+        &lab,
+        &[
+            "-S",
+            "j2",
+            "--nonall",
+            "echo $SSH_CONNECTION | cut -d' ' -f1,3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // h2 sees the connection come from lo's machine (the root namespace's veth end).
+    assert_eq!(text(&out.stdout), "10.231.2.1 10.231.2.2\n");
 }

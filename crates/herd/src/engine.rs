@@ -50,6 +50,8 @@ struct Queued {
     delivery: Delivery,
     /// Spawns that failed for lack of resources while nothing else was running.
     idle_retries: u32,
+    /// Spawns that failed for lack of resources in all: the retry timer's back-off.
+    spawn_retries: u32,
 }
 
 struct Running {
@@ -155,6 +157,10 @@ struct State {
     spawning: usize,
     /// A spawn ran out of resources: start nothing until a job finishes (or a retry timer).
     exhausted: bool,
+    /// A [`TimerKind::Retry`] is pending.
+    retry_armed: bool,
+    /// Spawns attempted so far, for [`Config::inject_spawn_failure`](crate::herd::Config).
+    spawns: u64,
     timers: BinaryHeap<Timer>,
     limits: CaptureLimits,
     spill: SpillDir,
@@ -208,6 +214,8 @@ impl Engine {
                 active: 0,
                 spawning: 0,
                 exhausted: false,
+                retry_armed: false,
+                spawns: 0,
                 timers: BinaryHeap::new(),
                 limits,
                 spill,
@@ -284,6 +292,7 @@ impl Engine {
                     job,
                     delivery,
                     idle_retries: 0,
+                    spawn_retries: 0,
                 };
                 if self.state.shutting_down {
                     self.state.give_up(queued, Outcome::Cancelled, true);
@@ -402,6 +411,12 @@ impl Engine {
             let job = queued.job.clone();
             let token = s.occupy(queued);
             s.spawning += 1;
+            s.spawns += 1;
+            if s.config.inject_spawn_failure == Some(s.spawns) {
+                let e = std::io::Error::other("injected passing spawn failure");
+                self.on_spawned(token, Err(SpawnFailure::Exhausted(e)));
+                continue;
+            }
             let job = if inline {
                 started_here += 1;
                 job
@@ -461,6 +476,7 @@ impl Engine {
             self.state.timers.pop();
             if kind == TimerKind::Retry {
                 self.state.exhausted = false;
+                self.state.retry_armed = false;
                 continue;
             }
             if kind == TimerKind::StopCheck {
@@ -803,13 +819,20 @@ impl State {
         entry
     }
 
-    /// A spawn failed for lack of descriptors, processes or memory: put the job back and wait
-    /// for a running job to finish. With nothing running there is nothing to wait for, so retry
-    /// on a timer a few times, then fail the job with the system's error.
+    /// A spawn failed for lack of descriptors, processes or memory, or for a passing reason
+    /// (Wine's `ERROR_INTERNAL_ERROR` under load): put the job back and try again when a
+    /// running job finishes or on a timer, whichever comes first. The timer backs off (10 ms,
+    /// doubling to 1.28 s), so a real shortage is not retried busily; it is never the only
+    /// wake-up missing: waiting only for a job to finish once stalled a run for a whole
+    /// sibling's lifetime (600 s) after one passing failure. With nothing running, the job
+    /// fails with the system's error after 8 tries.
     fn on_exhausted(&mut self, mut queued: Queued, error: std::io::Error) {
-        if self.active > 0 {
+        queued.spawn_retries += 1;
+        let delay = Duration::from_millis(10 << queued.spawn_retries.min(7));
+        if self.active > 0 && !self.shutting_down {
             self.exhausted = true;
             self.queue.push_front(queued);
+            self.arm_retry(delay);
             return;
         }
         queued.idle_retries += 1;
@@ -825,9 +848,17 @@ impl State {
             );
             return;
         }
-        let delay = Duration::from_millis(10 << queued.idle_retries);
         self.exhausted = true;
         self.queue.push_front(queued);
+        self.arm_retry(delay);
+    }
+
+    /// Starts trying queued jobs again after `delay`, unless a retry is already due.
+    fn arm_retry(&mut self, delay: Duration) {
+        if self.retry_armed {
+            return;
+        }
+        self.retry_armed = true;
         self.timers.push(Reverse((
             Instant::now() + delay,
             TimerKind::Retry,

@@ -31,6 +31,8 @@ pub(crate) struct Config {
     pub stream_when_full: bool,
     pub started_events: bool,
     pub poller: sys::PollerOptions,
+    /// For tests: the spawn with this number (from 1) fails as for a passing shortage.
+    pub inject_spawn_failure: Option<u64>,
 }
 
 impl Default for Config {
@@ -50,6 +52,7 @@ impl Default for Config {
             stream_when_full: false,
             started_events: true,
             poller: sys::PollerOptions::default(),
+            inject_spawn_failure: None,
         }
     }
 }
@@ -188,6 +191,14 @@ impl Builder {
     /// no thread waits on any one child. Ignored elsewhere.
     pub fn windows_thread_pool(mut self, yes: bool) -> Self {
         self.config.poller.windows_thread_pool = yes;
+        self
+    }
+
+    /// For tests of the spawn retry: the `n`th spawn (from 1) fails once as if the system had
+    /// been short of resources for a moment.
+    #[doc(hidden)]
+    pub fn inject_spawn_failure(mut self, n: u64) -> Self {
+        self.config.inject_spawn_failure = Some(n);
         self
     }
 

@@ -798,3 +798,47 @@ fn a_held_open_stdin_ends_only_when_the_job_is_told_to_stop() {
         .wait();
     assert!(quick.success());
 }
+
+/// A spawn that fails for a passing reason while long-lived jobs run is tried again on a
+/// timer, not only when one of them ends: one such failure used to hold a job back for a
+/// whole sibling's lifetime (600 s under Wine, where `CreateProcessW` sometimes fails so).
+#[test]
+fn a_passing_spawn_failure_is_retried_while_siblings_run() {
+    // About 20 s, and this test's own: without the retry, the failed job waits for a
+    // sibling's end, and the test fails then.
+    let marker = format!("20.{}61", std::process::id());
+    let herd = Herd::builder()
+        .max_running(20)
+        .inject_spawn_failure(5)
+        .build()
+        .unwrap();
+    let n = 10;
+    for _ in 0..n {
+        herd.submit(
+            Job::new("sh")
+                .args(["-c", &format!("echo up; exec sleep {marker}")])
+                .stream_output(true),
+        )
+        .unwrap();
+    }
+    // Every job says "up"; a job that ends first means one waited for a sibling's end.
+    let mut up = std::collections::HashSet::new();
+    while up.len() < n {
+        match herd.next_event() {
+            Some(Event::Output { id, .. }) => {
+                up.insert(id);
+            }
+            Some(Event::Started { .. }) => {}
+            Some(Event::Finished(r)) => {
+                panic!(
+                    "job {:?} ended before every job was up: {:?}",
+                    r.id, r.outcome
+                )
+            }
+            None => panic!("the events ended with {} of {n} jobs up", up.len()),
+        }
+    }
+    herd.cancel_all();
+    for _ in herd.events() {}
+    assert_gone(&marker);
+}

@@ -398,6 +398,39 @@ mod suite {
         }
     }
 
+    /// A spawn that fails for a passing reason (Wine's `ERROR_INTERNAL_ERROR` under load) while
+    /// long-lived jobs run is tried again on a timer: it used to wait for a sibling's end.
+    fn a_passing_spawn_failure_is_retried_while_siblings_run(tp: bool) {
+        let herd = builder(tp)
+            .max_running(20)
+            .inject_spawn_failure(5)
+            .build()
+            .unwrap();
+        let n = 10;
+        for _ in 0..n {
+            herd.submit(child(&["say", "up", "20000"]).stream_output(true))
+                .unwrap();
+        }
+        let mut up = std::collections::HashSet::new();
+        while up.len() < n {
+            match herd.next_event() {
+                Some(Event::Output { id, .. }) => {
+                    up.insert(id);
+                }
+                Some(Event::Started { .. }) => {}
+                Some(Event::Finished(r)) => {
+                    panic!(
+                        "job {:?} ended before every job was up: {:?}",
+                        r.id, r.outcome
+                    )
+                }
+                None => panic!("the events ended with {} of {n} jobs up", up.len()),
+            }
+        }
+        herd.cancel_all();
+        for _ in herd.events() {}
+    }
+
     fn thread_count_does_not_grow_with_jobs(tp: bool) {
         // Under Wine 8, with 200 children at once, the system thread pool has twice left one
         // read's completion undelivered: once until the child exited 600 s later, once for
@@ -409,23 +442,43 @@ mod suite {
             println!("  (thread-pool variant skipped under Wine: see the comment)");
             return;
         }
-        let herd = builder(tp).max_running(1000).build().unwrap();
+        let herd = builder(tp)
+            .max_running(1000)
+            .started_events(true)
+            .build()
+            .unwrap();
         let with = |n: usize| {
             for _ in 0..n {
                 herd.submit(child(&["say", "up", "600000"]).stream_output(true))
                     .unwrap();
             }
             // Each child says "up" once it runs; a job that ends first fails the test (it
-            // must not leave the loop waiting for an output that will never come).
-            let mut up = 0;
-            while up < n {
+            // must not leave the loop waiting for an output that will never come). Counted per
+            // job: a failure names the jobs that never started and those that started but
+            // stayed silent.
+            let mut started = std::collections::HashSet::new();
+            let mut up = std::collections::HashSet::new();
+            while up.len() < n {
                 match herd.next_event() {
-                    Some(Event::Output { .. }) => up += 1,
-                    Some(Event::Started { .. }) => {}
-                    Some(Event::Finished(r)) => {
-                        panic!("job {} ended before it said up: {:?}", r.id, r.outcome)
+                    Some(Event::Output { id, .. }) => {
+                        up.insert(id);
                     }
-                    None => panic!("the event stream ended with {up} of {n} children up"),
+                    Some(Event::Started { id, .. }) => {
+                        started.insert(id);
+                    }
+                    Some(Event::Finished(r)) => panic!(
+                        "job {:?} ended ({:?}) while {} of {n} were up; started but silent: \
+                         {:?}; {} never started",
+                        r.id,
+                        r.outcome,
+                        up.len(),
+                        started.difference(&up).collect::<Vec<_>>(),
+                        n - started.len().max(up.len()),
+                    ),
+                    None => panic!(
+                        "the event stream ended with {} of {n} children up",
+                        up.len()
+                    ),
                 }
             }
             let count = threads();
@@ -466,6 +519,10 @@ mod suite {
         (
             "thread_count_does_not_grow_with_jobs",
             thread_count_does_not_grow_with_jobs,
+        ),
+        (
+            "a_passing_spawn_failure_is_retried_while_siblings_run",
+            a_passing_spawn_failure_is_retried_while_siblings_run,
         ),
     ];
 
