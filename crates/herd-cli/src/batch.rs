@@ -47,6 +47,7 @@ fn is_blank(b: &u8) -> bool {
 }
 
 /// The values of one job, flattened, and how many inputs it consumed.
+#[derive(Default)]
 pub struct JobArgs {
     pub values: Vec<Vec<u8>>,
     /// The input tuples, one per consumed input, for `--tag` and the joblog.

@@ -320,6 +320,30 @@ pub struct Cli {
     #[arg(long = "basefile", visible_alias = "bf", value_name = "FILE")]
     pub basefile: Vec<PathBuf>,
 
+    /// Split standard input (or the one file of -a/::::) into blocks of whole records and give
+    /// each job one block on its stdin (GNU parallel's --pipe). Blocks are about --block bytes,
+    /// cut only at a record's end (--recend, a newline by default; --recstart too when given);
+    /// at most one block per running job, and the one being read, are in memory.
+    /// Example: cat big.log | herd --pipe --block 10M grep ERROR
+    #[arg(long, visible_alias = "spreadstdin")]
+    pub pipe: bool,
+
+    /// With --pipe: the block size to aim at, in bytes, with k, M, G, T suffixes (powers of
+    /// 1024) [default: 1M]. A record longer than a block is not cut. Example: --block 64M
+    #[arg(long, visible_alias = "block-size", value_name = "SIZE")]
+    pub block: Option<String>,
+
+    /// With --pipe: the string that ends a record [default: \n, unless --recstart is given].
+    /// \n, \t, \r, \0 and \\ are understood. Example: --recend '\0', or --recend ''
+    /// for no records at all
+    #[arg(long, value_name = "STR")]
+    pub recend: Option<String>,
+
+    /// With --pipe: the string that starts a record; a block is cut only between --recend
+    /// and --recstart. Example: --recstart '>' (FASTA)
+    #[arg(long, value_name = "STR")]
+    pub recstart: Option<String>,
+
     /// With -S: run every job on every host (one job at a time on each host; -j hosts at once,
     /// all by default). --tag prefixes each line with its host. Example: -S h1,h2 --onall
     /// --tag df -h ::: / /home

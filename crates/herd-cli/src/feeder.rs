@@ -4,7 +4,7 @@
 //! thread of its own and output is never held up by input that has not arrived yet; values
 //! and regular files are read by the main thread between events ([`crate::run`]).
 
-use crate::batch::Batcher;
+use crate::batch::{Batcher, JobArgs};
 use crate::gate::Gate;
 use crate::jobs::{JobMaker, NotRun};
 use crate::printer::{JobInfo, Remote};
@@ -137,6 +137,8 @@ pub struct Feeder {
     pub keep_jobs: bool,
     /// The input has ended.
     pub input_done: bool,
+    /// `--pipe`: the input's blocks, one per job.
+    pub blocks: Option<crate::blocks::Blocks<Box<dyn std::io::Read + Send>>>,
     /// `--onall`, `--nonall`: each job runs on every host.
     pub everywhere: bool,
     /// `-j` with `--onall`: how many hosts at once.
@@ -180,15 +182,31 @@ impl Feeder {
         }
         // Read outside the lock: reading may block.
         let maker = &self.maker;
-        let args = match self.batcher.next_job(&mut |v| maker.measure(v)) {
-            Ok(Some(v)) => v,
-            Ok(None) => {
-                self.input_done = true;
-                return Fed::Progress;
+        let (args, block) = if let Some(blocks) = self.blocks.as_mut() {
+            // --pipe: the job's input is the next block; it takes no values.
+            match blocks.next_block() {
+                Ok(Some(block)) => (JobArgs::default(), Some(block)),
+                Ok(None) => {
+                    self.input_done = true;
+                    return Fed::Progress;
+                }
+                Err(e) => {
+                    feed.window.lock().unwrap().input_error =
+                        Some(format!("cannot read the input: {e}"));
+                    return Fed::Done;
+                }
             }
-            Err(e) => {
-                feed.window.lock().unwrap().input_error = Some(e.0);
-                return Fed::Done;
+        } else {
+            match self.batcher.next_job(&mut |v| maker.measure(v)) {
+                Ok(Some(v)) => (v, None),
+                Ok(None) => {
+                    self.input_done = true;
+                    return Fed::Progress;
+                }
+                Err(e) => {
+                    feed.window.lock().unwrap().input_error = Some(e.0);
+                    return Fed::Done;
+                }
             }
         };
         self.seq += 1;
@@ -211,7 +229,12 @@ impl Feeder {
         }
         let slot = window.slots.take();
         let made = match self.maker.make(&args, seq, slot) {
-            Ok(made) => made,
+            Ok(mut made) => {
+                if let Some(block) = block {
+                    made.job = made.job.stdin(herd::Stdin::bytes(block));
+                }
+                made
+            }
             Err(not_run) => {
                 window.slots.give(slot);
                 let why = match not_run {

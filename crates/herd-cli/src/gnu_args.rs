@@ -38,7 +38,7 @@ pub enum Action {
 
 use Action::{Note, Quiet, Refuse, To};
 
-const NOT_YET_PIPE: &str = "is not available yet (--pipe and --pipepart are planned); split the input with split(1) and use ::::";
+const NOT_YET_PIPE: &str = "is not available yet (herd has --pipe; --pipepart, --round-robin and the other ways to spread blocks are planned)";
 const NOT_YET_SSH: &str = "is not available yet (herd runs jobs on other hosts with -S, but \
      --onall/--nonall, host groups and rsync options are still to come)";
 
@@ -191,14 +191,14 @@ const GNU: &[(&str, Action)] = &[
     ("Y", Refuse("is retired in GNU parallel")),
     ("skip-first-line|skipfirstline", To("skip-first-line")),
     ("bug", Quiet),
-    ("pipe|spreadstdin", Refuse(NOT_YET_PIPE)),
+    ("pipe|spreadstdin", To("pipe")),
     ("round-robin|roundrobin|round", Refuse(NOT_YET_PIPE)),
-    ("recstart=s", Refuse(NOT_YET_PIPE)),
-    ("recend=s", Refuse(NOT_YET_PIPE)),
+    ("recstart=s", To("recstart")),
+    ("recend=s", To("recend")),
     ("regexp|regex", Refuse(NOT_YET_PIPE)),
     ("remove-rec-sep|removerecsep|rrs", Refuse(NOT_YET_PIPE)),
     ("output-as-files|outputasfiles|files", To("files")),
-    ("block-size|blocksize|block=s", Refuse(NOT_YET_PIPE)),
+    ("block-size|blocksize|block=s", To("block")),
     ("block-timeout|blocktimeout|bt=s", Refuse(NOT_YET_PIPE)),
     ("header=s", To("header")),
     ("cat", Refuse(NOT_YET_PIPE)),
@@ -651,7 +651,7 @@ mod tests {
         assert_eq!(err(&["-kz"]), "unknown option '-z' in '-kz'");
         assert_eq!(err(&["--tag=x"]), "option --tag takes no value");
         assert_eq!(err(&["-j"]), "option -j needs a value");
-        assert!(err(&["--pipe"]).starts_with("--pipe is not available yet"));
+        assert!(err(&["--pipepart"]).contains("is not available yet"));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! stop early; [`generate`] writes the man page and completions.
 
 mod batch;
+mod blocks;
 mod cli;
 mod compose;
 mod events;

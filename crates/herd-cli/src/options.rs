@@ -125,6 +125,34 @@ pub struct Options {
     pub terminal: Option<Terminal>,
     /// `-S`, `--slf`: the hosts jobs run on, when not only this machine.
     pub remote: Option<Remote>,
+    /// `--pipe`: how the input is cut into blocks, one per job's stdin.
+    pub pipe: Option<crate::blocks::BlockSpec>,
+}
+
+/// `--recend`/`--recstart`'s escapes: `\n`, `\t`, `\r`, `\0`, `\\`.
+fn unescape_record(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match bytes.next() {
+            Some(b'n') => out.push(b'\n'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'r') => out.push(b'\r'),
+            Some(b'0') => out.push(0),
+            Some(other) => {
+                if other != b'\\' {
+                    out.push(b'\\');
+                }
+                out.push(other);
+            }
+            None => out.push(b'\\'),
+        }
+    }
+    out
 }
 
 /// Jobs on other hosts (`-S`, `--slf`, `--ssh`, `--env`).
@@ -484,6 +512,56 @@ pub fn information(cli: &Cli) -> Option<(String, u8)> {
 }
 
 impl Cli {
+    /// `--pipe`, `--block`, `--recend`, `--recstart`.
+    fn pipe_spec(&self) -> Result<Option<crate::blocks::BlockSpec>, UsageError> {
+        if !self.pipe {
+            for (given, name) in [
+                (self.block.is_some(), "--block"),
+                (self.recend.is_some(), "--recend"),
+                (self.recstart.is_some(), "--recstart"),
+            ] {
+                if given {
+                    return Err(UsageError(format!("{name} goes with --pipe")));
+                }
+            }
+            return Ok(None);
+        }
+        let size = match &self.block {
+            Some(b) => crate::blocks::parse_size(b).ok_or_else(|| {
+                UsageError(format!(
+                    "invalid value '{b}' for --block: expected a size, like 1M or 64k"
+                ))
+            })?,
+            None => crate::blocks::DEFAULT_BLOCK,
+        };
+        let recstart = self
+            .recstart
+            .as_deref()
+            .map(unescape_record)
+            .unwrap_or_default();
+        let recend = match (&self.recend, &self.recstart) {
+            (Some(e), _) => unescape_record(e),
+            (None, Some(_)) => Vec::new(),
+            (None, None) if self.null => vec![0],
+            (None, None) => b"\n".to_vec(),
+        };
+        if self.max_args.is_some() || self.max_replace_args.is_some() {
+            return Err(UsageError(
+                "-n/-N with --pipe (so many records per job) is not available yet".into(),
+            ));
+        }
+        if self.header.is_some() {
+            return Err(UsageError(
+                "--header with --pipe is not available yet".into(),
+            ));
+        }
+        Ok(Some(crate::blocks::BlockSpec {
+            size,
+            recend,
+            recstart,
+        }))
+    }
+
     /// `-S`, `--slf`, `--ssh`, `--env`: the hosts, or `None` for this machine only.
     fn remote(&self) -> Result<Option<Remote>, UsageError> {
         let mut logins = Vec::new();
@@ -563,6 +641,12 @@ impl Cli {
     pub fn into_options(self) -> Result<Options, UsageError> {
         let remote = self.remote()?;
         let remote_run = remote.is_some();
+        let pipe = self.pipe_spec()?;
+        if pipe.is_some() && remote_run {
+            return Err(UsageError(
+                "--pipe with -S is not available yet: jobs on other hosts read no input".into(),
+            ));
+        }
         let jobs = match &self.jobs {
             Some(s) => parse_jobs(s)?,
             // GNU parallel's --tty: one job at a time, unless -j says otherwise.
@@ -925,6 +1009,7 @@ impl Cli {
             files: self.files,
             terminal,
             remote,
+            pipe,
             resume,
             dry_run: self.dry_run || self.shell_quote,
             shell_quote: self.shell_quote,

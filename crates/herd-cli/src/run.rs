@@ -180,6 +180,41 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         skip = done;
     }
     let never_blocks = Inputs::never_block(&sources);
+    // --pipe: the input is data, cut into blocks, not values.
+    let blocks = match &opts.pipe {
+        Some(spec) => {
+            let data: Box<dyn std::io::Read + Send> = match sources.as_slice() {
+                [Source {
+                    spec: SourceSpec::Stdin,
+                    ..
+                }] => Box::new(std::io::stdin()),
+                [Source {
+                    spec: SourceSpec::File(p),
+                    ..
+                }] if p.as_os_str() == "-" => Box::new(std::io::stdin()),
+                [Source {
+                    spec: SourceSpec::File(p),
+                    ..
+                }] => Box::new(
+                    std::fs::File::open(p)
+                        .map_err(|e| Fatal(format!("cannot read {}: {e}", p.display())))?,
+                ),
+                _ => {
+                    return Err(Fatal(
+                        "--pipe reads standard input, or one file given with -a or ::::, not \
+                         values"
+                            .into(),
+                    ))
+                }
+            };
+            sources = vec![Source {
+                spec: SourceSpec::Values(Vec::new()),
+                linked: false,
+            }];
+            Some(crate::blocks::Blocks::new(data, spec.clone()))
+        }
+        None => None,
+    };
     let mut inputs = Inputs::open(&sources, opts.delimiter, opts.colsep.clone(), opts.link)
         .map_err(|e| Fatal(e.0))?;
     if opts.header {
@@ -205,7 +240,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         spec,
         sources.len(),
         check_positions && !opts.header,
-        !opts.batch.no_values,
+        !opts.batch.no_values && opts.pipe.is_none(),
     )?;
     maker.timeout = opts.timeout;
     maker.terminal = opts.terminal;
@@ -375,6 +410,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         said_why: false,
         keep_jobs: opts.gate.memfree.is_some(),
         input_done: false,
+        blocks,
         everywhere,
         hosts_at_once: opts.remote.as_ref().and_then(|r| r.hosts_at_once),
     };
