@@ -16,6 +16,8 @@ pub struct BlockSpec {
     pub recend: Vec<u8>,
     /// `--recstart`: what starts a record (empty: anything may start one).
     pub recstart: Vec<u8>,
+    /// `-N`: exactly this many records a block (the last may have fewer), whatever its size.
+    pub records: Option<usize>,
 }
 
 /// `--block`'s default, as GNU parallel's.
@@ -55,6 +57,9 @@ impl<R: Read> Blocks<R> {
 
     /// The next block, or `None` at the end of the input.
     pub fn next_block(&mut self) -> io::Result<Option<Vec<u8>>> {
+        if let Some(n) = self.spec.records {
+            return self.next_records(n);
+        }
         let size = self.spec.size.max(1);
         self.fill(size)?;
         loop {
@@ -81,6 +86,41 @@ impl<R: Read> Blocks<R> {
             self.fill(more)?;
         }
     }
+}
+
+impl<R: Read> Blocks<R> {
+    /// `-N n`: the next `n` records, reading `--block` bytes at a time until they are in.
+    fn next_records(&mut self, n: usize) -> io::Result<Option<Vec<u8>>> {
+        let step = self.spec.size.max(1);
+        let mut want = step;
+        loop {
+            self.fill(want)?;
+            if self.buf.is_empty() {
+                return Ok(None);
+            }
+            if let Some(cut) = nth_boundary(&self.buf, n, &self.spec) {
+                let rest = self.buf.split_off(cut);
+                return Ok(Some(std::mem::replace(&mut self.buf, rest)));
+            }
+            if self.eof {
+                return Ok(Some(std::mem::take(&mut self.buf)));
+            }
+            want = self.buf.len().saturating_add(step);
+        }
+    }
+}
+
+/// The end of the `n`th record in `data`, if `n` records are there.
+fn nth_boundary(data: &[u8], n: usize, spec: &BlockSpec) -> Option<usize> {
+    let pair = [&spec.recend[..], &spec.recstart[..]].concat();
+    if pair.is_empty() {
+        // No records: every byte may end one.
+        return (data.len() >= n).then_some(n);
+    }
+    memchr::memmem::find_iter(data, &pair)
+        .map(|i| i + spec.recend.len())
+        .filter(|&cut| cut > 0)
+        .nth(n.max(1) - 1)
 }
 
 /// The first record boundary at or after `from` in `data`.
@@ -176,7 +216,35 @@ mod tests {
             size,
             recend: recend.as_bytes().to_vec(),
             recstart: recstart.as_bytes().to_vec(),
+            records: None,
         }
+    }
+
+    #[test]
+    fn n_records_a_block() {
+        let data = b"1\n22\n333\n4444\n55555\n6";
+        for size in [1, 3, 100] {
+            let mut s = spec(size, "\n", "");
+            s.records = Some(2);
+            let got = blocks(data, s, 2);
+            assert_eq!(
+                got,
+                [
+                    b"1\n22\n".to_vec(),
+                    b"333\n4444\n".to_vec(),
+                    b"55555\n6".to_vec()
+                ],
+                "block size {size}"
+            );
+        }
+        // --recstart with -N: a record is from one start to the next.
+        let mut s = spec(4, "", ">");
+        s.records = Some(1);
+        let got = blocks(b">a\nb\n>c\n>d\n", s, 3);
+        assert_eq!(
+            got,
+            [b">a\nb\n".to_vec(), b">c\n".to_vec(), b">d\n".to_vec()]
+        );
     }
 
     #[test]

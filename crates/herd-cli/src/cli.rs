@@ -322,8 +322,9 @@ pub struct Cli {
 
     /// Split standard input (or the one file of -a/::::) into blocks of whole records and give
     /// each job one block on its stdin (GNU parallel's --pipe). Blocks are about --block bytes,
-    /// cut only at a record's end (--recend, a newline by default; --recstart too when given);
-    /// at most one block per running job, and the one being read, are in memory.
+    /// cut only at a record's end (--recend, a newline by default; --recstart too when given),
+    /// or of exactly -N records; at most one block per running job, and the one being read,
+    /// are in memory.
     /// Example: cat big.log | herd --pipe --block 10M grep ERROR
     #[arg(long, visible_alias = "spreadstdin")]
     pub pipe: bool,

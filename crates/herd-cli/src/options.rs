@@ -545,9 +545,14 @@ impl Cli {
             (None, None) if self.null => vec![0],
             (None, None) => b"\n".to_vec(),
         };
-        if self.max_args.is_some() || self.max_replace_args.is_some() {
+        if self.max_args.is_some() {
             return Err(UsageError(
-                "-n/-N with --pipe (so many records per job) is not available yet".into(),
+                "-n with --pipe: give the number of records per job with -N".into(),
+            ));
+        }
+        if self.max_replace_args == Some(0) {
+            return Err(UsageError(
+                "-N0 with --pipe: a job needs at least one record".into(),
             ));
         }
         if self.header.is_some() {
@@ -559,6 +564,7 @@ impl Cli {
             size,
             recend,
             recstart,
+            records: self.max_replace_args,
         }))
     }
 

@@ -124,7 +124,8 @@ fn pipe_mistakes_are_named() {
         (&["--pipe", "--block", "1x", "cat"][..], "--block"),
         (&["--block", "1M", "cat"][..], "goes with --pipe"),
         (&["--pipe", "cat", ":::", "a"][..], "not values"),
-        (&["--pipe", "-N", "2", "cat"][..], "not available yet"),
+        (&["--pipe", "-n", "2", "cat"][..], "with -N"),
+        (&["--pipe", "-N", "0", "cat"][..], "at least one record"),
     ] {
         let out = with_input(args, b"a\n");
         assert_eq!(out.status.code(), Some(255), "{args:?}");
@@ -133,5 +134,20 @@ fn pipe_mistakes_are_named() {
             "{args:?}: {}",
             text(&out.stderr)
         );
+    }
+}
+
+/// -N: exactly so many records a job (the last may have fewer), as GNU parallel's
+/// `seq 10 | parallel --pipe -N3 wc -l` gives 3 3 3 1; a small --block only reads less at a time.
+#[test]
+fn n_records_per_job() {
+    let input: String = (1..=10).map(|i| format!("{i}\n")).collect();
+    for block in ["1", "1M"] {
+        let out = with_input(
+            &["--pipe", "-N", "3", "--block", block, "-k", "wc -l"],
+            input.as_bytes(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "3\n3\n3\n1\n", "--block {block}");
     }
 }
