@@ -75,22 +75,7 @@ impl Session<'_> {
 
     /// rsync's `-e`: the ssh command, each word quoted for rsync's own splitting.
     fn rsync_shell(&self) -> Vec<u8> {
-        let words: Vec<Vec<u8>> = self
-            .ssh
-            .iter()
-            .map(|w| {
-                let mut q = b"'".to_vec();
-                q.extend(w.bytes().flat_map(|b| {
-                    if b == b'\'' {
-                        b"'\\''".to_vec()
-                    } else {
-                        vec![b]
-                    }
-                }));
-                q.push(b'\'');
-                q
-            })
-            .collect();
+        let words: Vec<Vec<u8>> = self.ssh.iter().map(|w| sh_quote(w.as_bytes())).collect();
         words.join(&b' ')
     }
 
