@@ -91,6 +91,7 @@
 mod chunk;
 mod engine;
 mod error;
+mod feed;
 mod herd;
 mod job;
 mod output;

@@ -277,6 +277,77 @@ fn stdin_env_and_working_directory() {
     assert_eq!(cleared.wait().stdout.to_vec().unwrap(), b"ONLY=1\n");
 }
 
+/// Each job gets exactly its byte range of one file, whatever the range: inside, across the
+/// end, past the end, empty; jobs that read only part of it or nothing end normally.
+#[test]
+fn file_ranges_feed_each_job_exactly_its_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    let data = Rng(11).bytes(5 << 20);
+    std::fs::write(&path, &data).unwrap();
+    let herd = Herd::builder().max_running(16).build().unwrap();
+    let mut rng = Rng(12);
+    let mut ranges: Vec<(u64, u64)> = (0..60)
+        .map(|_| {
+            let offset = rng.below(data.len() as u64 + 100);
+            (offset, rng.below(3 << 20))
+        })
+        .collect();
+    ranges.extend([
+        (0, 0),
+        (0, data.len() as u64),
+        (data.len() as u64 - 7, 1 << 20),
+    ]);
+    let handles: Vec<_> = ranges
+        .iter()
+        .map(|&(offset, len)| {
+            herd.spawn(Job::new("cat").stdin(Stdin::file_range(&path, offset, len)))
+                .unwrap()
+        })
+        .collect();
+    // Jobs that read a little, or nothing, of a large range.
+    let head = herd
+        .spawn(
+            Job::new("head")
+                .args(["-c", "10"])
+                .stdin(Stdin::file_range(&path, 3, 4 << 20)),
+        )
+        .unwrap();
+    let deaf = herd
+        .spawn(Job::new("true").stdin(Stdin::file_range(&path, 0, 5 << 20)))
+        .unwrap();
+    for (handle, (offset, len)) in handles.into_iter().zip(ranges) {
+        let start = (offset as usize).min(data.len());
+        let end = (offset + len).min(data.len() as u64) as usize;
+        let result = handle.wait();
+        assert!(result.success(), "{offset}+{len}: {:?}", result.outcome);
+        let out = result.stdout.to_vec().unwrap();
+        assert!(
+            out == data[start..end],
+            "{offset}+{len}: {} bytes",
+            out.len()
+        );
+    }
+    assert_eq!(head.wait().stdout.to_vec().unwrap(), data[3..13]);
+    assert!(deaf.wait().success());
+    // The kernel will not splice from this file (EINVAL): it is read a piece at a time.
+    let cmdline = format!("/proc/{}/cmdline", std::process::id());
+    let expected = std::fs::read(&cmdline).unwrap();
+    let unspliceable = herd
+        .spawn(Job::new("cat").stdin(Stdin::file_range(&cmdline, 2, 1 << 20)))
+        .unwrap();
+    assert_eq!(unspliceable.wait().stdout.to_vec().unwrap(), expected[2..]);
+    let missing = herd
+        .spawn(Job::new("cat").stdin(Stdin::file_range(dir.path().join("none"), 0, 1)))
+        .unwrap()
+        .wait();
+    assert!(
+        matches!(missing.outcome, Outcome::SpawnFailed(_)),
+        "{:?}",
+        missing.outcome
+    );
+}
+
 /// A job started from a captured environment sees exactly what the same changes over herd's
 /// own environment give: the variables in the same order, a removed one gone, the last of two
 /// settings kept.

@@ -341,6 +341,40 @@ mod suite {
         assert_eq!(got.canonicalize().unwrap(), dir.canonicalize().unwrap());
     }
 
+    /// Each job gets exactly its byte range of one file (read a piece at a time and written
+    /// with overlapped writes), across the end and past it too.
+    fn file_ranges(tp: bool) {
+        let herd = builder(tp).build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let data = Rng(5).bytes(3 << 20);
+        std::fs::write(&path, &data).unwrap();
+        let ranges = [
+            (0, 0),
+            (1, 700_000),
+            (5, 3 << 20),
+            (3 << 20, 9),
+            (2_000_001, 1 << 20),
+        ];
+        let jobs: Vec<_> = ranges
+            .iter()
+            .map(|&(offset, len)| {
+                herd.spawn(child(&["cat"]).stdin(Stdin::file_range(&path, offset, len)))
+                    .unwrap()
+            })
+            .collect();
+        for (job, (offset, len)) in jobs.into_iter().zip(ranges) {
+            let start = (offset as usize).min(data.len());
+            let end = (offset + len).min(data.len() as u64) as usize;
+            let out = job.wait().stdout.to_vec().unwrap();
+            assert!(
+                out == data[start..end],
+                "{offset}+{len}: {} bytes",
+                out.len()
+            );
+        }
+    }
+
     fn concurrent_spawns_never_inherit_each_others_pipes(tp: bool) {
         let herd = builder(tp)
             .max_running(32)
@@ -508,6 +542,7 @@ mod suite {
         ("grandchild_holding_the_pipe", grandchild_holding_the_pipe),
         ("cancel_kills_running_trees", cancel_kills_running_trees),
         ("stdin_env_and_cwd", stdin_env_and_cwd),
+        ("file_ranges", file_ranges),
         (
             "concurrent_spawns_never_inherit_each_others_pipes",
             concurrent_spawns_never_inherit_each_others_pipes,

@@ -40,6 +40,11 @@ pub(crate) use terminal::groups_stopped_at_terminal;
 /// herd's end of a job's [`Stdin::HeldOpen`](crate::Stdin::HeldOpen) pipe.
 pub(crate) type HeldStdin = rustix::fd::OwnedFd;
 
+/// Reads from `file` at `offset` without moving its position.
+pub(crate) fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
 /// The name of a signal number, for results and messages ("SIGKILL").
 pub(crate) fn signal_name(signal: i32) -> Option<&'static str> {
     Some(match signal {

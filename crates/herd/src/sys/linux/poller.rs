@@ -13,6 +13,7 @@
 
 use super::super::{Stream, SysEvent, Token, TokenTable};
 use super::process::Process;
+use crate::feed::Feed;
 use rustix::event::{epoll, eventfd, EventfdFlags};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
@@ -25,8 +26,8 @@ use std::time::Duration;
 pub(crate) struct Pipes {
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
-    /// The write end of the child's stdin and the bytes still to write into it.
-    pub stdin: Option<(OwnedFd, Arc<[u8]>)>,
+    /// The write end of the child's stdin and what to write into it.
+    pub stdin: Option<(OwnedFd, Feed)>,
 }
 
 /// Wakes the poller from another thread.
@@ -61,8 +62,9 @@ fn decode(data: u64) -> (Token, u64) {
 
 struct StdinWriter {
     fd: OwnedFd,
-    data: Arc<[u8]>,
-    written: usize,
+    feed: Feed,
+    /// The kernel refused to splice from this feed's file: it is read instead.
+    no_splice: bool,
 }
 
 struct Registration {
@@ -154,7 +156,7 @@ impl Poller {
             F::IN | F::ET,
         )?;
         let stdin = match pipes.stdin {
-            Some((fd, data)) => {
+            Some((fd, feed)) => {
                 epoll::add(
                     &self.epoll,
                     &fd,
@@ -163,8 +165,8 @@ impl Poller {
                 )?;
                 Some(StdinWriter {
                     fd,
-                    data,
-                    written: 0,
+                    feed,
+                    no_splice: false,
                 })
             }
             None => None,
@@ -393,15 +395,43 @@ impl Poller {
         let Some(reg) = self.reg(token) else { return };
         let Some(w) = reg.stdin.as_mut() else { return };
         loop {
-            if w.written == w.data.len() {
-                reg.stdin = None; // Closing gives the child EOF.
-                return;
+            // A file's range goes from the page cache into the pipe without passing through
+            // herd; a file the kernel will not splice from is read a piece at a time instead.
+            if let Some((file, at, end)) = w.feed.unread_range().filter(|_| !w.no_splice) {
+                if *at >= end {
+                    reg.stdin = None; // Closing gives the child EOF.
+                    return;
+                }
+                let want = (end - *at).min(1 << 20) as usize;
+                use rustix::pipe::{splice, SpliceFlags};
+                match splice(file, Some(at), &w.fd, None, want, SpliceFlags::NONBLOCK) {
+                    // The file ended early (it shrank): the job gets what there was.
+                    Ok(0) => {
+                        reg.stdin = None;
+                        return;
+                    }
+                    Ok(_) => continue,
+                    Err(Errno::AGAIN) => return,
+                    Err(Errno::INTR) => continue,
+                    Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => w.no_splice = true,
+                    // EPIPE: the child closed its stdin; the rest is not wanted.
+                    Err(_) => {
+                        reg.stdin = None;
+                        return;
+                    }
+                }
             }
-            match rustix::io::write(&w.fd, &w.data[w.written..]) {
-                Ok(n) => w.written += n,
+            let bytes = match w.feed.next() {
+                Ok([]) | Err(_) => {
+                    reg.stdin = None;
+                    return;
+                }
+                Ok(bytes) => bytes,
+            };
+            match rustix::io::write(&w.fd, bytes) {
+                Ok(n) => w.feed.advance(n),
                 Err(Errno::AGAIN) => return,
                 Err(Errno::INTR) => continue,
-                // EPIPE: the child closed its stdin; the rest is not wanted.
                 Err(_) => {
                     reg.stdin = None;
                     return;

@@ -23,6 +23,7 @@ use super::path::{self, Lookup};
 use super::poller::Pipes;
 use super::posix_spawn;
 use super::process::{ExecCheck, Process};
+use crate::feed::Feed;
 use crate::job::{Environment, Job, Stdin};
 use crate::sys::SpawnFailure;
 use crate::SpawnError;
@@ -53,7 +54,7 @@ pub(crate) struct Spawned {
 }
 
 /// The write end of a child's stdin pipe and the bytes to feed it.
-type StdinFeed = (OwnedFd, std::sync::Arc<[u8]>);
+type StdinFeed = (OwnedFd, crate::feed::Feed);
 
 fn exhausted(e: &io::Error) -> bool {
     matches!(
@@ -200,7 +201,7 @@ fn lookup(job: &Job, path_var: Option<&OsStr>) -> Result<std::path::PathBuf, Spa
 /// the event loop may call it itself: with `clone3`, unless the job's stdin is a file (opening
 /// a FIFO waits for its writer).
 pub(crate) fn spawns_without_blocking(job: &Job) -> bool {
-    clone3::available() && !matches!(job.stdin, Stdin::File(_))
+    clone3::available() && !matches!(job.stdin, Stdin::File(_) | Stdin::FileRange { .. })
 }
 
 /// Starts `job` inside `containment`: on the event loop when [`spawns_without_blocking`], else
@@ -314,6 +315,20 @@ fn dev_null() -> io::Result<RawFd> {
         let flags = OFlags::RDONLY | OFlags::CLOEXEC;
         let fd = above_stdio(rustix::fs::open("/dev/null", flags, Mode::empty())?)?;
         Ok(cell.get_or_init(|| fd).as_raw_fd())
+    })
+}
+
+/// Opens a job's stdin file; a missing or unreadable file fails that job only.
+fn open_stdin_file(path: &std::path::Path) -> Result<std::fs::File, SpawnFailure> {
+    std::fs::File::open(path).map_err(|source| {
+        if exhausted(&source) {
+            SpawnFailure::Exhausted(source)
+        } else {
+            SpawnFailure::Job(SpawnError::StdinFile {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
     })
 }
 
@@ -493,23 +508,23 @@ fn spawn_resolved(
             rustix::io::ioctl_fionbio(&w, true).map_err(|e| io_err(e.into()))?;
             (
                 Some(above_stdio(r).map_err(io_err)?),
-                Some((w, data.clone())),
+                Some((w, Feed::bytes(data.clone()))),
             )
         }
         Stdin::File(path) => {
-            let file = std::fs::File::open(path).map_err(|source| {
-                if exhausted(&source) {
-                    SpawnFailure::Exhausted(source)
-                } else {
-                    SpawnFailure::Job(SpawnError::StdinFile {
-                        path: path.clone(),
-                        source,
-                    })
-                }
-            })?;
+            let file = open_stdin_file(path)?;
             (
                 Some(above_stdio(OwnedFd::from(file)).map_err(io_err)?),
                 None,
+            )
+        }
+        Stdin::FileRange { path, offset, len } => {
+            let file = open_stdin_file(path)?;
+            let (r, w) = pipe_pair().map_err(io_err)?;
+            rustix::io::ioctl_fionbio(&w, true).map_err(|e| io_err(e.into()))?;
+            (
+                Some(above_stdio(r).map_err(io_err)?),
+                Some((w, Feed::range(file, *offset, *len))),
             )
         }
     };
@@ -554,8 +569,9 @@ mod tests {
         let program = PathBuf::from(&job.program);
         let spawned = spawn_resolved(job, &program, backend, Tree::Group(None))?;
         // The poller feeds stdin in herd; here the test does (small enough for the pipe).
-        if let Some((fd, data)) = spawned.pipes.stdin {
-            assert_eq!(rustix::io::write(&fd, &data).unwrap(), data.len());
+        if let Some((fd, mut feed)) = spawned.pipes.stdin {
+            let data = feed.next().unwrap();
+            assert_eq!(rustix::io::write(&fd, data).unwrap(), data.len());
         }
         rustix::io::ioctl_fionbio(&spawned.pipes.stdout, false).unwrap();
         let mut out = String::new();
@@ -657,9 +673,10 @@ mod tests {
                 .stdin(crate::Stdin::bytes("go\n"));
             let program = PathBuf::from(&job.program);
             let tree = containment.lend().unwrap();
-            let spawned = spawn_resolved(&job, &program, backend, tree).unwrap();
-            let (fd, data) = spawned.pipes.stdin.as_ref().unwrap();
-            assert_eq!(rustix::io::write(fd, data).unwrap(), data.len());
+            let mut spawned = spawn_resolved(&job, &program, backend, tree).unwrap();
+            let (fd, feed) = spawned.pipes.stdin.as_mut().unwrap();
+            let data = feed.next().unwrap();
+            assert_eq!(rustix::io::write(&*fd, data).unwrap(), data.len());
             rustix::io::ioctl_fionbio(&spawned.pipes.stdout, false).unwrap();
             let mut out = String::new();
             std::fs::File::from(spawned.pipes.stdout)

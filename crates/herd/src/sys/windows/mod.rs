@@ -40,6 +40,11 @@ fn wide(s: &std::ffi::OsStr) -> Vec<u16> {
 /// herd's end of a job's [`Stdin::HeldOpen`](crate::Stdin::HeldOpen) pipe.
 pub(crate) type HeldStdin = std::os::windows::io::OwnedHandle;
 
+/// Reads from `file` at `offset` (a synchronous handle: the read completes before it returns).
+pub(crate) fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
+}
+
 /// No job control on Windows: nothing is ever stopped by the console.
 pub(crate) fn groups_stopped_at_terminal(_groups: &std::collections::HashSet<u32>) -> Vec<u32> {
     Vec::new()

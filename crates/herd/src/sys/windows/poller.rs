@@ -27,6 +27,7 @@
 
 use super::super::{Stream, SysEvent, Token, TokenTable};
 use super::process::Process;
+use crate::feed::Feed;
 use std::fs::File;
 use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
@@ -63,8 +64,8 @@ use windows_sys::Win32::System::IO::{
 pub(crate) struct Pipes {
     pub stdout: OwnedHandle,
     pub stderr: OwnedHandle,
-    /// herd's end of the child's stdin and the bytes to write into it.
-    pub stdin: Option<(OwnedHandle, Arc<[u8]>)>,
+    /// herd's end of the child's stdin and what to write into it.
+    pub stdin: Option<(OwnedHandle, Feed)>,
 }
 
 /// Wakes the poller from another thread. It owns the completion port, so a wake-up from a
@@ -137,8 +138,8 @@ struct Op {
     /// Where a read lands: its spare capacity while the read is pending, its length once the
     /// read completes. The engine may take it with the bytes (see [`SysEvent::Output`]).
     buf: Vec<u8>,
-    /// For the stdin writer: what to write, and how much is written.
-    data: Option<(Arc<[u8]>, usize)>,
+    /// For the stdin writer: what to write.
+    feed: Option<Feed>,
 }
 
 /// The pool's completion callback: records the result and forwards the completion to our port.
@@ -321,7 +322,7 @@ impl Poller {
             } else {
                 Vec::new()
             },
-            data: None,
+            feed: None,
         });
         Ok(Box::into_raw(op))
     }
@@ -343,10 +344,10 @@ impl Poller {
             }
         };
         let stdin = match pipes.stdin {
-            Some((handle, data)) => {
+            Some((handle, feed)) => {
                 let op = self.new_op(OpKind::Write, token, handle)?;
                 // SAFETY: a new op, not issued yet.
-                unsafe { (*op).data = Some((data, 0)) };
+                unsafe { (*op).feed = Some(feed) };
                 Some(op)
             }
             None => None,
@@ -451,10 +452,12 @@ impl Poller {
     }
 
     fn start_write(&mut self, op: *mut Op) {
-        // SAFETY: our op, not pending; `data` lives in the op and outlives the write.
+        // SAFETY: our op, not pending; the feed lives in the op and its bytes outlive the
+        // write (a file range's piece is only replaced after the write completes).
         let issued = unsafe {
-            let (data, written) = (*op).data.as_ref().expect("stdin op has data");
-            let rest = &data[*written..];
+            let feed = (*op).feed.as_mut().expect("stdin op has a feed");
+            // A file that cannot be read ends the job's input where it failed.
+            let rest = feed.next().unwrap_or_default();
             if rest.is_empty() {
                 Some(0)
             } else {
@@ -681,8 +684,8 @@ impl Poller {
                 if error == 0 {
                     // SAFETY: our op; `bytes` were written.
                     unsafe {
-                        if let Some((_, written)) = (*op).data.as_mut() {
-                            *written += bytes;
+                        if let Some(feed) = (*op).feed.as_mut() {
+                            feed.advance(bytes);
                         }
                     }
                     self.start_write(op);

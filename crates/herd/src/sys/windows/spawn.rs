@@ -16,6 +16,7 @@ use super::pipe::{self, Direction};
 use super::poller::Pipes;
 use super::process::Process;
 use super::wide;
+use crate::feed::Feed;
 use crate::job::{Job, Stdin};
 use crate::sys::SpawnFailure;
 use crate::SpawnError;
@@ -266,7 +267,17 @@ pub(crate) fn spawn(job: &Job, _containment: &super::Containment) -> Result<Spaw
         }
         Stdin::Bytes(data) => {
             let (ours, child) = pipe::create(Direction::ToChild).map_err(io_err)?;
-            (child, Some((ours, data.clone())))
+            (child, Some((ours, Feed::bytes(data.clone()))))
+        }
+        Stdin::FileRange { path, offset, len } => {
+            let file = std::fs::File::open(path).map_err(|source| {
+                SpawnFailure::Job(SpawnError::StdinFile {
+                    path: path.clone(),
+                    source,
+                })
+            })?;
+            let (ours, child) = pipe::create(Direction::ToChild).map_err(io_err)?;
+            (child, Some((ours, Feed::range(file, *offset, *len))))
         }
     };
     // With `inherit_output` the child gets herd's own stdout and stderr; herd's pipes, their
