@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""herd's benchmark: workloads W1-W5 side by side with the C baseline and the peers.
+"""herd's benchmark: workloads W1-W6 side by side with the C baseline and the peers.
 
 Run it with `bench/run` (which builds and installs what it needs); see bench/README.md.
 Each workload runs every tool once per round, alternating (A B C, C B A, A B C …), and
@@ -66,11 +66,17 @@ class Sample:
         self.thread.join()
 
 
-def measure(argv, stdin_path=None, interval=0.02, count_fds=False, stdout=subprocess.DEVNULL, env=None):
+def measure(argv, stdin_path=None, interval=0.02, count_fds=False, stdout=subprocess.DEVNULL, env=None,
+            stdin_piped=False):
     """Runs argv; returns wall s, CPU s (user+system of it and its reaped descendants), and
-    the samples."""
-    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+    the samples. With stdin_piped, stdin_path reaches argv through a pipe from `cat`."""
     start = time.monotonic()
+    feeder = None
+    if stdin_piped:
+        feeder = subprocess.Popen(["cat", stdin_path], stdout=subprocess.PIPE)
+        stdin = feeder.stdout
+    else:
+        stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
     proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
                             env=dict(os.environ, **env) if env else None)
     sample = Sample(proc.pid, interval, count_fds)
@@ -84,6 +90,8 @@ def measure(argv, stdin_path=None, interval=0.02, count_fds=False, stdout=subpro
     proc.returncode = os.waitstatus_to_exitcode(status)
     if stdin_path:
         stdin.close()
+    if feeder:
+        feeder.wait()
     if proc.returncode != 0:
         err = b"".join(err_chunks).decode(errors="replace")[-2000:]
         raise RuntimeError(f"{argv[0]} exited {proc.returncode}: {err}")
@@ -278,6 +286,84 @@ def w5(t, a, tmp, out):
     return res
 
 
+def w6(t, a, tmp, out):
+    """--pipe and --pipepart: a file of text lines cut into blocks, `wc -l` per block, against
+    the limits (one process reading the file, or copying the stream) and GNU parallel."""
+    size = a.w6_bytes
+    path = os.path.join(tmp, "w6")
+    with open(path, "wb") as f:
+        line, written = 0, 0
+        while written < size:
+            chunk = "".join(f"{i} {'x' * (i % 97)}\n" for i in range(line, line + 100_000)).encode()
+            chunk = chunk[:size - written]
+            f.write(chunk)
+            written += len(chunk)
+            line += 100_000
+    with open(path, "rb") as f:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 24), b""))
+    result = os.path.join(tmp, "w6.out")
+
+    def counted(argv, piped=False):
+        """Runs a `wc -l` per block and checks that the counts add up to the file's."""
+        with open(result, "wb") as sink:
+            r = measure(argv, path, stdout=sink, stdin_piped=piped)
+        with open(result) as f:
+            got = sum(int(x.split()[0]) for x in f if x.strip())
+        if got != lines:
+            raise RuntimeError(f"{argv}: {got} lines counted, {lines} in the file")
+        return r
+
+    def limit(argv, piped=False):
+        return measure(argv, path, stdin_piped=piped)
+
+    for block in a.w6_blocks:
+        w6_block(t, a, out, path, size, block, counted, limit)
+
+
+def w6_block(t, a, out, path, size, block, counted, limit):
+    blk = ["--block", block]
+    tools = [
+        ("cat FILE > /dev/null", lambda: limit(["cat", path])),
+        ("wc -l FILE", lambda: limit(["wc", "-l", path])),
+        ("cat FILE \\| cat > /dev/null", lambda: limit(["cat"], piped=True)),
+        ("cat FILE \\| wc -l", lambda: counted(["wc", "-l"], piped=True)),
+        ("herd --pipepart", lambda: counted([t.herd, "--pipepart", "-a", path, *blk, "wc", "-l"])),
+        ("herd --pipe", lambda: counted([t.herd, "--pipe", *blk, "wc", "-l"], piped=True)),
+    ]
+    if t.parallel:
+        gnu = [t.parallel, "--will-cite"]
+        tools += [
+            ("GNU parallel --pipepart", lambda: counted([*gnu, "--pipepart", "-a", path, *blk, "wc", "-l"])),
+            ("GNU parallel --pipe", lambda: counted([*gnu, "--pipe", *blk, "wc", "-l"], piped=True)),
+        ]
+    res = rounds(tools, a.rounds, f"W6 {block}")
+    rows = []
+    for name, r in res.items():
+        wall = median(r, "wall")
+        rows.append([name, f"{wall:.2f}", f"{size / wall / 1e9:.2f}", f"{median(r, 'cpu'):.2f}",
+                     f"{median(r, 'rss_mb'):.1f}"])
+
+    def ratio(a_name, b_name):
+        """a's throughput ÷ b's: the median of each round's ratio (they ran side by side)."""
+        if a_name not in res or b_name not in res:
+            return "n/a"
+        return f"{statistics.median(b['wall'] / x['wall'] for x, b in zip(res[a_name], res[b_name])):.2f}"
+    ratios = [
+        ["herd --pipepart ÷ cat FILE > /dev/null", ratio("herd --pipepart", "cat FILE > /dev/null"), "≥ 0.8"],
+        ["herd --pipe ÷ cat FILE \\| cat", ratio("herd --pipe", "cat FILE \\| cat > /dev/null"), "≥ 0.8"],
+        ["herd --pipe ÷ GNU parallel --pipe", ratio("herd --pipe", "GNU parallel --pipe"), "≥ 5"],
+        ["herd --pipepart ÷ GNU parallel --pipepart", ratio("herd --pipepart", "GNU parallel --pipepart"), ""],
+    ]
+    out.append("\n".join([
+        f"## W6: --pipe and --pipepart over a {size / 2**30:g} GiB file of text lines, `wc -l` per {block} block", "",
+        "Default -j (one job per core). `--pipe` reads the file through a pipe from `cat`; "
+        "every run's counts are checked to add up to the file's lines. CPU is the tool's and "
+        "its jobs' (not the feeding `cat`).", "",
+        table(["command", "wall s", "GB/s", "CPU s", "peak RSS MB"], rows), "",
+        table(["throughput ratio (round by round)", "measured", "target"], ratios), ""]))
+    return res
+
+
 def syscalls(t, a, tmp, out):
     """System calls per job: strace -f over a run, split into herd's own threads and the
     spawned child before it execs."""
@@ -469,7 +555,7 @@ def main():
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one round: checks the benchmark runs")
     p.add_argument("--tools", required=True, help="where bench/run put tiny, baseline and rust-parallel")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--only", default="W1,W2,W3,W4,W5,SYS,REL,SSH")
+    p.add_argument("--only", default="W1,W2,W3,W4,W5,W6,SYS,REL,SSH")
     p.add_argument("--output", default=os.path.join(ROOT, "bench/RESULTS.md"))
     a = p.parse_args()
     a.w1_jobs, a.w1_gnu = 10000, True
@@ -479,8 +565,10 @@ def main():
     a.w5_jobs, a.w5_mib = 2000, 4096
     a.syscall_jobs = 1000
     a.ssh_jobs = 500
+    a.w6_bytes, a.w6_blocks = 2 << 30, ["1M", "16M"]
     if a.smoke:
         a.ssh_jobs = 20
+        a.w6_bytes, a.w6_blocks = 20 << 20, ["1M"]
         a.rounds = 1
         a.w1_jobs, a.w2_jobs, a.w2_sleep, a.w3_bytes = 200, 50, 1, 10**7
         a.w4_sizes, a.w5_jobs, a.w5_mib, a.syscall_jobs = [100, 300], 100, 64, 50
@@ -489,7 +577,7 @@ def main():
     out = []
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="herd-bench-") as tmp:
-        for name, fn in [("W1", w1), ("W2", w2), ("W3", w3), ("W4", w4), ("W5", w5), ("SYS", syscalls),
+        for name, fn in [("W1", w1), ("W2", w2), ("W3", w3), ("W4", w4), ("W5", w5), ("W6", w6), ("SYS", syscalls),
                          ("REL", reliability), ("SSH", ssh)]:
             if name in only:
                 print(f"{name}…", file=sys.stderr, flush=True)

@@ -1,11 +1,20 @@
-//! `--pipe`: standard input cut into blocks of whole records, one block per job's stdin.
+//! `--pipe` and `--pipepart`: input cut into blocks of whole records, one block per job's
+//! stdin.
 //!
-//! A block is about `--block` bytes: what was read, less the last, partial record, which
-//! starts the next block (GNU parallel's rule). A record longer than a block makes its block
-//! longer, never cut. Records end with `--recend` (a newline by default) and, when
-//! `--recstart` is given, the next starts with it: a block is cut only between the two.
+//! `--pipe` reads a stream: a block is about `--block` bytes, what was read less the last,
+//! partial record, which starts the next block (GNU parallel's rule). A record longer than a
+//! block makes its block longer, never cut. Records end with `--recend` (a newline by
+//! default) and, when `--recstart` is given, the next starts with it: a block is cut only
+//! between the two.
+//!
+//! `--pipepart` never reads a file through herd: each block's end is found by reading a little
+//! at its nominal end and moving on to the next record boundary, and the job's stdin is that
+//! byte range of the file ([`herd::Stdin::FileRange`]), which the engine moves from the page
+//! cache into the job's pipe.
 
-use std::io::{self, Read};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::PathBuf;
 
 /// How input is cut.
 #[derive(Debug, Clone)]
@@ -18,6 +27,290 @@ pub struct BlockSpec {
     pub recstart: Vec<u8>,
     /// `-N`: exactly this many records a block (the last may have fewer), whatever its size.
     pub records: Option<usize>,
+    /// `--pipepart --block -N`: the size is the files' total size over N blocks per job slot.
+    pub blocks_per_slot: Option<usize>,
+    /// `--pipepart`: the files are cut in place, not read.
+    pub part: bool,
+    /// `--header`: what starts the input is given to every job before its block.
+    pub header: Option<Header>,
+}
+
+/// `--header` with `--pipe`/`--pipepart`: how the header at the start of the input is found.
+#[derive(Debug, Clone)]
+pub enum Header {
+    /// This many lines (`--header 2`; `--header :` is one).
+    Lines(usize),
+    /// What this regular expression matches at the very start.
+    Regex(regex::bytes::Regex),
+}
+
+impl Header {
+    /// GNU parallel's values: a number of lines, `:` for one, else a regular expression; `0`
+    /// is no header.
+    pub fn parse(text: &str) -> Result<Option<Header>, String> {
+        Ok(match text {
+            "0" => None,
+            ":" => Some(Header::Lines(1)),
+            _ => match text.parse::<usize>() {
+                Ok(n) => Some(Header::Lines(n)),
+                Err(_) => Some(Header::Regex(
+                    regex::bytes::Regex::new(&format!("\\A(?:{text})")).map_err(|e| {
+                        // The regex crate's message draws the pattern over lines: its
+                        // last line says what is wrong.
+                        let why = e.to_string();
+                        let why = why.lines().last().unwrap_or_default().to_string();
+                        format!("invalid value '{text}' for --header: {why}")
+                    })?,
+                )),
+            },
+        })
+    }
+
+    /// The header's length at the start of `data`, once `data` is enough to tell (`eof`: it
+    /// is all there is). A regular expression is matched against what was read first.
+    fn length(&self, data: &[u8], eof: bool) -> Option<usize> {
+        match self {
+            Header::Lines(n) => match memchr::memchr_iter(b'\n', data).nth(n.max(&1) - 1) {
+                Some(i) => Some(i + 1),
+                None => eof.then_some(data.len()),
+            },
+            Header::Regex(re) => Some(re.find(data).map_or(0, |m| m.end())),
+        }
+    }
+}
+
+/// The header at the start of `file`, read a window at a time.
+fn file_header(file: &File, len: u64, header: &Header) -> io::Result<Vec<u8>> {
+    let mut data = vec![0; (len as usize).min(1 << 20)];
+    loop {
+        let n = read_full_at(file, &mut data, 0)?;
+        data.truncate(n);
+        let eof = n as u64 >= len;
+        if let Some(h) = header.length(&data, eof) {
+            data.truncate(h);
+            return Ok(data);
+        }
+        data.resize(n * 2, 0);
+    }
+}
+
+/// Where `--pipe` and `--pipepart` jobs get their stdin from.
+pub enum BlockSource {
+    /// `--pipe`: blocks read from a stream.
+    Stream(Blocks<Box<dyn Read + Send>>),
+    /// `--pipepart`: byte ranges of files.
+    Parts(Parts),
+}
+
+/// The block source for `sources` (what -a, :::: or standard input gave): `--pipe` reads
+/// standard input or one file; `--pipepart` cuts files.
+pub fn open_source(
+    sources: &[crate::input::Source],
+    spec: &BlockSpec,
+    slots: usize,
+) -> Result<BlockSource, String> {
+    use crate::input::SourceSpec;
+    let files: Option<Vec<PathBuf>> = sources
+        .iter()
+        .map(|s| match &s.spec {
+            SourceSpec::File(p) if p.as_os_str() != "-" => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    if spec.part {
+        return match files {
+            Some(files) if !files.is_empty() => {
+                Ok(BlockSource::Parts(Parts::open(&files, spec, slots)?))
+            }
+            _ => Err(
+                "--pipepart cuts files given with -a or ::::, not standard input or \
+                      values (read a stream with --pipe)"
+                    .into(),
+            ),
+        };
+    }
+    let data: Box<dyn Read + Send> = match (sources, files.as_deref()) {
+        (_, Some([path])) => {
+            Box::new(File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?)
+        }
+        ([source], _) if matches!(source.spec, SourceSpec::Stdin | SourceSpec::File(_)) => {
+            widen_stdin_pipe();
+            Box::new(io::stdin())
+        }
+        _ => {
+            return Err(
+                "--pipe reads standard input, or one file given with -a or ::::, not values".into(),
+            )
+        }
+    };
+    Ok(BlockSource::Stream(Blocks::new(data, spec.clone())))
+}
+
+/// When standard input is a pipe, grows it to 1 MiB (the default limit for unprivileged
+/// users), from 64 KiB: the writer on the far side then fills 16 times more between two of
+/// herd's reads, and the two processes hand the CPU back and forth 16 times less (`cat 2G |
+/// herd --pipe --block 16M wc -l` ran 1.3 to 1.7 times faster here). Best effort: not a
+/// pipe, or past the per-user limit on pipe memory, it stays as it is.
+fn widen_stdin_pipe() {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::fcntl::{fcntl, FcntlArg};
+        let _ = fcntl(io::stdin(), FcntlArg::F_SETPIPE_SZ(1 << 20));
+    }
+}
+
+impl BlockSource {
+    /// The next job's stdin, or `None` when the input is all given out.
+    pub fn next_stdin(&mut self) -> io::Result<Option<herd::Stdin>> {
+        match self {
+            BlockSource::Stream(blocks) => Ok(blocks.next_block()?.map(herd::Stdin::bytes)),
+            BlockSource::Parts(parts) => parts.next_part(),
+        }
+    }
+}
+
+/// `--pipepart`: regular files (anything seekable) cut into ranges of whole records.
+pub struct Parts {
+    /// The files left, the first being cut: its path, handle and size.
+    files: std::collections::VecDeque<(PathBuf, File, u64)>,
+    /// `--header`: the first file's header, given before each of its parts.
+    header: Option<std::sync::Arc<Vec<u8>>>,
+    /// Where the next range of the first file starts.
+    at: u64,
+    size: u64,
+    spec: BlockSpec,
+}
+
+impl Parts {
+    /// Opens the files; `slots` (the number of job slots) sets the size for `--block -N`.
+    pub fn open(paths: &[PathBuf], spec: &BlockSpec, slots: usize) -> Result<Parts, String> {
+        let mut files = std::collections::VecDeque::new();
+        for path in paths {
+            let cannot = |e: io::Error| format!("cannot read {}: {e}", path.display());
+            // Checked before opening: opening a FIFO would wait for a writer.
+            let kind = std::fs::metadata(path).map_err(cannot)?.file_type();
+            #[cfg(unix)]
+            let device = std::os::unix::fs::FileTypeExt::is_block_device(&kind);
+            #[cfg(not(unix))]
+            let device = false;
+            if !kind.is_file() && !device {
+                return Err(format!(
+                    "--pipepart cuts a regular file in place; {} is not one (read it with --pipe)",
+                    path.display()
+                ));
+            }
+            let mut file = File::open(path).map_err(cannot)?;
+            // The size by seeking, which a block device has too (its metadata says 0).
+            let size = file.seek(SeekFrom::End(0)).map_err(cannot)?;
+            files.push_back((path.clone(), file, size));
+        }
+        let total: u64 = files.iter().map(|f| f.2).sum();
+        let size = match spec.blocks_per_slot {
+            Some(n) => total.div_ceil((slots.max(1) * n.max(1)) as u64).max(1),
+            None => spec.size.max(1) as u64,
+        };
+        Ok(Parts {
+            files,
+            header: None,
+            at: 0,
+            size,
+            spec: spec.clone(),
+        })
+    }
+
+    fn next_part(&mut self) -> io::Result<Option<herd::Stdin>> {
+        loop {
+            let Some((path, file, len)) = self.files.front() else {
+                return Ok(None);
+            };
+            if let (Some(header), 0) = (&self.spec.header, self.at) {
+                // Each file starts with its header, given to each of its parts.
+                let found = file_header(file, *len, header)?;
+                self.at = found.len() as u64;
+                self.header = Some(std::sync::Arc::new(found));
+            }
+            if self.at >= *len {
+                self.files.pop_front();
+                self.at = 0;
+                continue;
+            }
+            let start = self.at;
+            let nominal = start.saturating_add(self.size);
+            let end = if nominal >= *len {
+                *len
+            } else {
+                boundary_at_or_after(file, start, nominal, *len, &self.spec)?
+            };
+            self.at = end;
+            let part = herd::Stdin::file_range(path, start, end - start);
+            return Ok(Some(match &self.header {
+                Some(header) if !header.is_empty() => {
+                    herd::Stdin::Concat(vec![herd::Stdin::Bytes(header.clone()), part])
+                }
+                _ => part,
+            }));
+        }
+    }
+}
+
+/// The first record boundary of `file` at or after `from` (and past `start`, so a block is
+/// never empty), reading a window at a time; the file's end when there is none.
+fn boundary_at_or_after(
+    file: &File,
+    start: u64,
+    from: u64,
+    len: u64,
+    spec: &BlockSpec,
+) -> io::Result<u64> {
+    let pair = [&spec.recend[..], &spec.recstart[..]].concat();
+    if pair.is_empty() {
+        return Ok(from);
+    }
+    const WINDOW: usize = 64 * 1024;
+    let mut at = from.saturating_sub(pair.len() as u64 - 1).max(start);
+    let mut buf = vec![0; WINDOW.max(2 * pair.len())];
+    while at < len {
+        let want = buf.len().min((len - at) as usize);
+        let n = read_full_at(file, &mut buf[..want], at)?;
+        if n == 0 {
+            break;
+        }
+        for i in memchr::memmem::find_iter(&buf[..n], &pair) {
+            let cut = at + (i + spec.recend.len()) as u64;
+            if cut > start {
+                return Ok(cut);
+            }
+        }
+        if at + n as u64 >= len {
+            break;
+        }
+        // The next window overlaps this one by a pair less a byte: a pair across the seam
+        // is found whole.
+        at += (n - (pair.len() - 1)).max(1) as u64;
+    }
+    Ok(len)
+}
+
+/// Reads `buf.len()` bytes at `offset`, fewer only at the end of the file.
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    #[cfg(unix)]
+    use std::os::unix::fs::FileExt;
+    #[cfg(windows)]
+    use std::os::windows::fs::FileExt;
+    let mut got = 0;
+    while got < buf.len() {
+        #[cfg(unix)]
+        let n = file.read_at(&mut buf[got..], offset + got as u64);
+        #[cfg(windows)]
+        let n = file.seek_read(&mut buf[got..], offset + got as u64);
+        match n {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 /// `--block`'s default, as GNU parallel's.
@@ -30,6 +323,8 @@ pub struct Blocks<R> {
     /// Read and not yet given out: the start of the next block.
     buf: Vec<u8>,
     eof: bool,
+    /// `--header`: read before the first block (`None` until then), then before every block.
+    header: Option<Vec<u8>>,
 }
 
 impl<R: Read> Blocks<R> {
@@ -39,6 +334,34 @@ impl<R: Read> Blocks<R> {
             spec,
             buf: Vec::new(),
             eof: false,
+            header: None,
+        }
+    }
+
+    /// The next block, its header (if any) first.
+    pub fn next_block(&mut self) -> io::Result<Option<Vec<u8>>> {
+        if self.header.is_none() {
+            self.header = Some(self.read_header()?);
+        }
+        let block = self.next_records_block()?;
+        Ok(match (block, self.header.as_deref()) {
+            (Some(block), Some(header)) if !header.is_empty() => Some([header, &block].concat()),
+            (block, _) => block,
+        })
+    }
+
+    /// Takes `--header`'s header off the start of the input.
+    fn read_header(&mut self) -> io::Result<Vec<u8>> {
+        let Some(header) = self.spec.header.clone() else {
+            return Ok(Vec::new());
+        };
+        let mut want = self.spec.size.max(64 * 1024);
+        loop {
+            self.fill(want)?;
+            if let Some(len) = header.length(&self.buf, self.eof) {
+                return Ok(self.buf.drain(..len).collect());
+            }
+            want = self.buf.len() * 2;
         }
     }
 
@@ -47,6 +370,8 @@ impl<R: Read> Blocks<R> {
     fn fill(&mut self, want: usize) -> io::Result<()> {
         if self.buf.len() < want && !self.eof {
             let need = (want - self.buf.len()) as u64;
+            // Exactly: read_to_end would grow a full buffer to twice its size.
+            self.buf.reserve_exact(need as usize);
             let got = (&mut self.reader).take(need).read_to_end(&mut self.buf)?;
             if (got as u64) < need {
                 self.eof = true;
@@ -55,8 +380,8 @@ impl<R: Read> Blocks<R> {
         Ok(())
     }
 
-    /// The next block, or `None` at the end of the input.
-    pub fn next_block(&mut self) -> io::Result<Option<Vec<u8>>> {
+    /// The next block (without the header), or `None` at the end of the input.
+    fn next_records_block(&mut self) -> io::Result<Option<Vec<u8>>> {
         if let Some(n) = self.spec.records {
             return self.next_records(n);
         }
@@ -217,6 +542,9 @@ mod tests {
             recend: recend.as_bytes().to_vec(),
             recstart: recstart.as_bytes().to_vec(),
             records: None,
+            blocks_per_slot: None,
+            part: false,
+            header: None,
         }
     }
 
@@ -301,6 +629,92 @@ mod tests {
                 block.starts_with(b"<r>") && block.ends_with(b"</r>\n"),
                 "{block:?}"
             );
+        }
+    }
+
+    /// The ranges `--pipepart` gives out for `data`, as byte strings.
+    fn parts(data: &[u8], spec: BlockSpec, slots: usize) -> Vec<Vec<u8>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        std::fs::write(&path, data).unwrap();
+        let mut parts = Parts::open(&[path], &spec, slots).unwrap();
+        let mut out = Vec::new();
+        while let Some(stdin) = parts.next_part().unwrap() {
+            let herd::Stdin::FileRange { offset, len, .. } = stdin else {
+                panic!("{stdin:?}")
+            };
+            out.push(data[offset as usize..(offset + len) as usize].to_vec());
+        }
+        out
+    }
+
+    #[test]
+    fn parts_are_whole_records_and_give_back_the_file() {
+        let mut rng = Rng(9);
+        for round in 0..150 {
+            let mut data = Vec::new();
+            for _ in 0..rng.below(80) {
+                if round % 4 == 1 {
+                    data.extend_from_slice(b"<r>");
+                }
+                for _ in 0..rng.below(if round % 5 == 0 { 400 } else { 30 }) {
+                    data.push(b"ab\n<"[rng.below(4) as usize]);
+                }
+                data.extend_from_slice(if round % 4 == 1 { b"</r>\n" } else { b"\n" });
+            }
+            if round % 3 == 0 {
+                data.extend_from_slice(b"tail");
+            }
+            let (recend, recstart) = if round % 4 == 1 {
+                ("</r>\n", "<r>")
+            } else {
+                ("\n", "")
+            };
+            let size = 1 + rng.below(200) as usize;
+            let got = parts(&data, spec(size, recend, recstart), 1);
+            assert_eq!(got.concat(), data, "round {round}");
+            for (i, part) in got.iter().enumerate() {
+                assert!(!part.is_empty(), "round {round}");
+                if i + 1 < got.len() {
+                    assert!(part.ends_with(recend.as_bytes()), "round {round}: {part:?}");
+                    assert!(got[i + 1].starts_with(recstart.as_bytes()), "round {round}");
+                    // A part ends at the first boundary found from its nominal end (the
+                    // record end and start looked for together may begin a little before it).
+                    assert!(
+                        part.len() + recstart.len() >= size,
+                        "round {round}: {} < {size}",
+                        part.len()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn negative_block_sizes_give_n_parts_per_slot() {
+        let data: Vec<u8> = (0..10_000)
+            .flat_map(|i| format!("{i}\n").into_bytes())
+            .collect();
+        let mut s = spec(1, "\n", "");
+        s.blocks_per_slot = Some(5);
+        let got = parts(&data, s, 4);
+        assert_eq!(got.concat(), data);
+        assert!((19..=21).contains(&got.len()), "{} parts", got.len());
+        assert!(
+            parts(b"", spec(10, "\n", ""), 1).is_empty(),
+            "an empty file, no jobs"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        // A FIFO (opening it would wait for a writer) and a directory cannot be cut in place.
+        for path in [fifo, dir.path().to_path_buf()] {
+            let err = Parts::open(std::slice::from_ref(&path), &spec(10, "\n", ""), 1)
+                .err()
+                .unwrap();
+            assert!(err.contains("is not one"), "{err}");
+            assert!(err.contains(&path.display().to_string()), "{err}");
         }
     }
 

@@ -329,19 +329,39 @@ pub struct Cli {
     #[arg(long, visible_alias = "spreadstdin")]
     pub pipe: bool,
 
-    /// With --pipe: the block size to aim at, in bytes, with k, M, G, T suffixes (powers of
-    /// 1024) [default: 1M]. A record longer than a block is not cut. Example: --block 64M
-    #[arg(long, visible_alias = "block-size", value_name = "SIZE")]
+    /// Like --pipe, for regular files given with -a or :::: (one or more), cut in place: herd
+    /// reads only a little at each block's end to find the next record boundary, and each job
+    /// reads its part of the file straight from it (on Linux the kernel moves the bytes from
+    /// the page cache into the job's pipe). Memory does not grow with --block. -N is not
+    /// available (records are not counted). Example: herd --pipepart -a big.csv --block 100M
+    /// wc -l
+    #[arg(
+        long = "pipe-part",
+        visible_alias = "pipepart",
+        conflicts_with = "pipe"
+    )]
+    pub pipe_part: bool,
+
+    /// With --pipe or --pipepart: the block size to aim at, in bytes, with k, M, G, T
+    /// suffixes (powers of 1024) [default: 1M]. A record longer than a block is not cut. With
+    /// --pipepart, -N means N blocks for each job slot (the files' size / (-j x N)).
+    /// Example: --block 64M, or --pipepart --block -4 -j8 (32 jobs)
+    #[arg(
+        long,
+        visible_alias = "block-size",
+        value_name = "SIZE",
+        allow_hyphen_values = true
+    )]
     pub block: Option<String>,
 
-    /// With --pipe: the string that ends a record [default: \n, unless --recstart is given].
-    /// \n, \t, \r, \0 and \\ are understood. Example: --recend '\0', or --recend ''
-    /// for no records at all
+    /// With --pipe or --pipepart: the string that ends a record [default: \n, unless
+    /// --recstart is given]. \n, \t, \r, \0 and \\ are understood. Example: --recend '\0',
+    /// or --recend '' for no records at all
     #[arg(long, value_name = "STR")]
     pub recend: Option<String>,
 
-    /// With --pipe: the string that starts a record; a block is cut only between --recend
-    /// and --recstart. Example: --recstart '>' (FASTA)
+    /// With --pipe or --pipepart: the string that starts a record; a block is cut only
+    /// between --recend and --recstart. Example: --recstart '>' (FASTA)
     #[arg(long, value_name = "STR")]
     pub recstart: Option<String>,
 

@@ -137,8 +137,8 @@ pub struct Feeder {
     pub keep_jobs: bool,
     /// The input has ended.
     pub input_done: bool,
-    /// `--pipe`: the input's blocks, one per job.
-    pub blocks: Option<crate::blocks::Blocks<Box<dyn std::io::Read + Send>>>,
+    /// `--pipe`, `--pipepart`: the input's blocks, one per job's stdin.
+    pub blocks: Option<crate::blocks::BlockSource>,
     /// `--onall`, `--nonall`: each job runs on every host.
     pub everywhere: bool,
     /// `-j` with `--onall`: how many hosts at once.
@@ -184,7 +184,7 @@ impl Feeder {
         let maker = &self.maker;
         let (args, block) = if let Some(blocks) = self.blocks.as_mut() {
             // --pipe: the job's input is the next block; it takes no values.
-            match blocks.next_block() {
+            match blocks.next_stdin() {
                 Ok(Some(block)) => (JobArgs::default(), Some(block)),
                 Ok(None) => {
                     self.input_done = true;
@@ -231,7 +231,7 @@ impl Feeder {
         let made = match self.maker.make(&args, seq, slot) {
             Ok(mut made) => {
                 if let Some(block) = block {
-                    made.job = made.job.stdin(herd::Stdin::bytes(block));
+                    made.job = made.job.stdin(block);
                 }
                 made
             }

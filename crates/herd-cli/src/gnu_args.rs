@@ -38,7 +38,7 @@ pub enum Action {
 
 use Action::{Note, Quiet, Refuse, To};
 
-const NOT_YET_PIPE: &str = "is not available yet (herd has --pipe; --pipepart, --round-robin and the other ways to spread blocks are planned)";
+const NOT_YET_PIPE: &str = "is not available yet (herd has --pipe and --pipepart; --round-robin and the other ways to spread blocks are planned)";
 const NOT_YET_SSH: &str = "is not available yet (herd runs jobs on other hosts with -S, but \
      --onall/--nonall, host groups and rsync options are still to come)";
 
@@ -203,7 +203,7 @@ const GNU: &[(&str, Action)] = &[
     ("header=s", To("header")),
     ("cat", Refuse(NOT_YET_PIPE)),
     ("fifo", Refuse(NOT_YET_PIPE)),
-    ("pipe-part|pipepart", Refuse(NOT_YET_PIPE)),
+    ("pipe-part|pipepart", To("pipe-part")),
     ("tee", Refuse(NOT_YET_PIPE)),
     ("shard=s", Refuse(NOT_YET_PIPE)),
     ("bin=s", Refuse(NOT_YET_PIPE)),
@@ -651,7 +651,7 @@ mod tests {
         assert_eq!(err(&["-kz"]), "unknown option '-z' in '-kz'");
         assert_eq!(err(&["--tag=x"]), "option --tag takes no value");
         assert_eq!(err(&["-j"]), "option -j needs a value");
-        assert!(err(&["--pipepart"]).contains("is not available yet"));
+        assert!(err(&["--tee"]).contains("is not available yet"));
     }
 
     #[test]

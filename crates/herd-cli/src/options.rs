@@ -514,26 +514,43 @@ pub fn information(cli: &Cli) -> Option<(String, u8)> {
 impl Cli {
     /// `--pipe`, `--block`, `--recend`, `--recstart`.
     fn pipe_spec(&self) -> Result<Option<crate::blocks::BlockSpec>, UsageError> {
-        if !self.pipe {
+        if !self.pipe && !self.pipe_part {
             for (given, name) in [
                 (self.block.is_some(), "--block"),
                 (self.recend.is_some(), "--recend"),
                 (self.recstart.is_some(), "--recstart"),
             ] {
                 if given {
-                    return Err(UsageError(format!("{name} goes with --pipe")));
+                    return Err(UsageError(format!("{name} goes with --pipe or --pipepart")));
                 }
             }
             return Ok(None);
         }
-        let size = match &self.block {
-            Some(b) => crate::blocks::parse_size(b).ok_or_else(|| {
-                UsageError(format!(
-                    "invalid value '{b}' for --block: expected a size, like 1M or 64k"
-                ))
-            })?,
-            None => crate::blocks::DEFAULT_BLOCK,
-        };
+        let (mut size, mut blocks_per_slot) = (crate::blocks::DEFAULT_BLOCK, None);
+        match self.block.as_deref().map(|b| (b, b.strip_prefix('-'))) {
+            None => {}
+            Some((_, Some(n))) if self.pipe_part => {
+                blocks_per_slot =
+                    Some(n.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                        UsageError(format!(
+                            "invalid value '-{n}' for --block: -N (blocks per job slot) needs \
+                             a whole number of at least 1"
+                        ))
+                    })?);
+            }
+            Some((b, negative)) => {
+                size = crate::blocks::parse_size(b).ok_or_else(|| {
+                    UsageError(format!(
+                        "invalid value '{b}' for --block: expected a size, like 1M or 64k{}",
+                        if negative.is_some() {
+                            " (a negative size, blocks per job slot, goes with --pipepart)"
+                        } else {
+                            ""
+                        }
+                    ))
+                })?;
+            }
+        }
         let recstart = self
             .recstart
             .as_deref()
@@ -545,6 +562,12 @@ impl Cli {
             (None, None) if self.null => vec![0],
             (None, None) => b"\n".to_vec(),
         };
+        if self.pipe_part && self.max_replace_args.is_some() {
+            return Err(UsageError(
+                "-N with --pipepart: records are not counted; give --block, or use --pipe -N"
+                    .into(),
+            ));
+        }
         if self.max_args.is_some() {
             return Err(UsageError(
                 "-n with --pipe: give the number of records per job with -N".into(),
@@ -555,16 +578,18 @@ impl Cli {
                 "-N0 with --pipe: a job needs at least one record".into(),
             ));
         }
-        if self.header.is_some() {
-            return Err(UsageError(
-                "--header with --pipe is not available yet".into(),
-            ));
-        }
+        let header = match &self.header {
+            Some(h) => crate::blocks::Header::parse(h).map_err(UsageError)?,
+            None => None,
+        };
         Ok(Some(crate::blocks::BlockSpec {
             size,
             recend,
             recstart,
             records: self.max_replace_args,
+            blocks_per_slot,
+            part: self.pipe_part,
+            header,
         }))
     }
 
@@ -648,6 +673,8 @@ impl Cli {
         let remote = self.remote()?;
         let remote_run = remote.is_some();
         let pipe = self.pipe_spec()?;
+        // With --pipe the header is data, given to every job (see blocks.rs).
+        let column_names = self.header.as_ref().is_some_and(|h| h != "0") && pipe.is_none();
         if pipe.is_some() && remote_run {
             return Err(UsageError(
                 "--pipe with -S is not available yet: jobs on other hosts read no input".into(),
@@ -1053,7 +1080,7 @@ impl Cli {
             link: self.link,
             batch,
             skip_first_line: self.skip_first_line,
-            header: self.header.is_some_and(|h| h != "0"),
+            header: column_names,
             shuf: self.shuf,
             verbose: self.verbose > 0,
             verbose_stderr: self.verbose_stderr,

@@ -180,38 +180,15 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         skip = done;
     }
     let never_blocks = Inputs::never_block(&sources);
-    // --pipe: the input is data, cut into blocks, not values.
+    // --pipe, --pipepart: the input is data, cut into blocks, not values.
     let blocks = match &opts.pipe {
         Some(spec) => {
-            let data: Box<dyn std::io::Read + Send> = match sources.as_slice() {
-                [Source {
-                    spec: SourceSpec::Stdin,
-                    ..
-                }] => Box::new(std::io::stdin()),
-                [Source {
-                    spec: SourceSpec::File(p),
-                    ..
-                }] if p.as_os_str() == "-" => Box::new(std::io::stdin()),
-                [Source {
-                    spec: SourceSpec::File(p),
-                    ..
-                }] => Box::new(
-                    std::fs::File::open(p)
-                        .map_err(|e| Fatal(format!("cannot read {}: {e}", p.display())))?,
-                ),
-                _ => {
-                    return Err(Fatal(
-                        "--pipe reads standard input, or one file given with -a or ::::, not \
-                         values"
-                            .into(),
-                    ))
-                }
-            };
+            let source = crate::blocks::open_source(&sources, spec, opts.jobs).map_err(Fatal)?;
             sources = vec![Source {
                 spec: SourceSpec::Values(Vec::new()),
                 linked: false,
             }];
-            Some(crate::blocks::Blocks::new(data, spec.clone()))
+            Some(source)
         }
         None => None,
     };

@@ -151,3 +151,238 @@ fn n_records_per_job() {
         assert_eq!(text(&out.stdout), "3\n3\n3\n1\n", "--block {block}");
     }
 }
+
+/// `-k --pipepart -a FILE cat` gives back the file byte for byte, each job's part whole
+/// records: newline records (CRLF inside), NUL records with -0, records starting with
+/// --recstart, several files one after another, any block size.
+#[test]
+fn pipepart_gives_back_the_files_exactly_in_whole_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(0x5eed);
+    for round in 0..6 {
+        let (end, extra): (&[u8], &[&str]) = match round % 3 {
+            0 => (b"\n", &[]),
+            1 => (b"\0", &["-0"]),
+            _ => (b"\n", &["--recstart", "<", "--recend", "\\n"]),
+        };
+        let count = 300 + rng.below(500) as usize;
+        let mut data = records(&mut rng, count, end);
+        if round % 3 == 2 {
+            // Every record starts with '<'.
+            data = data
+                .split_inclusive(|&b| b == b'\n')
+                .flat_map(|r| [&b"<"[..], r].concat())
+                .collect();
+        }
+        let files: Vec<String> = (0..1 + round % 2)
+            .map(|i| {
+                let path = dir.path().join(format!("data{round}-{i}"));
+                std::fs::write(&path, &data).unwrap();
+                path.to_str().unwrap().to_string()
+            })
+            .collect();
+        let block = format!("{}", 1 + rng.below(30_000));
+        let mut args = vec!["--pipepart", "--block", block.as_str(), "-k"];
+        args.extend_from_slice(extra);
+        for file in &files {
+            args.extend(["-a", file.as_str()]);
+        }
+        args.push("cat; printf '|'");
+        let out = herd().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let parts: Vec<&[u8]> = out.stdout.split(|&b| b == b'|').collect();
+        assert!(parts.concat() == data.repeat(files.len()), "round {round}");
+        for (i, part) in parts[..parts.len() - 1].iter().enumerate() {
+            assert!(!part.is_empty(), "round {round}: part {i} is empty");
+            let last_of_a_file = data.ends_with(part);
+            assert!(part.ends_with(end) || last_of_a_file, "round {round}");
+            if round % 3 == 2 {
+                assert!(part.starts_with(b"<"), "round {round}");
+            }
+        }
+    }
+}
+
+/// --block -N with --pipepart: N parts for each job slot, as GNU parallel's --block -3 -j4
+/// gives 12 jobs; a job that reads nothing of its part is no failure; an empty file runs no
+/// job.
+#[test]
+fn pipepart_negative_blocks_deaf_jobs_and_empty_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nums");
+    let nums: String = (1..=100_000).map(|i| format!("{i}\n")).collect();
+    std::fs::write(&path, &nums).unwrap();
+    let file = path.to_str().unwrap();
+    let out = herd()
+        .args([
+            "--pipepart",
+            "--block",
+            "-3",
+            "-j4",
+            "-a",
+            file,
+            "-k",
+            "wc -l",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let counts: Vec<usize> = text(&out.stdout)
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(counts.len(), 12, "{counts:?}");
+    assert_eq!(counts.iter().sum::<usize>(), 100_000);
+    let out = herd()
+        .args(["--pipepart", "--block", "1k", "-a", file, "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "").unwrap();
+    let out = herd()
+        .args(["--pipepart", "-a", empty.to_str().unwrap(), "echo ran"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+}
+
+/// --pipepart's mistakes are named: standard input, a FIFO, a missing file, -N.
+#[test]
+fn pipepart_mistakes_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let fifo = fifo.to_str().unwrap();
+    let missing = dir.path().join("missing");
+    let missing = missing.to_str().unwrap();
+    for (args, says) in [
+        (&["--pipepart", "cat"][..], "not standard input"),
+        (&["--pipepart", "-a", fifo, "cat"][..], "is not one"),
+        (&["--pipepart", "-a", missing, "cat"][..], missing),
+        (
+            &["--pipepart", "-N", "3", "-a", fifo, "cat"][..],
+            "-N with --pipepart",
+        ),
+        (&["--pipepart", "--pipe", "cat"][..], "cannot be used with"),
+    ] {
+        let out = with_input(args, b"a\n");
+        assert_eq!(out.status.code(), Some(255), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+/// --retries: a job that fails after reading part of its block runs again with the whole
+/// block (--pipe keeps the block while its job runs; --pipepart reads the range again).
+#[test]
+fn a_retried_job_gets_its_whole_block_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: String = (0..20_000).map(|i| format!("record {i}\n")).collect();
+    let path = dir.path().join("data");
+    std::fs::write(&path, &data).unwrap();
+    let file = path.to_str().unwrap();
+    for (mode, source) in [("pipe", &[][..]), ("pipepart", &["-a", file][..])] {
+        let marks = dir.path().join(mode);
+        std::fs::create_dir(&marks).unwrap();
+        // The first run of each block reads a little of it and fails; the second copies it.
+        let command = format!(
+            "if [ -e {m}/$PARALLEL_SEQ ]; then cat; else touch {m}/$PARALLEL_SEQ; \
+             head -c 100 >/dev/null; exit 3; fi",
+            m = marks.display()
+        );
+        let mut args = vec![
+            "-k",
+            "--retries",
+            "2",
+            "--block",
+            "10k",
+            if mode == "pipe" {
+                "--pipe"
+            } else {
+                "--pipepart"
+            },
+        ];
+        args.extend_from_slice(source);
+        args.push(&command);
+        let out = with_input(&args, data.as_bytes());
+        assert_eq!(out.status.code(), Some(0), "{mode}: {}", text(&out.stderr));
+        assert!(out.stdout == data.as_bytes(), "{mode}: output differs");
+        let runs = std::fs::read_dir(&marks).unwrap().count();
+        assert!(runs > 20, "{mode}: {runs} blocks");
+    }
+}
+
+/// --header with --pipe: the header (a number of lines, `:` for one, or a regular expression
+/// matched at the start) comes before every block, as GNU parallel gives it
+/// (`seq 10 | parallel --pipe --header 2 -N3 -k cat`).
+#[test]
+fn pipe_header_starts_every_block() {
+    let input: String = (1..=10).map(|i| format!("{i}\n")).collect();
+    let expected = "1\n2\n3\n4\n5\n1\n2\n6\n7\n8\n1\n2\n9\n10\n";
+    for header in ["2", "(.*\\n){2}"] {
+        let out = with_input(
+            &["--pipe", "--header", header, "-N3", "-k", "cat"],
+            input.as_bytes(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), expected, "--header {header}");
+    }
+    let out = with_input(
+        &["--pipe", "--header", ":", "-N2", "-k", "cat; echo ="],
+        b"1\n2\n3\n4\n5\n",
+    );
+    assert_eq!(text(&out.stdout), "1\n2\n3\n=\n1\n4\n5\n=\n");
+    let out = with_input(&["--pipe", "--header", "(", "cat"], b"1\n");
+    assert_eq!(out.status.code(), Some(255));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--header") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+/// --header with --pipepart: each file's header comes before each of its parts, and the
+/// parts without it give back the rest of the file exactly.
+#[test]
+fn pipepart_header_starts_every_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(0x4eade2);
+    let header = "name,size,colour\n";
+    let mut data = header.to_string();
+    for i in 0..5000 {
+        data.push_str(&format!(
+            "item{i},{},{}\n",
+            rng.below(1000),
+            "x".repeat(rng.below(90) as usize)
+        ));
+    }
+    let path = dir.path().join("table.csv");
+    std::fs::write(&path, &data).unwrap();
+    let out = herd()
+        .args(["--pipepart", "--header", ":", "--block", "10k", "-k", "-a"])
+        .arg(&path)
+        .arg("cat; printf '|'")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let parts: Vec<&str> = stdout.split('|').filter(|p| !p.is_empty()).collect();
+    assert!(parts.len() > 10, "{} parts", parts.len());
+    let mut rest = String::new();
+    for part in &parts {
+        rest.push_str(
+            part.strip_prefix(header)
+                .expect("every part starts with the header"),
+        );
+    }
+    assert_eq!(rest, data[header.len()..]);
+}

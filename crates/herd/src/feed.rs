@@ -7,8 +7,11 @@
 //! fed a gigabyte costs herd one piece of memory.
 
 use crate::sys;
+use crate::Stdin;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
+use std::path::Path;
 use std::sync::Arc;
 
 /// How much of a file range is read into memory at a time where it cannot be spliced.
@@ -16,7 +19,7 @@ pub(crate) const PIECE: usize = 256 * 1024;
 
 pub(crate) enum Feed {
     /// [`Stdin::Bytes`](crate::Stdin::Bytes): `at` bytes of `data` are written.
-    Bytes { data: Arc<[u8]>, at: usize },
+    Bytes { data: Arc<Vec<u8>>, at: usize },
     /// [`Stdin::FileRange`](crate::Stdin::FileRange): `file`'s bytes from `at` to `end` are
     /// still to go; `piece` holds what was read from it and not yet written (from `piece_at`).
     Range {
@@ -26,10 +29,50 @@ pub(crate) enum Feed {
         piece: Vec<u8>,
         piece_at: usize,
     },
+    /// [`Stdin::Concat`](crate::Stdin::Concat): each part in turn.
+    Chain(VecDeque<Feed>),
 }
 
 impl Feed {
-    pub(crate) fn bytes(data: Arc<[u8]>) -> Feed {
+    /// What to write for a stdin herd feeds through a pipe; `open` opens a file the way the
+    /// platform reports a failure. A whole file inside [`Stdin::Concat`] is a range to its end;
+    /// nothing, or a held-open pipe, inside one is nothing.
+    pub(crate) fn of<E>(
+        stdin: &Stdin,
+        open: &mut impl FnMut(&Path) -> Result<File, E>,
+    ) -> Result<Feed, E> {
+        Ok(match stdin {
+            Stdin::Bytes(data) => Feed::bytes(data.clone()),
+            Stdin::FileRange { path, offset, len } => Feed::range(open(path)?, *offset, *len),
+            Stdin::File(path) => Feed::range(open(path)?, 0, u64::MAX),
+            Stdin::Null | Stdin::HeldOpen => Feed::Chain(VecDeque::new()),
+            Stdin::Concat(parts) => Feed::Chain(
+                parts
+                    .iter()
+                    .map(|part| Feed::of(part, open))
+                    .collect::<Result<_, E>>()?,
+            ),
+        })
+    }
+
+    /// How many bytes are left to write, at most (a file may end first).
+    pub(crate) fn size_hint(&self) -> u64 {
+        match self {
+            Feed::Bytes { data, at } => (data.len() - at) as u64,
+            Feed::Range {
+                at,
+                end,
+                piece,
+                piece_at,
+                ..
+            } => (end - at).saturating_add((piece.len() - piece_at) as u64),
+            Feed::Chain(parts) => parts
+                .iter()
+                .fold(0u64, |sum, part| sum.saturating_add(part.size_hint())),
+        }
+    }
+
+    pub(crate) fn bytes(data: Arc<Vec<u8>>) -> Feed {
         Feed::Bytes { data, at: 0 }
     }
 
@@ -47,6 +90,20 @@ impl Feed {
     /// when everything is written, or when the file ended before the range did (it shrank).
     pub(crate) fn next(&mut self) -> io::Result<&[u8]> {
         match self {
+            Feed::Chain(parts) => {
+                // Parts that give nothing more are done.
+                while let Some(part) = parts.front_mut() {
+                    if part.next()?.is_empty() {
+                        parts.pop_front();
+                    } else {
+                        break;
+                    }
+                }
+                match parts.front_mut() {
+                    Some(part) => part.next(),
+                    None => Ok(&[]),
+                }
+            }
             Feed::Bytes { data, at } => Ok(&data[*at..]),
             Feed::Range {
                 file,
@@ -76,12 +133,19 @@ impl Feed {
         match self {
             Feed::Bytes { at, .. } => *at += n,
             Feed::Range { piece_at, .. } => *piece_at += n,
+            Feed::Chain(parts) => {
+                if let Some(part) = parts.front_mut() {
+                    part.advance(n);
+                }
+            }
         }
     }
 
-    /// For the kernel's own copy: the file and the range left, when no piece is half written.
+    /// For the kernel's own copy: the file, where the rest starts and where it ends, when
+    /// what comes next is a file's range with bytes left and no piece half written. (A
+    /// splice that finds the file ended sets the end to where it stopped.)
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-    pub(crate) fn unread_range(&mut self) -> Option<(&File, &mut u64, u64)> {
+    pub(crate) fn unread_range(&mut self) -> Option<(&File, &mut u64, &mut u64)> {
         match self {
             Feed::Range {
                 file,
@@ -89,7 +153,14 @@ impl Feed {
                 end,
                 piece,
                 piece_at,
-            } if *piece_at == piece.len() => Some((file, at, *end)),
+            } if *piece_at == piece.len() && *at < *end => Some((file, at, end)),
+            Feed::Chain(parts) => {
+                // Parts all written are done (a range's end is known without reading).
+                while parts.front().is_some_and(|part| part.size_hint() == 0) {
+                    parts.pop_front();
+                }
+                parts.front_mut()?.unread_range()
+            }
             _ => None,
         }
     }

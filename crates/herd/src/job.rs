@@ -11,8 +11,10 @@ pub enum Stdin {
     /// Nothing: the null device. The default, so a job never waits on herd's own terminal.
     #[default]
     Null,
-    /// These bytes, then end of file. herd writes them without blocking its event loop.
-    Bytes(Arc<[u8]>),
+    /// These bytes, then end of file. herd writes them without blocking its event loop. A
+    /// `Vec` behind the `Arc`, so [`Stdin::bytes`] takes a buffer of any size without copying
+    /// it, and clones of the job share it.
+    Bytes(Arc<Vec<u8>>),
     /// The contents of this file.
     File(PathBuf),
     /// `len` bytes of this file from byte `offset` (fewer if the file ends first). herd
@@ -27,6 +29,10 @@ pub enum Stdin {
         /// How many bytes it has.
         len: u64,
     },
+    /// Each of these in turn: bytes, files and ranges of files one after another, such as a
+    /// header followed by a file's part. Nothing ([`Stdin::Null`]) and [`Stdin::HeldOpen`]
+    /// add nothing inside one.
+    Concat(Vec<Stdin>),
     /// A pipe herd holds open for as long as the job runs and writes nothing into: the job
     /// reads end of file only when it is cancelled or times out (herd closes the pipe before
     /// it signals the job), when it completes, or when herd itself is gone, however that
@@ -36,9 +42,9 @@ pub enum Stdin {
 }
 
 impl Stdin {
-    /// Feeds `bytes` to the job, then end of file.
+    /// Feeds `bytes` to the job, then end of file (a `Vec` is taken as it is, not copied).
     pub fn bytes(bytes: impl Into<Vec<u8>>) -> Self {
-        Stdin::Bytes(bytes.into().into())
+        Stdin::Bytes(Arc::new(bytes.into()))
     }
 
     /// Feeds the file at `path` to the job.

@@ -348,6 +348,33 @@ fn file_ranges_feed_each_job_exactly_its_part() {
     );
 }
 
+/// A job's stdin made of parts: bytes, a range of a file, a whole file and nothing, in turn.
+#[test]
+fn concatenated_stdin_parts_arrive_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    let data = Rng(21).bytes(3 << 20);
+    std::fs::write(&path, &data).unwrap();
+    let herd = Herd::new().unwrap();
+    let stdin = Stdin::Concat(vec![
+        Stdin::bytes("header\n"),
+        Stdin::file_range(&path, 5, 2 << 20),
+        Stdin::Null,
+        Stdin::bytes(""),
+        Stdin::file(&path),
+        Stdin::Concat(vec![Stdin::bytes("end")]),
+    ]);
+    let out = herd
+        .spawn(Job::new("cat").stdin(stdin))
+        .unwrap()
+        .wait()
+        .stdout
+        .to_vec()
+        .unwrap();
+    let expected = [b"header\n", &data[5..5 + (2 << 20)], &data[..], b"end"].concat();
+    assert!(out == expected, "{} bytes of {}", out.len(), expected.len());
+}
+
 /// A job started from a captured environment sees exactly what the same changes over herd's
 /// own environment give: the variables in the same order, a removed one gone, the last of two
 /// settings kept.

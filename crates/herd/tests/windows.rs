@@ -373,6 +373,18 @@ mod suite {
                 out.len()
             );
         }
+        let parts = Stdin::Concat(vec![
+            Stdin::bytes("header\n"),
+            Stdin::file_range(&path, 7, 1 << 20),
+            Stdin::Null,
+            Stdin::file(&path),
+        ]);
+        let out = herd.spawn(child(&["cat"]).stdin(parts)).unwrap().wait();
+        let expected = [b"header\n", &data[7..7 + (1 << 20)], &data[..]].concat();
+        assert!(
+            out.stdout.to_vec().unwrap() == expected,
+            "concatenated parts"
+        );
     }
 
     fn concurrent_spawns_never_inherit_each_others_pipes(tp: bool) {

@@ -398,21 +398,14 @@ impl Poller {
             // A file's range goes from the page cache into the pipe without passing through
             // herd; a file the kernel will not splice from is read a piece at a time instead.
             if let Some((file, at, end)) = w.feed.unread_range().filter(|_| !w.no_splice) {
-                if *at >= end {
-                    reg.stdin = None; // Closing gives the child EOF.
-                    return;
-                }
-                let want = (end - *at).min(1 << 20) as usize;
+                let want = (*end - *at).min(1 << 20) as usize;
                 use rustix::pipe::{splice, SpliceFlags};
                 match splice(file, Some(at), &w.fd, None, want, SpliceFlags::NONBLOCK) {
-                    // The file ended early (it shrank): the job gets what there was.
-                    Ok(0) => {
-                        reg.stdin = None;
-                        return;
-                    }
-                    Ok(_) => continue,
+                    // The file ended early (it shrank): the range ends here.
+                    Ok(0) => *end = *at,
+                    Ok(_) => {}
                     Err(Errno::AGAIN) => return,
-                    Err(Errno::INTR) => continue,
+                    Err(Errno::INTR) => {}
                     Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => w.no_splice = true,
                     // EPIPE: the child closed its stdin; the rest is not wanted.
                     Err(_) => {
@@ -420,6 +413,7 @@ impl Poller {
                         return;
                     }
                 }
+                continue;
             }
             let bytes = match w.feed.next() {
                 Ok([]) | Err(_) => {

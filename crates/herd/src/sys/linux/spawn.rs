@@ -201,7 +201,11 @@ fn lookup(job: &Job, path_var: Option<&OsStr>) -> Result<std::path::PathBuf, Spa
 /// the event loop may call it itself: with `clone3`, unless the job's stdin is a file (opening
 /// a FIFO waits for its writer).
 pub(crate) fn spawns_without_blocking(job: &Job) -> bool {
-    clone3::available() && !matches!(job.stdin, Stdin::File(_) | Stdin::FileRange { .. })
+    clone3::available()
+        && !matches!(
+            job.stdin,
+            Stdin::File(_) | Stdin::FileRange { .. } | Stdin::Concat(_)
+        )
 }
 
 /// Starts `job` inside `containment`: on the event loop when [`spawns_without_blocking`], else
@@ -316,6 +320,17 @@ fn dev_null() -> io::Result<RawFd> {
         let fd = above_stdio(rustix::fs::open("/dev/null", flags, Mode::empty())?)?;
         Ok(cell.get_or_init(|| fd).as_raw_fd())
     })
+}
+
+/// Grows a stdin pipe that will carry `len` bytes to up to 1 MiB (the default limit for
+/// unprivileged users), from 64 KiB: each refill of the pipe costs herd a wake-up and the
+/// child a sleep, and a larger pipe needs 16 times fewer. Best effort: past the per-user
+/// limit on pipe memory the kernel refuses, and the pipe stays as it is.
+fn widen_for(pipe: &OwnedFd, len: u64) {
+    const WIDE: u64 = 1 << 20;
+    if len > 64 * 1024 {
+        let _ = rustix::pipe::fcntl_setpipe_size(pipe, len.min(WIDE) as usize);
+    }
 }
 
 /// Opens a job's stdin file; a missing or unreadable file fails that job only.
@@ -503,28 +518,18 @@ fn spawn_resolved(
             held_stdin = Some(w);
             (Some(above_stdio(r).map_err(io_err)?), None)
         }
-        Stdin::Bytes(data) => {
+        Stdin::Bytes(_) | Stdin::FileRange { .. } | Stdin::Concat(_) => {
+            let feed = Feed::of(&job.stdin, &mut open_stdin_file)?;
             let (r, w) = pipe_pair().map_err(io_err)?;
             rustix::io::ioctl_fionbio(&w, true).map_err(|e| io_err(e.into()))?;
-            (
-                Some(above_stdio(r).map_err(io_err)?),
-                Some((w, Feed::bytes(data.clone()))),
-            )
+            widen_for(&w, feed.size_hint());
+            (Some(above_stdio(r).map_err(io_err)?), Some((w, feed)))
         }
         Stdin::File(path) => {
             let file = open_stdin_file(path)?;
             (
                 Some(above_stdio(OwnedFd::from(file)).map_err(io_err)?),
                 None,
-            )
-        }
-        Stdin::FileRange { path, offset, len } => {
-            let file = open_stdin_file(path)?;
-            let (r, w) = pipe_pair().map_err(io_err)?;
-            rustix::io::ioctl_fionbio(&w, true).map_err(|e| io_err(e.into()))?;
-            (
-                Some(above_stdio(r).map_err(io_err)?),
-                Some((w, Feed::range(file, *offset, *len))),
             )
         }
     };

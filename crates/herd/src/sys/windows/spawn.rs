@@ -265,19 +265,17 @@ pub(crate) fn spawn(job: &Job, _containment: &super::Containment) -> Result<Spaw
             })?;
             (h, None)
         }
-        Stdin::Bytes(data) => {
-            let (ours, child) = pipe::create(Direction::ToChild).map_err(io_err)?;
-            (child, Some((ours, Feed::bytes(data.clone()))))
-        }
-        Stdin::FileRange { path, offset, len } => {
-            let file = std::fs::File::open(path).map_err(|source| {
-                SpawnFailure::Job(SpawnError::StdinFile {
-                    path: path.clone(),
-                    source,
+        Stdin::Bytes(_) | Stdin::FileRange { .. } | Stdin::Concat(_) => {
+            let feed = Feed::of(&job.stdin, &mut |path: &std::path::Path| {
+                std::fs::File::open(path).map_err(|source| {
+                    SpawnFailure::Job(SpawnError::StdinFile {
+                        path: path.to_path_buf(),
+                        source,
+                    })
                 })
             })?;
             let (ours, child) = pipe::create(Direction::ToChild).map_err(io_err)?;
-            (child, Some((ours, Feed::range(file, *offset, *len))))
+            (child, Some((ours, feed)))
         }
     };
     // With `inherit_output` the child gets herd's own stdout and stderr; herd's pipes, their
