@@ -4,8 +4,10 @@
 //! held in memory are written straight from the caller's buffer. A byte range of a file is
 //! never read whole: Linux moves it from the page cache into the pipe with `splice` (no copy
 //! through herd), and a system that cannot splice reads it one [`PIECE`] at a time, so a job
-//! fed a gigabyte costs herd one piece of memory.
+//! fed a gigabyte costs herd one piece of memory. A stream ([`crate::stream`]) gives what its
+//! sender sent, and says when there is nothing yet: the poller then waits for its wake-up.
 
+use crate::stream::StreamFeed;
 use crate::sys;
 use crate::Stdin;
 use std::collections::VecDeque;
@@ -31,6 +33,8 @@ pub(crate) enum Feed {
     },
     /// [`Stdin::Concat`](crate::Stdin::Concat): each part in turn.
     Chain(VecDeque<Feed>),
+    /// [`Stdin::Stream`](crate::Stdin::Stream): what the sender sends.
+    Stream(StreamFeed),
 }
 
 impl Feed {
@@ -46,6 +50,7 @@ impl Feed {
             Stdin::FileRange { path, offset, len } => Feed::range(open(path)?, *offset, *len),
             Stdin::File(path) => Feed::range(open(path)?, 0, u64::MAX),
             Stdin::Null | Stdin::HeldOpen => Feed::Chain(VecDeque::new()),
+            Stdin::Stream(stream) => Feed::Stream(stream.feed()),
             Stdin::Concat(parts) => Feed::Chain(
                 parts
                     .iter()
@@ -69,6 +74,20 @@ impl Feed {
             Feed::Chain(parts) => parts
                 .iter()
                 .fold(0u64, |sum, part| sum.saturating_add(part.size_hint())),
+            // Unknown until the sender is gone; zero only when nothing is left.
+            Feed::Stream(stream) => match stream.pending() {
+                0 => u64::from(!stream.is_done()),
+                _ => u64::MAX,
+            },
+        }
+    }
+
+    /// Has the poller woken by `wake` when a stream that had nothing to give gets bytes.
+    pub(crate) fn set_waker(&mut self, wake: &Arc<dyn Fn() + Send + Sync>) {
+        match self {
+            Feed::Stream(stream) => stream.set_waker(wake.clone()),
+            Feed::Chain(parts) => parts.iter_mut().for_each(|part| part.set_waker(wake)),
+            Feed::Bytes { .. } | Feed::Range { .. } => {}
         }
     }
 
@@ -88,8 +107,15 @@ impl Feed {
 
     /// The bytes to write next, read from the file when the last piece is all written. Empty
     /// when everything is written, or when the file ended before the range did (it shrank).
+    /// [`io::ErrorKind::WouldBlock`] when a stream has nothing yet: the poller is woken (see
+    /// [`set_waker`](Self::set_waker)) when it has.
     pub(crate) fn next(&mut self) -> io::Result<&[u8]> {
         match self {
+            Feed::Stream(stream) => match stream.next() {
+                crate::stream::Next::Bytes(bytes) => Ok(bytes),
+                crate::stream::Next::End => Ok(&[]),
+                crate::stream::Next::Starved => Err(io::ErrorKind::WouldBlock.into()),
+            },
             Feed::Chain(parts) => {
                 // Parts that give nothing more are done.
                 while let Some(part) = parts.front_mut() {
@@ -138,6 +164,7 @@ impl Feed {
                     part.advance(n);
                 }
             }
+            Feed::Stream(stream) => stream.advance(n),
         }
     }
 

@@ -1,5 +1,6 @@
 //! What to run: the [`Job`] builder.
 
+use crate::stream::{StdinSender, StdinStream};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +34,9 @@ pub enum Stdin {
     /// header followed by a file's part. Nothing ([`Stdin::Null`]) and [`Stdin::HeldOpen`]
     /// add nothing inside one.
     Concat(Vec<Stdin>),
+    /// Bytes sent while the job runs, through the [`StdinSender`] that [`Stdin::stream`]
+    /// returns, written as the pipe drains; end of file when the sender is dropped.
+    Stream(StdinStream),
     /// A pipe herd holds open for as long as the job runs and writes nothing into: the job
     /// reads end of file only when it is cancelled or times out (herd closes the pipe before
     /// it signals the job), when it completes, or when herd itself is gone, however that
@@ -50,6 +54,33 @@ impl Stdin {
     /// Feeds the file at `path` to the job.
     pub fn file(path: impl Into<PathBuf>) -> Self {
         Stdin::File(path.into())
+    }
+
+    /// A stdin fed while the job runs: bytes given to the returned [`StdinSender`] are
+    /// written into the job's pipe by herd's event loop as the job reads (no thread per job).
+    /// At most about `limit` bytes wait in the queue (one block of any size when it is
+    /// empty): [`StdinSender::send`] waits for room, [`StdinSender::try_send`] gives the bytes
+    /// back. Dropping the sender ends the job's input once all it sent is written. A job
+    /// waiting for a slot ([`Builder::max_running`](crate::Builder::max_running)) reads
+    /// nothing until it starts.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use herd::{Herd, Job, Stdin};
+    ///
+    /// let herd = Herd::new()?;
+    /// let (stdin, sender) = Stdin::stream(1 << 20);
+    /// let job = herd.spawn(Job::new("sort").stdin(stdin))?;
+    /// for word in ["pear\n", "apple\n", "fig\n"] {
+    ///     sender.send(word.as_bytes().to_vec()).expect("sort reads its input");
+    /// }
+    /// drop(sender); // end of input: sort can sort
+    /// assert_eq!(job.wait().stdout.to_vec()?, b"apple\nfig\npear\n");
+    /// # Ok(()) }
+    /// ```
+    pub fn stream(limit: usize) -> (Stdin, StdinSender) {
+        let (stream, sender) = StdinStream::new(limit);
+        (Stdin::Stream(stream), sender)
     }
 
     /// Feeds `len` bytes of the file at `path`, from byte `offset`, to the job.

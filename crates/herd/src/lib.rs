@@ -97,6 +97,7 @@ mod job;
 mod output;
 mod result;
 mod spawner;
+mod stream;
 mod sys;
 
 pub use crate::chunk::Chunk;
@@ -105,4 +106,5 @@ pub use crate::herd::{Builder, Containment, Herd, JobHandle, KeepOpen};
 pub use crate::job::{Environment, Job, Stdin};
 pub use crate::output::{Cut, Output};
 pub use crate::result::{signal_name, Event, JobId, JobResult, Outcome, ResourceUsage};
+pub use crate::stream::{StdinSender, StdinStream, TrySendError};
 pub use crate::sys::Stream;

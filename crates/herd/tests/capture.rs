@@ -375,6 +375,96 @@ fn concatenated_stdin_parts_arrive_in_order() {
     assert!(out == expected, "{} bytes of {}", out.len(), expected.len());
 }
 
+/// Streamed stdins: one thread deals random blocks to many running jobs, to whichever has
+/// room (`try_send`, woken by `on_room`), and each job's output is exactly what it was sent.
+#[test]
+fn streamed_stdins_feed_running_jobs_exactly() {
+    let herd = Herd::builder().max_running(64).build().unwrap();
+    let (room_tx, room_rx) = std::sync::mpsc::channel::<()>();
+    let mut senders = Vec::new();
+    let mut handles = Vec::new();
+    for _ in 0..24 {
+        let (stdin, sender) = Stdin::stream(64 * 1024);
+        let tx = room_tx.clone();
+        sender.on_room(move || {
+            let _ = tx.send(());
+        });
+        handles.push(herd.spawn(Job::new("cat").stdin(stdin)).unwrap());
+        senders.push(sender);
+    }
+    let mut rng = Rng(31);
+    let mut sent = vec![Vec::new(); senders.len()];
+    let mut next = 0;
+    for _ in 0..2000 {
+        let len = 1 + rng.below(40_000) as usize;
+        let block = rng.bytes(len);
+        'deal: loop {
+            for i in (0..senders.len()).map(|k| (next + k) % senders.len()) {
+                match senders[i].try_send(block.clone()) {
+                    Ok(()) => {
+                        sent[i].extend_from_slice(&block);
+                        next = i + 1;
+                        break 'deal;
+                    }
+                    Err(herd::TrySendError::Full(_)) => {}
+                    Err(e) => panic!("cat's stdin closed: {e:?}"),
+                }
+            }
+            room_rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("a job makes room");
+        }
+    }
+    drop(senders);
+    for (handle, sent) in handles.into_iter().zip(sent) {
+        let result = handle.wait();
+        assert!(result.success(), "{:?}", result.outcome);
+        assert!(
+            result.stdout.to_vec().unwrap() == sent,
+            "a job's output differs"
+        );
+    }
+}
+
+/// A stream holds what the pipe holds plus about its limit: a job that reads nothing fills
+/// both, and then `try_send` says Full. When the job ends, its stream says Closed and gives
+/// back what was queued and never written.
+#[test]
+fn a_streams_queue_is_bounded_and_gives_back_what_was_not_written() {
+    let herd = Herd::new().unwrap();
+    let (stdin, sender) = Stdin::stream(100_000);
+    let job = herd
+        .spawn(Job::new("sleep").arg(long_sleep(7)).stdin(stdin))
+        .unwrap();
+    let block = vec![b'x'; 16 * 1024];
+    let mut accepted = 0;
+    // The event loop moves queued blocks into the pipe as it drains; once the pipe is full
+    // the queue fills up to its limit, and stays full.
+    testkit::wait_until("the stream to fill", || {
+        match sender.try_send(block.clone()) {
+            Ok(()) => accepted += block.len(),
+            Err(herd::TrySendError::Full(_)) => return sender.queued() >= 100_000,
+            Err(e) => panic!("{e:?}"),
+        }
+        false
+    });
+    // A pipe holds at most 1 MiB here; the queue its limit and one block more, and the
+    // event loop one block it has taken and cannot write yet.
+    assert!(
+        accepted <= (1 << 20) + 100_000 + 2 * block.len(),
+        "{accepted} bytes taken"
+    );
+    herd.cancel(job.id());
+    assert!(!job.wait().success());
+    testkit::wait_until("the stream to close", || sender.is_closed());
+    match sender.try_send(b"late".to_vec()) {
+        Err(herd::TrySendError::Closed(bytes)) => assert_eq!(bytes, b"late"),
+        other => panic!("{other:?}"),
+    }
+    let unsent: usize = sender.take_unsent().iter().map(Vec::len).sum();
+    assert!(unsent >= 100_000, "{unsent} bytes given back");
+}
+
 /// A job started from a captured environment sees exactly what the same changes over herd's
 /// own environment give: the variables in the same order, a removed one gone, the last of two
 /// settings kept.

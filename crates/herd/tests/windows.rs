@@ -387,6 +387,34 @@ mod suite {
         );
     }
 
+    /// Streamed stdins: blocks sent while the jobs run reach each job exactly, through
+    /// overlapped writes that wait, idle, for the sender's next block.
+    fn streamed_stdin(tp: bool) {
+        // All eight run at once: a job waiting for a slot reads nothing.
+        let herd = builder(tp).max_running(8).build().unwrap();
+        let mut senders = Vec::new();
+        let mut jobs = Vec::new();
+        for _ in 0..8 {
+            let (stdin, sender) = Stdin::stream(64 * 1024);
+            jobs.push(herd.spawn(child(&["cat"]).stdin(stdin)).unwrap());
+            senders.push(sender);
+        }
+        let mut rng = Rng(9);
+        let mut sent = vec![Vec::new(); senders.len()];
+        for round in 0..200 {
+            let i = round % senders.len();
+            let len = 1 + rng.below(30_000) as usize;
+            let block = rng.bytes(len);
+            sent[i].extend_from_slice(&block);
+            senders[i].send(block).expect("cat reads its stdin");
+        }
+        drop(senders);
+        for (job, sent) in jobs.into_iter().zip(sent) {
+            let out = job.wait().stdout.to_vec().unwrap();
+            assert!(out == sent, "{} bytes of {}", out.len(), sent.len());
+        }
+    }
+
     fn concurrent_spawns_never_inherit_each_others_pipes(tp: bool) {
         let herd = builder(tp)
             .max_running(32)
@@ -555,6 +583,7 @@ mod suite {
         ("cancel_kills_running_trees", cancel_kills_running_trees),
         ("stdin_env_and_cwd", stdin_env_and_cwd),
         ("file_ranges", file_ranges),
+        ("streamed_stdin", streamed_stdin),
         (
             "concurrent_spawns_never_inherit_each_others_pipes",
             concurrent_spawns_never_inherit_each_others_pipes,

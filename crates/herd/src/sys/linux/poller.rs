@@ -19,6 +19,7 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 use std::fs::File;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ pub(crate) struct Pipes {
 /// Wakes the poller from another thread.
 pub(crate) struct Waker {
     fd: OwnedFd,
+    /// A stream's sender sent bytes, or went, after its feed found nothing to write.
+    streams: AtomicBool,
 }
 
 impl Waker {
@@ -91,6 +94,9 @@ pub(crate) struct Poller {
     events: Vec<epoll::Event>,
     /// Where reads land. The engine may take it with the bytes (see [`SysEvent::Output`]).
     buf: Vec<u8>,
+    /// Jobs whose stdin stream had nothing to write: fed again when the waker says a stream
+    /// has more.
+    starved: Vec<Token>,
 }
 
 const READ_SIZE: usize = 64 * 1024;
@@ -111,7 +117,11 @@ impl Poller {
         )?;
         Ok(Poller {
             epoll,
-            waker: Arc::new(Waker { fd }),
+            waker: Arc::new(Waker {
+                fd,
+                streams: AtomicBool::new(false),
+            }),
+            starved: Vec::new(),
             regs: TokenTable::new(),
             pending: Vec::new(),
             events: Vec::with_capacity(256),
@@ -156,7 +166,14 @@ impl Poller {
             F::IN | F::ET,
         )?;
         let stdin = match pipes.stdin {
-            Some((fd, feed)) => {
+            Some((fd, mut feed)) => {
+                let waker = self.waker.clone();
+                feed.set_waker(
+                    &(Arc::new(move || {
+                        waker.streams.store(true, Ordering::Release);
+                        waker.wake();
+                    }) as Arc<dyn Fn() + Send + Sync>),
+                );
                 epoll::add(
                     &self.epoll,
                     &fd,
@@ -191,6 +208,7 @@ impl Poller {
         // Closing a descriptor removes it from the epoll set.
         if self.regs.remove(token).is_some() {
             self.pending.retain(|(t, _)| *t != token);
+            self.starved.retain(|t| *t != token);
         }
     }
 
@@ -261,6 +279,11 @@ impl Poller {
             if data == WAKER {
                 let mut counter = [0u8; 8];
                 let _ = rustix::io::read(&self.waker.fd, &mut counter);
+                if self.waker.streams.swap(false, Ordering::AcqRel) {
+                    for token in std::mem::take(&mut self.starved) {
+                        self.feed_stdin(token);
+                    }
+                }
                 continue;
             }
             let (token, kind) = decode(data);
@@ -416,6 +439,13 @@ impl Poller {
                 continue;
             }
             let bytes = match w.feed.next() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // A stream with nothing yet: its sender's next bytes wake the poller.
+                    if !self.starved.contains(&token) {
+                        self.starved.push(token);
+                    }
+                    return;
+                }
                 Ok([]) | Err(_) => {
                     reg.stdin = None;
                     return;

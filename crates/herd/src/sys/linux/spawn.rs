@@ -518,7 +518,7 @@ fn spawn_resolved(
             held_stdin = Some(w);
             (Some(above_stdio(r).map_err(io_err)?), None)
         }
-        Stdin::Bytes(_) | Stdin::FileRange { .. } | Stdin::Concat(_) => {
+        Stdin::Bytes(_) | Stdin::FileRange { .. } | Stdin::Concat(_) | Stdin::Stream(_) => {
             let feed = Feed::of(&job.stdin, &mut open_stdin_file)?;
             let (r, w) = pipe_pair().map_err(io_err)?;
             rustix::io::ioctl_fionbio(&w, true).map_err(|e| io_err(e.into()))?;

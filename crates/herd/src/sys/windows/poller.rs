@@ -32,7 +32,7 @@ use std::fs::File;
 use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
 use std::ptr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use windows_sys::Win32::Foundation::{
@@ -72,6 +72,8 @@ pub(crate) struct Pipes {
 /// spawner that outlives the loop never posts to a closed (or reused) handle.
 pub(crate) struct Waker {
     port: OwnedHandle,
+    /// A stream's sender sent bytes, or went, after its feed found nothing to write.
+    streams: AtomicBool,
 }
 
 // SAFETY: a completion port handle may be used from any thread.
@@ -224,6 +226,9 @@ pub(crate) struct Poller {
     retries: Vec<(Instant, Token, Stream)>,
     /// Reads not re-armed because the consumer is behind.
     parked: Vec<(Token, Stream)>,
+    /// Jobs whose stdin stream had nothing to write: written again when the waker says a
+    /// stream has more.
+    starved: Vec<Token>,
     /// Ops cancelled at deregistration whose completion has not been dequeued yet.
     closing: usize,
     entries: Vec<OVERLAPPED_ENTRY>,
@@ -246,7 +251,11 @@ impl Poller {
         // SAFETY: a new handle we own.
         let port = unsafe { OwnedHandle::from_raw_handle(port as _) };
         Ok(Poller {
-            waker: Arc::new(Waker { port }),
+            waker: Arc::new(Waker {
+                port,
+                streams: AtomicBool::new(false),
+            }),
+            starved: Vec::new(),
             thread_pool: options.windows_thread_pool,
             regs: TokenTable::new(),
             deferred: Vec::new(),
@@ -344,7 +353,14 @@ impl Poller {
             }
         };
         let stdin = match pipes.stdin {
-            Some((handle, feed)) => {
+            Some((handle, mut feed)) => {
+                let waker = self.waker.clone();
+                feed.set_waker(
+                    &(Arc::new(move || {
+                        waker.streams.store(true, Ordering::Release);
+                        waker.wake();
+                    }) as Arc<dyn Fn() + Send + Sync>),
+                );
                 let op = self.new_op(OpKind::Write, token, handle)?;
                 // SAFETY: a new op, not issued yet.
                 unsafe { (*op).feed = Some(feed) };
@@ -456,8 +472,20 @@ impl Poller {
         // write (a file range's piece is only replaced after the write completes).
         let issued = unsafe {
             let feed = (*op).feed.as_mut().expect("stdin op has a feed");
-            // A file that cannot be read ends the job's input where it failed.
-            let rest = feed.next().unwrap_or_default();
+            let rest = match feed.next() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // A stream with nothing yet: the op waits, idle, for its sender's next
+                    // bytes to wake the poller.
+                    let token = (*op).token;
+                    if !self.starved.contains(&token) {
+                        self.starved.push(token);
+                    }
+                    return;
+                }
+                // A file that cannot be read ends the job's input where it failed.
+                Err(_) => &[][..],
+                Ok(rest) => rest,
+            };
             if rest.is_empty() {
                 Some(0)
             } else {
@@ -500,6 +528,7 @@ impl Poller {
         self.retries.retain(|(_, t, _)| *t != token);
         self.parked.retain(|(t, _)| *t != token);
         self.deferred.retain(|(t, _)| *t != token);
+        self.starved.retain(|t| *t != token);
     }
 
     /// Waits for events (at most `timeout`; `None` waits for ever) and reports them to `on`.
@@ -510,6 +539,13 @@ impl Poller {
         on: &mut dyn FnMut(SysEvent<'_>),
     ) -> io::Result<()> {
         let now = Instant::now();
+        if self.waker.streams.swap(false, Ordering::AcqRel) {
+            for token in std::mem::take(&mut self.starved) {
+                if let Some(op) = self.reg(token).and_then(|reg| reg.stdin) {
+                    self.start_write(op);
+                }
+            }
+        }
         if budget > 0 {
             for (token, stream) in std::mem::take(&mut self.parked) {
                 self.start_read(token, stream);

@@ -265,7 +265,7 @@ pub(crate) fn spawn(job: &Job, _containment: &super::Containment) -> Result<Spaw
             })?;
             (h, None)
         }
-        Stdin::Bytes(_) | Stdin::FileRange { .. } | Stdin::Concat(_) => {
+        Stdin::Bytes(_) | Stdin::FileRange { .. } | Stdin::Concat(_) | Stdin::Stream(_) => {
             let feed = Feed::of(&job.stdin, &mut |path: &std::path::Path| {
                 std::fs::File::open(path).map_err(|source| {
                     SpawnFailure::Job(SpawnError::StdinFile {
