@@ -33,6 +33,8 @@ pub struct BlockSpec {
     pub part: bool,
     /// `--header`: what starts the input is given to every job before its block.
     pub header: Option<Header>,
+    /// `--round-robin`: blocks are dealt to one long-lived job per slot.
+    pub round_robin: bool,
 }
 
 /// `--header` with `--pipe`/`--pipepart`: how the header at the start of the input is found.
@@ -100,6 +102,8 @@ pub enum BlockSource {
     Stream(Blocks<Box<dyn Read + Send>>),
     /// `--pipepart`: byte ranges of files.
     Parts(Parts),
+    /// `--pipe --round-robin`: blocks dealt to one job per slot.
+    Dealt(crate::deal::Dealer),
 }
 
 /// The block source for `sources` (what -a, :::: or standard input gave): `--pipe` reads
@@ -143,7 +147,12 @@ pub fn open_source(
             )
         }
     };
-    Ok(BlockSource::Stream(Blocks::new(data, spec.clone())))
+    let blocks = Blocks::new(data, spec.clone());
+    Ok(if spec.round_robin {
+        BlockSource::Dealt(crate::deal::Dealer::new(blocks, slots, spec.size))
+    } else {
+        BlockSource::Stream(blocks)
+    })
 }
 
 /// When standard input is a pipe, grows it to 1 MiB (the default limit for unprivileged
@@ -165,6 +174,15 @@ impl BlockSource {
         match self {
             BlockSource::Stream(blocks) => Ok(blocks.next_block()?.map(herd::Stdin::bytes)),
             BlockSource::Parts(parts) => parts.next_part(),
+            BlockSource::Dealt(dealer) => dealer.next_stdin(),
+        }
+    }
+
+    /// `--round-robin`: how far the dealing thread got, for the run's end.
+    pub fn dealt(&self) -> Option<std::sync::Arc<std::sync::Mutex<crate::deal::Dealt>>> {
+        match self {
+            BlockSource::Dealt(dealer) => Some(dealer.state.clone()),
+            _ => None,
         }
     }
 }
@@ -545,6 +563,7 @@ mod tests {
             blocks_per_slot: None,
             part: false,
             header: None,
+            round_robin: false,
         }
     }
 

@@ -342,6 +342,14 @@ pub struct Cli {
     )]
     pub pipe_part: bool,
 
+    /// With --pipe: start one job per job slot (-j), not one per block, and deal the blocks
+    /// to whichever job has room, taking turns: for commands slow to start. Each job's stdin
+    /// holds at most one block beyond its pipe; a job that ends early leaves its blocks to the
+    /// others. Output stays whole per job, not per block. Example: cat big.log | herd --pipe
+    /// --round-robin -j4 ./slow-to-start-filter
+    #[arg(long = "round-robin", visible_aliases = ["roundrobin", "round"])]
+    pub round_robin: bool,
+
     /// With --pipe or --pipepart: the block size to aim at, in bytes, with k, M, G, T
     /// suffixes (powers of 1024) [default: 1M]. A record longer than a block is not cut. With
     /// --pipepart, -N means N blocks for each job slot (the files' size / (-j x N)).

@@ -38,7 +38,7 @@ pub enum Action {
 
 use Action::{Note, Quiet, Refuse, To};
 
-const NOT_YET_PIPE: &str = "is not available yet (herd has --pipe and --pipepart; --round-robin and the other ways to spread blocks are planned)";
+const NOT_YET_PIPE: &str = "is not available yet (herd has --pipe, --pipepart and --round-robin; the other ways to spread blocks are planned)";
 const NOT_YET_SSH: &str = "is not available yet (herd runs jobs on other hosts with -S, but \
      --onall/--nonall, host groups and rsync options are still to come)";
 
@@ -192,7 +192,7 @@ const GNU: &[(&str, Action)] = &[
     ("skip-first-line|skipfirstline", To("skip-first-line")),
     ("bug", Quiet),
     ("pipe|spreadstdin", To("pipe")),
-    ("round-robin|roundrobin|round", Refuse(NOT_YET_PIPE)),
+    ("round-robin|roundrobin|round", To("round-robin")),
     ("recstart=s", To("recstart")),
     ("recend=s", To("recend")),
     ("regexp|regex", Refuse(NOT_YET_PIPE)),

@@ -15,6 +15,7 @@ mod batch;
 mod blocks;
 mod cli;
 mod compose;
+mod deal;
 mod events;
 mod feeder;
 mod gate;

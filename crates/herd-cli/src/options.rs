@@ -515,6 +515,11 @@ impl Cli {
     /// `--pipe`, `--block`, `--recend`, `--recstart`.
     fn pipe_spec(&self) -> Result<Option<crate::blocks::BlockSpec>, UsageError> {
         if !self.pipe && !self.pipe_part {
+            if self.round_robin {
+                // As GNU parallel does (its manual says --round-robin implies --pipe; the
+                // program runs the jobs one per input as usual).
+                eprintln!("herd: --round-robin goes with --pipe; without it, it changes nothing");
+            }
             for (given, name) in [
                 (self.block.is_some(), "--block"),
                 (self.recend.is_some(), "--recend"),
@@ -562,6 +567,13 @@ impl Cli {
             (None, None) if self.null => vec![0],
             (None, None) => b"\n".to_vec(),
         };
+        if self.pipe_part && self.round_robin {
+            return Err(UsageError(
+                "--round-robin with --pipepart is not available: --pipepart --block -N gives \
+                 each job slot N parts instead"
+                    .into(),
+            ));
+        }
         if self.pipe_part && self.max_replace_args.is_some() {
             return Err(UsageError(
                 "-N with --pipepart: records are not counted; give --block, or use --pipe -N"
@@ -590,6 +602,7 @@ impl Cli {
             blocks_per_slot,
             part: self.pipe_part,
             header,
+            round_robin: self.round_robin,
         }))
     }
 

@@ -181,9 +181,11 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
     }
     let never_blocks = Inputs::never_block(&sources);
     // --pipe, --pipepart: the input is data, cut into blocks, not values.
+    let mut dealt = None;
     let blocks = match &opts.pipe {
         Some(spec) => {
             let source = crate::blocks::open_source(&sources, spec, opts.jobs).map_err(Fatal)?;
+            dealt = source.dealt();
             sources = vec![Source {
                 spec: SourceSpec::Values(Vec::new()),
                 linked: false,
@@ -747,6 +749,12 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         (window.skipped_total, window.input_error.take())
     };
     printer.flush();
+    // --round-robin: input the jobs did not all take (unless the run was stopped).
+    let input_error = input_error.or_else(|| {
+        let dealt = dealt.filter(|_| halted.is_none() && signalled == 0)?;
+        let failure = dealt.lock().unwrap().failure();
+        failure
+    });
     let status = if let Some(e) = input_error.or(reports.error.take()) {
         printer.message(&e);
         255

@@ -386,3 +386,138 @@ fn pipepart_header_starts_every_part() {
     }
     assert_eq!(rest, data[header.len()..]);
 }
+
+/// --round-robin: one job per slot, each getting whole records, the records all there (in
+/// some order); a short input starts only as many jobs as it has blocks; empty input none.
+#[test]
+fn round_robin_deals_whole_records_to_one_job_per_slot() {
+    let mut rng = Rng(0xdea1);
+    let data = records(&mut rng, 3000, b"\n");
+    let mut data = data;
+    if !data.ends_with(b"\n") {
+        data.push(b'\n');
+    }
+    let out = with_input(
+        &[
+            "--pipe",
+            "--round-robin",
+            "-j3",
+            "--block",
+            "2k",
+            "--tag",
+            "--tagstring",
+            "{#}",
+            "cat",
+        ],
+        &data,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut jobs = std::collections::BTreeSet::new();
+    let mut got: Vec<&[u8]> = Vec::new();
+    for line in out.stdout.split_inclusive(|&b| b == b'\n') {
+        let (job, record) = line.split_at(line.iter().position(|&b| b == b'\t').unwrap());
+        jobs.insert(job.to_vec());
+        got.push(&record[1..]);
+    }
+    assert_eq!(jobs.len(), 3, "one job per slot");
+    let mut want: Vec<&[u8]> = data.split_inclusive(|&b| b == b'\n').collect();
+    got.sort();
+    want.sort();
+    assert!(got == want, "the records, whole, each once");
+    // Two blocks, four slots: two jobs.
+    let out = with_input(
+        &["--pipe", "--round-robin", "-j4", "--block", "4", "echo job"],
+        b"aaa\nbbb\n",
+    );
+    assert_eq!(text(&out.stdout), "job\njob\n", "{}", text(&out.stderr));
+    let out = with_input(&["--pipe", "--round-robin", "-j2", "echo ran"], b"");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+}
+
+/// --round-robin: when every job has ended and input is left, herd says so and fails; a job
+/// that ends early leaves its blocks to the others.
+#[test]
+fn round_robin_jobs_that_end_early() {
+    // 15 MB: far more than the two jobs' pipes (1 MiB each) and queues hold.
+    let input: String = (1..=2_000_000).map(|i| format!("{i}\n")).collect();
+    let out = with_input(
+        &[
+            "--pipe",
+            "--round-robin",
+            "-j2",
+            "--block",
+            "10k",
+            "head -1",
+        ],
+        input.as_bytes(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(255),
+        "{} / {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("ended before the input did"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Job 1 reads one line and ends; job 2 reads everything that was not in job 1's pipe.
+    let out = with_input(
+        &[
+            "--pipe",
+            "--round-robin",
+            "-j2",
+            "--block",
+            "10k",
+            "if [ $PARALLEL_SEQ = 1 ]; then head -1 >/dev/null; else wc -l; fi",
+        ],
+        input.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let counted: usize = text(&out.stdout).trim().parse().unwrap();
+    // At most a pipe's worth (1 MiB, lines of 8 bytes here) went to job 1 and was lost.
+    assert!(counted > 2_000_000 - (1 << 20) / 7, "{counted}");
+}
+
+/// A slow consumer slows herd's reading, not its memory: 64 MiB through jobs that read
+/// slowly, and herd's peak RSS stays far below it, with one job per block and with
+/// --round-robin.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_slow_consumer_keeps_herds_memory_bounded() {
+    let line = format!("{}\n", "x".repeat(1023));
+    let input = line.repeat(64 * 1024);
+    let slow = "perl -e 'while (sysread(STDIN, $b, 65536)) { select(undef, undef, undef, 0.002) }'";
+    for extra in [&[][..], &["--round-robin"][..]] {
+        let mut child = herd()
+            .args(["--pipe", "-j2", "--block", "1M"])
+            .args(extra)
+            .arg(slow)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        // Everything is written: herd holds whatever it holds now. Its peak so far, before
+        // the input ends:
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+        let peak_kb: usize = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            .unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        eprintln!("{extra:?}: peak RSS {peak_kb} kB");
+        assert!(
+            peak_kb < 24 * 1024,
+            "{extra:?}: peak RSS {peak_kb} kB for 64 MiB"
+        );
+    }
+}
