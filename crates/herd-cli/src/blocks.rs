@@ -35,6 +35,30 @@ pub struct BlockSpec {
     pub header: Option<Header>,
     /// `--round-robin`: blocks are dealt to one long-lived job per slot.
     pub round_robin: bool,
+    /// `--regexp`: `(?:RECEND)(RECSTART)`; a block may be cut where group 1 starts (in place
+    /// of `recend`/`recstart` as strings).
+    pub pattern: Option<regex::bytes::Regex>,
+}
+
+/// `--regexp`: the pattern of a record boundary, --recend then --recstart (as regular
+/// expressions), the cut going between the two.
+pub fn record_pattern(recend: &str, recstart: &str) -> Result<regex::bytes::Regex, String> {
+    regex::bytes::Regex::new(&format!("(?:{recend})({recstart})")).map_err(|e| {
+        let why = e.to_string();
+        let why = why.lines().last().unwrap_or_default().to_string();
+        format!("invalid --recend '{recend}' or --recstart '{recstart}' for --regexp: {why}")
+    })
+}
+
+/// `--regexp`: where `data` may be cut, in order (never at its very start).
+fn pattern_cuts<'a>(
+    pattern: &'a regex::bytes::Regex,
+    data: &'a [u8],
+) -> impl Iterator<Item = usize> + 'a {
+    pattern
+        .captures_iter(data)
+        .filter_map(|c| c.get(1).map(|m| m.start()))
+        .filter(|&cut| cut > 0)
 }
 
 /// `--header` with `--pipe`/`--pipepart`: how the header at the start of the input is found.
@@ -280,11 +304,31 @@ fn boundary_at_or_after(
     len: u64,
     spec: &BlockSpec,
 ) -> io::Result<u64> {
+    const WINDOW: usize = 64 * 1024;
+    if let Some(pattern) = &spec.pattern {
+        // A window at a time from the nominal end, a little of each read again with the next
+        // in case a boundary lies across the seam.
+        let mut at = from.max(start);
+        let mut buf = vec![0; WINDOW];
+        while at < len {
+            let n = read_full_at(file, &mut buf, at)?;
+            if n == 0 {
+                break;
+            }
+            if let Some(cut) = pattern_cuts(pattern, &buf[..n]).next() {
+                return Ok(at + cut as u64);
+            }
+            if at + (n as u64) >= len {
+                break;
+            }
+            at += (n - n / 4) as u64;
+        }
+        return Ok(len);
+    }
     let pair = [&spec.recend[..], &spec.recstart[..]].concat();
     if pair.is_empty() {
         return Ok(from);
     }
-    const WINDOW: usize = 64 * 1024;
     let mut at = from.saturating_sub(pair.len() as u64 - 1).max(start);
     let mut buf = vec![0; WINDOW.max(2 * pair.len())];
     while at < len {
@@ -455,6 +499,9 @@ impl<R: Read> Blocks<R> {
 
 /// The end of the `n`th record in `data`, if `n` records are there.
 fn nth_boundary(data: &[u8], n: usize, spec: &BlockSpec) -> Option<usize> {
+    if let Some(pattern) = &spec.pattern {
+        return pattern_cuts(pattern, data).nth(n.max(1) - 1);
+    }
     let pair = [&spec.recend[..], &spec.recstart[..]].concat();
     if pair.is_empty() {
         // No records: every byte may end one.
@@ -468,6 +515,9 @@ fn nth_boundary(data: &[u8], n: usize, spec: &BlockSpec) -> Option<usize> {
 
 /// The first record boundary at or after `from` in `data`.
 fn first_boundary_from(data: &[u8], from: usize, spec: &BlockSpec) -> Option<usize> {
+    if let Some(pattern) = &spec.pattern {
+        return pattern_cuts(pattern, data).find(|&cut| cut >= from);
+    }
     let pair = [&spec.recend[..], &spec.recstart[..]].concat();
     if pair.is_empty() {
         return (data.len() > from).then_some(data.len());
@@ -481,6 +531,9 @@ fn first_boundary_from(data: &[u8], from: usize, spec: &BlockSpec) -> Option<usi
 /// Where the last record boundary in `data` is (a cut there leaves whole records before it),
 /// if there is one past the start.
 fn last_boundary(data: &[u8], spec: &BlockSpec) -> Option<usize> {
+    if let Some(pattern) = &spec.pattern {
+        return pattern_cuts(pattern, data).last();
+    }
     let (end, start) = (&spec.recend[..], &spec.recstart[..]);
     let pair = [end, start].concat();
     if pair.is_empty() {
@@ -564,6 +617,7 @@ mod tests {
             part: false,
             header: None,
             round_robin: false,
+            pattern: None,
         }
     }
 
@@ -735,6 +789,40 @@ mod tests {
             assert!(err.contains("is not one"), "{err}");
             assert!(err.contains(&path.display().to_string()), "{err}");
         }
+    }
+
+    #[test]
+    fn regexp_records_cut_only_between_the_patterns() {
+        // Records start with a line ">name" and end with one of "+" or "++".
+        let data = b">a\nx\n+\n>b\ny\n++\n>c\nz\n+\n>d\n+\n";
+        let mut s = spec(6, "", "");
+        s.pattern = Some(record_pattern("\\++\\n", ">").unwrap());
+        for size in [1, 6, 12, 100] {
+            s.size = size;
+            let got = blocks(data, s.clone(), 3);
+            assert_eq!(got.concat(), data);
+            for block in &got {
+                assert!(
+                    block.starts_with(b">") && block.ends_with(b"+\n"),
+                    "{block:?}"
+                );
+            }
+            let got = parts(data, s.clone(), 1);
+            assert_eq!(got.concat(), data);
+            assert!(got
+                .iter()
+                .all(|p| p.starts_with(b">") && p.ends_with(b"+\n")));
+        }
+        s.records = Some(2);
+        let got = blocks(data, s.clone(), 5);
+        assert_eq!(
+            got,
+            [
+                b">a\nx\n+\n>b\ny\n++\n".to_vec(),
+                b">c\nz\n+\n>d\n+\n".to_vec()
+            ]
+        );
+        assert!(record_pattern("(", "").unwrap_err().contains("--regexp"));
     }
 
     #[test]

@@ -350,6 +350,13 @@ pub struct Cli {
     #[arg(long = "round-robin", visible_aliases = ["roundrobin", "round"])]
     pub round_robin: bool,
 
+    /// With --pipe or --pipepart: --recend and --recstart are regular expressions (Rust's
+    /// regex syntax, close to Perl's), taken as written: a block is cut where a match of
+    /// --recend is followed by one of --recstart, between the two. Slower than plain strings.
+    /// Example: --pipe --regexp --recend '\n\++\n' --recstart '@'
+    #[arg(long, visible_alias = "regex")]
+    pub regexp: bool,
+
     /// With --pipe or --pipepart: the block size to aim at, in bytes, with k, M, G, T
     /// suffixes (powers of 1024) [default: 1M]. A record longer than a block is not cut. With
     /// --pipepart, -N means N blocks for each job slot (the files' size / (-j x N)).

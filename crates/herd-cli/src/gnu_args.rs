@@ -195,7 +195,7 @@ const GNU: &[(&str, Action)] = &[
     ("round-robin|roundrobin|round", To("round-robin")),
     ("recstart=s", To("recstart")),
     ("recend=s", To("recend")),
-    ("regexp|regex", Refuse(NOT_YET_PIPE)),
+    ("regexp|regex", To("regexp")),
     ("remove-rec-sep|removerecsep|rrs", Refuse(NOT_YET_PIPE)),
     ("output-as-files|outputasfiles|files", To("files")),
     ("block-size|blocksize|block=s", To("block")),

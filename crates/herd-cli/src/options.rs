@@ -524,6 +524,7 @@ impl Cli {
                 (self.block.is_some(), "--block"),
                 (self.recend.is_some(), "--recend"),
                 (self.recstart.is_some(), "--recstart"),
+                (self.regexp, "--regexp"),
             ] {
                 if given {
                     return Err(UsageError(format!("{name} goes with --pipe or --pipepart")));
@@ -590,6 +591,19 @@ impl Cli {
                 "-N0 with --pipe: a job needs at least one record".into(),
             ));
         }
+        let pattern = if self.regexp {
+            // As GNU parallel: the strings are regular expressions, taken as they are.
+            let recend = match (&self.recend, &self.recstart) {
+                (Some(e), _) => e.clone(),
+                (None, Some(_)) => String::new(),
+                (None, None) if self.null => "\\x00".into(),
+                (None, None) => "\\n".into(),
+            };
+            let recstart = self.recstart.clone().unwrap_or_default();
+            Some(crate::blocks::record_pattern(&recend, &recstart).map_err(UsageError)?)
+        } else {
+            None
+        };
         let header = match &self.header {
             Some(h) => crate::blocks::Header::parse(h).map_err(UsageError)?,
             None => None,
@@ -603,6 +617,7 @@ impl Cli {
             part: self.pipe_part,
             header,
             round_robin: self.round_robin,
+            pattern,
         }))
     }
 
