@@ -402,14 +402,19 @@ impl<R: Read> Blocks<R> {
 
     /// The next block, its header (if any) first.
     pub fn next_block(&mut self) -> io::Result<Option<Vec<u8>>> {
-        if self.header.is_none() {
-            self.header = Some(self.read_header()?);
-        }
-        let block = self.next_records_block()?;
+        let block = self.next_bare_block()?;
         Ok(match (block, self.header.as_deref()) {
             (Some(block), Some(header)) if !header.is_empty() => Some([header, &block].concat()),
             (block, _) => block,
         })
+    }
+
+    /// The next block without the header (`--round-robin` gives a job the header once).
+    pub fn next_bare_block(&mut self) -> io::Result<Option<Vec<u8>>> {
+        if self.header.is_none() {
+            self.header = Some(self.read_header()?);
+        }
+        self.next_records_block()
     }
 
     /// Takes `--header`'s header off the start of the input.

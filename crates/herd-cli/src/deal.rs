@@ -7,7 +7,8 @@
 //! room when none has (each stream holds one block beyond what its pipe holds). When the input
 //! ends the streams close and the jobs see end of file. Blocks a job never got because it
 //! ended early go to the others; if every job ended, the rest of the input reaches no one,
-//! and herd says so.
+//! and herd says so. With `--header`, each job gets the header once, before its first block
+//! (as GNU parallel does).
 
 use crate::blocks::Blocks;
 use herd::{StdinSender, TrySendError};
@@ -122,7 +123,8 @@ fn deal(mut blocks: Stream, senders: &[StdinSender], room: Receiver<()>) -> Resu
     loop {
         let mut block = match pending.pop_front() {
             Some(block) => block,
-            None => match blocks.next_block() {
+            // A job has had the header (if any) with its first block.
+            None => match blocks.next_bare_block() {
                 Ok(Some(block)) => block,
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(format!("cannot read the input: {e}")),

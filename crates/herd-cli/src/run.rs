@@ -31,9 +31,11 @@ use std::time::Duration;
 pub struct Fatal(pub String);
 
 /// `--dry-run`: prints each job's command line, as GNU parallel shows it, and runs nothing.
-/// Jobs that would be skipped are shown too, and counted as failed, as GNU does.
+/// Jobs that would be skipped are shown too, and counted as failed, as GNU does. With
+/// `--pipe`, the input is read and cut, and each block's job shown.
 fn dry_run(
     mut batcher: Batcher,
+    mut blocks: Option<crate::blocks::BlockSource>,
     maker: &mut JobMaker,
     jobs: usize,
     shell_quote: bool,
@@ -43,9 +45,18 @@ fn dry_run(
     let mut seq = 0;
     let mut failed = 0;
     loop {
-        let measure = &mut |v: &[Vec<u8>]| maker.measure(v);
-        let Some(args) = batcher.next_job(measure).map_err(|e| Fatal(e.0))? else {
-            break;
+        let args = if let Some(blocks) = blocks.as_mut() {
+            match blocks.next_stdin() {
+                Ok(Some(_)) => Default::default(),
+                Ok(None) => break,
+                Err(e) => return Err(Fatal(format!("cannot read the input: {e}"))),
+            }
+        } else {
+            let measure = &mut |v: &[Vec<u8>]| maker.measure(v);
+            let Some(args) = batcher.next_job(measure).map_err(|e| Fatal(e.0))? else {
+                break;
+            };
+            args
         };
         seq += 1;
         // Slots as they would be taken with every job as long as the next.
@@ -266,7 +277,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
     maker.total = total;
     let batcher = Batcher::new(inputs, opts.batch.clone());
     if opts.dry_run {
-        return dry_run(batcher, &mut maker, opts.jobs, opts.shell_quote);
+        return dry_run(batcher, blocks, &mut maker, opts.jobs, opts.shell_quote);
     }
     let progress = Progress::new(opts.bar, opts.eta, total, opts.summary);
     let stdout_taken = opts.events.as_ref().is_some_and(|p| p.as_os_str() == "-");

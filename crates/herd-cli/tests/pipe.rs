@@ -150,6 +150,12 @@ fn n_records_per_job() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         assert_eq!(text(&out.stdout), "3\n3\n3\n1\n", "--block {block}");
     }
+    // --dry-run shows each block's job, as GNU parallel does.
+    let out = with_input(
+        &["--pipe", "-N", "3", "--dry-run", "wc -l"],
+        input.as_bytes(),
+    );
+    assert_eq!(text(&out.stdout), "wc -l\n".repeat(4));
 }
 
 /// `-k --pipepart -a FILE cat` gives back the file byte for byte, each job's part whole
@@ -433,6 +439,34 @@ fn round_robin_deals_whole_records_to_one_job_per_slot() {
     let out = with_input(&["--pipe", "--round-robin", "-j2", "echo ran"], b"");
     assert_eq!(out.status.code(), Some(0));
     assert!(out.stdout.is_empty());
+    // --header: each job gets it once, first, as GNU parallel gives it.
+    let input: String = std::iter::once("head\n".to_string())
+        .chain((1..=300).map(|i| format!("{i}\n")))
+        .collect();
+    let out = with_input(
+        &[
+            "--pipe",
+            "--round-robin",
+            "--header",
+            "1",
+            "-j2",
+            "--block",
+            "40",
+            "-k",
+            "tr '\\n' ' '; echo",
+        ],
+        input.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let jobs = text(&out.stdout);
+    let mut numbers: Vec<u32> = Vec::new();
+    for job in jobs.lines() {
+        let mut words = job.split_whitespace();
+        assert_eq!(words.next(), Some("head"), "{job}");
+        numbers.extend(words.map(|w| w.parse::<u32>().expect("the header only once")));
+    }
+    numbers.sort();
+    assert_eq!(numbers, (1..=300).collect::<Vec<_>>());
 }
 
 /// --round-robin: when every job has ended and input is left, herd says so and fails; a job
