@@ -126,7 +126,17 @@ fn deal(mut blocks: Stream, senders: &[StdinSender], room: Receiver<()>) -> Resu
             // A job has had the header (if any) with its first block.
             None => match blocks.next_bare_block() {
                 Ok(Some(block)) => block,
-                Ok(None) => return Ok(()),
+                Ok(None) => {
+                    // The input ended: wait until every job has taken what it was sent, and
+                    // deal again what a job that ended never got.
+                    match drained(senders, &room) {
+                        Some(unsent) => {
+                            pending.extend(unsent);
+                            continue;
+                        }
+                        None => return Ok(()),
+                    }
+                }
                 Err(e) => return Err(format!("cannot read the input: {e}")),
             },
         };
@@ -160,5 +170,24 @@ fn deal(mut blocks: Stream, senders: &[StdinSender], room: Receiver<()>) -> Resu
             // wake-up.
             let _ = room.recv_timeout(Duration::from_secs(1));
         }
+    }
+}
+
+/// Waits until every open stream's queue is empty (each job has taken all it was sent); what
+/// a stream that closed meanwhile still held comes back, to be dealt again.
+fn drained(senders: &[StdinSender], room: &Receiver<()>) -> Option<Vec<Vec<u8>>> {
+    loop {
+        let unsent: Vec<Vec<u8>> = senders
+            .iter()
+            .filter(|s| s.is_closed())
+            .flat_map(|s| s.take_unsent())
+            .collect();
+        if !unsent.is_empty() {
+            return Some(unsent);
+        }
+        if senders.iter().all(|s| s.is_closed() || s.queued() == 0) {
+            return None;
+        }
+        let _ = room.recv_timeout(Duration::from_secs(1));
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::batch::{Batcher, JobArgs};
 use crate::gate::Gate;
-use crate::jobs::{JobMaker, NotRun};
+use crate::jobs::{JobMaker, Made, NotRun};
 use crate::printer::{JobInfo, Remote};
 use crate::remote::{Ended255, Hosts, Placement};
 use herd::{Herd, JobId, KeepOpen};
@@ -145,6 +145,32 @@ pub struct Feeder {
     pub hosts_at_once: Option<usize>,
 }
 
+/// The bookkeeping of a job made for `-S`: it starts when a host has room (on host `pin` only,
+/// for `--onall`), from the copies kept here.
+fn remote_info(seq: u64, slot: usize, tag: Vec<u8>, made: &Made, pin: Option<usize>) -> JobInfo {
+    JobInfo {
+        seq,
+        slot,
+        tag,
+        line: made.line.clone(),
+        argv: made.argv.clone(),
+        results: None,
+        values: made.values.clone(),
+        job: None,
+        runs: 1,
+        started: std::time::Instant::now(),
+        attempts: Vec::new(),
+        remote: Some(Box::new(Remote {
+            place: None,
+            host: String::new(),
+            command: made.remote.clone().expect("a remote command"),
+            local: made.job.clone(),
+            pin,
+            avoid: None,
+        })),
+    }
+}
+
 impl Feeder {
     fn step(&mut self, feed: &Feed) -> Fed {
         {
@@ -264,52 +290,14 @@ impl Feeder {
                 let mut tag = hosts.host_name(h).into_bytes();
                 tag.push(b'\t');
                 let slot = if h == 0 { slot } else { window.slots.take() };
-                window.waiting.push_back(JobInfo {
-                    seq: h as u64 * per_host + seq,
-                    slot,
-                    tag,
-                    line: made.line.clone(),
-                    argv: made.argv.clone(),
-                    results: None,
-                    values: made.values.clone(),
-                    job: None,
-                    runs: 1,
-                    started: std::time::Instant::now(),
-                    attempts: Vec::new(),
-                    remote: Some(Box::new(Remote {
-                        place: None,
-                        host: String::new(),
-                        command: made.remote.clone().expect("a remote command"),
-                        local: made.job.clone(),
-                        pin: Some(h),
-                        avoid: None,
-                    })),
-                });
+                let info = remote_info(h as u64 * per_host + seq, slot, tag, &made, Some(h));
+                window.waiting.push_back(info);
             }
             return Fed::Progress;
         }
         if let Some(hosts) = &feed.hosts {
-            let info = JobInfo {
-                seq,
-                slot,
-                tag: made.tag,
-                line: made.line,
-                argv: made.argv,
-                results: made.results,
-                values: made.values,
-                job: None,
-                runs: 1,
-                started: std::time::Instant::now(),
-                attempts: Vec::new(),
-                remote: Some(Box::new(Remote {
-                    place: None,
-                    host: String::new(),
-                    command: made.remote.expect("a remote command"),
-                    local: made.job,
-                    pin: None,
-                    avoid: None,
-                })),
-            };
+            let mut info = remote_info(seq, slot, made.tag.clone(), &made, None);
+            info.results = made.results;
             return match hosts.pick() {
                 Some(place) => self.submit_at(&mut window, hosts, place, info),
                 None => {

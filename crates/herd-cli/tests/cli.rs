@@ -2,10 +2,10 @@
 #![cfg(unix)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 mod common;
 
-use common::{herd, run, text, with_peak_rss};
+use common::{herd, run, text, with_input, with_peak_rss};
 use testkit::{assert_gone, data_files, have, long_sleep, Rng};
 
 /// 1000 jobs, each a shell command line that writes random binary data to stdout and stderr at
@@ -34,27 +34,11 @@ fn spew_jobs(dir: &std::path::Path) -> (Vec<u8>, Expected) {
     (input, expected)
 }
 
-fn run_with_stdin(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = herd()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut pipe = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || pipe.write_all(&data));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    out
-}
-
 #[test]
 fn byte_exact_capture_of_1000_jobs_in_input_order() {
     let dir = tempfile::tempdir().unwrap();
     let (input, expected) = spew_jobs(dir.path());
-    let out = run_with_stdin(&["-k", "-j", "32"], &input);
+    let out = with_input(&["-k", "-j", "32"], &input);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout: Vec<u8> = expected.iter().flat_map(|(o, _)| o.clone()).collect();
     let stderr: Vec<u8> = expected.iter().flat_map(|(_, e)| e.clone()).collect();
@@ -78,7 +62,7 @@ fn byte_exact_capture_of_1000_jobs_in_completion_order_with_json() {
     let dir = tempfile::tempdir().unwrap();
     let (input, expected) = spew_jobs(dir.path());
     let json_path = dir.path().join("results.jsonl");
-    let out = run_with_stdin(&["-j", "32", "--json", json_path.to_str().unwrap()], &input);
+    let out = with_input(&["-j", "32", "--json", json_path.to_str().unwrap()], &input);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let json = std::fs::read_to_string(&json_path).unwrap();
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
@@ -586,7 +570,7 @@ fn placeholders_and_sources() {
     let out = run(&["-k", "echo", "::::", list.to_str().unwrap()]);
     assert_eq!(text(&out.stdout), "one\ntwo\n");
     // (Brackets would be a glob in the shell line, as under GNU parallel: use plain text.)
-    let out = run_with_stdin(&["-k", "-0", "echo", "-{}-"], b"with space\0new\nline\0");
+    let out = with_input(&["-k", "-0", "echo", "-{}-"], b"with space\0new\nline\0");
     assert_eq!(text(&out.stdout), "-with space-\n-new\nline-\n");
     let out = run(&["-k", "-j", "2", "echo", "{%}", "{}", ":::", "a"]);
     assert_eq!(text(&out.stdout), "1 a\n");
@@ -639,7 +623,7 @@ fn values_are_never_interpreted_by_a_shell_unless_asked() {
     ]);
     assert_eq!(text(&out.stdout), "IT'S\n$HOME\nX`ID`\n");
     // Without a COMMAND each input line is itself a shell command.
-    let out = run_with_stdin(&["-k"], b"echo one | tr o 0\necho two\n");
+    let out = with_input(&["-k"], b"echo one | tr o 0\necho two\n");
     assert_eq!(text(&out.stdout), "0ne\ntwo\n");
 }
 

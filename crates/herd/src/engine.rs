@@ -822,10 +822,10 @@ impl State {
     /// A spawn failed for lack of descriptors, processes or memory, or for a passing reason
     /// (Wine's `ERROR_INTERNAL_ERROR` under load): put the job back and try again when a
     /// running job finishes or on a timer, whichever comes first. The timer backs off (10 ms,
-    /// doubling to 1.28 s), so a real shortage is not retried busily; it is never the only
-    /// wake-up missing: waiting only for a job to finish once stalled a run for a whole
-    /// sibling's lifetime (600 s) after one passing failure. With nothing running, the job
-    /// fails with the system's error after 8 tries.
+    /// doubling to 1.28 s), so a real shortage is not retried busily. The timer is always
+    /// armed: waiting only for a job to finish once stalled a run for a whole sibling's
+    /// lifetime (600 s) after one passing failure. With nothing running, the job fails with
+    /// the system's error after 8 tries.
     fn on_exhausted(&mut self, mut queued: Queued, error: std::io::Error) {
         queued.spawn_retries += 1;
         let delay = Duration::from_millis(10 << queued.spawn_retries.min(7));

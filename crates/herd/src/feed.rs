@@ -82,8 +82,14 @@ impl Feed {
         }
     }
 
-    /// Has the poller woken by `wake` when a stream that had nothing to give gets bytes.
-    pub(crate) fn set_waker(&mut self, wake: &Arc<dyn Fn() + Send + Sync>) {
+    /// Has the poller woken (through `waker`, which remembers that a stream asked) when a
+    /// stream that had nothing to give gets bytes.
+    pub(crate) fn wake_through(&mut self, waker: &Arc<sys::Waker>) {
+        let waker = waker.clone();
+        self.set_waker(&(Arc::new(move || waker.stream_ready()) as Arc<dyn Fn() + Send + Sync>));
+    }
+
+    fn set_waker(&mut self, wake: &Arc<dyn Fn() + Send + Sync>) {
         match self {
             Feed::Stream(stream) => stream.set_waker(wake.clone()),
             Feed::Chain(parts) => parts.iter_mut().for_each(|part| part.set_waker(wake)),

@@ -91,7 +91,8 @@ impl Stdin {
     /// // Four jobs, each counting the lines of its quarter of a 4 MiB file.
     /// let quarter = 1 << 20;
     /// let jobs: Vec<Job> = (0..4)
-    ///     .map(|i| Job::new("wc").arg("-l").stdin(Stdin::file_range("big.log", i * quarter, quarter)))
+    ///     .map(|i| Stdin::file_range("big.log", i * quarter, quarter))
+    ///     .map(|part| Job::new("wc").arg("-l").stdin(part))
     ///     .collect();
     /// # assert_eq!(jobs.len(), 4);
     /// ```

@@ -12,6 +12,28 @@ pub fn run(args: &[&str]) -> Output {
     herd().args(args).stdin(Stdio::null()).output().unwrap()
 }
 
+/// Runs herd with `args`, `input` written to its stdin from a thread (herd prints while it
+/// reads). A write cut short because herd stopped reading is not an error here: the
+/// caller's assertions on the output say whether it should have.
+pub fn with_input(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = herd()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

@@ -13,8 +13,9 @@
 //! some 30 µs, about a fifth of a whole tiny job. Except a child emptied with `cgroup.kill`:
 //! on some kernels (Linux 6.18 here) every process later started in it with
 //! `CLONE_INTO_CGROUP` is killed at once (the kernel compares the kill counter of the parent's
-//! cgroup with the destination's), so such a child is removed and a new one made instead. `clone3` places the child straight into its
-//! cgroup (`CLONE_INTO_CGROUP`, Linux 5.7), so there is no moment where a job runs outside it.
+//! cgroup with the destination's), so such a child is removed and a new one made instead.
+//! `clone3` places the child straight into its cgroup (`CLONE_INTO_CGROUP`, Linux 5.7), so
+//! there is no moment where a job runs outside it.
 //!
 //! Where herd may create one: as root, or in a subtree delegated to the user (systemd's user
 //! services and `Delegate=yes` units). cgroup2 is found from `/proc/self/mountinfo`, wherever it

@@ -39,6 +39,12 @@ pub(crate) struct Waker {
 }
 
 impl Waker {
+    /// A stream has bytes again, or ended: the poller feeds its starved stdins.
+    pub(crate) fn stream_ready(&self) {
+        self.streams.store(true, Ordering::Release);
+        self.wake();
+    }
+
     pub(crate) fn wake(&self) {
         // EAGAIN means the counter is already non-zero: the poller is awake anyway.
         let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
@@ -167,13 +173,7 @@ impl Poller {
         )?;
         let stdin = match pipes.stdin {
             Some((fd, mut feed)) => {
-                let waker = self.waker.clone();
-                feed.set_waker(
-                    &(Arc::new(move || {
-                        waker.streams.store(true, Ordering::Release);
-                        waker.wake();
-                    }) as Arc<dyn Fn() + Send + Sync>),
-                );
+                feed.wake_through(&self.waker);
                 epoll::add(
                     &self.epoll,
                     &fd,

@@ -86,6 +86,12 @@ impl Waker {
         self.port.as_raw_handle() as HANDLE
     }
 
+    /// A stream has bytes again, or ended: the poller writes its starved stdins.
+    pub(crate) fn stream_ready(&self) {
+        self.streams.store(true, Ordering::Release);
+        self.wake();
+    }
+
     pub(crate) fn wake(&self) {
         // SAFETY: a valid port; a null OVERLAPPED is allowed for posted packets.
         unsafe { PostQueuedCompletionStatus(self.port(), 0, KEY_WAKE, ptr::null()) };
@@ -354,13 +360,7 @@ impl Poller {
         };
         let stdin = match pipes.stdin {
             Some((handle, mut feed)) => {
-                let waker = self.waker.clone();
-                feed.set_waker(
-                    &(Arc::new(move || {
-                        waker.streams.store(true, Ordering::Release);
-                        waker.wake();
-                    }) as Arc<dyn Fn() + Send + Sync>),
-                );
+                feed.wake_through(&self.waker);
                 let op = self.new_op(OpKind::Write, token, handle)?;
                 // SAFETY: a new op, not issued yet.
                 unsafe { (*op).feed = Some(feed) };
