@@ -304,12 +304,20 @@ fn boundary_at_or_after(
     len: u64,
     spec: &BlockSpec,
 ) -> io::Result<u64> {
-    const WINDOW: usize = 64 * 1024;
+    // The boundary is usually within a record of the nominal end: the first window is small
+    // (small blocks must not cost a large read each), and each next one twice as large.
+    const FIRST_WINDOW: usize = 4 * 1024;
+    const LARGEST_WINDOW: usize = 1 << 20;
+    let grow = |buf: &mut Vec<u8>| {
+        if buf.len() < LARGEST_WINDOW {
+            buf.resize(buf.len() * 2, 0);
+        }
+    };
     if let Some(pattern) = &spec.pattern {
         // A window at a time from the nominal end, a little of each read again with the next
         // in case a boundary lies across the seam.
         let mut at = from.max(start);
-        let mut buf = vec![0; WINDOW];
+        let mut buf = vec![0; FIRST_WINDOW];
         while at < len {
             let n = read_full_at(file, &mut buf, at)?;
             if n == 0 {
@@ -322,6 +330,7 @@ fn boundary_at_or_after(
                 break;
             }
             at += (n - n / 4) as u64;
+            grow(&mut buf);
         }
         return Ok(len);
     }
@@ -330,7 +339,7 @@ fn boundary_at_or_after(
         return Ok(from);
     }
     let mut at = from.saturating_sub(pair.len() as u64 - 1).max(start);
-    let mut buf = vec![0; WINDOW.max(2 * pair.len())];
+    let mut buf = vec![0; FIRST_WINDOW.max(2 * pair.len())];
     while at < len {
         let want = buf.len().min((len - at) as usize);
         let n = read_full_at(file, &mut buf[..want], at)?;
@@ -349,6 +358,7 @@ fn boundary_at_or_after(
         // The next window overlaps this one by a pair less a byte: a pair across the seam
         // is found whole.
         at += (n - (pair.len() - 1)).max(1) as u64;
+        grow(&mut buf);
     }
     Ok(len)
 }
@@ -765,6 +775,31 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Records far longer than the windows read to find a part's end (4 KiB, growing).
+    #[test]
+    fn parts_find_the_ends_of_long_records() {
+        let mut rng = Rng(5);
+        let mut data = Vec::new();
+        for _ in 0..20 {
+            data.push(b'>');
+            for _ in 0..rng.below(150_000) {
+                data.push(b"acgt\n"[rng.below(5) as usize]);
+            }
+            data.extend_from_slice(b"\n");
+        }
+        let mut literal = spec(1000, "\n", ">");
+        let mut regex = spec(1000, "", "");
+        regex.pattern = Some(record_pattern("\\n", ">").unwrap());
+        for s in [&mut literal, &mut regex] {
+            let got = parts(&data, s.clone(), 1);
+            assert_eq!(got.concat(), data);
+            assert_eq!(got.len(), 20, "one part per record");
+            assert!(got
+                .iter()
+                .all(|p| p.starts_with(b">") && p.ends_with(b"\n")));
         }
     }
 
