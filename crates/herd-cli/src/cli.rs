@@ -614,7 +614,10 @@ pub struct Cli {
 
     /// The first line of each input source names its columns (split at --colsep, else at
     /// TABs): {name} then means that column, and --results uses the names. GNU's usual value
-    /// is ':'; 0 reads no header. Example: herd --header : echo {size} ::: size S M
+    /// is ':'; 0 reads no header. With --pipe/--pipepart the header (N lines, ':' for one, or
+    /// a regular expression matched at the start) goes before every job's block (once per job
+    /// with --round-robin). Example: herd --header : echo {size} ::: size S M, or herd
+    /// --pipepart --header : -a table.csv ./load
     #[arg(long, value_name = "ANY")]
     pub header: Option<String>,
 
