@@ -44,8 +44,7 @@ pub struct BlockSpec {
 /// expressions), the cut going between the two.
 pub fn record_pattern(recend: &str, recstart: &str) -> Result<regex::bytes::Regex, String> {
     regex::bytes::Regex::new(&format!("(?:{recend})({recstart})")).map_err(|e| {
-        let why = e.to_string();
-        let why = why.lines().last().unwrap_or_default().to_string();
+        let why = crate::options::regex_problem(&e);
         format!("invalid --recend '{recend}' or --recstart '{recstart}' for --regexp: {why}")
     })
 }
@@ -81,10 +80,7 @@ impl Header {
                 Ok(n) => Some(Header::Lines(n)),
                 Err(_) => Some(Header::Regex(
                     regex::bytes::Regex::new(&format!("\\A(?:{text})")).map_err(|e| {
-                        // The regex crate's message draws the pattern over lines: its
-                        // last line says what is wrong.
-                        let why = e.to_string();
-                        let why = why.lines().last().unwrap_or_default().to_string();
+                        let why = crate::options::regex_problem(&e);
                         format!("invalid value '{text}' for --header: {why}")
                     })?,
                 )),
@@ -193,10 +189,24 @@ fn widen_stdin_pipe() {
 }
 
 impl BlockSource {
-    /// The next job's stdin, or `None` when the input is all given out.
-    pub fn next_stdin(&mut self) -> io::Result<Option<herd::Stdin>> {
+    /// The next job's stdin, or `None` when the input is all given out; the error says what
+    /// could not be read.
+    pub fn next_stdin(&mut self) -> Result<Option<herd::Stdin>, String> {
+        self.next_input()
+            .map_err(|e| format!("cannot read the input: {e}"))
+    }
+
+    fn next_input(&mut self) -> io::Result<Option<herd::Stdin>> {
         match self {
-            BlockSource::Stream(blocks) => Ok(blocks.next_block()?.map(herd::Stdin::bytes)),
+            BlockSource::Stream(blocks) => {
+                let Some(block) = blocks.next_bare_block()? else {
+                    return Ok(None);
+                };
+                Ok(Some(headed(
+                    blocks.header.as_ref(),
+                    herd::Stdin::bytes(block),
+                )))
+            }
             BlockSource::Parts(parts) => parts.next_part(),
             BlockSource::Dealt(dealer) => dealer.next_stdin(),
         }
@@ -208,6 +218,17 @@ impl BlockSource {
             BlockSource::Dealt(dealer) => Some(dealer.state.clone()),
             _ => None,
         }
+    }
+}
+
+/// A job's input with `--header`'s header first: the header is shared by every job, never
+/// copied into each block.
+fn headed(header: Option<&std::sync::Arc<Vec<u8>>>, input: herd::Stdin) -> herd::Stdin {
+    match header {
+        Some(header) if !header.is_empty() => {
+            herd::Stdin::Concat(vec![herd::Stdin::Bytes(header.clone()), input])
+        }
+        _ => input,
     }
 }
 
@@ -285,12 +306,7 @@ impl Parts {
             };
             self.at = end;
             let part = herd::Stdin::file_range(path, start, end - start);
-            return Ok(Some(match &self.header {
-                Some(header) if !header.is_empty() => {
-                    herd::Stdin::Concat(vec![herd::Stdin::Bytes(header.clone()), part])
-                }
-                _ => part,
-            }));
+            return Ok(Some(headed(self.header.as_ref(), part)));
         }
     }
 }
@@ -396,7 +412,7 @@ pub struct Blocks<R> {
     buf: Vec<u8>,
     eof: bool,
     /// `--header`: read before the first block (`None` until then), then before every block.
-    header: Option<Vec<u8>>,
+    header: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 impl<R: Read> Blocks<R> {
@@ -410,11 +426,14 @@ impl<R: Read> Blocks<R> {
         }
     }
 
-    /// The next block, its header (if any) first.
+    /// The next block, its header (if any) first, in one buffer (`--round-robin` sends a new
+    /// job's first block so).
     pub fn next_block(&mut self) -> io::Result<Option<Vec<u8>>> {
         let block = self.next_bare_block()?;
         Ok(match (block, self.header.as_deref()) {
-            (Some(block), Some(header)) if !header.is_empty() => Some([header, &block].concat()),
+            (Some(block), Some(header)) if !header.is_empty() => {
+                Some([&header[..], &block].concat())
+            }
             (block, _) => block,
         })
     }
@@ -422,7 +441,7 @@ impl<R: Read> Blocks<R> {
     /// The next block without the header (`--round-robin` gives a job the header once).
     pub fn next_bare_block(&mut self) -> io::Result<Option<Vec<u8>>> {
         if self.header.is_none() {
-            self.header = Some(self.read_header()?);
+            self.header = Some(std::sync::Arc::new(self.read_header()?));
         }
         self.next_records_block()
     }

@@ -217,8 +217,7 @@ impl Feeder {
                     return Fed::Progress;
                 }
                 Err(e) => {
-                    feed.window.lock().unwrap().input_error =
-                        Some(format!("cannot read the input: {e}"));
+                    feed.window.lock().unwrap().input_error = Some(e);
                     return Fed::Done;
                 }
             }

@@ -129,6 +129,14 @@ pub struct Options {
     pub pipe: Option<crate::blocks::BlockSpec>,
 }
 
+/// What is wrong with a regular expression, in one line: the regex crate's message draws
+/// the pattern over several, and its last says what is wrong.
+pub fn regex_problem(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let detail = text.lines().last().unwrap_or("").trim();
+    detail.strip_prefix("error: ").unwrap_or(detail).to_string()
+}
+
 /// `--recend`/`--recstart`'s escapes: `\n`, `\t`, `\r`, `\0`, `\\`.
 fn unescape_record(s: &str) -> Vec<u8> {
     let mut out = Vec::new();
@@ -557,17 +565,22 @@ impl Cli {
                 })?;
             }
         }
+        // What ends a record when --recend is not given, as a string and as a regular
+        // expression: nothing after --recstart, else a newline (NUL with -0).
+        let (default_end, default_end_pattern): (&[u8], &str) = match (&self.recstart, self.null) {
+            (Some(_), _) => (b"", ""),
+            (None, true) => (b"\0", "\\x00"),
+            (None, false) => (b"\n", "\\n"),
+        };
         let recstart = self
             .recstart
             .as_deref()
             .map(unescape_record)
             .unwrap_or_default();
-        let recend = match (&self.recend, &self.recstart) {
-            (Some(e), _) => unescape_record(e),
-            (None, Some(_)) => Vec::new(),
-            (None, None) if self.null => vec![0],
-            (None, None) => b"\n".to_vec(),
-        };
+        let recend = self
+            .recend
+            .as_deref()
+            .map_or_else(|| default_end.to_vec(), unescape_record);
         if self.pipe_part && self.round_robin {
             return Err(UsageError(
                 "--round-robin with --pipepart is not available: --pipepart --block -N gives \
@@ -593,14 +606,9 @@ impl Cli {
         }
         let pattern = if self.regexp {
             // As GNU parallel: the strings are regular expressions, taken as they are.
-            let recend = match (&self.recend, &self.recstart) {
-                (Some(e), _) => e.clone(),
-                (None, Some(_)) => String::new(),
-                (None, None) if self.null => "\\x00".into(),
-                (None, None) => "\\n".into(),
-            };
-            let recstart = self.recstart.clone().unwrap_or_default();
-            Some(crate::blocks::record_pattern(&recend, &recstart).map_err(UsageError)?)
+            let recend = self.recend.as_deref().unwrap_or(default_end_pattern);
+            let recstart = self.recstart.as_deref().unwrap_or_default();
+            Some(crate::blocks::record_pattern(recend, recstart).map_err(UsageError)?)
         } else {
             None
         };
@@ -913,9 +921,7 @@ impl Cli {
                     regex::bytes::Regex::new(c)
                         .map(Columns::Regex)
                         .map_err(|e| {
-                            let text = e.to_string();
-                            let detail = text.lines().last().unwrap_or("").trim();
-                            let detail = detail.strip_prefix("error: ").unwrap_or(detail);
+                            let detail = regex_problem(&e);
                             UsageError(format!("invalid regex '{c}' for --colsep: {detail}"))
                         })
                 })

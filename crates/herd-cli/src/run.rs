@@ -49,7 +49,7 @@ fn dry_run(
             match blocks.next_stdin() {
                 Ok(Some(_)) => Default::default(),
                 Ok(None) => break,
-                Err(e) => return Err(Fatal(format!("cannot read the input: {e}"))),
+                Err(e) => return Err(Fatal(e)),
             }
         } else {
             let measure = &mut |v: &[Vec<u8>]| maker.measure(v);

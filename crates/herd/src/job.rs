@@ -46,6 +46,17 @@ pub enum Stdin {
 }
 
 impl Stdin {
+    /// Whether starting the job opens a file for its stdin (which may block: opening a FIFO
+    /// waits for its writer).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn opens_a_file(&self) -> bool {
+        match self {
+            Stdin::File(_) | Stdin::FileRange { .. } => true,
+            Stdin::Concat(parts) => parts.iter().any(Stdin::opens_a_file),
+            Stdin::Null | Stdin::Bytes(_) | Stdin::Stream(_) | Stdin::HeldOpen => false,
+        }
+    }
+
     /// Feeds `bytes` to the job, then end of file (a `Vec` is taken as it is, not copied).
     pub fn bytes(bytes: impl Into<Vec<u8>>) -> Self {
         Stdin::Bytes(Arc::new(bytes.into()))

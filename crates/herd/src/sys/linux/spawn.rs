@@ -53,8 +53,8 @@ pub(crate) struct Spawned {
     pub started: Instant,
 }
 
-/// The write end of a child's stdin pipe and the bytes to feed it.
-type StdinFeed = (OwnedFd, crate::feed::Feed);
+/// The write end of a child's stdin pipe and what to feed it.
+type StdinFeed = (OwnedFd, Feed);
 
 fn exhausted(e: &io::Error) -> bool {
     matches!(
@@ -201,11 +201,7 @@ fn lookup(job: &Job, path_var: Option<&OsStr>) -> Result<std::path::PathBuf, Spa
 /// the event loop may call it itself: with `clone3`, unless the job's stdin is a file (opening
 /// a FIFO waits for its writer).
 pub(crate) fn spawns_without_blocking(job: &Job) -> bool {
-    clone3::available()
-        && !matches!(
-            job.stdin,
-            Stdin::File(_) | Stdin::FileRange { .. } | Stdin::Concat(_)
-        )
+    clone3::available() && !job.stdin.opens_a_file()
 }
 
 /// Starts `job` inside `containment`: on the event loop when [`spawns_without_blocking`], else
