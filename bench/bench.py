@@ -24,8 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 class Tools:
     def __init__(self, args):
-        self.herd = os.path.join(ROOT, "target/release/herd")
-        self.spawn_cost = os.path.join(ROOT, "target/release/examples/spawn_cost")
+        self.herd = os.path.join(ROOT, "target/profiling/herd")
+        self.spawn_cost = os.path.join(ROOT, "target/profiling/examples/spawn_cost")
         self.tiny = os.path.join(args.tools, "tiny")
         self.baseline = os.path.join(args.tools, "baseline")
         self.writer = os.path.join(args.tools, "writer")

@@ -9,7 +9,7 @@
 //!
 //! `--pipepart` never reads a file through herd: each block's end is found by reading a little
 //! at its nominal end and moving on to the next record boundary, and the job's stdin is that
-//! byte range of the file ([`herd::Stdin::FileRange`]), which the engine moves from the page
+//! byte range of the file ([`herd_engine::Stdin::FileRange`]), which the engine moves from the page
 //! cache into the job's pipe.
 
 use std::fs::File;
@@ -159,7 +159,7 @@ pub fn open_source(
         }
         ([source], _) if matches!(source.spec, SourceSpec::Stdin | SourceSpec::File(_)) => {
             widen_stdin_pipe();
-            Box::new(io::stdin())
+            Box::new(crate::input::stdin_said("the blocks' data"))
         }
         _ => {
             return Err(
@@ -191,12 +191,12 @@ fn widen_stdin_pipe() {
 impl BlockSource {
     /// The next job's stdin, or `None` when the input is all given out; the error says what
     /// could not be read.
-    pub fn next_stdin(&mut self) -> Result<Option<herd::Stdin>, String> {
+    pub fn next_stdin(&mut self) -> Result<Option<herd_engine::Stdin>, String> {
         self.next_input()
             .map_err(|e| format!("cannot read the input: {e}"))
     }
 
-    fn next_input(&mut self) -> io::Result<Option<herd::Stdin>> {
+    fn next_input(&mut self) -> io::Result<Option<herd_engine::Stdin>> {
         match self {
             BlockSource::Stream(blocks) => {
                 let Some(block) = blocks.next_bare_block()? else {
@@ -204,7 +204,7 @@ impl BlockSource {
                 };
                 Ok(Some(headed(
                     blocks.header.as_ref(),
-                    herd::Stdin::bytes(block),
+                    herd_engine::Stdin::bytes(block),
                 )))
             }
             BlockSource::Parts(parts) => parts.next_part(),
@@ -223,10 +223,13 @@ impl BlockSource {
 
 /// A job's input with `--header`'s header first: the header is shared by every job, never
 /// copied into each block.
-fn headed(header: Option<&std::sync::Arc<Vec<u8>>>, input: herd::Stdin) -> herd::Stdin {
+fn headed(
+    header: Option<&std::sync::Arc<Vec<u8>>>,
+    input: herd_engine::Stdin,
+) -> herd_engine::Stdin {
     match header {
         Some(header) if !header.is_empty() => {
-            herd::Stdin::Concat(vec![herd::Stdin::Bytes(header.clone()), input])
+            herd_engine::Stdin::Concat(vec![herd_engine::Stdin::Bytes(header.clone()), input])
         }
         _ => input,
     }
@@ -281,7 +284,7 @@ impl Parts {
         })
     }
 
-    fn next_part(&mut self) -> io::Result<Option<herd::Stdin>> {
+    fn next_part(&mut self) -> io::Result<Option<herd_engine::Stdin>> {
         loop {
             let Some((path, file, len)) = self.files.front() else {
                 return Ok(None);
@@ -305,7 +308,7 @@ impl Parts {
                 boundary_at_or_after(file, start, nominal, *len, &self.spec)?
             };
             self.at = end;
-            let part = herd::Stdin::file_range(path, start, end - start);
+            let part = herd_engine::Stdin::file_range(path, start, end - start);
             return Ok(Some(headed(self.header.as_ref(), part)));
         }
     }
@@ -747,7 +750,7 @@ mod tests {
         let mut parts = Parts::open(&[path], &spec, slots).unwrap();
         let mut out = Vec::new();
         while let Some(stdin) = parts.next_part().unwrap() {
-            let herd::Stdin::FileRange { offset, len, .. } = stdin else {
+            let herd_engine::Stdin::FileRange { offset, len, .. } = stdin else {
                 panic!("{stdin:?}")
             };
             out.push(data[offset as usize..(offset + len) as usize].to_vec());

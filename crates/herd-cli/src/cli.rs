@@ -8,7 +8,18 @@ use std::path::PathBuf;
 
 const ABOUT: &str = "Run commands in parallel and keep every byte of their output.";
 
-const LONG_ABOUT: &str = "\
+/// One text for `--help` and the man page.
+macro_rules! exit_status {
+    () => {
+        "0 if every job succeeded, else the number of failed jobs (at most 101); with --halt, \
+         as --halt says; 128 + the signal after such a signal (130 for Ctrl-C, 143 for \
+         SIGTERM); 255 for herd's own errors (bad options or input are reported before any \
+         job starts)."
+    };
+}
+
+const LONG_ABOUT: &str = concat!(
+    "\
 Run commands in parallel and keep every byte of their output.
 
 herd runs COMMAND once for each input, many at a time, and captures each job's stdout and \
@@ -60,12 +71,14 @@ temporary files (--tmpdir); --max-output bounds it per job. If the disk is full 
 whose output does not fit waits (its pipe fills, so it blocks in write) until printed output \
 makes room; the oldest running job always goes on, so the run never stalls.
 
-Exit status: 0 if every job succeeded, else the number of failed jobs (at most 101); with \
---halt, as --halt says; 128 + the signal after such a signal (130 \
-for Ctrl-C, 143 for SIGTERM); 255 for \
-herd's own errors (bad options or input are reported before any job starts).";
+Exit status: ",
+    exit_status!()
+);
 
-const EXAMPLES: &str = "\
+/// The exit statuses: the end of [`LONG_ABOUT`], and the man page's EXIT STATUS.
+pub const EXIT_STATUS: &str = exit_status!();
+
+pub const EXAMPLES: &str = "\
 Examples:
   Compress every log file, 8 at a time:
     herd -j 8 gzip -9 ::: *.log
@@ -92,6 +105,46 @@ Examples:
   Follow a run from another program:
     herd --events events.jsonl --events-output make -C {} ::: */";
 
+/// `herd -h`: one screen (clap's short help would list every option). `--help` is the manual;
+/// a unit test checks that every option named here exists.
+pub const SUMMARY: &str = "\
+herd: run commands in parallel and keep every byte of their output.
+
+Usage: herd [OPTIONS] [COMMAND [ARG]...] [::: VALUE...]... [:::: FILE...]...
+       (no ::: or ::::? the lines of standard input are the values)
+
+Placeholders: {} value  {.} no extension  {/} basename  {//} dirname  {#} job number
+              {%} slot  {N} N-th source or column  {= perl =} an expression
+
+Common options:
+  -j, --jobs N           run N jobs at once (default: one per CPU; N% of them; 0: no limit)
+  -k, --keep-order       print outputs in input order
+  -u, --ungroup          pass output through as it arrives (fastest)
+      --line-buffer      whole lines as they arrive; with --tag, prefixed with the input
+  -a, --arg-file FILE    read values from FILE (like :::: FILE)
+      --colsep REGEX     split each input line into columns {1} {2} ...
+  -N, --max-replace-args N   N values per job
+      --timeout SECONDS  kill a job's whole process tree after SECONDS
+      --retries N        run a failed job up to N times
+      --halt SPEC        stop early: now,fail=1  soon,fail=10%  now,success=1
+      --joblog FILE      log each job; --resume / --resume-failed use it
+      --json FILE        one JSON line per job: command, status, timing, output
+      --results DIR      keep each job's output in files
+      --dry-run          print the commands, run nothing
+      --pipe             split standard input into blocks, one per job (--block 1M)
+      --pipepart         the same for a file (-a FILE), without reading it through herd
+  -S, --sshlogin HOSTS   run jobs on other machines over ssh
+      --bar, --eta       show progress
+  -v, --verbose          print each command before its output
+
+Examples:
+  herd gzip -9 ::: *.log                 herd -k --tag wc -l ::: *.txt
+  find . -name '*.c' | herd -j 8 cc -c   herd convert {} {.}.png ::: *.jpg
+
+herd --help is the manual: every option, with examples, GNU parallel's spellings,
+and the exit statuses.
+";
+
 /// The command line, as clap sees it.
 #[derive(Debug, Parser)]
 #[command(
@@ -102,7 +155,8 @@ Examples:
     after_help = "Run 'herd --help' for placeholders, examples and exit statuses.",
     after_long_help = EXAMPLES,
     override_usage = "herd [OPTIONS] [COMMAND [ARG]...] [::: VALUE...]... [:::: FILE...]...",
-    args_override_self = true
+    args_override_self = true,
+    disable_help_flag = true
 )]
 pub struct Cli {
     /// Run N jobs at once: a number, N% of the CPUs, or 0 for no limit [default: the number of CPUs].
@@ -236,7 +290,7 @@ pub struct Cli {
     pub resume_failed: bool,
 
     /// Keep each job's output in files, byte for byte, written as it arrives, instead of
-    /// printing it (GNU parallel's layouts): NAME/<column>/<value>/…/stdout, stderr and seq; or,
+    /// printing it (GNU parallel's layouts): NAME/COLUMN/VALUE/…/stdout, stderr and seq; or,
     /// when NAME has replacement strings, the file it names (with .err and .seq beside it), or
     /// the directory, if it ends in /. Example: --results out, or --results 'out/{#}/'
     #[arg(long, value_name = "NAME")]
@@ -447,6 +501,14 @@ pub struct Cli {
     /// directory]. Example: --tmpdir /var/tmp
     #[arg(long, value_name = "DIR")]
     pub tmpdir: Option<PathBuf>,
+
+    /// Print this manual: every option, with an example. Example: herd --help | less
+    #[arg(long = "help", action = clap::ArgAction::HelpLong)]
+    pub help: Option<bool>,
+
+    /// Print a one-screen summary of the common options (herd -h).
+    #[arg(short = 'h', long = "short-help", hide = true)]
+    pub short_help: bool,
 
     /// Print a man page or a shell completion script to stdout and exit.
     /// Example: herd --generate complete-bash > /etc/bash_completion.d/herd

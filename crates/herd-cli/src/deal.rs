@@ -1,6 +1,6 @@
 //! `--round-robin`: blocks dealt to a few long-lived jobs instead of one job per block.
 //!
-//! Each job's stdin is a stream ([`herd::Stdin::stream`]): herd's event loop writes into the
+//! Each job's stdin is a stream ([`herd_engine::Stdin::stream`]): herd's event loop writes into the
 //! job's pipe what is sent to it, as the job reads. The first blocks each start a job, up to
 //! one per job slot (so a short input starts fewer, as GNU parallel does); then a dealing
 //! thread gives every further block to whichever job has room, taking turns, and waits for
@@ -11,7 +11,7 @@
 //! (as GNU parallel does).
 
 use crate::blocks::Blocks;
-use herd::{StdinSender, TrySendError};
+use herd_engine::{StdinSender, TrySendError};
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -71,7 +71,7 @@ impl Dealer {
 
     /// The stdin of the next job to start, while the input lasts and slots are left; `None`
     /// once every slot has its job (the dealing thread then has the input) or the input ended.
-    pub fn next_stdin(&mut self) -> io::Result<Option<herd::Stdin>> {
+    pub fn next_stdin(&mut self) -> io::Result<Option<herd_engine::Stdin>> {
         let Some(blocks) = self.blocks.as_mut() else {
             return Ok(None);
         };
@@ -82,7 +82,7 @@ impl Dealer {
             self.state.lock().unwrap().done = true;
             return Ok(None);
         };
-        let (stdin, sender) = herd::Stdin::stream(self.block_size);
+        let (stdin, sender) = herd_engine::Stdin::stream(self.block_size);
         let room = self.room.0.clone();
         sender.on_room(move || {
             let _ = room.try_send(());

@@ -7,7 +7,7 @@
 //! `{"event":"end",…}` with the totals.
 
 use crate::json::{Bytes, Record};
-use herd::Stream;
+use herd_engine::Stream;
 use serde::Serialize;
 use std::io::{self, Write};
 
@@ -113,7 +113,7 @@ impl EventLog {
         seq: u64,
         run: u32,
         host: Option<&str>,
-        result: &herd::JobResult,
+        result: &herd_engine::JobResult,
     ) -> io::Result<()> {
         self.write(&Line::Retry {
             seq,
@@ -122,7 +122,7 @@ impl EventLog {
             exit_code: result.exit_code(),
             signal: result
                 .signal()
-                .map(|s| herd::signal_name(s).unwrap_or("unknown")),
+                .map(|s| herd_engine::signal_name(s).unwrap_or("unknown")),
         })
     }
 

@@ -9,7 +9,7 @@ use crate::gate::Gate;
 use crate::jobs::{JobMaker, Made, NotRun};
 use crate::printer::{JobInfo, Remote};
 use crate::remote::{Ended255, Hosts, Placement};
-use herd::{Herd, JobId, KeepOpen};
+use herd_engine::{Herd, JobId, KeepOpen};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -459,7 +459,7 @@ impl Feeder {
 pub fn host_at_fault(
     hosts: Option<&Hosts>,
     info: &JobInfo,
-    result: &herd::JobResult,
+    result: &herd_engine::JobResult,
 ) -> Option<Placement> {
     let remote = info.remote.as_ref()?;
     let place = remote.place?;

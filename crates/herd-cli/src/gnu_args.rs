@@ -171,7 +171,8 @@ const GNU: &[(&str, Action)] = &[
     ("max-replace-args|maxreplaceargs|N=s", To("max-replace-args")),
     ("col-sep|colsep|C=s", To("colsep")),
     ("csv", To("csv")),
-    ("help|h", To("help")),
+    ("help", To("help")),
+    ("h", To("short-help")),
     ("L=s", To("max-lines")),
     ("max-lines|maxlines|l:s", To("max-lines")),
     ("interactive|p", Refuse("is not supported: herd does not ask before each job (try --dry-run first)")),
@@ -588,6 +589,29 @@ mod tests {
         let mut v = vec![OsString::from("herd")];
         v.extend(args.iter().map(OsString::from));
         normalize(v).unwrap_err().0
+    }
+
+    #[test]
+    fn every_option_herd_h_names_exists() {
+        let known = table();
+        let options = crate::cli::SUMMARY.split("Common options:").nth(1).unwrap();
+        let options = options.split("Examples:").next().unwrap();
+        let mut checked = 0;
+        for word in options
+            .split([' ', ',', '\n'])
+            .filter(|w| w.starts_with('-'))
+        {
+            let found = match word.strip_prefix("--") {
+                Some(long) => known.iter().any(|k| k.longs.iter().any(|l| l == long)),
+                None => {
+                    let c = word[1..].chars().next().unwrap();
+                    known.iter().any(|k| k.shorts.contains(&c))
+                }
+            };
+            assert!(found, "herd -h names {word}, which herd does not know");
+            checked += 1;
+        }
+        assert!(checked > 20, "{checked}");
     }
 
     #[test]

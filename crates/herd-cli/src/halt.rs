@@ -1,6 +1,6 @@
 //! `--halt`: when to stop starting jobs (`soon`) or to kill the running ones too (`now`).
 
-use herd::JobResult;
+use herd_engine::JobResult;
 
 /// When halting stops the running jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -162,12 +162,31 @@ fn lines_of(reader: impl BufRead + Send + 'static, delimiter: u8, csv: bool) -> 
     }
 }
 
+/// Standard input, after saying so when it is a terminal: typed at a prompt with no `:::`,
+/// herd would otherwise seem to hang (GNU parallel warns likewise).
+pub fn stdin_said(what: &str) -> io::Stdin {
+    use std::io::IsTerminal;
+    let stdin = io::stdin();
+    if stdin.is_terminal() {
+        let end = if cfg!(windows) {
+            "Ctrl-Z, Enter"
+        } else {
+            "Ctrl-D"
+        };
+        eprintln!(
+            "herd: reading {what} from the terminal; end it with {end}. (Values come after \
+             :::, files after :::: or -a, or pipe them in; herd -h for a summary.)"
+        );
+    }
+    stdin
+}
+
 fn open(spec: &SourceSpec, delimiter: u8, csv: bool) -> Result<Lines, InputError> {
     Ok(match spec {
         SourceSpec::Values(v) => Box::new(v.clone().into_iter().map(Ok)),
-        SourceSpec::Stdin => lines_of(BufReader::new(io::stdin()), delimiter, csv),
+        SourceSpec::Stdin => lines_of(BufReader::new(stdin_said("inputs")), delimiter, csv),
         SourceSpec::File(p) if p.as_os_str() == "-" => {
-            lines_of(BufReader::new(io::stdin()), delimiter, csv)
+            lines_of(BufReader::new(stdin_said("inputs")), delimiter, csv)
         }
         SourceSpec::File(p) => {
             let f = File::open(p)

@@ -2,7 +2,7 @@
 //! reading back for `--resume` and `--resume-failed`.
 
 use crate::options::Resume;
-use herd::JobResult;
+use herd_engine::JobResult;
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};

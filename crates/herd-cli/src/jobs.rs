@@ -11,7 +11,7 @@ use crate::remote::RemoteCommand;
 use crate::results::ResultFiles;
 use crate::run::Fatal;
 use crate::template::{Exprs, Fill, PerlValues, Template};
-use herd::{Environment, Job, Stdin};
+use herd_engine::{Environment, Job, Stdin};
 use std::cell::RefCell;
 use std::ffi::OsString;
 use std::time::Duration;
@@ -39,13 +39,7 @@ fn shell_job(shell: &Shell, line: Vec<u8>) -> (Job, Vec<Vec<u8>>) {
             b"/c".to_vec(),
             line.clone(),
         ];
-        let mut tail = b"\"".to_vec();
-        tail.extend_from_slice(&line);
-        tail.push(b'"');
-        (
-            Job::new("cmd").args(["/d", "/s", "/c"]).raw_arg(os(tail)),
-            argv,
-        )
+        (Job::shell(os(line)), argv)
     } else {
         let program = shell.path.as_os_str().as_encoded_bytes().to_vec();
         let argv = vec![program, b"-c".to_vec(), line];

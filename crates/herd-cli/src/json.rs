@@ -2,7 +2,7 @@
 //! `--events`), with the output as text, as base64 when it is not UTF-8, or as one timeline
 //! of both streams (`--json-timeline`).
 
-use herd::{JobResult, Outcome, Output, Stream};
+use herd_engine::{Captured, JobResult, Outcome, Stream};
 use serde::Serialize;
 use std::io::{self, Read, Write};
 use std::time::Duration;
@@ -114,7 +114,7 @@ impl Attempt {
             exit_code: result.exit_code(),
             signal: result
                 .signal()
-                .map(|s| herd::signal_name(s).unwrap_or("unknown")),
+                .map(|s| herd_engine::signal_name(s).unwrap_or("unknown")),
             start_time: humantime::format_rfc3339_micros(result.start_time).to_string(),
             duration_s: secs(result.duration),
         }
@@ -133,7 +133,7 @@ pub fn record(
         Outcome::Cancelled => Some("cancelled before it started".to_string()),
         _ => None,
     };
-    let cut = |o: &Output| {
+    let cut = |o: &Captured| {
         o.cut().map(|c| CutJson {
             offset: c.offset,
             bytes: c.bytes,
@@ -150,7 +150,7 @@ pub fn record(
         exit_code: result.exit_code(),
         signal: result
             .signal()
-            .map(|s| herd::signal_name(s).unwrap_or("unknown")),
+            .map(|s| herd_engine::signal_name(s).unwrap_or("unknown")),
         timed_out: result.timed_out,
         leaked: result.leaked,
         stopped_for_terminal: result.stopped_for_terminal,

@@ -5,7 +5,7 @@
 //! groups them into jobs; [`jobs`] makes each job: [`template`] fills the replacement strings
 //! ([`perl`] evaluates GNU's Perl expressions among them) and [`compose`] turns the result
 //! into a shell line, or an argument vector when no shell is needed; [`run`] keeps up to `-j`
-//! jobs in a [`herd::Herd`] ([`gate`] and [`timeouts`] may hold starts back or end jobs early)
+//! jobs in a [`herd_engine::Herd`] ([`gate`] and [`timeouts`] may hold starts back or end jobs early)
 //! and hands what comes back to [`printer`], which writes it in the chosen output mode (and as
 //! JSON with `--json`, see [`json`]), and to the other reports: [`results`] files and tables,
 //! the [`events`] stream, the [`joblog`] and the [`progress`] bar. [`halt`] decides when to
@@ -173,6 +173,10 @@ fn main() -> ExitCode {
             return usage_error(&format!("{message} (see herd --help)"));
         }
     };
+    if cli.short_help {
+        print!("{}", cli::SUMMARY);
+        return ExitCode::SUCCESS;
+    }
     if let Some(kind) = cli.generate {
         return generate::generate(kind);
     }

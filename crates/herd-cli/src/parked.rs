@@ -133,11 +133,11 @@ impl Backlog {
 /// that a spilled output reaches a `File` as one, for the kernel's copy).
 pub trait WriteTo: Write {
     /// Copies a job's captured output here.
-    fn output(&mut self, output: &herd::Output) -> io::Result<()>;
+    fn output(&mut self, output: &herd_engine::Captured) -> io::Result<()>;
 }
 
 impl<W: Write> WriteTo for W {
-    fn output(&mut self, output: &herd::Output) -> io::Result<()> {
+    fn output(&mut self, output: &herd_engine::Captured) -> io::Result<()> {
         // Monomorphic here: a spill file copied into a `File` (or a `BufWriter` of one) goes
         // through the kernel.
         output.write_to(self).map(drop)

@@ -8,7 +8,7 @@
 use crate::json::{self, OutputForm, Segment};
 use crate::options::OutputMode;
 use crate::parked::{Backlog, Parked, WriteTo};
-use herd::{JobId, JobResult, Output, Stream};
+use herd_engine::{Captured, JobId, JobResult, Stream};
 use indicatif::ProgressBar;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -26,7 +26,7 @@ pub struct JobInfo {
     /// What runs: the program and its arguments (a shell, `-c` and `line`, when one is needed).
     pub argv: Vec<Vec<u8>>,
     /// The job, kept to run it again (`--retries`), and how many times it has run.
-    pub job: Option<herd::Job>,
+    pub job: Option<herd_engine::Job>,
     pub runs: u32,
     /// `--results`: where its output goes.
     pub results: Option<crate::results::ResultFiles>,
@@ -48,7 +48,7 @@ pub struct Remote {
     pub host: String,
     pub command: crate::remote::RemoteCommand,
     /// The job as it runs on this machine (the `:` host).
-    pub local: herd::Job,
+    pub local: herd_engine::Job,
     /// `--onall`: the host it must run on.
     pub pin: Option<usize>,
     /// `--retries`: the host where it last failed, to run elsewhere if another has room.
@@ -181,7 +181,7 @@ fn render_stream(
         return Ok(());
     }
     let marked = with_cut_mark(output, stream)?;
-    match (tag, marked.as_deref().or(output.as_bytes())) {
+    match (tag, marked.as_deref().or(output.in_memory())) {
         (_, Some(bytes)) => write_lines(w, tag, bytes),
         (None, None) => w.output(output),
         (Some(tag), None) => {
@@ -301,7 +301,7 @@ pub struct Printer {
     through: HashMap<(JobId, Stream), bool>,
 }
 
-fn write_lines(w: &mut dyn Write, prefix: Option<&[u8]>, data: &[u8]) -> io::Result<()> {
+fn write_lines<W: Write + ?Sized>(w: &mut W, prefix: Option<&[u8]>, data: &[u8]) -> io::Result<()> {
     match prefix {
         None => w.write_all(data),
         Some(prefix) => {
@@ -316,7 +316,7 @@ fn write_lines(w: &mut dyn Write, prefix: Option<&[u8]>, data: &[u8]) -> io::Res
 
 /// The kept bytes of a cut stream with a line marking the cut, or `None` when nothing was
 /// cut. (A cut stream holds at most `--max-output` bytes, so reading it whole is bounded.)
-fn with_cut_mark(output: &Output, stream: Stream) -> io::Result<Option<Vec<u8>>> {
+fn with_cut_mark(output: &Captured, stream: Stream) -> io::Result<Option<Vec<u8>>> {
     let Some(cut) = output.cut() else {
         return Ok(None);
     };
@@ -469,7 +469,7 @@ impl Printer {
         }
         let its_turn = match self.mode {
             OutputMode::KeepOrder => info.seq == self.next_seq,
-            _ => self.live.map_or(true, |live| live == id),
+            _ => self.live.is_none_or(|live| live == id),
         };
         if its_turn {
             self.live = Some(id);

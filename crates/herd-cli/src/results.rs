@@ -9,7 +9,7 @@
 //! - NAME with replacement strings names files: `my_{}` gives `my_foo`, `my_foo.err`,
 //!   `my_foo.seq`; a name ending in `/` is a directory holding `stdout`, `stderr`, `seq`.
 
-use herd::Stream;
+use herd_engine::Stream;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
@@ -239,7 +239,7 @@ enum TableForm {
 /// One finished job, as a table row.
 pub struct Row<'a> {
     pub seq: u64,
-    pub result: &'a herd::JobResult,
+    pub result: &'a herd_engine::JobResult,
     pub command: &'a [u8],
     pub values: &'a [Vec<u8>],
 }
@@ -338,8 +338,16 @@ impl Table {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs_f64();
-        let stdout = r.stdout.to_vec().map_err(fail)?;
-        let stderr = r.stderr.to_vec().map_err(fail)?;
+        let stdout = r
+            .stdout
+            .to_vec()
+            .map_err(std::io::Error::from)
+            .map_err(fail)?;
+        let stderr = r
+            .stderr
+            .to_vec()
+            .map_err(std::io::Error::from)
+            .map_err(fail)?;
         let mut line = Vec::new();
         match self.form {
             TableForm::Separated(sep) => {

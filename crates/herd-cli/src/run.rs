@@ -21,7 +21,7 @@ use crate::remote::Hosts;
 use crate::results::{Results, Row, Table};
 use crate::timeouts::RelativeTimeout;
 use crate::watch::{watch_signals, ReaderWatch, SIGNAL_CHECK};
-use herd::{Event, Herd, Outcome};
+use herd_engine::{Event, Herd, Outcome};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -497,7 +497,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
             continue;
         };
         match event {
-            Event::Started { id, pid } => {
+            Event::Started { id, pid, .. } => {
                 let window = feed_state.window.lock().unwrap();
                 if let Some(info) = window.running.get(&id) {
                     if let (Some(results), Some(files)) = (reports.results.as_mut(), &info.results)
@@ -512,7 +512,9 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
                     }
                 }
             }
-            Event::Output { id, stream, data } => {
+            Event::Output {
+                id, stream, data, ..
+            } => {
                 let window = feed_state.window.lock().unwrap();
                 if let Some(info) = window.running.get(&id) {
                     printer.chunk(id, info, stream, &data);
@@ -688,7 +690,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
                     // Only a cgroup reaches every descendant; a process group misses those
                     // that left it, so say only what was done.
                     let what = match containment {
-                        herd::Containment::ProcessGroup => "its process group was killed",
+                        herd_engine::Containment::ProcessGroup => "its process group was killed",
                         _ => "they were killed",
                     };
                     printer.message(&format!(

@@ -6,7 +6,7 @@
 //! `{N}` `{N.}` … and `{-N}` (counted from the end), and with `--plus` `{+/}` `{+.}` `{..}`
 //! `{##}` `{:-text}` `{#re}` `{/re/text}` and the rest of GNU's set. Any other brace text
 //! (`awk '{print $1}'`) is left as it is. What a job's values turn the template into is a
-//! [`crate::compose::Composed`] line: shell code with each value kept apart, to be quoted.
+//! line of [`crate::compose::Seg`]s: shell code with each value kept apart, to be quoted.
 
 use crate::compose::Seg;
 use regex::bytes::Regex;
@@ -596,7 +596,7 @@ impl Template {
             for (name, piece) in &fixed {
                 if !name.is_empty()
                     && line[i..].starts_with(name)
-                    && best.map_or(true, |(len, _)| name.len() > len)
+                    && best.is_none_or(|(len, _)| name.len() > len)
                 {
                     best = Some((name.len(), piece));
                 }

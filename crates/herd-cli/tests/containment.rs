@@ -61,7 +61,7 @@ fn cgroups_here() -> bool {
 #[test]
 fn jobs_run_in_a_cgroup_of_their_own_which_is_removed_afterwards() {
     if !cgroups_here() {
-        eprintln!("skipped: herd may not create cgroups here");
+        testkit::skipped("herd may not create cgroups here");
         return;
     }
     // `/herd-<pid>-<n>/<k>`: one per herd, one per job inside it.
@@ -160,7 +160,7 @@ fn setsid_descendant_does_not_outlive_herd(level: Level, tag: u32) {
 #[test]
 fn a_descendant_that_calls_setsid_does_not_outlive_herd_in_a_cgroup() {
     if !cgroups_here() {
-        eprintln!("skipped: no cgroup for herd here");
+        testkit::skipped("no cgroup for herd here");
         return;
     }
     setsid_descendant_does_not_outlive_herd(Level::Best, 83);
@@ -205,7 +205,7 @@ fn timeout_kills_setsid_descendant(level: Level, tag: u32) {
 #[test]
 fn a_timeout_kills_a_descendant_that_called_setsid_in_a_cgroup() {
     if !cgroups_here() {
-        eprintln!("skipped: no cgroup for herd here");
+        testkit::skipped("no cgroup for herd here");
         return;
     }
     timeout_kills_setsid_descendant(Level::Best, 84);

@@ -264,6 +264,25 @@ fn typed_on_a_terminal(args: &str, typed: &str, env: &[(&str, &str)]) -> String 
 }
 
 #[test]
+fn inputs_typed_at_the_terminal_are_announced_then_run() {
+    if !testkit::have("script") {
+        return;
+    }
+    // No ::: and no pipe: herd reads the terminal, and says so rather than seem to hang.
+    let screen = typed_on_a_terminal("-k echo got", "a\nb\n\x04", &[]);
+    assert!(
+        screen.contains("herd: reading inputs from the terminal"),
+        "{screen:?}"
+    );
+    assert!(screen.contains("got a\r\ngot b\r\n"), "{screen:?}");
+    assert!(screen.contains("status=0"), "{screen:?}");
+    // With values given, nothing is said.
+    let screen = typed_on_a_terminal("echo got ::: c", "", &[]);
+    assert!(!screen.contains("reading"), "{screen:?}");
+    assert!(screen.contains("got c"), "{screen:?}");
+}
+
+#[test]
 fn with_tty_a_job_reads_and_writes_the_terminal() {
     if !testkit::have("script") {
         return;

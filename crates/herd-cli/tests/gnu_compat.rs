@@ -172,7 +172,7 @@ fn gnu_parallels_documented_examples_give_the_same_results() {
             std::env::var_os("HERD_REQUIRE_TOOLS").is_none(),
             "GNU parallel is not installed (apt-get install parallel)"
         );
-        eprintln!("skipped: GNU parallel is not installed");
+        testkit::skipped("GNU parallel is not installed");
         return;
     };
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gnu");

@@ -22,7 +22,7 @@ fn lab() -> Option<PathBuf> {
         std::env::var_os("HERD_REQUIRE_TOOLS").is_none(),
         "the ssh lab is required (HERD_REQUIRE_TOOLS is set): run .ci/ssh-lab up"
     );
-    eprintln!("skipped: no ssh lab (run .ci/ssh-lab up as root)");
+    testkit::skipped("no ssh lab (run .ci/ssh-lab up as root)");
     None
 }
 

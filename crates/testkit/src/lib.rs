@@ -124,6 +124,16 @@ pub fn wait_for_file(path: &Path) -> String {
     format!("while [ ! -e '{}' ]; do sleep 0.01; done", path.display())
 }
 
+/// Says that the running test skips itself, and why, where `cargo test` shows it: libtest
+/// captures `eprintln!` of a passing test (a skip would read as a plain "ok"), but not what is
+/// written to the stderr handle directly.
+pub fn skipped(why: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {why}");
+}
+
 /// Whether a tool a test needs is installed. In CI (`HERD_REQUIRE_TOOLS=1`) a missing tool
 /// fails the test instead of skipping it.
 pub fn have(tool: &str) -> bool {
@@ -138,7 +148,7 @@ pub fn have(tool: &str) -> bool {
             std::env::var_os("HERD_REQUIRE_TOOLS").is_none(),
             "{tool} is required (HERD_REQUIRE_TOOLS is set)"
         );
-        eprintln!("skipped: {tool} is not installed");
+        skipped(&format!("{tool} is not installed"));
     }
     found
 }
@@ -201,7 +211,7 @@ impl SmallDisk {
                 std::env::var_os("HERD_REQUIRE_TOOLS").is_none() || !is_root(),
                 "root could not mount a tmpfs"
             );
-            eprintln!("skipped: cannot mount a tmpfs here");
+            skipped("cannot mount a tmpfs here");
         }
         ok.then_some(SmallDisk(dir))
     }

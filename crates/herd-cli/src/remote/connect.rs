@@ -5,7 +5,7 @@
 //! when one ends (the connection broke, or keepalive found it silent).
 
 use super::{files, wrapper, Inner, Master, Status, MAX_SESSIONS};
-use herd::Job;
+use herd_engine::Job;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -85,7 +85,7 @@ pub(super) fn check(ssh: &[String], control: &std::path::Path, destination: &str
 /// Follows the masters' herd: a master that ends takes its host down.
 pub(super) fn watch_masters(inner: &Inner) {
     while let Some(event) = inner.masters.next_event() {
-        let herd::Event::Finished(result) = event else {
+        let herd_engine::Event::Finished(result) = event else {
             continue;
         };
         let why = last_words(&result);
@@ -107,13 +107,13 @@ pub(super) fn watch_masters(inner: &Inner) {
 }
 
 /// What a master said before it ended: its last line on stderr, or its exit status.
-fn last_words(result: &herd::JobResult) -> String {
+fn last_words(result: &herd_engine::JobResult) -> String {
     let err = result.stderr.to_vec().unwrap_or_default();
     let text = String::from_utf8_lossy(&err);
     match text.lines().rev().find(|l| !l.trim().is_empty()) {
         Some(line) => line.trim().to_string(),
         None => match result.outcome {
-            herd::Outcome::Exited(c) => format!("ssh exited with status {c}"),
+            herd_engine::Outcome::Exited(c) => format!("ssh exited with status {c}"),
             _ => format!("ssh ended: {:?}", result.outcome),
         },
     }

@@ -24,7 +24,7 @@ pub use login::{parse_list, read_file, resolve, Login, Place};
 pub use wrapper::RemoteCommand;
 
 use connect::{check, connect, mark_down, session_command, watch_masters};
-use herd::{Herd, Job, JobId, KeepOpen, Stdin};
+use herd_engine::{Herd, Job, JobId, KeepOpen, Stdin};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};

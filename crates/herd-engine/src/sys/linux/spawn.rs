@@ -663,7 +663,7 @@ mod tests {
                 std::env::var_os("HERD_REQUIRE_CGROUP").is_none(),
                 "no cgroup where CI requires one"
             );
-            eprintln!("skipped: herd may not create cgroups here");
+            testkit::skipped("herd may not create cgroups here");
             return;
         }
         for backend in BACKENDS {

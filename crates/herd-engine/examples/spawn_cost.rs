@@ -1,7 +1,7 @@
 //! The cost of a spawn from a large parent (benchmark W5).
 //!
 //! ```sh
-//! cargo run --release -p herd --example spawn_cost -- RESIDENT_MIB JOBS PROGRAM
+//! cargo run --release -p herd-engine --example spawn_cost -- RESIDENT_MIB JOBS PROGRAM
 //! ```
 //!
 //! Makes RESIDENT_MIB of memory resident (every page written), then runs PROGRAM JOBS times
@@ -9,7 +9,7 @@
 //! children borrow the parent's memory (`clone3` with `CLONE_VM`), so the parent's page tables
 //! are never copied: the cost should not grow with the parent's size, as it would with `fork`.
 
-use herd::{Event, Herd, Job};
+use herd_engine::{Event, Herd, Job};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,9 +1,10 @@
 //! What a job produced: [`JobResult`], and the [`Event`]s of a run.
 
-use crate::output::Output;
+use crate::output::Captured;
 use crate::sys::Stream;
 use crate::SpawnError;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Identifies a submitted job. Ids count up from 1 in submission order.
@@ -39,6 +40,23 @@ pub enum Outcome {
     Unknown,
 }
 
+/// As a person would say it: `exit 0`, `killed by SIGTERM`, `could not start: program not
+/// found: frob`, `cancelled before it started`.
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Exited(code) => write!(f, "exit {code}"),
+            Outcome::Signaled(signal) => match signal_name(*signal) {
+                Some(name) => write!(f, "killed by {name}"),
+                None => write!(f, "killed by signal {signal}"),
+            },
+            Outcome::SpawnFailed(e) => write!(f, "could not start: {e}"),
+            Outcome::Cancelled => f.write_str("cancelled before it started"),
+            Outcome::Unknown => f.write_str("ended, its status taken elsewhere"),
+        }
+    }
+}
+
 /// CPU time and memory the job's process used, as reported when it was reaped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ResourceUsage {
@@ -60,6 +78,8 @@ pub struct ResourceUsage {
 pub struct JobResult {
     /// The job's id.
     pub id: JobId,
+    /// The job's [`tag`](crate::Job::tag), if it has one.
+    pub tag: Option<Arc<str>>,
     /// The process id, if the job started.
     pub pid: Option<u32>,
     /// How it ended.
@@ -83,16 +103,22 @@ pub struct JobResult {
     /// CPU time and peak memory of the process (and of descendants it waited for).
     pub usage: ResourceUsage,
     /// Standard output. Empty when output was not collected.
-    pub stdout: Output,
+    pub stdout: Captured,
     /// Standard error. Empty when output was not collected.
-    pub stderr: Output,
+    pub stderr: Captured,
 }
 
 impl JobResult {
     /// The result of a job that never ran.
-    pub(crate) fn not_run(id: JobId, outcome: Outcome, cancelled: bool) -> Self {
+    pub(crate) fn not_run(
+        id: JobId,
+        tag: Option<Arc<str>>,
+        outcome: Outcome,
+        cancelled: bool,
+    ) -> Self {
         JobResult {
             id,
+            tag,
             pid: None,
             outcome,
             timed_out: false,
@@ -102,8 +128,8 @@ impl JobResult {
             start_time: SystemTime::now(),
             duration: Duration::ZERO,
             usage: ResourceUsage::default(),
-            stdout: Output::empty(),
-            stderr: Output::empty(),
+            stdout: Captured::empty(),
+            stderr: Captured::empty(),
         }
     }
 
@@ -131,7 +157,7 @@ impl JobResult {
     }
 
     /// The output of one stream.
-    pub fn output(&self, stream: Stream) -> &Output {
+    pub fn output(&self, stream: Stream) -> &Captured {
         match stream {
             Stream::Stdout => &self.stdout,
             Stream::Stderr => &self.stderr,
@@ -155,6 +181,8 @@ pub enum Event {
         id: JobId,
         /// Its process id.
         pid: u32,
+        /// Its [`tag`](crate::Job::tag).
+        tag: Option<Arc<str>>,
     },
     /// Output arrived (only for jobs with [`Job::stream_output`](crate::Job::stream_output)).
     Output {
@@ -164,6 +192,8 @@ pub enum Event {
         stream: Stream,
         /// The bytes, in order within the stream.
         data: crate::Chunk,
+        /// The job's [`tag`](crate::Job::tag).
+        tag: Option<Arc<str>>,
     },
     /// The job finished. (Boxed: results are large and rare, output chunks small and many.)
     Finished(Box<JobResult>),

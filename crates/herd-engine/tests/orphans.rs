@@ -3,7 +3,7 @@
 //! makes the test process a child subreaper.
 #![cfg(target_os = "linux")]
 
-use herd::{Containment, Herd, Job};
+use herd_engine::{Containment, Herd, Job};
 use testkit::{assert_gone, long_sleep, processes_with, wait_for_file};
 
 fn adopting_herd() -> Herd {

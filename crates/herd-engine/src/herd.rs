@@ -18,6 +18,7 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub max_running: usize,
+    pub max_queued: usize,
     pub spawners: usize,
     pub eof_grace: Duration,
     pub kill_grace: Duration,
@@ -39,6 +40,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             max_running: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_queued: usize::MAX,
             spawners: 2,
             eof_grace: Duration::from_secs(1),
             kill_grace: Duration::from_secs(1),
@@ -61,11 +63,11 @@ impl Default for Config {
 ///
 /// ```
 /// use std::time::Duration;
-/// let herd = herd::Herd::builder()
+/// let herd = herd_engine::Herd::builder()
 ///     .max_running(500)
 ///     .eof_grace(Duration::from_millis(500))
 ///     .build()?;
-/// # Ok::<(), herd::Error>(())
+/// # Ok::<(), herd_engine::Error>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Builder {
@@ -77,6 +79,27 @@ impl Builder {
     /// of CPUs. Values below 1 count as 1.
     pub fn max_running(mut self, n: usize) -> Self {
         self.config.max_running = n.max(1);
+        self
+    }
+
+    /// How many submitted jobs may wait for a slot (default: no bound). Past it,
+    /// [`Herd::submit`] and [`Herd::spawn`] wait until a waiting job starts: a program can feed
+    /// a million jobs in the memory of `n`, the way a bounded channel paces its sender.
+    /// [`Herd::queued`] says how many wait. Values below 1 count as 1.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), herd_engine::Error> {
+    /// let herd = herd_engine::Herd::builder().max_running(8).max_queued(64).build()?;
+    /// for i in 0..1000 {
+    ///     // Waits here whenever 64 jobs are waiting for one of the 8 slots.
+    ///     herd.submit(herd_engine::Job::shell(format!("echo {i}")))?;
+    ///     assert!(herd.queued() <= 64);
+    /// }
+    /// assert_eq!(herd.results().filter(|r| r.success()).count(), 1000);
+    /// # Ok(()) }
+    /// ```
+    pub fn max_queued(mut self, n: usize) -> Self {
+        self.config.max_queued = n.max(1);
         self
     }
 
@@ -119,6 +142,17 @@ impl Builder {
     /// running job is read regardless while every result has been taken, so jobs always end.
     pub fn memory_budget(mut self, bytes: usize) -> Self {
         self.config.memory_budget = bytes;
+        self
+    }
+
+    /// Keeps all collected output in memory, never in temporary files: lifts both
+    /// [`memory_per_stream`](Self::memory_per_stream) and
+    /// [`memory_budget`](Self::memory_budget) (a later call of either sets that bound again).
+    /// For programs that know their jobs print little, or that want the bytes in memory
+    /// whatever it costs; [`Job::max_output`](crate::Job::max_output) still bounds a job.
+    pub fn keep_in_memory(mut self) -> Self {
+        self.config.memory_per_stream = usize::MAX;
+        self.config.memory_budget = usize::MAX;
         self
     }
 
@@ -169,8 +203,8 @@ impl Builder {
     /// (see [`memory_budget`](Self::memory_budget)) delivers its stream as
     /// [`Event::Output`] events instead of keeping it in memory beyond the share (default
     /// false): first what it had collected, then each chunk as it comes. Only jobs given to
-    /// [`submit`](Herd::submit) have events; the result's [`Output`](crate::Output) then says
-    /// how much came so ([`Output::delivered_as_events`](crate::Output::delivered_as_events)).
+    /// [`submit`](Herd::submit) have events; the result's [`Captured`](crate::Captured) then says
+    /// how much came so ([`Captured::delivered_as_events`](crate::Captured::delivered_as_events)).
     /// For a consumer that prints as it goes, this keeps memory within the share whatever
     /// one job prints.
     pub fn stream_when_full(mut self, yes: bool) -> Self {
@@ -235,6 +269,15 @@ pub(crate) struct EventQueue {
     pub closed: bool,
     /// Live [`KeepOpen`] guards: while there are any, an empty stream waits instead of ending.
     pub holds: usize,
+    /// Tasks waiting in [`Herd::next_event_async`], woken with the blocked threads.
+    pub wakers: Vec<std::task::Waker>,
+}
+
+impl EventQueue {
+    /// Whether the stream has ended: nothing queued and nothing more to come.
+    fn ended(&self) -> bool {
+        self.queue.is_empty() && ((self.outstanding == 0 && self.holds == 0) || self.closed)
+    }
 }
 
 /// State shared by the API, the loop and the spawners.
@@ -248,6 +291,10 @@ pub(crate) struct Shared {
     pub event_buffer: usize,
     /// Buffers for output events, reused as the consumer drops them.
     pub chunks: Arc<crate::chunk::ChunkPool>,
+    /// Jobs submitted that wait for a slot ([`Builder::max_queued`]), and its bound.
+    waiting: Mutex<usize>,
+    waiting_changed: Condvar,
+    max_queued: usize,
     /// The loop holds streams for lack of room (see `Engine::hold_streams`).
     pub room_wanted: AtomicBool,
     /// Output was dropped, or a result taken, since the loop last looked for room.
@@ -273,6 +320,60 @@ impl Shared {
 
     pub(crate) fn wake(&self) {
         self.waker.wake();
+    }
+
+    /// Counts a job in as waiting for a slot, first waiting for room among the waiting ones.
+    fn enter_queue(&self) -> Result<(), Error> {
+        let mut waiting = self.waiting.lock().unwrap();
+        while *waiting >= self.max_queued {
+            if self.events.lock().unwrap().closed {
+                return Err(Error::ShutDown);
+            }
+            waiting = self.waiting_changed.wait(waiting).unwrap();
+        }
+        *waiting += 1;
+        Ok(())
+    }
+
+    /// A job stopped waiting for a slot (it started, or ended without starting).
+    pub(crate) fn job_left_queue(&self) {
+        *self.waiting.lock().unwrap() -= 1;
+        if self.max_queued != usize::MAX {
+            self.waiting_changed.notify_one();
+        }
+    }
+
+    /// Wakes whoever waits for events, blocked ([`Herd::next_event`]) or as a task
+    /// ([`Herd::next_event_async`]).
+    pub(crate) fn announce_events(&self) {
+        let wakers = match self.events.lock() {
+            Ok(mut events) => std::mem::take(&mut events.wakers),
+            Err(_) => Vec::new(),
+        };
+        self.events_cond.notify_all();
+        wakers.into_iter().for_each(std::task::Waker::wake);
+        // The loop ended: a submitter waiting for queue room must hear it (and fail).
+        if self.events.lock().is_ok_and(|e| e.closed) {
+            let _waiting = self.waiting.lock();
+            self.waiting_changed.notify_all();
+        }
+    }
+
+    /// Takes the next queued event, and lets the loop read again if it paused for room.
+    fn take_event(&self, events: &mut EventQueue) -> Option<Event> {
+        let event = events.queue.pop_front()?;
+        if let Event::Finished(_) = &event {
+            events.finished -= 1;
+            self.room_may_have_changed();
+        }
+        if let Event::Output { data, .. } = &event {
+            events.bytes -= data.len();
+            if events.bytes < self.event_buffer / 2 && self.paused.load(Ordering::Acquire) {
+                self.paused.store(false, Ordering::Release);
+                self.wake();
+            }
+        }
+        Some(event)
     }
 
     /// Collected output was dropped or a result taken: a loop holding streams should look.
@@ -310,7 +411,12 @@ impl HandleSender {
 impl Drop for HandleSender {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
-            slot.complete(JobResult::not_run(self.id, crate::Outcome::Cancelled, true));
+            slot.complete(JobResult::not_run(
+                self.id,
+                None,
+                crate::Outcome::Cancelled,
+                true,
+            ));
         }
     }
 }
@@ -343,17 +449,28 @@ impl HandleSlot {
 
 /// A job started with [`Herd::spawn`]: wait for it, or `.await` it on any executor.
 ///
+/// Dropping a handle does not stop its job, as dropping a `std::thread::JoinHandle` does not
+/// stop its thread: the job runs to its end and its result is discarded. That makes a handle
+/// safe to lose (in a `select!` that another branch won, say) without killing work; to stop
+/// the job, call [`cancel`](Self::cancel), or build it with
+/// [`Job::cancel_on_drop`](crate::Job::cancel_on_drop) to have the drop cancel it (as
+/// `tokio::process::Command::kill_on_drop` does).
+///
 /// ```
-/// # fn main() -> Result<(), herd::Error> {
-/// let herd = herd::Herd::new()?;
-/// let handle = herd.spawn(herd::Job::new("echo").arg("hi"))?;
+/// # fn main() -> Result<(), herd_engine::Error> {
+/// let herd = herd_engine::Herd::new()?;
+/// let handle = herd.spawn(herd_engine::Job::shell("echo hi"))?;
 /// let result = handle.wait();
-/// assert_eq!(result.stdout.as_bytes(), Some(&b"hi\n"[..]));
+/// assert_eq!(result.stdout.text()?.trim_end(), "hi");
 /// # Ok(()) }
 /// ```
 pub struct JobHandle {
     id: JobId,
     slot: Arc<HandleSlot>,
+    shared: Arc<Shared>,
+    cancel_on_drop: bool,
+    /// The result was handed out: nothing left to cancel.
+    done: bool,
 }
 
 impl JobHandle {
@@ -362,11 +479,24 @@ impl JobHandle {
         self.id
     }
 
+    /// Cancels the job: a queued job finishes at once as cancelled; a running one has its
+    /// process tree killed. Its result (saying so) still comes from the handle.
+    pub fn cancel(&self) {
+        self.shared.send(Msg::Cancel(self.id));
+    }
+
+    /// Whether the job has finished (its result is ready).
+    pub fn is_finished(&self) -> bool {
+        self.done || self.slot.state.lock().unwrap().result.is_some()
+    }
+
     /// Blocks until the job has finished.
-    pub fn wait(self) -> JobResult {
+    pub fn wait(mut self) -> JobResult {
         let mut state = self.slot.state.lock().unwrap();
         loop {
             if let Some(r) = state.result.take() {
+                drop(state);
+                self.done = true;
                 return r;
             }
             state = self.slot.cond.wait(state).unwrap();
@@ -374,13 +504,34 @@ impl JobHandle {
     }
 }
 
+impl std::fmt::Debug for JobHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobHandle")
+            .field("id", &self.id)
+            .field("cancel_on_drop", &self.cancel_on_drop)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for JobHandle {
+    fn drop(&mut self) {
+        if self.cancel_on_drop && !self.is_finished() {
+            self.cancel();
+        }
+    }
+}
+
 impl Future for JobHandle {
     type Output = JobResult;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<JobResult> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<JobResult> {
         let mut state = self.slot.state.lock().unwrap();
         match state.result.take() {
-            Some(r) => Poll::Ready(r),
+            Some(r) => {
+                drop(state);
+                self.done = true;
+                Poll::Ready(r)
+            }
             None => {
                 state.waker = Some(cx.waker().clone());
                 Poll::Pending
@@ -395,9 +546,26 @@ impl Future for JobHandle {
 /// creates the processes; a small fixed pool of spawner threads takes the spawns that block
 /// (all of them on Windows). The thread count is the same for 10 or 10,000 running jobs.
 ///
-/// Dropping a `Herd` cancels what has not finished (killing each job's process tree), waits
-/// for that, and stops the threads: no child outlives its herd.
+/// A `Herd` is cheap to clone, and every clone is the same herd: share it between threads
+/// (it is `Send` and `Sync`) or clone it into tasks. Dropping the last clone cancels what has
+/// not finished (killing each job's process tree), waits for that, and stops the threads: no
+/// child outlives its herd.
+#[derive(Clone)]
 pub struct Herd {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Herd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Herd")
+            .field("max_running", &self.inner.max_running)
+            .field("containment", &self.inner.containment)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the clones of a [`Herd`] share; dropping it shuts the herd down.
+struct Inner {
     shared: Arc<Shared>,
     next_id: AtomicU64,
     /// The event loop; it owns the spawner threads and stops them as it ends.
@@ -457,6 +625,9 @@ impl Herd {
             chunks: Arc::new(crate::chunk::ChunkPool::new(
                 config.event_buffer.min(crate::chunk::KEEP_BYTES),
             )),
+            waiting: Mutex::new(0),
+            waiting_changed: Condvar::new(),
+            max_queued: config.max_queued,
             room_wanted: AtomicBool::new(false),
             room_changed: AtomicBool::new(false),
         });
@@ -474,12 +645,14 @@ impl Herd {
             .spawn(move || engine.run())
             .map_err(Error::Setup)?;
         Ok(Herd {
-            shared,
-            next_id: AtomicU64::new(1),
-            loop_thread: Some(loop_thread),
-            max_running,
-            containment: level,
-            spill_problem,
+            inner: Arc::new(Inner {
+                shared,
+                next_id: AtomicU64::new(1),
+                loop_thread: Some(loop_thread),
+                max_running,
+                containment: level,
+                spill_problem,
+            }),
         })
     }
 
@@ -487,35 +660,43 @@ impl Herd {
     /// directory): the first such failure, in one line. Output is never lost for it; what
     /// did not fit on disk is kept in memory, and the disk is tried again a second later.
     pub fn spill_problem(&self) -> Option<String> {
-        self.spill_problem.lock().unwrap().clone()
+        self.inner.spill_problem.lock().unwrap().clone()
     }
 
     /// How this herd contains its jobs' processes.
     pub fn containment(&self) -> Containment {
-        self.containment
+        self.inner.containment
+    }
+
+    /// How many submitted jobs wait for a slot now (see [`Builder::max_queued`]).
+    pub fn queued(&self) -> usize {
+        *self.inner.shared.waiting.lock().unwrap()
     }
 
     /// The bound on running jobs this herd was built with.
     pub fn max_running(&self) -> usize {
-        self.max_running
+        self.inner.max_running
     }
 
     fn next_id(&self) -> JobId {
-        JobId(self.next_id.fetch_add(1, Ordering::Relaxed))
+        JobId(self.inner.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Queues a job. Its events (start, streamed output, and its [`JobResult`] as
     /// [`Event::Finished`]) come out of [`next_event`](Self::next_event).
     pub fn submit(&self, job: impl Into<Job>) -> Result<JobId, Error> {
+        self.inner.shared.enter_queue()?;
         let id = self.next_id();
         {
-            let mut events = self.shared.events.lock().unwrap();
+            let mut events = self.inner.shared.events.lock().unwrap();
             if events.closed {
+                drop(events);
+                self.inner.shared.job_left_queue();
                 return Err(Error::ShutDown);
             }
             events.outstanding += 1;
         }
-        self.shared.send(Msg::Submit {
+        self.inner.shared.send(Msg::Submit {
             id,
             job: Arc::new(job.into()),
             delivery: Delivery::Events,
@@ -526,7 +707,9 @@ impl Herd {
     /// Queues a job and returns a handle that yields its result, blocking
     /// ([`JobHandle::wait`]) or as a future. Such a job produces no events.
     pub fn spawn(&self, job: impl Into<Job>) -> Result<JobHandle, Error> {
-        if self.shared.events.lock().unwrap().closed {
+        self.inner.shared.enter_queue()?;
+        if self.inner.shared.events.lock().unwrap().closed {
+            self.inner.shared.job_left_queue();
             return Err(Error::ShutDown);
         }
         let id = self.next_id();
@@ -535,12 +718,20 @@ impl Herd {
             id,
             slot: Some(slot.clone()),
         };
-        self.shared.send(Msg::Submit {
+        let job: Job = job.into();
+        let cancel_on_drop = job.cancel_on_drop;
+        self.inner.shared.send(Msg::Submit {
             id,
-            job: Arc::new(job.into()),
+            job: Arc::new(job),
             delivery: Delivery::Handle(sender),
         });
-        Ok(JobHandle { id, slot })
+        Ok(JobHandle {
+            id,
+            slot,
+            shared: self.inner.shared.clone(),
+            cancel_on_drop,
+            done: false,
+        })
     }
 
     /// The next event, waiting for it if need be. `None` once every job submitted with
@@ -556,42 +747,60 @@ impl Herd {
 
     fn next_event_inner(&self, timeout: Option<Duration>) -> Option<Event> {
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
-        let mut events = self.shared.events.lock().unwrap();
+        let shared = &self.inner.shared;
+        let mut events = shared.events.lock().unwrap();
         loop {
-            if let Some(event) = events.queue.pop_front() {
-                if let Event::Finished(_) = &event {
-                    events.finished -= 1;
-                    self.shared.room_may_have_changed();
-                }
-                if let Event::Output { data, .. } = &event {
-                    events.bytes -= data.len();
-                    if events.bytes < self.shared.event_buffer / 2
-                        && self.shared.paused.load(Ordering::Acquire)
-                    {
-                        self.shared.paused.store(false, Ordering::Release);
-                        self.shared.wake();
-                    }
-                }
+            if let Some(event) = shared.take_event(&mut events) {
                 return Some(event);
             }
-            if (events.outstanding == 0 && events.holds == 0) || events.closed {
+            if events.ended() {
                 return None;
             }
             events = match deadline {
-                None => self.shared.events_cond.wait(events).unwrap(),
+                None => shared.events_cond.wait(events).unwrap(),
                 Some(d) => {
                     let now = std::time::Instant::now();
                     if now >= d {
                         return None;
                     }
-                    self.shared
-                        .events_cond
-                        .wait_timeout(events, d - now)
-                        .unwrap()
-                        .0
+                    shared.events_cond.wait_timeout(events, d - now).unwrap().0
                 }
             };
         }
+    }
+
+    /// [`next_event`](Self::next_event) for async code: a future that resolves to the next
+    /// event (or `None` at the stream's end) without blocking a thread, on any executor.
+    ///
+    /// ```
+    /// # async fn follow(herd: herd_engine::Herd) {
+    /// while let Some(event) = herd.next_event_async().await {
+    ///     println!("{event:?}");
+    /// }
+    /// # }
+    /// ```
+    pub fn next_event_async(&self) -> NextEvent<'_> {
+        NextEvent { herd: self }
+    }
+
+    /// The results of the jobs given to [`submit`](Self::submit), in the order they finish
+    /// (their other events are dropped): the loop for a program that only wants results.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), herd_engine::Error> {
+    /// let herd = herd_engine::Herd::new()?;
+    /// for seconds in [2, 0, 1] {
+    ///     herd.submit(herd_engine::Job::shell(format!("echo {seconds}")))?;
+    /// }
+    /// let finished: Vec<_> = herd.results().map(|r| r.id.get()).collect();
+    /// assert_eq!(finished.len(), 3);
+    /// # Ok(()) }
+    /// ```
+    pub fn results(&self) -> impl Iterator<Item = JobResult> + '_ {
+        self.events().filter_map(|event| match event {
+            Event::Finished(result) => Some(*result),
+            _ => None,
+        })
     }
 
     /// An iterator over [`next_event`](Self::next_event).
@@ -605,21 +814,21 @@ impl Herd {
     ///
     /// [`next_event`]: Self::next_event
     pub fn keep_open(&self) -> KeepOpen {
-        self.shared.events.lock().unwrap().holds += 1;
+        self.inner.shared.events.lock().unwrap().holds += 1;
         KeepOpen {
-            shared: self.shared.clone(),
+            shared: self.inner.shared.clone(),
         }
     }
 
     /// Cancels one job: a queued job finishes at once as cancelled; a running one has its
     /// process tree signalled (SIGTERM, then SIGKILL after the kill grace).
     pub fn cancel(&self, id: JobId) {
-        self.shared.send(Msg::Cancel(id));
+        self.inner.shared.send(Msg::Cancel(id));
     }
 
     /// Cancels every job submitted so far.
     pub fn cancel_all(&self) {
-        self.shared.send(Msg::CancelAll);
+        self.inner.shared.send(Msg::CancelAll);
     }
 }
 
@@ -631,11 +840,37 @@ pub struct KeepOpen {
 impl Drop for KeepOpen {
     fn drop(&mut self) {
         self.shared.events.lock().unwrap().holds -= 1;
-        self.shared.events_cond.notify_all();
+        self.shared.announce_events();
     }
 }
 
-impl Drop for Herd {
+/// The future of [`Herd::next_event_async`].
+#[derive(Debug)]
+#[must_use = "a future does nothing unless awaited"]
+pub struct NextEvent<'a> {
+    herd: &'a Herd,
+}
+
+impl Future for NextEvent<'_> {
+    type Output = Option<Event>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        let shared = &self.herd.inner.shared;
+        let mut events = shared.events.lock().unwrap();
+        if let Some(event) = shared.take_event(&mut events) {
+            return Poll::Ready(Some(event));
+        }
+        if events.ended() {
+            return Poll::Ready(None);
+        }
+        if !events.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            events.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Inner {
     fn drop(&mut self) {
         self.shared.send(Msg::Shutdown);
         if let Some(t) = self.loop_thread.take() {

@@ -15,7 +15,7 @@ fn main() {
 
 #[cfg(windows)]
 mod suite {
-    use herd::{Event, Herd, Job, JobResult, Outcome, Stdin};
+    use herd_engine::{Event, Herd, Job, JobResult, Outcome, Stdin};
     use std::io::{Read, Write};
     use std::time::{Duration, Instant};
     use testkit::Rng;
@@ -182,7 +182,7 @@ mod suite {
 
     type Test = fn(bool);
 
-    fn builder(thread_pool: bool) -> herd::Builder {
+    fn builder(thread_pool: bool) -> herd_engine::Builder {
         Herd::builder().windows_thread_pool(thread_pool)
     }
 
@@ -249,7 +249,7 @@ mod suite {
         assert!(
             matches!(
                 missing.outcome,
-                Outcome::SpawnFailed(herd::SpawnError::NotFound { .. })
+                Outcome::SpawnFailed(herd_engine::SpawnError::NotFound { .. })
             ),
             "{:?}",
             missing.outcome

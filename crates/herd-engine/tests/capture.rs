@@ -1,7 +1,7 @@
 //! The engine against real processes: exact capture, no deadlock, trees killed, results.
 #![cfg(unix)]
 
-use herd::{Environment, Event, Herd, Job, Outcome, Stdin, Stream};
+use herd_engine::{Environment, Event, Herd, Job, Outcome, Stdin, Stream};
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
@@ -19,7 +19,7 @@ fn byte_exact_capture_of_many_jobs_spilling_to_disk() {
     byte_exact_capture(Herd::builder().max_running(64).memory_per_stream(4096));
 }
 
-fn byte_exact_capture(builder: herd::Builder) {
+fn byte_exact_capture(builder: herd_engine::Builder) {
     let dir = tempfile::tempdir().unwrap();
     let files = data_files(dir.path(), 64, 7);
     let herd = builder.build().unwrap();
@@ -406,7 +406,7 @@ fn streamed_stdins_feed_running_jobs_exactly() {
                         next = i + 1;
                         break 'deal;
                     }
-                    Err(herd::TrySendError::Full(_)) => {}
+                    Err(herd_engine::TrySendError::Full(_)) => {}
                     Err(e) => panic!("cat's stdin closed: {e:?}"),
                 }
             }
@@ -443,7 +443,7 @@ fn a_streams_queue_is_bounded_and_gives_back_what_was_not_written() {
     testkit::wait_until("the stream to fill", || {
         match sender.try_send(block.clone()) {
             Ok(()) => accepted += block.len(),
-            Err(herd::TrySendError::Full(_)) => return sender.queued() >= 100_000,
+            Err(herd_engine::TrySendError::Full(_)) => return sender.queued() >= 100_000,
             Err(e) => panic!("{e:?}"),
         }
         false
@@ -458,7 +458,7 @@ fn a_streams_queue_is_bounded_and_gives_back_what_was_not_written() {
     assert!(!job.wait().success());
     testkit::wait_until("the stream to close", || sender.is_closed());
     match sender.try_send(b"late".to_vec()) {
-        Err(herd::TrySendError::Closed(bytes)) => assert_eq!(bytes, b"late"),
+        Err(herd_engine::TrySendError::Closed(bytes)) => assert_eq!(bytes, b"late"),
         other => panic!("{other:?}"),
     }
     let unsent: usize = sender.take_unsent().iter().map(Vec::len).sum();
@@ -553,7 +553,7 @@ fn results_report_status_signal_time_and_usage() {
         .unwrap()
         .wait();
     assert_eq!(r.signal(), Some(9));
-    assert_eq!(herd::signal_name(9), Some("SIGKILL"));
+    assert_eq!(herd_engine::signal_name(9), Some("SIGKILL"));
     assert_eq!(r.exit_code(), None);
     // A busy loop uses CPU time; a large allocation shows in max RSS.
     let r = herd
@@ -580,7 +580,7 @@ fn streamed_output_arrives_in_order_between_started_and_finished() {
     let mut streamed = Vec::new();
     for event in herd.events() {
         match event {
-            Event::Started { id: i, pid } => {
+            Event::Started { id: i, pid, .. } => {
                 assert_eq!(i, id);
                 assert!(pid > 0);
                 seen.push("started");
@@ -622,14 +622,14 @@ fn a_slow_consumer_of_streamed_output_loses_nothing() {
         )
         .unwrap();
     }
-    let mut per_job: HashMap<herd::JobId, u64> = HashMap::new();
+    let mut per_job: HashMap<herd_engine::JobId, u64> = HashMap::new();
     for event in herd.events() {
         match event {
             Event::Output { id, data, .. } => *per_job.entry(id).or_default() += data.len() as u64,
             Event::Finished(r) => {
                 assert!(r.success());
                 assert_eq!(r.stdout.len(), 3_000_000, "counted even when not collected");
-                assert_eq!(r.stdout.as_bytes(), Some(&[][..]), "not collected");
+                assert_eq!(r.stdout.in_memory(), Some(&[][..]), "not collected");
             }
             Event::Started { .. } => {}
         }
@@ -872,7 +872,7 @@ fn readers_of_a_spilled_output_do_not_move_each_other() {
 
 /// A herd with 1 MiB of memory for output and a full disk (a 256 KiB one, soon full).
 #[cfg(target_os = "linux")]
-fn starved(disk: &testkit::SmallDisk) -> herd::Builder {
+fn starved(disk: &testkit::SmallDisk) -> herd_engine::Builder {
     Herd::builder()
         .spill_dir(disk.path())
         .memory_budget(1 << 20)
@@ -918,11 +918,13 @@ fn stream_when_full_delivers_what_cannot_be_kept_as_events_and_loses_nothing() {
         let script = format!("head -c 3000000 /dev/zero | tr '\\0' {letter}");
         herd.submit(Job::new("sh").args(["-c", &script])).unwrap();
     }
-    let mut streamed: HashMap<herd::JobId, Vec<u8>> = HashMap::new();
+    let mut streamed: HashMap<herd_engine::JobId, Vec<u8>> = HashMap::new();
     let mut let_through = 0;
     for event in herd.events() {
         match event {
-            Event::Output { id, stream, data } => {
+            Event::Output {
+                id, stream, data, ..
+            } => {
                 assert_eq!(stream, Stream::Stdout);
                 streamed.entry(id).or_default().extend_from_slice(&data);
             }

@@ -6,7 +6,7 @@
 //! [`Event::Output`]. (Once a stream that is not streamed spills, Linux's poller moves the
 //! rest from the pipe into the spill file with `splice` and reports only the count,
 //! [`SysEvent::Spilled`].) When the job completes, [`Engine::complete`] turns the captures into
-//! the [`JobResult`]'s [`Output`](crate::Output)s and delivers it to the event queue or to
+//! the [`JobResult`]'s [`Captured`](crate::Captured) outputs and delivers it to the event queue or to
 //! the job's [`JobHandle`](crate::JobHandle).
 //!
 //! A job is complete when its process has exited **and** both pipes reached EOF, or when the
@@ -52,6 +52,20 @@ struct Queued {
     idle_retries: u32,
     /// Spawns that failed for lack of resources in all: the retry timer's back-off.
     spawn_retries: u32,
+    /// Counted out of the herd's waiting jobs ([`Builder::max_queued`]): it got a slot or
+    /// an end. (A job put back after a failed spawn is not counted in again.)
+    ///
+    /// [`Builder::max_queued`]: crate::Builder::max_queued
+    left_queue: bool,
+}
+
+impl Queued {
+    /// The job no longer waits for a slot: a submitter held back by `max_queued` may go on.
+    fn leave_queue(&mut self, shared: &Shared) {
+        if !std::mem::replace(&mut self.left_queue, true) {
+            shared.job_left_queue();
+        }
+    }
 }
 
 struct Running {
@@ -133,7 +147,7 @@ impl Drop for CloseOnExit {
         if let Ok(mut events) = self.0.events.lock() {
             events.closed = true;
         }
-        self.0.events_cond.notify_all();
+        self.0.announce_events();
     }
 }
 
@@ -257,7 +271,7 @@ impl Engine {
             let more_to_start = self.start_queued();
             let s = &self.state;
             if s.events_to_announce.take() {
-                s.shared.events_cond.notify_all();
+                s.shared.announce_events();
             }
             if s.shutting_down && s.active == 0 && s.queue.is_empty() {
                 break;
@@ -293,6 +307,7 @@ impl Engine {
                     delivery,
                     idle_retries: 0,
                     spawn_retries: 0,
+                    left_queue: false,
                 };
                 if self.state.shutting_down {
                     self.state.give_up(queued, Outcome::Cancelled, true);
@@ -361,8 +376,10 @@ impl Engine {
                 let id = entry.queued.id;
                 let timeout = entry.queued.job.timeout;
                 let cancelled = entry.cancelled;
-                if matches!(entry.queued.delivery, Delivery::Events) && s.config.started_events {
-                    s.push_event(Event::Started { id, pid }, false);
+                let announce = matches!(entry.queued.delivery, Delivery::Events);
+                let tag = entry.queued.job.tag.clone();
+                if announce && s.config.started_events {
+                    s.push_event(Event::Started { id, pid, tag }, false);
                 }
                 s.arm_check(TimerKind::StopCheck, Instant::now());
                 if cancelled {
@@ -650,8 +667,12 @@ impl Engine {
         let info = running.process.reap();
         if let Some(e) = info.spawn_error {
             // The child never reached its program: reported as if the spawn had failed.
-            let result =
-                JobResult::not_run(entry.queued.id, Outcome::SpawnFailed(e), entry.cancelled);
+            let result = JobResult::not_run(
+                entry.queued.id,
+                entry.queued.job.tag.clone(),
+                Outcome::SpawnFailed(e),
+                entry.cancelled,
+            );
             s.deliver(entry.queued.delivery, result);
             return;
         }
@@ -662,6 +683,7 @@ impl Engine {
         };
         let result = JobResult {
             id: entry.queued.id,
+            tag: entry.queued.job.tag.clone(),
             pid: Some(pid),
             outcome,
             timed_out: entry.timed_out,
@@ -709,9 +731,18 @@ impl State {
         // A streamed job delivered these bytes as events already.
         if !entry.queued.job.stream_output && !held.is_empty() {
             let id = entry.queued.id;
+            let tag = entry.queued.job.tag.clone();
             let data = self.shared.chunks.chunk(&mut held);
             let data = data.charged(&self.limits.budget);
-            self.push_event(Event::Output { id, stream, data }, false);
+            self.push_event(
+                Event::Output {
+                    id,
+                    stream,
+                    data,
+                    tag,
+                },
+                false,
+            );
         }
     }
 
@@ -767,7 +798,8 @@ impl State {
     }
 
     /// Takes a slot for a job about to be spawned.
-    fn occupy(&mut self, queued: Queued) -> Token {
+    fn occupy(&mut self, mut queued: Queued) -> Token {
+        queued.leave_queue(&self.shared);
         let max_output = queued.job.max_output;
         let index = match self.free.pop() {
             Some(i) => i,
@@ -883,8 +915,9 @@ impl State {
     }
 
     /// Delivers a result for a job that never ran.
-    fn give_up(&mut self, queued: Queued, outcome: Outcome, cancelled: bool) {
-        let result = JobResult::not_run(queued.id, outcome, cancelled);
+    fn give_up(&mut self, mut queued: Queued, outcome: Outcome, cancelled: bool) {
+        queued.leave_queue(&self.shared);
+        let result = JobResult::not_run(queued.id, queued.job.tag.clone(), outcome, cancelled);
         self.deliver(queued.delivery, result);
     }
 
@@ -947,8 +980,17 @@ impl State {
                     // other jobs wait while the consumer catches up.
                     capture.passed(data.len());
                     let id = entry.queued.id;
+                    let tag = job.tag.clone();
                     let data = self.shared.chunks.chunk(data).charged(&self.limits.budget);
-                    self.push_event(Event::Output { id, stream, data }, false);
+                    self.push_event(
+                        Event::Output {
+                            id,
+                            stream,
+                            data,
+                            tag,
+                        },
+                        false,
+                    );
                     return;
                 }
                 if capture.push(data, job.collect_output, &self.limits, &self.spill) {
@@ -964,11 +1006,13 @@ impl State {
                 }
                 if streamed {
                     let id = entry.queued.id;
+                    let tag = entry.queued.job.tag.clone();
                     self.push_event(
                         Event::Output {
                             id,
                             stream,
                             data: self.shared.chunks.chunk(data),
+                            tag,
                         },
                         false,
                     );

@@ -26,6 +26,15 @@ mod windows;
 #[cfg(windows)]
 pub(crate) use windows::*;
 
+// One clear message instead of hundreds of missing names: herd's backends need epoll, pidfds
+// and `clone3` (Linux), or I/O completion ports and job objects (Windows). macOS and the BSDs
+// would need a kqueue backend, which does not exist yet.
+#[cfg(not(any(target_os = "linux", windows)))]
+compile_error!(
+    "herd-engine supports Linux (5.3 or later; any architecture, with the clone3 fast path on \
+     x86-64) and Windows (10 / Server 2016 or later); this target is neither"
+);
+
 /// Settings a backend may use (each ignores what does not apply to it).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PollerOptions {

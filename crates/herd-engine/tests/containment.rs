@@ -1,7 +1,7 @@
 //! What holds a job's processes, as the library reports it and keeps it (Linux).
 #![cfg(target_os = "linux")]
 
-use herd::{Containment, Herd, Job};
+use herd_engine::{Containment, Herd, Job};
 
 fn cgroup_required() -> bool {
     std::env::var_os("HERD_REQUIRE_CGROUP").is_some()
@@ -40,7 +40,7 @@ fn the_herd_says_what_contains_its_jobs() {
 fn a_dropped_herd_leaves_no_cgroup_behind() {
     let herd = Herd::new().unwrap();
     if herd.containment() != Containment::Cgroup {
-        eprintln!("skipped: herd may not create cgroups here");
+        testkit::skipped("herd may not create cgroups here");
         return;
     }
     // `/…/herd-<pid>-<n>/<k>`: the herd's own cgroup is the job's parent.
@@ -110,7 +110,7 @@ fn a_cgroup_that_was_killed_is_not_given_to_another_job() {
     let herd = Herd::builder().max_running(1).build().unwrap();
     if herd.containment() != Containment::Cgroup {
         assert!(!cgroup_required(), "no cgroup where one is required");
-        eprintln!("skipped: herd may not create cgroups here");
+        testkit::skipped("herd may not create cgroups here");
         return;
     }
     for round in 0..5 {

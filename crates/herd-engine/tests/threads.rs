@@ -2,7 +2,7 @@
 //! it counts the threads of the whole process.)
 #![cfg(unix)]
 
-use herd::{Event, Herd, Job};
+use herd_engine::{Event, Herd, Job};
 
 /// Starts `n` jobs that each say "up" and then wait; returns the thread count once all are up.
 fn threads_with_running(herd: &Herd, n: usize) -> usize {
@@ -48,7 +48,7 @@ fn thread_count_is_the_same_for_2_and_200_running_jobs() {
     let input = dir.path().join("input");
     std::fs::write(&input, "from the file").unwrap();
     let r = herd
-        .spawn(Job::new("cat").stdin(herd::Stdin::file(&input)))
+        .spawn(Job::new("cat").stdin(herd_engine::Stdin::file(&input)))
         .unwrap()
         .wait();
     assert_eq!(r.stdout.to_vec().unwrap(), b"from the file");

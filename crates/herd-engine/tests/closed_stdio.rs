@@ -4,7 +4,7 @@
 //! (Alone in its test binary: it closes the whole process's standard descriptors.)
 #![cfg(target_os = "linux")]
 
-use herd::{Herd, Job, Stdin};
+use herd_engine::{Herd, Job, Stdin};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 /// Closes descriptors 0, 1 and 2 and puts them back when dropped (also when the test panics,

@@ -2,7 +2,7 @@
 //! counts are of the whole process.)
 #![cfg(unix)]
 
-use herd::{Event, Herd, Job};
+use herd_engine::{Event, Herd, Job};
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()

@@ -352,7 +352,7 @@ impl Capture {
         self.charged = 0;
     }
 
-    pub(crate) fn finish(mut self, limits: &CaptureLimits, spill: &SpillDir) -> Output {
+    pub(crate) fn finish(mut self, limits: &CaptureLimits, spill: &SpillDir) -> Captured {
         let cut = (self.tail.dropped > 0).then(|| Cut {
             offset: self.file_len + self.mem.len() as u64,
             bytes: self.tail.dropped,
@@ -362,14 +362,14 @@ impl Capture {
             self.store(&tail, limits, spill);
         }
         let stored = match self.file.take() {
-            Some(file) => Stored::File(file, self.file_len),
+            Some(file) => Stored::File(file, self.file_len, Mutex::new(())),
             None => Stored::Memory(std::mem::take(&mut self.mem)),
         };
         let charge = Charge {
             bytes: std::mem::take(&mut self.charged),
             budget: self.budget.take(),
         };
-        Output {
+        Captured {
             stored,
             total: self.total,
             cut,
@@ -411,12 +411,20 @@ impl Drop for Charge {
     }
 }
 
-/// The first `len` bytes of a spill file, as a `File` (not a `dyn Read`, so that `io::copy`
-/// can hand the copy to the kernel).
-fn from_start(file: &File, len: u64) -> io::Result<io::Take<File>> {
+/// Copies the first `len` bytes of a spill file into `out`, from a `File` (not a `dyn Read`,
+/// so that `io::copy` can hand the copy to the kernel). That copy moves the file position all
+/// clones of the descriptor share, so `seeking` is held throughout: two threads writing out
+/// one `Captured` would otherwise move each other's position and each get a truncated copy.
+fn copy_from_start<W: Write + ?Sized>(
+    file: &File,
+    seeking: &Mutex<()>,
+    len: u64,
+    out: &mut W,
+) -> io::Result<u64> {
+    let _alone = seeking.lock().unwrap_or_else(|e| e.into_inner());
     let mut f = file.try_clone()?;
     f.seek(SeekFrom::Start(0))?;
-    Ok(f.take(len))
+    io::copy(&mut f.take(len), out)
 }
 
 /// Reads a spill file at its own position (`pread`), so that readers of one file do not move
@@ -445,7 +453,8 @@ impl Read for FileReader<'_> {
 #[derive(Debug)]
 enum Stored {
     Memory(Vec<u8>),
-    File(File, u64),
+    /// The file, how many bytes of it are the output, and the lock of its file position.
+    File(File, u64, Mutex<()>),
 }
 
 /// Where a capped stream lost bytes ([`Job::max_output`](crate::Job::max_output)).
@@ -457,10 +466,30 @@ pub struct Cut {
     pub bytes: u64,
 }
 
-/// The captured output of one stream of one job: in memory, or in a temporary file when it
-/// was large. The file is unnamed and vanishes when the `Output` is dropped.
+/// The captured output of one stream of one job ([`JobResult::stdout`] and
+/// [`JobResult::stderr`]).
+///
+/// Read it with [`text`](Self::text), [`bytes`](Self::bytes) or [`into_vec`](Self::into_vec):
+/// they work wherever the bytes are. Small output is held in memory; output past the herd's
+/// memory bounds ([`Builder::memory_per_stream`], [`Builder::memory_budget`]) was moved to an
+/// unnamed temporary file as it arrived, which vanishes when this is dropped. Only a program
+/// that cares where the bytes are needs [`in_memory`](Self::in_memory),
+/// [`is_spilled`](Self::is_spilled), [`reader`](Self::reader) or [`write_to`](Self::write_to).
+///
+/// ```
+/// # fn main() -> Result<(), herd_engine::Error> {
+/// let herd = herd_engine::Herd::new()?;
+/// let result = herd.spawn(herd_engine::Job::shell("echo hello"))?.wait();
+/// assert_eq!(result.stdout.text()?.trim_end(), "hello");
+/// # Ok(()) }
+/// ```
+///
+/// [`JobResult::stdout`]: crate::JobResult::stdout
+/// [`JobResult::stderr`]: crate::JobResult::stderr
+/// [`Builder::memory_per_stream`]: crate::Builder::memory_per_stream
+/// [`Builder::memory_budget`]: crate::Builder::memory_budget
 #[derive(Debug)]
-pub struct Output {
+pub struct Captured {
     stored: Stored,
     total: u64,
     cut: Option<Cut>,
@@ -469,9 +498,9 @@ pub struct Output {
     _charge: Charge,
 }
 
-impl Output {
+impl Captured {
     pub(crate) fn empty() -> Self {
-        Output {
+        Captured {
             stored: Stored::Memory(Vec::new()),
             total: 0,
             cut: None,
@@ -510,8 +539,47 @@ impl Output {
         self.total == 0
     }
 
-    /// The bytes, when they are held in memory (`None` when they were spilled to disk).
-    pub fn as_bytes(&self) -> Option<&[u8]> {
+    /// The bytes: borrowed when they are in memory, read back when they were spilled to disk.
+    pub fn bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>, crate::Error> {
+        match &self.stored {
+            Stored::Memory(v) => Ok(std::borrow::Cow::Borrowed(v)),
+            Stored::File(..) => self.read_back().map(std::borrow::Cow::Owned),
+        }
+    }
+
+    /// The bytes as text, any invalid UTF-8 replaced by `�` (see [`String::from_utf8_lossy`]).
+    pub fn text(&self) -> Result<String, crate::Error> {
+        Ok(match self.bytes()? {
+            std::borrow::Cow::Borrowed(b) => String::from_utf8_lossy(b).into_owned(),
+            std::borrow::Cow::Owned(v) => String::from_utf8(v)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        })
+    }
+
+    /// The bytes, copied.
+    pub fn to_vec(&self) -> Result<Vec<u8>, crate::Error> {
+        self.bytes().map(std::borrow::Cow::into_owned)
+    }
+
+    /// The bytes, without a copy when they are in memory.
+    pub fn into_vec(mut self) -> Result<Vec<u8>, crate::Error> {
+        match &mut self.stored {
+            Stored::Memory(v) => Ok(std::mem::take(v)),
+            Stored::File(..) => self.read_back(),
+        }
+    }
+
+    fn read_back(&self) -> Result<Vec<u8>, crate::Error> {
+        let mut v = Vec::with_capacity(self.kept_len() as usize);
+        self.reader()
+            .and_then(|mut r| r.read_to_end(&mut v))
+            .map_err(crate::Error::ReadOutput)?;
+        Ok(v)
+    }
+
+    /// The bytes, when they are held in memory; `None` when they were spilled to disk (then
+    /// [`bytes`](Self::bytes) reads them back).
+    pub fn in_memory(&self) -> Option<&[u8]> {
         match &self.stored {
             Stored::Memory(v) => Some(v),
             Stored::File(..) => None,
@@ -524,11 +592,11 @@ impl Output {
     }
 
     /// A reader over the bytes, from the start. Readers are independent: several may be read
-    /// at once, each at its own place.
+    /// at once, from several threads, each at its own place.
     pub fn reader(&self) -> io::Result<Box<dyn Read + '_>> {
         match &self.stored {
             Stored::Memory(v) => Ok(Box::new(&v[..])),
-            Stored::File(file, len) => Ok(Box::new(FileReader {
+            Stored::File(file, len, _) => Ok(Box::new(FileReader {
                 file,
                 at: 0,
                 len: *len,
@@ -543,19 +611,7 @@ impl Output {
     pub fn write_to<W: Write + ?Sized>(&self, out: &mut W) -> io::Result<u64> {
         match &self.stored {
             Stored::Memory(v) => out.write_all(v).map(|_| v.len() as u64),
-            Stored::File(file, len) => io::copy(&mut from_start(file, *len)?, out),
-        }
-    }
-
-    /// The bytes, read into memory.
-    pub fn to_vec(&self) -> io::Result<Vec<u8>> {
-        match &self.stored {
-            Stored::Memory(v) => Ok(v.clone()),
-            Stored::File(_, len) => {
-                let mut v = Vec::with_capacity(*len as usize);
-                self.reader()?.read_to_end(&mut v)?;
-                Ok(v)
-            }
+            Stored::File(file, len, seeking) => copy_from_start(file, seeking, *len, out),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 ///
 /// [`JobResult`]: crate::JobResult
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The operating system refused to set up the engine (event loop, threads).
     #[error("cannot start the engine: {0}")]
@@ -14,6 +15,19 @@ pub enum Error {
     /// The herd was shut down; no more jobs are accepted.
     #[error("the herd has shut down")]
     ShutDown,
+    /// A job's output was spilled to a temporary file, and reading it back failed.
+    #[error("cannot read a job's output back from its temporary file: {0}")]
+    ReadOutput(#[source] io::Error),
+}
+
+/// For code that works in `io::Result`: the system's error where there is one.
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        match e {
+            Error::Setup(e) | Error::ReadOutput(e) => e,
+            other => io::Error::other(other),
+        }
+    }
 }
 
 /// Why a job could not be started. The job fails alone; the others run.

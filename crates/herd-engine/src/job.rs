@@ -77,16 +77,20 @@ impl Stdin {
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use herd::{Herd, Job, Stdin};
+    /// use herd_engine::{Herd, Job, Stdin};
+    ///
+    /// // A program that copies its input to its output.
+    /// let copy = if cfg!(windows) { Job::shell("more") } else { Job::new("cat") };
     ///
     /// let herd = Herd::new()?;
     /// let (stdin, sender) = Stdin::stream(1 << 20);
-    /// let job = herd.spawn(Job::new("sort").stdin(stdin))?;
+    /// let job = herd.spawn(copy.stdin(stdin))?;
     /// for word in ["pear\n", "apple\n", "fig\n"] {
-    ///     sender.send(word.as_bytes().to_vec()).expect("sort reads its input");
+    ///     sender.send(word.as_bytes().to_vec()).expect("the job reads its input");
     /// }
-    /// drop(sender); // end of input: sort can sort
-    /// assert_eq!(job.wait().stdout.to_vec()?, b"apple\nfig\npear\n");
+    /// drop(sender); // the end of its input
+    /// let text = job.wait().stdout.text()?;
+    /// assert_eq!(text.lines().collect::<Vec<_>>(), ["pear", "apple", "fig"]);
     /// # Ok(()) }
     /// ```
     pub fn stream(limit: usize) -> (Stdin, StdinSender) {
@@ -97,7 +101,7 @@ impl Stdin {
     /// Feeds `len` bytes of the file at `path`, from byte `offset`, to the job.
     ///
     /// ```
-    /// use herd::{Job, Stdin};
+    /// use herd_engine::{Job, Stdin};
     ///
     /// // Four jobs, each counting the lines of its quarter of a 4 MiB file.
     /// let quarter = 1 << 20;
@@ -124,7 +128,7 @@ impl Stdin {
 /// what it changes. Cloning is cheap.
 ///
 /// ```
-/// use herd::{Environment, Job};
+/// use herd_engine::{Environment, Job};
 ///
 /// let env = Environment::capture();
 /// let jobs: Vec<Job> = (1..=3)
@@ -133,10 +137,10 @@ impl Stdin {
 /// assert_eq!(jobs.len(), 3);
 /// ```
 #[derive(Debug, Clone)]
-pub struct Environment(Arc<Captured>);
+pub struct Environment(Arc<Snapshot>);
 
 #[derive(Debug)]
-pub(crate) struct Captured {
+pub(crate) struct Snapshot {
     pub vars: Vec<(OsString, OsString)>,
     /// The same variables as `KEY=VALUE` C strings, for the child's `envp`.
     #[cfg(unix)]
@@ -156,14 +160,14 @@ impl Environment {
                 std::ffi::CString::new([k.as_bytes(), b"=", v.as_bytes()].concat()).ok()
             })
             .collect();
-        Environment(Arc::new(Captured {
+        Environment(Arc::new(Snapshot {
             vars,
             #[cfg(unix)]
             entries,
         }))
     }
 
-    pub(crate) fn captured(&self) -> &Captured {
+    pub(crate) fn captured(&self) -> &Snapshot {
         &self.0
     }
 }
@@ -235,7 +239,7 @@ impl EnvChanges {
 /// given. A program name without a `/` is looked up in `PATH` (the job's own, if it sets one).
 ///
 /// ```
-/// use herd::Job;
+/// use herd_engine::Job;
 /// use std::time::Duration;
 ///
 /// let job = Job::new("grep")
@@ -259,6 +263,8 @@ pub struct Job {
     pub(crate) max_output: Option<u64>,
     pub(crate) foreground: bool,
     pub(crate) inherit_output: bool,
+    pub(crate) cancel_on_drop: bool,
+    pub(crate) tag: Option<Arc<str>>,
 }
 
 impl Job {
@@ -277,6 +283,30 @@ impl Job {
             max_output: None,
             foreground: false,
             inherit_output: false,
+            cancel_on_drop: false,
+            tag: None,
+        }
+    }
+
+    /// A job that runs `command` with the system's shell: `sh -c COMMAND` on Unix, and on
+    /// Windows `cmd /d /s /c "COMMAND"`, the command passed as written (`cmd` parses its own
+    /// command line; quoting it as one argument would change what it runs).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), herd_engine::Error> {
+    /// let herd = herd_engine::Herd::new()?;
+    /// let result = herd.spawn(herd_engine::Job::shell("echo one&& echo two"))?.wait();
+    /// assert_eq!(result.stdout.text()?.lines().collect::<Vec<_>>(), ["one", "two"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn shell(command: impl AsRef<OsStr>) -> Self {
+        if cfg!(windows) {
+            let mut quoted = OsString::from("\"");
+            quoted.push(command);
+            quoted.push("\"");
+            Job::new("cmd").args(["/d", "/s", "/c"]).raw_arg(quoted)
+        } else {
+            Job::new("sh").arg("-c").arg(command)
         }
     }
 
@@ -371,13 +401,49 @@ impl Job {
         self
     }
 
+    /// Names the job for the program that runs it: the tag comes back in the job's events
+    /// and its [`JobResult::tag`](crate::JobResult::tag), so that nobody needs a map from
+    /// job ids to names. Cloning it is cheap.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), herd_engine::Error> {
+    /// let herd = herd_engine::Herd::new()?;
+    /// for file in ["a.txt", "b.txt"] {
+    ///     herd.submit(herd_engine::Job::shell(format!("echo {file}")).tag(file))?;
+    /// }
+    /// for result in herd.results() {
+    ///     assert_eq!(result.stdout.text()?.trim_end(), result.tag.as_deref().unwrap());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn tag(mut self, tag: impl Into<Arc<str>>) -> Self {
+        self.tag = Some(tag.into());
+        self
+    }
+
+    /// The tag given with [`tag`](Self::tag).
+    pub fn get_tag(&self) -> Option<&str> {
+        self.tag.as_deref()
+    }
+
+    /// Cancels the job when its [`JobHandle`](crate::JobHandle) is dropped before the job
+    /// finishes (off by default: a dropped handle leaves its job running, as a dropped
+    /// `std::thread::JoinHandle` leaves its thread). For jobs whose result nobody will want
+    /// once the handle is gone: the loser of a `select!`, a request that was abandoned.
+    /// Jobs given to [`Herd::submit`](crate::Herd::submit) have no handle; this changes
+    /// nothing for them.
+    pub fn cancel_on_drop(mut self, yes: bool) -> Self {
+        self.cancel_on_drop = yes;
+        self
+    }
+
     /// Keeps at most `bytes` of each collected stream: the first half and the last half; the
-    /// bytes between are dropped and reported by [`Output::cut`](crate::Output::cut). A job
+    /// bytes between are dropped and reported by [`Captured::cut`](crate::Captured::cut). A job
     /// that prints without end then costs a bounded amount of memory and disk. Streamed
     /// [`Event::Output`](crate::Event::Output) chunks are not cut.
     ///
     /// ```
-    /// let job = herd::Job::new("yes").max_output(1 << 20);
+    /// let job = herd_engine::Job::new("yes").max_output(1 << 20);
     /// # let _ = job;
     /// ```
     pub fn max_output(mut self, bytes: u64) -> Self {
