@@ -346,14 +346,14 @@ impl Shared {
     /// Wakes whoever waits for events, blocked ([`Herd::next_event`]) or as a task
     /// ([`Herd::next_event_async`]).
     pub(crate) fn announce_events(&self) {
-        let wakers = match self.events.lock() {
-            Ok(mut events) => std::mem::take(&mut events.wakers),
-            Err(_) => Vec::new(),
+        let (wakers, closed) = match self.events.lock() {
+            Ok(mut events) => (std::mem::take(&mut events.wakers), events.closed),
+            Err(_) => (Vec::new(), true),
         };
         self.events_cond.notify_all();
         wakers.into_iter().for_each(std::task::Waker::wake);
         // The loop ended: a submitter waiting for queue room must hear it (and fail).
-        if self.events.lock().is_ok_and(|e| e.closed) {
+        if closed {
             let _waiting = self.waiting.lock();
             self.waiting_changed.notify_all();
         }
