@@ -60,6 +60,16 @@ struct Queued {
 }
 
 impl Queued {
+    /// An output event of this job: its bytes, with its id and tag.
+    fn output_event(&self, stream: Stream, data: crate::Chunk) -> Event {
+        Event::Output {
+            id: self.id,
+            stream,
+            data,
+            tag: self.job.tag.clone(),
+        }
+    }
+
     /// The job no longer waits for a slot: a submitter held back by `max_queued` may go on.
     fn leave_queue(&mut self, shared: &Shared) {
         if !std::mem::replace(&mut self.left_queue, true) {
@@ -130,6 +140,12 @@ enum TimerKind {
 
 /// How often running jobs are looked at for a stop by the terminal.
 const STOP_CHECK: Duration = Duration::from_secs(1);
+
+/// After the EOF grace, how often a job with output still on its way is looked at again, and
+/// for how long after its exit: output still coming 10 s later is a descendant writing, not
+/// what the job left behind.
+const TRANSIT_CHECK: Duration = Duration::from_millis(20);
+const TRANSIT_LIMIT: Duration = Duration::from_secs(10);
 
 /// How often held streams are looked at for room to read them again.
 const HELD_CHECK: Duration = Duration::from_millis(20);
@@ -527,6 +543,19 @@ impl Engine {
                         .timers
                         .push(Reverse((now + HELD_CHECK, TimerKind::EofGrace, token)));
                 }
+                TimerKind::EofGrace
+                    if self.poller.output_in_transit(token)
+                        && entry.exited_at.is_some_and(|at| now < at + TRANSIT_LIMIT) =>
+                {
+                    // The grace is for descendants that keep a pipe open, not for bytes the
+                    // job wrote before it exited that herd has not taken yet (a loaded
+                    // machine, a slow hop through the Windows thread pool): take them first.
+                    self.state.timers.push(Reverse((
+                        now + TRANSIT_CHECK,
+                        TimerKind::EofGrace,
+                        token,
+                    )));
+                }
                 TimerKind::EofGrace => {
                     entry.leaked = true;
                     self.complete(token);
@@ -730,8 +759,7 @@ impl State {
         entry.let_through |= bit;
         // A streamed job delivered these bytes as events already.
         if !entry.queued.job.stream_output && !held.is_empty() {
-            let id = entry.queued.id;
-            let tag = entry.queued.job.tag.clone();
+            let (id, tag) = (entry.queued.id, entry.queued.job.tag.clone());
             let data = self.shared.chunks.chunk(&mut held);
             let data = data.charged(&self.limits.budget);
             self.push_event(
@@ -979,18 +1007,9 @@ impl State {
                     // Counted against the budget until the consumer drops it, so that the
                     // other jobs wait while the consumer catches up.
                     capture.passed(data.len());
-                    let id = entry.queued.id;
-                    let tag = job.tag.clone();
                     let data = self.shared.chunks.chunk(data).charged(&self.limits.budget);
-                    self.push_event(
-                        Event::Output {
-                            id,
-                            stream,
-                            data,
-                            tag,
-                        },
-                        false,
-                    );
+                    let event = entry.queued.output_event(stream, data);
+                    self.push_event(event, false);
                     return;
                 }
                 if capture.push(data, job.collect_output, &self.limits, &self.spill) {
@@ -1005,17 +1024,10 @@ impl State {
                     }
                 }
                 if streamed {
-                    let id = entry.queued.id;
-                    let tag = entry.queued.job.tag.clone();
-                    self.push_event(
-                        Event::Output {
-                            id,
-                            stream,
-                            data: self.shared.chunks.chunk(data),
-                            tag,
-                        },
-                        false,
-                    );
+                    let event = entry
+                        .queued
+                        .output_event(stream, self.shared.chunks.chunk(data));
+                    self.push_event(event, false);
                 }
             }
             SysEvent::Spilled {

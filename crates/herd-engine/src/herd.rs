@@ -115,7 +115,10 @@ impl Builder {
 
     /// How long after a job's process exits herd keeps reading pipes that some descendant
     /// still holds open (default 1 s). Then the descendants are killed, the job completes, and
-    /// its result says [`leaked`](crate::JobResult::leaked).
+    /// its result says [`leaked`](crate::JobResult::leaked). Output still on its way when the
+    /// grace ends (in the pipe, or a read completed but not yet delivered, as on a loaded
+    /// machine) is taken first, for up to 10 s after the exit: the grace never cuts what the
+    /// job wrote.
     pub fn eof_grace(mut self, d: Duration) -> Self {
         self.config.eof_grace = d;
         self
@@ -233,6 +236,15 @@ impl Builder {
     #[doc(hidden)]
     pub fn inject_spawn_failure(mut self, n: u64) -> Self {
         self.config.inject_spawn_failure = Some(n);
+        self
+    }
+
+    /// For tests of the EOF grace: in the Windows thread-pool mode, each completion waits this
+    /// long in the pool before it is forwarded (as if the machine were heavily loaded).
+    /// Ignored elsewhere.
+    #[doc(hidden)]
+    pub fn inject_completion_delay(mut self, delay: Duration) -> Self {
+        self.config.poller.inject_completion_delay = delay;
         self
     }
 

@@ -44,6 +44,10 @@ pub(crate) struct PollerOptions {
     /// Windows, tests: fail this many reads as "too many outstanding reads".
     #[cfg_attr(not(windows), allow(dead_code))]
     pub inject_read_failures: u32,
+    /// Windows, tests: the thread pool's completion callback waits this long before it
+    /// forwards a completion (a slow hop, as under heavy load).
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub inject_completion_delay: std::time::Duration,
 }
 
 /// Which output stream of a child.
@@ -80,6 +84,13 @@ impl<T> TokenTable<T> {
             self.slots.resize_with(slot + 1, || None);
         }
         self.slots[slot] = Some((token.gen, value));
+    }
+
+    pub(crate) fn get(&self, token: Token) -> Option<&T> {
+        match self.slots.get(token.slot as usize) {
+            Some(Some((gen, v))) if *gen == token.gen => Some(v),
+            _ => None,
+        }
     }
 
     pub(crate) fn get_mut(&mut self, token: Token) -> Option<&mut T> {

@@ -204,6 +204,18 @@ impl Poller {
     }
 
     /// Stops watching a child and closes what is left of its pipes.
+    /// Whether a job's output pipes still hold bytes, unread: written before its exit, most
+    /// likely, and read in the next turns.
+    pub(crate) fn output_in_transit(&self, token: Token) -> bool {
+        let Some(reg) = self.regs.get(token) else {
+            return false;
+        };
+        [&reg.stdout, &reg.stderr]
+            .into_iter()
+            .flatten()
+            .any(|fd| rustix::io::ioctl_fionread(fd).is_ok_and(|n| n > 0))
+    }
+
     pub(crate) fn deregister(&mut self, token: Token) {
         // Closing a descriptor removes it from the epoll set.
         if self.regs.remove(token).is_some() {

@@ -72,6 +72,8 @@ pub(crate) struct Pipes {
 /// spawner that outlives the loop never posts to a closed (or reused) handle.
 pub(crate) struct Waker {
     port: OwnedHandle,
+    /// Test hook: how long the pool's callback waits before forwarding a completion.
+    completion_delay: Duration,
     /// A stream's sender sent bytes, or went, after its feed found nothing to write.
     streams: AtomicBool,
 }
@@ -163,10 +165,16 @@ unsafe extern "system" fn forward_completion(
     // SAFETY: the op stays allocated until its forwarded packet is dequeued, which happens
     // after this store; only this field is touched here.
     unsafe { (*op).tp_result.store(io_result, Ordering::Release) };
-    // SAFETY: `context` is the port handle, kept alive by the poller's waker.
+    // SAFETY: `context` is the poller's `callback_waker`, a reference released only once no
+    // op can call back (see `Poller::drop`), so the port it owns is open and still ours.
+    let waker = unsafe { &*(context as *const Waker) };
+    if !waker.completion_delay.is_zero() {
+        std::thread::sleep(waker.completion_delay);
+    }
+    // SAFETY: a valid port; the op's OVERLAPPED is what the engine's poll expects.
     unsafe {
         PostQueuedCompletionStatus(
-            context as HANDLE,
+            waker.port(),
             bytes as u32,
             KEY_FORWARDED,
             overlapped as *const OVERLAPPED,
@@ -224,6 +232,13 @@ fn ntstatus_to_error(status: usize) -> u32 {
 
 pub(crate) struct Poller {
     waker: Arc<Waker>,
+    /// The thread pool's callbacks' context: a reference to the waker (which owns the port)
+    /// of their own. A callback may come after the poller is gone, when an op cancelled at
+    /// the end never completed in time; it must then post to this port, still open, and
+    /// never to a closed handle whose value may name another herd's port by then.
+    callback_waker: *const Waker,
+    /// How long the drop waits for cancelled ops (5 s; tests shorten it).
+    drop_wait: Duration,
     thread_pool: bool,
     regs: TokenTable<Registration>,
     /// Events found outside `poll` (a synchronous EOF at registration), reported by the next.
@@ -256,11 +271,15 @@ impl Poller {
         }
         // SAFETY: a new handle we own.
         let port = unsafe { OwnedHandle::from_raw_handle(port as _) };
+        let waker = Arc::new(Waker {
+            port,
+            completion_delay: options.inject_completion_delay,
+            streams: AtomicBool::new(false),
+        });
         Ok(Poller {
-            waker: Arc::new(Waker {
-                port,
-                streams: AtomicBool::new(false),
-            }),
+            callback_waker: Arc::into_raw(waker.clone()),
+            drop_wait: Duration::from_secs(5),
+            waker,
             starved: Vec::new(),
             thread_pool: options.windows_thread_pool,
             regs: TokenTable::new(),
@@ -302,13 +321,13 @@ impl Poller {
         let raw = handle.as_raw_handle() as HANDLE;
         let mut tp_io: PTP_IO = 0;
         if self.thread_pool {
-            // SAFETY: a valid overlapped handle; the context is our port, alive as long as
-            // the waker, which outlives every op.
+            // SAFETY: a valid overlapped handle; the context is `callback_waker`, which
+            // outlives every callback.
             tp_io = unsafe {
                 CreateThreadpoolIo(
                     raw,
                     Some(forward_completion),
-                    self.port() as *mut _,
+                    self.callback_waker as *mut _,
                     ptr::null(),
                 )
             };
@@ -506,6 +525,24 @@ impl Poller {
         }
         // SAFETY: not pending, no longer referenced.
         unsafe { free_op(op) };
+    }
+
+    /// Whether a job's output is on its way: a read the system has completed whose completion
+    /// herd has not taken yet (it waits in the port or in the thread pool's callback).
+    pub(crate) fn output_in_transit(&self, token: Token) -> bool {
+        const STATUS_PENDING: usize = 0x103;
+        let Some(reg) = self.regs.get(token) else {
+            return false;
+        };
+        reg.reads.iter().flatten().any(|&op| {
+            // SAFETY: our op. `Internal` leaves STATUS_PENDING when the I/O completes, before
+            // its completion is queued (HasOverlappedIoCompleted); a volatile read, since the
+            // system writes it.
+            unsafe {
+                (*op).pending
+                    && std::ptr::read_volatile(&(*op).overlapped.Internal) != STATUS_PENDING
+            }
+        })
     }
 
     /// Stops watching a child and closes what is left of its pipes.
@@ -801,10 +838,91 @@ impl Drop for Poller {
         }
         // Cancelled ops must see their completion before their memory goes.
         let mut budget = usize::MAX;
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + self.drop_wait;
         while self.closing > 0 && Instant::now() < deadline {
             let _ = self.poll(Some(Duration::from_millis(100)), budget, &mut |_| {});
             budget = usize::MAX;
         }
+        if self.closing == 0 {
+            // SAFETY: the reference made in `new`; no op is left to call back with it.
+            drop(unsafe { Arc::from_raw(self.callback_waker) });
+        }
+        // Else an op never completed (it should not happen; Wine has lost a completion): its
+        // memory and the callbacks' reference stay, so a late callback posts to this port,
+        // still open, instead of to a handle value another herd may own by then.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::windows::pipe::{self, Direction};
+    use windows_sys::Win32::System::IO::GetQueuedCompletionStatus;
+
+    #[test]
+    fn a_late_thread_pool_callback_posts_to_its_own_port_never_to_a_reused_handle() {
+        let mut poller = Poller::new(&crate::sys::PollerOptions {
+            windows_thread_pool: true,
+            ..Default::default()
+        })
+        .unwrap();
+        // A read that will not complete by itself: nobody writes to the pipe.
+        let (server, _client) = pipe::create(Direction::FromChild).unwrap();
+        let token = Token { slot: 7, gen: 1 };
+        let op = poller
+            .new_op(OpKind::Read(Stream::Stdout), token, server)
+            .unwrap();
+        poller.regs.insert(
+            token,
+            Registration {
+                reads: [Some(op), None],
+                stdin: None,
+                process: ptr::null_mut(),
+                exit_reported: false,
+            },
+        );
+        poller.start_read(token, Stream::Stdout);
+        // SAFETY: our op.
+        assert!(unsafe { (*op).pending });
+        // The drop cancels the read and, not waiting, gives up before its completion comes.
+        poller.drop_wait = Duration::ZERO;
+        let old_port = poller.port() as usize;
+        drop(poller);
+        // Ports made now cannot take the old port's handle value: it is still open.
+        let new_ports: Vec<OwnedHandle> = (0..8)
+            .map(|_| {
+                // SAFETY: a new port.
+                let port =
+                    unsafe { CreateIoCompletionPort(INVALID_HANDLE_VALUE, ptr::null_mut(), 0, 1) };
+                assert!(!port.is_null());
+                // SAFETY: a new handle we own.
+                unsafe { OwnedHandle::from_raw_handle(port as _) }
+            })
+            .collect();
+        for port in &new_ports {
+            assert_ne!(
+                port.as_raw_handle() as usize,
+                old_port,
+                "the port's value was reused"
+            );
+        }
+        // The cancelled read's completion arrives late, on the old port.
+        let (mut bytes, mut key, mut overlapped) = (0u32, 0usize, ptr::null_mut());
+        // SAFETY: the old port is open (above); out-pointers to locals.
+        let got = unsafe {
+            GetQueuedCompletionStatus(
+                old_port as HANDLE,
+                &mut bytes,
+                &mut key,
+                &mut overlapped,
+                10_000,
+            )
+        };
+        assert!(
+            got != 0 || !overlapped.is_null(),
+            "no late completion in 10 s"
+        );
+        assert_eq!(key, KEY_FORWARDED);
+        assert_eq!(overlapped as usize, op as usize);
     }
 }
