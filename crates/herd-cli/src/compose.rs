@@ -45,6 +45,7 @@ pub struct Shell {
 }
 
 /// The shells GNU parallel recognises by name.
+#[cfg(target_os = "linux")]
 const SHELLS: &[&str] = &[
     "ash",
     "bash",
@@ -72,6 +73,7 @@ const SHELLS: &[&str] = &[
     "zsh",
 ];
 
+#[cfg(target_os = "linux")]
 fn shell_name(argv0: &[u8]) -> Option<&str> {
     let s = std::str::from_utf8(argv0).ok()?;
     let s = s.strip_prefix('-').unwrap_or(s);

@@ -8,8 +8,11 @@
 //! them in `PROC_THREAD_ATTRIBUTE_HANDLE_LIST`, so a child inherits those and nothing else. No
 //! global spawn lock is needed, and the spawner threads create processes in parallel.
 //!
-//! The child starts suspended, is put into its own job object (kill-on-close, no breakaway),
-//! and only then resumed: it cannot start a grandchild outside the job.
+//! Each child runs in its own job object (kill-on-close, no breakaway) from its first
+//! instruction, so it cannot start a grandchild outside the job. Windows 10 and later start it
+//! there (`PROC_THREAD_ATTRIBUTE_JOB_LIST`); until the first child shows that the system does,
+//! and on older systems, the child starts suspended, is assigned, then resumed (three more
+//! round trips to the kernel per spawn, and a thread handle to hold).
 
 use super::command_line;
 use super::pipe::{self, Direction};
@@ -25,6 +28,7 @@ use std::io;
 use std::os::windows::ffi::OsStrExt;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
 use std::ptr;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Instant, SystemTime};
 use windows_sys::Win32::Foundation::{
     DuplicateHandle, DUPLICATE_SAME_ACCESS, ERROR_ACCESS_DENIED, ERROR_BAD_EXE_FORMAT,
@@ -37,7 +41,7 @@ use windows_sys::Win32::Storage::FileSystem::{
     CreateFileW, FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING,
 };
 use windows_sys::Win32::System::JobObjects::{
-    AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation,
+    AssignProcessToJobObject, CreateJobObjectW, IsProcessInJob, JobObjectExtendedLimitInformation,
     SetInformationJobObject, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
     JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
 };
@@ -46,7 +50,8 @@ use windows_sys::Win32::System::Threading::{
     InitializeProcThreadAttributeList, ResumeThread, TerminateProcess, UpdateProcThreadAttribute,
     CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW, CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT,
     EXTENDED_STARTUPINFO_PRESENT, LPPROC_THREAD_ATTRIBUTE_LIST, PROCESS_INFORMATION,
-    PROC_THREAD_ATTRIBUTE_HANDLE_LIST, STARTF_USESTDHANDLES, STARTUPINFOEXW,
+    PROC_THREAD_ATTRIBUTE_HANDLE_LIST, PROC_THREAD_ATTRIBUTE_JOB_LIST, STARTF_USESTDHANDLES,
+    STARTUPINFOEXW,
 };
 
 /// A child that runs, and herd's ends of its pipes.
@@ -139,43 +144,59 @@ fn open_read(path: &OsStr) -> io::Result<OwnedHandle> {
     Ok(unsafe { OwnedHandle::from_raw_handle(h as _) })
 }
 
-/// A `PROC_THREAD_ATTRIBUTE_LIST` holding a handle list, freed on drop.
+/// A `PROC_THREAD_ATTRIBUTE_LIST` holding a handle list and, where the system takes it, the
+/// job object to start the child in; freed on drop.
 struct AttributeList {
     buf: Vec<u64>,
-    /// The handles listed; the list points into this, so it lives as long.
+    /// The handles listed, and the job; the list points into these, so they live as long.
     _handles: Box<[HANDLE]>,
+    _job: Box<[HANDLE; 1]>,
 }
 
 impl AttributeList {
-    fn with_handles(handles: Box<[HANDLE]>) -> io::Result<Self> {
+    fn new(handles: Box<[HANDLE]>, job: Option<HANDLE>) -> io::Result<Self> {
+        let count = 1 + job.is_some() as u32;
         let mut size = 0usize;
         // SAFETY: a size query with a null list is the documented first call.
-        unsafe { InitializeProcThreadAttributeList(ptr::null_mut(), 1, 0, &mut size) };
+        unsafe { InitializeProcThreadAttributeList(ptr::null_mut(), count, 0, &mut size) };
         let mut buf = vec![0u64; size.div_ceil(8)];
         let list = buf.as_mut_ptr() as LPPROC_THREAD_ATTRIBUTE_LIST;
         // SAFETY: `buf` has at least `size` bytes, 8-aligned.
-        if unsafe { InitializeProcThreadAttributeList(list, 1, 0, &mut size) } == 0 {
+        if unsafe { InitializeProcThreadAttributeList(list, count, 0, &mut size) } == 0 {
             return Err(io::Error::last_os_error());
         }
         let this = AttributeList {
             buf,
             _handles: handles,
+            _job: Box::new([job.unwrap_or(ptr::null_mut())]),
         };
-        // SAFETY: the list was initialised above; the handle array outlives it (same struct,
-        // boxed so it does not move).
-        let ok = unsafe {
-            UpdateProcThreadAttribute(
-                this.list(),
-                0,
-                PROC_THREAD_ATTRIBUTE_HANDLE_LIST as usize,
-                this._handles.as_ptr() as *const _,
-                this._handles.len() * size_of::<HANDLE>(),
-                ptr::null_mut(),
-                ptr::null(),
-            )
+        let add = |attribute: u32, value: *const HANDLE, len: usize| {
+            // SAFETY: the list was initialised above with room for `count` attributes; the
+            // values outlive it (same struct, boxed so they do not move).
+            let ok = unsafe {
+                UpdateProcThreadAttribute(
+                    this.list(),
+                    0,
+                    attribute as usize,
+                    value as *const _,
+                    len * size_of::<HANDLE>(),
+                    ptr::null_mut(),
+                    ptr::null(),
+                )
+            };
+            if ok == 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
         };
-        if ok == 0 {
-            return Err(io::Error::last_os_error());
+        add(
+            PROC_THREAD_ATTRIBUTE_HANDLE_LIST,
+            this._handles.as_ptr(),
+            this._handles.len(),
+        )?;
+        if job.is_some() {
+            add(PROC_THREAD_ATTRIBUTE_JOB_LIST, this._job.as_ptr(), 1)?;
         }
         Ok(this)
     }
@@ -210,6 +231,14 @@ fn environment(job: &Job) -> Option<Vec<u16>> {
     block.push(0);
     Some(block)
 }
+
+/// Whether `CreateProcessW` starts a child in the job `PROC_THREAD_ATTRIBUTE_JOB_LIST` names
+/// (Windows 10 and later): not known yet, it does, or it does not (then every child starts
+/// suspended and is assigned before it runs).
+static JOB_LIST: AtomicU8 = AtomicU8::new(UNKNOWN);
+const UNKNOWN: u8 = 0;
+const WORKS: u8 = 1;
+const REFUSED: u8 = 2;
 
 fn job_object() -> io::Result<OwnedHandle> {
     // SAFETY: an unnamed job with default security.
@@ -293,10 +322,22 @@ pub(crate) fn spawn(job: &Job, _containment: &super::Containment) -> Result<Spaw
         return Err(io_err(io::Error::last_os_error()));
     };
     let raw = |h: &OwnedHandle| h.as_raw_handle() as HANDLE;
-    let attributes =
-        AttributeList::with_handles(Box::new([raw(&stdin_h), raw(&stdout_h), raw(&stderr_h)]))
-            .map_err(io_err)?;
     let job_handle = job_object().map_err(io_err)?;
+    // Windows 10 and later start the child in its job (`PROC_THREAD_ATTRIBUTE_JOB_LIST`):
+    // no suspended start, no assignment, no resume. Until a first child shows the system
+    // honours it, a child also starts suspended and is checked (and assigned) before it runs.
+    let in_job_at_creation = JOB_LIST.load(Ordering::Relaxed);
+    let job_list = (in_job_at_creation != REFUSED).then(|| raw(&job_handle));
+    let std_list = Box::new([raw(&stdin_h), raw(&stdout_h), raw(&stderr_h)]);
+    let attributes = match AttributeList::new(std_list.clone(), job_list) {
+        Ok(list) => list,
+        Err(_) if job_list.is_some() => {
+            JOB_LIST.store(REFUSED, Ordering::Relaxed);
+            AttributeList::new(std_list, None).map_err(io_err)?
+        }
+        Err(e) => return Err(io_err(e)),
+    };
+    let suspended = in_job_at_creation != WORKS;
 
     let mut command_line = command_line::make(&job.program, &job.args, &job.raw_args);
     let env = environment(job);
@@ -311,7 +352,10 @@ pub(crate) fn spawn(job: &Job, _containment: &super::Containment) -> Result<Spaw
     si.lpAttributeList = attributes.list();
     // SAFETY: as above.
     let mut pi: PROCESS_INFORMATION = unsafe { std::mem::zeroed() };
-    let mut flags = CREATE_UNICODE_ENVIRONMENT | EXTENDED_STARTUPINFO_PRESENT | CREATE_SUSPENDED;
+    let mut flags = CREATE_UNICODE_ENVIRONMENT | EXTENDED_STARTUPINFO_PRESENT;
+    if suspended {
+        flags |= CREATE_SUSPENDED;
+    }
     if !job.foreground {
         // Its own group (Ctrl+C reaches herd, not the job) and no console of its own.
         flags |= CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW;
@@ -335,6 +379,13 @@ pub(crate) fn spawn(job: &Job, _containment: &super::Containment) -> Result<Spaw
     };
     if ok == 0 {
         let e = io::Error::last_os_error();
+        // ERROR_NOT_SUPPORTED, ERROR_INVALID_PARAMETER
+        let refused = matches!(e.raw_os_error(), Some(50 | 87));
+        if refused && job_list.is_some() && in_job_at_creation == UNKNOWN {
+            // A system without the job list may refuse the whole call: do without it.
+            JOB_LIST.store(REFUSED, Ordering::Relaxed);
+            return spawn(job, _containment);
+        }
         if e.raw_os_error() == Some(ERROR_DIRECTORY as i32) {
             let dir = job.cwd.clone().unwrap_or_default();
             return Err(SpawnFailure::Job(SpawnError::WorkingDir { dir, source: e }));
@@ -360,16 +411,25 @@ pub(crate) fn spawn(job: &Job, _containment: &super::Containment) -> Result<Spaw
             OwnedHandle::from_raw_handle(pi.hThread as _),
         )
     };
-    // SAFETY: valid job and process handles.
-    if unsafe { AssignProcessToJobObject(job_handle.as_raw_handle() as HANDLE, raw(&process)) } == 0
-    {
-        let e = io::Error::last_os_error();
-        // SAFETY: our own suspended child.
-        unsafe { TerminateProcess(raw(&process), 1) };
-        return Err(io_err(e));
+    if suspended {
+        let mut in_job = 0;
+        // SAFETY: valid process and job handles; an out-pointer to a local.
+        let checked = unsafe { IsProcessInJob(raw(&process), raw(&job_handle), &mut in_job) };
+        if job_list.is_some() && checked != 0 {
+            let verdict = if in_job != 0 { WORKS } else { REFUSED };
+            JOB_LIST.store(verdict, Ordering::Relaxed);
+        }
+        // SAFETY: valid job and process handles.
+        if in_job == 0 && unsafe { AssignProcessToJobObject(raw(&job_handle), raw(&process)) } == 0
+        {
+            let e = io::Error::last_os_error();
+            // SAFETY: our own suspended child.
+            unsafe { TerminateProcess(raw(&process), 1) };
+            return Err(io_err(e));
+        }
+        // SAFETY: the suspended main thread of our child.
+        unsafe { ResumeThread(raw(&thread)) };
     }
-    // SAFETY: the suspended main thread of our child.
-    unsafe { ResumeThread(raw(&thread)) };
     drop(thread);
     Ok(Spawned {
         process: Process::new(pi.dwProcessId, process, job_handle),
@@ -387,6 +447,35 @@ pub(crate) fn spawn(job: &Job, _containment: &super::Containment) -> Result<Spaw
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_child_runs_in_its_job_whichever_way_it_got_there() {
+        // The first child settles whether the system starts children in their job (the job
+        // list attribute); later children start that way, or suspended and assigned.
+        for _ in 0..3 {
+            // `more` waits for its input, held open: the child is alive while it is checked.
+            let job = Job::new("cmd")
+                .args(["/d", "/c", "more"])
+                .stdin(Stdin::HeldOpen);
+            let Ok(spawned) = spawn(&job, &super::super::Containment) else {
+                panic!("cmd did not start");
+            };
+            let process = &spawned.process;
+            let mut in_job = 0;
+            // SAFETY: valid handles of our child and its job; an out-pointer to a local.
+            let ok =
+                unsafe { IsProcessInJob(process.raw_handle(), process.raw_job(), &mut in_job) };
+            assert!(ok != 0 && in_job != 0, "a child outside its job");
+            assert_ne!(JOB_LIST.load(Ordering::Relaxed), UNKNOWN);
+            process.signal_tree(crate::sys::Kill::Kill);
+            drop(spawned.held_stdin);
+            spawned.process.reap();
+        }
+        println!(
+            "job list at creation: {}",
+            JOB_LIST.load(Ordering::Relaxed) == WORKS
+        );
+    }
 
     #[test]
     fn transient_system_failures_are_retried_and_the_rest_fail_the_job() {
