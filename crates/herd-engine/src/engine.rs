@@ -6,8 +6,8 @@
 //! [`Event::Output`]. (Once a stream that is not streamed spills, Linux's poller moves the
 //! rest from the pipe into the spill file with `splice` and reports only the count,
 //! [`SysEvent::Spilled`].) When the job completes, [`Engine::complete`] turns the captures into
-//! the [`JobResult`]'s [`Captured`](crate::Captured) outputs and delivers it to the event queue or to
-//! the job's [`JobHandle`](crate::JobHandle).
+//! the [`JobResult`]'s [`Captured`](crate::Captured) outputs and delivers it to the event queue
+//! or to the job's [`JobHandle`](crate::JobHandle).
 //!
 //! A job is complete when its process has exited **and** both pipes reached EOF, or when the
 //! EOF grace after exit has passed with a pipe still held by a descendant. Exit and EOF are
@@ -382,6 +382,7 @@ impl Engine {
                     return;
                 }
                 let pid = process.id();
+                let started_events = s.config.started_events;
                 let entry = s.entry_mut(token).expect("spawning job has a slot");
                 entry.running = Some(Running {
                     process,
@@ -392,9 +393,8 @@ impl Engine {
                 let id = entry.queued.id;
                 let timeout = entry.queued.job.timeout;
                 let cancelled = entry.cancelled;
-                let announce = matches!(entry.queued.delivery, Delivery::Events);
-                let tag = entry.queued.job.tag.clone();
-                if announce && s.config.started_events {
+                if matches!(entry.queued.delivery, Delivery::Events) && started_events {
+                    let tag = entry.queued.job.tag.clone();
                     s.push_event(Event::Started { id, pid, tag }, false);
                 }
                 s.arm_check(TimerKind::StopCheck, Instant::now());

@@ -292,6 +292,13 @@ impl EventQueue {
     }
 }
 
+/// Jobs waiting for a slot, and the tasks waiting in [`Herd::submit_async`] for room among them.
+#[derive(Default)]
+struct Waiting {
+    count: usize,
+    tasks: Vec<std::task::Waker>,
+}
+
 /// State shared by the API, the loop and the spawners.
 pub(crate) struct Shared {
     inbox: Mutex<Vec<Msg>>,
@@ -304,7 +311,7 @@ pub(crate) struct Shared {
     /// Buffers for output events, reused as the consumer drops them.
     pub chunks: Arc<crate::chunk::ChunkPool>,
     /// Jobs submitted that wait for a slot ([`Builder::max_queued`]), and its bound.
-    waiting: Mutex<usize>,
+    waiting: Mutex<Waiting>,
     waiting_changed: Condvar,
     max_queued: usize,
     /// The loop holds streams for lack of room (see `Engine::hold_streams`).
@@ -337,22 +344,44 @@ impl Shared {
     /// Counts a job in as waiting for a slot, first waiting for room among the waiting ones.
     fn enter_queue(&self) -> Result<(), Error> {
         let mut waiting = self.waiting.lock().unwrap();
-        while *waiting >= self.max_queued {
+        while waiting.count >= self.max_queued {
             if self.events.lock().unwrap().closed {
                 return Err(Error::ShutDown);
             }
             waiting = self.waiting_changed.wait(waiting).unwrap();
         }
-        *waiting += 1;
+        waiting.count += 1;
         Ok(())
+    }
+
+    /// [`enter_queue`](Self::enter_queue) for a task: `Pending` (the task to be woken) while
+    /// the queue is full.
+    fn poll_enter_queue(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut waiting = self.waiting.lock().unwrap();
+        if waiting.count < self.max_queued {
+            waiting.count += 1;
+            return Poll::Ready(Ok(()));
+        }
+        if self.events.lock().unwrap().closed {
+            return Poll::Ready(Err(Error::ShutDown));
+        }
+        if !waiting.tasks.iter().any(|w| w.will_wake(cx.waker())) {
+            waiting.tasks.push(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     /// A job stopped waiting for a slot (it started, or ended without starting).
     pub(crate) fn job_left_queue(&self) {
-        *self.waiting.lock().unwrap() -= 1;
-        if self.max_queued != usize::MAX {
-            self.waiting_changed.notify_one();
+        let mut waiting = self.waiting.lock().unwrap();
+        waiting.count -= 1;
+        if self.max_queued == usize::MAX {
+            return;
         }
+        let tasks = std::mem::take(&mut waiting.tasks);
+        drop(waiting);
+        self.waiting_changed.notify_one();
+        tasks.into_iter().for_each(std::task::Waker::wake);
     }
 
     /// Wakes whoever waits for events, blocked ([`Herd::next_event`]) or as a task
@@ -366,8 +395,12 @@ impl Shared {
         wakers.into_iter().for_each(std::task::Waker::wake);
         // The loop ended: a submitter waiting for queue room must hear it (and fail).
         if closed {
-            let _waiting = self.waiting.lock();
+            let tasks = match self.waiting.lock() {
+                Ok(mut waiting) => std::mem::take(&mut waiting.tasks),
+                Err(_) => Vec::new(),
+            };
             self.waiting_changed.notify_all();
+            tasks.into_iter().for_each(std::task::Waker::wake);
         }
     }
 
@@ -637,7 +670,7 @@ impl Herd {
             chunks: Arc::new(crate::chunk::ChunkPool::new(
                 config.event_buffer.min(crate::chunk::KEEP_BYTES),
             )),
-            waiting: Mutex::new(0),
+            waiting: Mutex::new(Waiting::default()),
             waiting_changed: Condvar::new(),
             max_queued: config.max_queued,
             room_wanted: AtomicBool::new(false),
@@ -682,7 +715,7 @@ impl Herd {
 
     /// How many submitted jobs wait for a slot now (see [`Builder::max_queued`]).
     pub fn queued(&self) -> usize {
-        *self.inner.shared.waiting.lock().unwrap()
+        self.inner.shared.waiting.lock().unwrap().count
     }
 
     /// The bound on running jobs this herd was built with.
@@ -698,6 +731,28 @@ impl Herd {
     /// [`Event::Finished`]) come out of [`next_event`](Self::next_event).
     pub fn submit(&self, job: impl Into<Job>) -> Result<JobId, Error> {
         self.inner.shared.enter_queue()?;
+        self.submit_entered(job.into())
+    }
+
+    /// [`submit`](Self::submit) for async code: waits without blocking a thread while
+    /// [`Builder::max_queued`] jobs wait for a slot.
+    ///
+    /// ```
+    /// # async fn feed(herd: herd_engine::Herd) -> Result<(), herd_engine::Error> {
+    /// for i in 0..1_000_000 {
+    ///     herd.submit_async(herd_engine::Job::shell(format!("echo {i}"))).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn submit_async(&self, job: impl Into<Job>) -> SubmitAsync<'_> {
+        SubmitAsync {
+            herd: self,
+            job: Some(job.into()),
+        }
+    }
+
+    /// Submits a job already counted among the waiting ones.
+    fn submit_entered(&self, job: Job) -> Result<JobId, Error> {
         let id = self.next_id();
         {
             let mut events = self.inner.shared.events.lock().unwrap();
@@ -710,7 +765,7 @@ impl Herd {
         }
         self.inner.shared.send(Msg::Submit {
             id,
-            job: Arc::new(job.into()),
+            job: Arc::new(job),
             delivery: Delivery::Events,
         });
         Ok(id)
@@ -853,6 +908,32 @@ impl Drop for KeepOpen {
     fn drop(&mut self) {
         self.shared.events.lock().unwrap().holds -= 1;
         self.shared.announce_events();
+    }
+}
+
+/// The future of [`Herd::submit_async`].
+#[derive(Debug)]
+#[must_use = "a future does nothing unless awaited"]
+pub struct SubmitAsync<'a> {
+    herd: &'a Herd,
+    job: Option<Job>,
+}
+
+impl Future for SubmitAsync<'_> {
+    type Output = Result<JobId, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<JobId, Error>> {
+        match self.herd.inner.shared.poll_enter_queue(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Ok(())) => {
+                let job = self
+                    .job
+                    .take()
+                    .expect("SubmitAsync polled after it finished");
+                Poll::Ready(self.herd.submit_entered(job))
+            }
+        }
     }
 }
 

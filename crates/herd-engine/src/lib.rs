@@ -114,7 +114,7 @@ mod sys;
 
 pub use crate::chunk::Chunk;
 pub use crate::error::{Error, SpawnError};
-pub use crate::herd::{Builder, Containment, Herd, JobHandle, KeepOpen, NextEvent};
+pub use crate::herd::{Builder, Containment, Herd, JobHandle, KeepOpen, NextEvent, SubmitAsync};
 pub use crate::job::{Environment, Job, Stdin};
 pub use crate::output::{Captured, Cut};
 pub use crate::result::{signal_name, Event, JobId, JobResult, Outcome, ResourceUsage};

@@ -356,3 +356,35 @@ fn tags_come_back_in_events_and_results() {
     assert_eq!(tagged.wait().tag.as_deref(), Some("handle"));
     assert_eq!(failed.wait().tag.as_deref(), Some("missing"));
 }
+
+#[test]
+fn an_async_submission_waits_for_queue_room_without_a_thread() {
+    let herd = Herd::builder()
+        .max_running(1)
+        .max_queued(1)
+        .build()
+        .unwrap();
+    // The slot is taken until we close the first job's input; one more job fills the queue.
+    let (stdin, sender) = Stdin::stream(1 << 16);
+    herd.submit(Job::new("cat").stdin(stdin)).unwrap();
+    testkit::wait_until("the first job to start", || herd.queued() == 0);
+    herd.submit(Job::shell("echo queued")).unwrap();
+    assert_eq!(herd.queued(), 1);
+    let pending = AtomicUsize::new(0);
+    let id = std::thread::scope(|s| {
+        let task = s.spawn(|| block_on(herd.submit_async(Job::shell("echo third")), &pending));
+        // The task waits: the queue is full. Room comes when the first job ends.
+        testkit::wait_until("the submission to wait", || {
+            pending.load(Ordering::SeqCst) > 0
+        });
+        assert_eq!(herd.queued(), 1);
+        drop(sender);
+        task.join().unwrap()
+    });
+    let id = id.unwrap();
+    let results: Vec<_> = herd.results().collect();
+    assert_eq!(results.len(), 3);
+    assert!(results.iter().all(|r| r.success()));
+    let third = results.iter().find(|r| r.id == id).unwrap();
+    assert_eq!(third.stdout.text().unwrap(), "third\n");
+}
