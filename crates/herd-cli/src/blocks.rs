@@ -9,8 +9,8 @@
 //!
 //! `--pipepart` never reads a file through herd: each block's end is found by reading a little
 //! at its nominal end and moving on to the next record boundary, and the job's stdin is that
-//! byte range of the file ([`herd_engine::Stdin::FileRange`]), which the engine moves from the page
-//! cache into the job's pipe.
+//! byte range of the file ([`herd_engine::Stdin::FileRange`]), which the engine moves from the
+//! page cache into the job's pipe.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};

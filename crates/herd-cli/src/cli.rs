@@ -8,6 +8,13 @@ use std::path::PathBuf;
 
 const ABOUT: &str = "Run commands in parallel and keep every byte of their output.";
 
+/// One usage line for `--help`, `-h` and the man page.
+macro_rules! usage {
+    () => {
+        "herd [OPTIONS] [COMMAND [ARG]...] [::: VALUE...]... [:::: FILE...]..."
+    };
+}
+
 /// One text for `--help` and the man page.
 macro_rules! exit_status {
     () => {
@@ -107,10 +114,13 @@ Examples:
 
 /// `herd -h`: one screen (clap's short help would list every option). `--help` is the manual;
 /// a unit test checks that every option named here exists.
-pub const SUMMARY: &str = "\
+pub const SUMMARY: &str = concat!(
+    "\
 herd: run commands in parallel and keep every byte of their output.
 
-Usage: herd [OPTIONS] [COMMAND [ARG]...] [::: VALUE...]... [:::: FILE...]...
+Usage: ",
+    usage!(),
+    "
        (no ::: or ::::? the lines of standard input are the values)
 
 Placeholders: {} value  {.} no extension  {/} basename  {//} dirname  {#} job number
@@ -143,7 +153,8 @@ Examples:
 
 herd --help is the manual: every option, with examples, GNU parallel's spellings,
 and the exit statuses.
-";
+"
+);
 
 /// The command line, as clap sees it.
 #[derive(Debug, Parser)]
@@ -154,7 +165,7 @@ and the exit statuses.
     long_about = LONG_ABOUT,
     after_help = "Run 'herd --help' for placeholders, examples and exit statuses.",
     after_long_help = EXAMPLES,
-    override_usage = "herd [OPTIONS] [COMMAND [ARG]...] [::: VALUE...]... [:::: FILE...]...",
+    override_usage = usage!(),
     args_override_self = true,
     disable_help_flag = true
 )]

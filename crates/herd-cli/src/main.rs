@@ -5,11 +5,11 @@
 //! groups them into jobs; [`jobs`] makes each job: [`template`] fills the replacement strings
 //! ([`perl`] evaluates GNU's Perl expressions among them) and [`compose`] turns the result
 //! into a shell line, or an argument vector when no shell is needed; [`run`] keeps up to `-j`
-//! jobs in a [`herd_engine::Herd`] ([`gate`] and [`timeouts`] may hold starts back or end jobs early)
-//! and hands what comes back to [`printer`], which writes it in the chosen output mode (and as
-//! JSON with `--json`, see [`json`]), and to the other reports: [`results`] files and tables,
-//! the [`events`] stream, the [`joblog`] and the [`progress`] bar. [`halt`] decides when to
-//! stop early; [`generate`] writes the man page and completions.
+//! jobs in a [`herd_engine::Herd`] ([`gate`] and [`timeouts`] may hold starts back or end
+//! jobs early) and hands what comes back to [`printer`], which writes it in the chosen output
+//! mode (and as JSON with `--json`, see [`json`]), and to the other reports: [`results`] files
+//! and tables, the [`events`] stream, the [`joblog`] and the [`progress`] bar. [`halt`]
+//! decides when to stop early; [`generate`] writes the man page and completions.
 
 mod batch;
 mod blocks;

@@ -338,16 +338,8 @@ impl Table {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs_f64();
-        let stdout = r
-            .stdout
-            .to_vec()
-            .map_err(std::io::Error::from)
-            .map_err(fail)?;
-        let stderr = r
-            .stderr
-            .to_vec()
-            .map_err(std::io::Error::from)
-            .map_err(fail)?;
+        let stdout = r.stdout.to_vec().map_err(|e| fail(e.into()))?;
+        let stderr = r.stderr.to_vec().map_err(|e| fail(e.into()))?;
         let mut line = Vec::new();
         match self.form {
             TableForm::Separated(sep) => {

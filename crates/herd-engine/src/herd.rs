@@ -344,31 +344,35 @@ impl Shared {
     /// Counts a job in as waiting for a slot, first waiting for room among the waiting ones.
     fn enter_queue(&self) -> Result<(), Error> {
         let mut waiting = self.waiting.lock().unwrap();
-        while waiting.count >= self.max_queued {
-            if self.events.lock().unwrap().closed {
-                return Err(Error::ShutDown);
+        loop {
+            if let Poll::Ready(entered) = self.try_enter_queue(&mut waiting) {
+                return entered;
             }
             waiting = self.waiting_changed.wait(waiting).unwrap();
         }
-        waiting.count += 1;
-        Ok(())
     }
 
     /// [`enter_queue`](Self::enter_queue) for a task: `Pending` (the task to be woken) while
     /// the queue is full.
     fn poll_enter_queue(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let mut waiting = self.waiting.lock().unwrap();
+        let entered = self.try_enter_queue(&mut waiting);
+        if entered.is_pending() {
+            register_waker(&mut waiting.tasks, cx);
+        }
+        entered
+    }
+
+    /// Counts a job in if there is room; fails once the herd has shut down; else `Pending`.
+    fn try_enter_queue(&self, waiting: &mut Waiting) -> Poll<Result<(), Error>> {
         if waiting.count < self.max_queued {
             waiting.count += 1;
-            return Poll::Ready(Ok(()));
+            Poll::Ready(Ok(()))
+        } else if self.events.lock().unwrap().closed {
+            Poll::Ready(Err(Error::ShutDown))
+        } else {
+            Poll::Pending
         }
-        if self.events.lock().unwrap().closed {
-            return Poll::Ready(Err(Error::ShutDown));
-        }
-        if !waiting.tasks.iter().any(|w| w.will_wake(cx.waker())) {
-            waiting.tasks.push(cx.waker().clone());
-        }
-        Poll::Pending
     }
 
     /// A job stopped waiting for a slot (it started, or ended without starting).
@@ -751,18 +755,26 @@ impl Herd {
         }
     }
 
-    /// Submits a job already counted among the waiting ones.
-    fn submit_entered(&self, job: Job) -> Result<JobId, Error> {
-        let id = self.next_id();
-        {
-            let mut events = self.inner.shared.events.lock().unwrap();
-            if events.closed {
-                drop(events);
-                self.inner.shared.job_left_queue();
-                return Err(Error::ShutDown);
-            }
+    /// The id of a job already counted among the waiting ones, unless the herd has shut down
+    /// (then the job is counted out again). A job with events is counted in the stream's
+    /// outstanding jobs under the same lock, so the stream cannot end before its events.
+    fn admit(&self, with_events: bool) -> Result<JobId, Error> {
+        let shared = &self.inner.shared;
+        let mut events = shared.events.lock().unwrap();
+        if events.closed {
+            drop(events);
+            shared.job_left_queue();
+            return Err(Error::ShutDown);
+        }
+        if with_events {
             events.outstanding += 1;
         }
+        Ok(self.next_id())
+    }
+
+    /// Submits a job already counted among the waiting ones.
+    fn submit_entered(&self, job: Job) -> Result<JobId, Error> {
+        let id = self.admit(true)?;
         self.inner.shared.send(Msg::Submit {
             id,
             job: Arc::new(job),
@@ -775,11 +787,7 @@ impl Herd {
     /// ([`JobHandle::wait`]) or as a future. Such a job produces no events.
     pub fn spawn(&self, job: impl Into<Job>) -> Result<JobHandle, Error> {
         self.inner.shared.enter_queue()?;
-        if self.inner.shared.events.lock().unwrap().closed {
-            self.inner.shared.job_left_queue();
-            return Err(Error::ShutDown);
-        }
-        let id = self.next_id();
+        let id = self.admit(false)?;
         let slot = Arc::new(HandleSlot::default());
         let sender = HandleSender {
             id,
@@ -911,6 +919,13 @@ impl Drop for KeepOpen {
     }
 }
 
+/// Adds the polling task to those to wake, once.
+fn register_waker(wakers: &mut Vec<std::task::Waker>, cx: &Context<'_>) {
+    if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+        wakers.push(cx.waker().clone());
+    }
+}
+
 /// The future of [`Herd::submit_async`].
 #[derive(Debug)]
 #[must_use = "a future does nothing unless awaited"]
@@ -956,9 +971,7 @@ impl Future for NextEvent<'_> {
         if events.ended() {
             return Poll::Ready(None);
         }
-        if !events.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            events.wakers.push(cx.waker().clone());
-        }
+        register_waker(&mut events.wakers, cx);
         Poll::Pending
     }
 }

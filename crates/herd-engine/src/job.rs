@@ -167,7 +167,7 @@ impl Environment {
         }))
     }
 
-    pub(crate) fn captured(&self) -> &Snapshot {
+    pub(crate) fn snapshot(&self) -> &Snapshot {
         &self.0
     }
 }
@@ -200,7 +200,7 @@ impl EnvChanges {
         }
         let mut vars: Vec<(OsString, OsString)> = match (&self.base, self.clear) {
             (_, true) => Vec::new(),
-            (Some(base), false) => base.captured().vars.clone(),
+            (Some(base), false) => base.snapshot().vars.clone(),
             (None, false) => std::env::vars_os().collect(),
         };
         for (key, value) in &self.vars {
@@ -224,7 +224,7 @@ impl EnvChanges {
         }
         let base = self.base.as_ref()?;
         Some(
-            base.captured()
+            base.snapshot()
                 .vars
                 .iter()
                 .find(|(k, _)| k == "PATH")

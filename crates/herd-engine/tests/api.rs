@@ -286,17 +286,23 @@ fn outcomes_read_as_a_person_would_say_them() {
     ));
 }
 
-#[test]
-fn max_queued_holds_submitters_back_until_jobs_start() {
+/// A herd with one slot and room for `max_queued` waiting jobs, its slot taken by a job that
+/// runs until the returned sender is dropped (the end of its input).
+fn one_busy_slot(max_queued: usize) -> (Herd, herd_engine::StdinSender) {
     let herd = Herd::builder()
         .max_running(1)
-        .max_queued(3)
+        .max_queued(max_queued)
         .build()
         .unwrap();
-    // The only slot is taken by a job that waits for its input.
     let (stdin, sender) = Stdin::stream(1 << 16);
     herd.submit(Job::new("cat").stdin(stdin)).unwrap();
     testkit::wait_until("the first job to start", || herd.queued() == 0);
+    (herd, sender)
+}
+
+#[test]
+fn max_queued_holds_submitters_back_until_jobs_start() {
+    let (herd, sender) = one_busy_slot(3);
     let submitted = AtomicUsize::new(0);
     std::thread::scope(|s| {
         let submitter = s.spawn(|| {
@@ -359,15 +365,8 @@ fn tags_come_back_in_events_and_results() {
 
 #[test]
 fn an_async_submission_waits_for_queue_room_without_a_thread() {
-    let herd = Herd::builder()
-        .max_running(1)
-        .max_queued(1)
-        .build()
-        .unwrap();
     // The slot is taken until we close the first job's input; one more job fills the queue.
-    let (stdin, sender) = Stdin::stream(1 << 16);
-    herd.submit(Job::new("cat").stdin(stdin)).unwrap();
-    testkit::wait_until("the first job to start", || herd.queued() == 0);
+    let (herd, sender) = one_busy_slot(1);
     herd.submit(Job::shell("echo queued")).unwrap();
     assert_eq!(herd.queued(), 1);
     let pending = AtomicUsize::new(0);

@@ -2,7 +2,8 @@
 //! and the one word that carries it through the remote login shell.
 //!
 //! The script starts the command in a session (process group) of its own and watches the
-//! ssh channel's stdin, which herd holds open for the job's life ([`herd_engine::Stdin::HeldOpen`]).
+//! ssh channel's stdin, which herd holds open for the job's life
+//! ([`herd_engine::Stdin::HeldOpen`]).
 //! When herd cancels the job (timeout, `--halt now`, Ctrl-C) or dies, the stdin reaches end
 //! of file and the script kills the whole group, SIGTERM then SIGKILL. GNU parallel polls
 //! `getppid()` instead, which never changes over a control master: there the remote job

@@ -146,7 +146,7 @@ fn environment(job: &Job) -> Result<Env, SpawnFailure> {
                 })
             };
             envp.extend(
-                base.captured()
+                base.snapshot()
                     .entries
                     .iter()
                     .filter(|e| !changed(e))

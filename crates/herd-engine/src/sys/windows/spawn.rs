@@ -149,8 +149,8 @@ fn open_read(path: &OsStr) -> io::Result<OwnedHandle> {
 struct AttributeList {
     buf: Vec<u64>,
     /// The handles listed, and the job; the list points into these, so they live as long.
-    _handles: Box<[HANDLE]>,
-    _job: Box<[HANDLE; 1]>,
+    handles: Box<[HANDLE]>,
+    job: Box<[HANDLE; 1]>,
 }
 
 impl AttributeList {
@@ -167,8 +167,8 @@ impl AttributeList {
         }
         let this = AttributeList {
             buf,
-            _handles: handles,
-            _job: Box::new([job.unwrap_or(ptr::null_mut())]),
+            handles,
+            job: Box::new([job.unwrap_or(ptr::null_mut())]),
         };
         let add = |attribute: u32, value: *const HANDLE, len: usize| {
             // SAFETY: the list was initialised above with room for `count` attributes; the
@@ -192,11 +192,11 @@ impl AttributeList {
         };
         add(
             PROC_THREAD_ATTRIBUTE_HANDLE_LIST,
-            this._handles.as_ptr(),
-            this._handles.len(),
+            this.handles.as_ptr(),
+            this.handles.len(),
         )?;
         if job.is_some() {
-            add(PROC_THREAD_ATTRIBUTE_JOB_LIST, this._job.as_ptr(), 1)?;
+            add(PROC_THREAD_ATTRIBUTE_JOB_LIST, this.job.as_ptr(), 1)?;
         }
         Ok(this)
     }
@@ -208,7 +208,7 @@ impl AttributeList {
 
 impl Drop for AttributeList {
     fn drop(&mut self) {
-        // SAFETY: the list was initialised in `with_handles`.
+        // SAFETY: the list was initialised in `new`.
         unsafe { DeleteProcThreadAttributeList(self.list()) };
     }
 }
