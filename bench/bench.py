@@ -28,6 +28,7 @@ class Tools:
         self.spawn_cost = os.path.join(ROOT, "target/profiling/examples/spawn_cost")
         self.tiny = os.path.join(args.tools, "tiny")
         self.baseline = os.path.join(args.tools, "baseline")
+        self.blockfeed = os.path.join(args.tools, "blockfeed")
         self.writer = os.path.join(args.tools, "writer")
         self.rust_parallel = shutil.which("rust-parallel", path=os.path.join(args.tools, "rp/bin"))
         self.parallel = shutil.which("parallel")
@@ -286,6 +287,12 @@ def w5(t, a, tmp, out):
     return res
 
 
+def parse_block(text):
+    """--block's size in bytes (k, M, G: powers of 1024, as herd and GNU parallel read them)."""
+    scale = {"k": 1 << 10, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(text[:-1]) * scale[text[-1]] if text[-1] in scale else int(text)
+
+
 def w6(t, a, tmp, out):
     """--pipe and --pipepart: a file of text lines cut into blocks, `wc -l` per block, against
     the limits (one process reading the file, or copying the stream) and GNU parallel."""
@@ -322,11 +329,13 @@ def w6(t, a, tmp, out):
 
 def w6_block(t, a, out, path, size, block, counted, limit):
     blk = ["--block", block]
+    jobs, bytes_ = os.cpu_count(), parse_block(block)
     tools = [
         ("cat FILE > /dev/null", lambda: limit(["cat", path])),
         ("wc -l FILE", lambda: limit(["wc", "-l", path])),
         ("cat FILE \\| cat > /dev/null", lambda: limit(["cat"], piped=True)),
         ("cat FILE \\| wc -l", lambda: counted(["wc", "-l"], piped=True)),
+        ("C floor: splice into pipes", lambda: counted([t.blockfeed, "part", str(jobs), str(bytes_), path, "wc", "-l"])),
         ("herd --pipepart", lambda: counted([t.herd, "--pipepart", "-a", path, *blk, "wc", "-l"])),
         ("herd --pipe", lambda: counted([t.herd, "--pipe", *blk, "wc", "-l"], piped=True)),
     ]
@@ -350,6 +359,8 @@ def w6_block(t, a, out, path, size, block, counted, limit):
         return f"{statistics.median(b['wall'] / x['wall'] for x, b in zip(res[a_name], res[b_name])):.2f}"
     ratios = [
         ["herd --pipepart ÷ cat FILE > /dev/null", ratio("herd --pipepart", "cat FILE > /dev/null"), "≥ 0.8"],
+        ["C floor ÷ cat FILE > /dev/null", ratio("C floor: splice into pipes", "cat FILE > /dev/null"), ""],
+        ["herd --pipepart ÷ C floor", ratio("herd --pipepart", "C floor: splice into pipes"), ""],
         ["herd --pipe ÷ cat FILE \\| cat", ratio("herd --pipe", "cat FILE \\| cat > /dev/null"), "≥ 0.8"],
         ["herd --pipe ÷ GNU parallel --pipe", ratio("herd --pipe", "GNU parallel --pipe"), "≥ 5"],
         ["herd --pipepart ÷ GNU parallel --pipepart", ratio("herd --pipepart", "GNU parallel --pipepart"), ""],
@@ -357,6 +368,9 @@ def w6_block(t, a, out, path, size, block, counted, limit):
     out.append("\n".join([
         f"## W6: --pipe and --pipepart over a {size / 2**30:g} GiB file of text lines, `wc -l` per {block} block", "",
         "Default -j (one job per core). `--pipe` reads the file through a pipe from `cat`; "
+        "the C floor (bench/blockfeed.c) is the least a runner feeding blocks through pipes does: "
+        "the same cuts, a process per block, each block spliced from the page cache into a 1 MiB "
+        "pipe, one thread, nothing captured; "
         "every run's counts are checked to add up to the file's lines. CPU is the tool's and "
         "its jobs' (not the feeding `cat`).", "",
         table(["command", "wall s", "GB/s", "CPU s", "peak RSS MB"], rows), "",

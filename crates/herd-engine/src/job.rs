@@ -457,8 +457,10 @@ impl Job {
     /// reading or setting up the terminal does not stop it. The terminal's Ctrl-C then reaches
     /// the job too. Where jobs are held by process groups, killing the job reaches its process
     /// and the descendants it has at that moment (found in `/proc`), not one that left them;
-    /// a cgroup or a Windows job object still holds them all. On Windows the job shares this
-    /// process's console.
+    /// a cgroup or a Windows job object still holds them all. On Windows every job shares this
+    /// process's console when it has one (a job without one to share gets a hidden console of
+    /// its own); a foreground job is also in this process's console process group, so the
+    /// console's Ctrl-C reaches it.
     pub fn foreground(mut self, yes: bool) -> Self {
         self.foreground = yes;
         self

@@ -74,6 +74,27 @@ mod suite {
                 }
                 0
             }
+            // console: the ids of the processes attached to this one's console, or "none".
+            "console" => {
+                use windows_sys::Win32::System::Console::GetConsoleProcessList;
+                let mut ids = [0u32; 64];
+                // SAFETY: the buffer holds 64 ids, the length passed.
+                let n = unsafe { GetConsoleProcessList(ids.as_mut_ptr(), 64) } as usize;
+                let listed: Vec<String> = ids[..n.min(64)].iter().map(u32::to_string).collect();
+                print!(
+                    "{}",
+                    if n == 0 {
+                        "none".into()
+                    } else {
+                        listed.join(" ")
+                    }
+                );
+                0
+            }
+            "console-of-a-job" => {
+                print!("{}", console_of_a_job(arg(1) == "tp"));
+                0
+            }
             "exit" => num(1) as i32,
             "sleep" => {
                 std::thread::sleep(Duration::from_millis(num(1)));
@@ -505,6 +526,52 @@ mod suite {
         for _ in herd.events() {}
     }
 
+    /// Runs this test program with `args` in a console of its own (hidden), as from a
+    /// terminal: the Wine harness gives the test process none, and Wine refuses it
+    /// `AllocConsole` and `AttachConsole`. Its stdout.
+    fn in_a_console(args: &[&str]) -> String {
+        use std::os::windows::process::CommandExt;
+        use windows_sys::Win32::System::Threading::CREATE_NO_WINDOW;
+        let out = std::process::Command::new(me())
+            .args(args)
+            .creation_flags(CREATE_NO_WINDOW)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", out.status);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Whether a job of a herd in this process shares this process's console: "shared", or
+    /// the ids of the processes attached to the job's.
+    fn console_of_a_job(tp: bool) -> String {
+        let herd = builder(tp).build().unwrap();
+        let listed = text(&herd.spawn(child(&["console"])).unwrap().wait());
+        let me = std::process::id().to_string();
+        match listed.split(' ').any(|id| id == me) {
+            true => "shared".into(),
+            false => listed,
+        }
+    }
+
+    /// A job shares herd's console when herd has one: a console of its own is a second process
+    /// (conhost.exe) started beside every job, which halved the spawn rate under Wine. Without
+    /// a console to share, a job still gets one (hidden), never none.
+    fn jobs_share_herds_console(tp: bool) {
+        use windows_sys::Win32::System::Console::GetConsoleCP;
+        let mode = if tp { "tp" } else { "port" };
+        let job = in_a_console(&["--child", "console-of-a-job", mode]);
+        assert_eq!(job, "shared", "herd has a console; its job's is another");
+        // SAFETY: no arguments.
+        if unsafe { GetConsoleCP() } == 0 {
+            let listed = console_of_a_job(tp);
+            assert!(
+                listed != "shared" && listed != "none",
+                "herd has no console; its job's: {listed}"
+            );
+        }
+    }
+
     fn thread_count_does_not_grow_with_jobs(tp: bool) {
         let herd = builder(tp)
             .max_running(1000)
@@ -611,12 +678,25 @@ mod suite {
             "a_passing_spawn_failure_is_retried_while_siblings_run",
             a_passing_spawn_failure_is_retried_while_siblings_run,
         ),
+        ("jobs_share_herds_console", jobs_share_herds_console),
     ];
 
-    /// `--measure N [MS]`: N children that each live MS milliseconds (3000), through herd (both modes) and through a
-    /// plain loop of `CreateProcessW` (std's `Command`) with one reader thread per pipe: spawns
+    /// `--measure N [MS]`: N children that each live MS milliseconds (3000), in a console (as from
+    /// a terminal), through herd (both modes) and through a plain loop of `CreateProcessW` (std's `Command`) with one reader thread per pipe: spawns
     /// per second and peak threads. For closing notes and benchmarks, not a test.
     fn measure(n: usize, life_ms: &str, only_baseline: bool) {
+        use windows_sys::Win32::System::Console::GetConsoleCP;
+        // SAFETY: no arguments.
+        if unsafe { GetConsoleCP() } == 0 {
+            // As from a terminal: herd's and the loop's children share a console.
+            let mut args = vec!["--measure".to_string(), n.to_string(), life_ms.into()];
+            args.extend(only_baseline.then(|| "baseline".to_string()));
+            print!(
+                "{}",
+                in_a_console(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            );
+            return;
+        }
         for tp in [false, true] {
             if only_baseline {
                 break;

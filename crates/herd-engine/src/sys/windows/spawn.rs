@@ -40,6 +40,7 @@ use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
 use windows_sys::Win32::Storage::FileSystem::{
     CreateFileW, FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING,
 };
+use windows_sys::Win32::System::Console::GetConsoleCP;
 use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, IsProcessInJob, JobObjectExtendedLimitInformation,
     SetInformationJobObject, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
@@ -266,6 +267,16 @@ fn job_object() -> io::Result<OwnedHandle> {
     Ok(job)
 }
 
+/// Whether this process has a console (asked at every spawn: a process may gain or free one).
+/// A child then shares it, as a shell's children do. Only a child with no console to share
+/// gets one of its own, hidden (`CREATE_NO_WINDOW`, or a window would open per job): that
+/// console is a second process (conhost.exe) started beside the child, which halved the spawn
+/// rate under Wine.
+fn has_console() -> bool {
+    // SAFETY: no arguments; it returns 0 when the process has no console.
+    unsafe { GetConsoleCP() != 0 }
+}
+
 /// `CreateProcessW` takes milliseconds: every spawn goes to a spawner thread.
 pub(crate) fn spawns_without_blocking(_job: &Job) -> bool {
     false
@@ -357,8 +368,11 @@ pub(crate) fn spawn(job: &Job, _containment: &super::Containment) -> Result<Spaw
         flags |= CREATE_SUSPENDED;
     }
     if !job.foreground {
-        // Its own group (Ctrl+C reaches herd, not the job) and no console of its own.
-        flags |= CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW;
+        // Its own group: Ctrl+C reaches herd, not the job.
+        flags |= CREATE_NEW_PROCESS_GROUP;
+        if !has_console() {
+            flags |= CREATE_NO_WINDOW;
+        }
     }
     // SAFETY: every pointer is valid for the call: a mutable NUL-terminated command line, an
     // optional environment block and directory, the startup info whose attribute list and
