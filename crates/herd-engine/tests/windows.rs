@@ -681,9 +681,10 @@ mod suite {
         ("jobs_share_herds_console", jobs_share_herds_console),
     ];
 
-    /// `--measure N [MS]`: N children that each live MS milliseconds (3000), in a console (as from
-    /// a terminal), through herd (both modes) and through a plain loop of `CreateProcessW` (std's `Command`) with one reader thread per pipe: spawns
-    /// per second and peak threads. For closing notes and benchmarks, not a test.
+    /// `--measure N [MS]`: N children that each live MS milliseconds (3000), in a console (as
+    /// from a terminal), through herd (both modes) and through a plain loop of `CreateProcessW`
+    /// (std's `Command`) with one reader thread per pipe: spawns per second and peak threads.
+    /// For closing notes and benchmarks, not a test.
     fn measure(n: usize, life_ms: &str, only_baseline: bool) {
         use windows_sys::Win32::System::Console::GetConsoleCP;
         // SAFETY: no arguments.
