@@ -529,7 +529,7 @@ mod suite {
     /// Runs this test program with `args` in a console of its own (hidden), as from a
     /// terminal: the Wine harness gives the test process none, and Wine refuses it
     /// `AllocConsole` and `AttachConsole`. Its stdout.
-    fn in_a_console(args: &[&str]) -> String {
+    fn in_a_console<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> String {
         use std::os::windows::process::CommandExt;
         use windows_sys::Win32::System::Threading::CREATE_NO_WINDOW;
         let out = std::process::Command::new(me())
@@ -692,10 +692,7 @@ mod suite {
             // As from a terminal: herd's and the loop's children share a console.
             let mut args = vec!["--measure".to_string(), n.to_string(), life_ms.into()];
             args.extend(only_baseline.then(|| "baseline".to_string()));
-            print!(
-                "{}",
-                in_a_console(&args.iter().map(String::as_str).collect::<Vec<_>>())
-            );
+            print!("{}", in_a_console(&args));
             return;
         }
         for tp in [false, true] {

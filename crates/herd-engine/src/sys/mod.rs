@@ -87,8 +87,8 @@ impl<T> TokenTable<T> {
     }
 
     pub(crate) fn get(&self, token: Token) -> Option<&T> {
-        match self.slots.get(token.slot as usize) {
-            Some(Some((gen, v))) if *gen == token.gen => Some(v),
+        match self.slots.get(token.slot as usize)? {
+            Some((gen, value)) if *gen == token.gen => Some(value),
             _ => None,
         }
     }

@@ -203,7 +203,6 @@ impl Poller {
         Ok(())
     }
 
-    /// Stops watching a child and closes what is left of its pipes.
     /// Whether a job's output pipes still hold bytes, unread: written before its exit, most
     /// likely, and read in the next turns.
     pub(crate) fn output_in_transit(&self, token: Token) -> bool {
@@ -216,6 +215,7 @@ impl Poller {
             .any(|fd| rustix::io::ioctl_fionread(fd).is_ok_and(|n| n > 0))
     }
 
+    /// Stops watching a child and closes what is left of its pipes.
     pub(crate) fn deregister(&mut self, token: Token) {
         // Closing a descriptor removes it from the epoll set.
         if self.regs.remove(token).is_some() {
