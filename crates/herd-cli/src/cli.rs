@@ -250,7 +250,8 @@ pub struct Cli {
     pub arg_file: Vec<PathBuf>,
 
     /// Run a failing job up to N times in all, until it succeeds; only its last run is printed
-    /// and logged. Example: --retries 3
+    /// and logged. With -S each run goes to a host where the job has not failed yet, while one
+    /// is up or still logging in; then to any. Example: --retries 3
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub retries: u32,
 

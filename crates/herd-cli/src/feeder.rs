@@ -166,7 +166,7 @@ fn remote_info(seq: u64, slot: usize, tag: Vec<u8>, made: &Made, pin: Option<usi
             command: made.remote.clone().expect("a remote command"),
             local: made.job.clone(),
             pin,
-            avoid: None,
+            failed_on: Vec::new(),
         })),
     }
 }
@@ -179,17 +179,23 @@ impl Feeder {
                 return Fed::Done;
             }
             if let Some(hosts) = &feed.hosts {
-                // Jobs waiting for a host go first.
+                // Jobs waiting for a host go first. A host none of them may use (they failed
+                // there, or are pinned elsewhere) takes a new job, as in GNU parallel.
                 if !window.waiting.is_empty() {
-                    return match self.next_waiting(&mut window, hosts) {
-                        Some((place, info)) => self.submit_at(&mut window, hosts, place, info),
-                        None => Fed::NoRoom,
-                    };
+                    match self.next_waiting(&mut window, hosts) {
+                        Some((place, info)) => {
+                            return self.submit_at(&mut window, hosts, place, info)
+                        }
+                        None if !hosts.has_room() => return Fed::NoRoom,
+                        None => {}
+                    }
                 }
             }
             if self.input_done {
-                // -S: a running job may yet come back from a failed host, to run elsewhere.
-                if feed.hosts.is_some() && !window.running.is_empty() {
+                // -S: a running job may yet come back from a failed host, to run elsewhere,
+                // and a waiting one may be waiting for a host still logging in.
+                if feed.hosts.is_some() && !(window.running.is_empty() && window.waiting.is_empty())
+                {
                     return Fed::Wait;
                 }
                 return Fed::Done;
@@ -348,8 +354,9 @@ impl Feeder {
         while i < window.waiting.len() {
             let remote = window.waiting[i].remote.as_ref();
             let pin = remote.and_then(|r| r.pin);
+            let failed_on = remote.map_or(&[][..], |r| &r.failed_on[..]);
             let place = match pin {
-                None => hosts.pick_except(remote.and_then(|r| r.avoid)),
+                None => hosts.pick_except(failed_on),
                 Some(h) => match hosts.pick_on(h) {
                     Ok(place) => place,
                     Err(why) => {
@@ -371,8 +378,10 @@ impl Feeder {
                     return Some((place, window.waiting.remove(i).expect("a waiting job")))
                 }
                 // No host has room: neither has it for the jobs behind.
-                (None, None) => return None,
-                (None, Some(_)) => i += 1,
+                (None, None) if failed_on.is_empty() => return None,
+                // A pinned job, or a retry waiting for a host it has not failed on: the jobs
+                // behind may go where it cannot.
+                (None, _) => i += 1,
             }
         }
         None

@@ -51,8 +51,8 @@ pub struct Remote {
     pub local: herd_engine::Job,
     /// `--onall`: the host it must run on.
     pub pin: Option<usize>,
-    /// `--retries`: the host where it last failed, to run elsewhere if another has room.
-    pub avoid: Option<usize>,
+    /// `--retries`: the hosts where it has failed, to run on another while one can take it.
+    pub failed_on: Vec<usize>,
 }
 
 impl JobInfo {

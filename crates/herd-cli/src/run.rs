@@ -565,10 +565,12 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
                         (retry && info.runs < opts.retries && !freed, &hosts)
                     {
                         if let Some(r) = info.remote.as_mut().filter(|r| r.pin.is_none()) {
-                            // -S: it runs again on another host if one has room (GNU parallel's
-                            // "on another computer"), before any new job.
+                            // -S: it runs again on a host where it has not failed (GNU parallel's
+                            // "on another computer"), before any new job that host could take.
                             if let Some(place) = r.place.take() {
-                                r.avoid = Some(place.host);
+                                if !r.failed_on.contains(&place.host) {
+                                    r.failed_on.push(place.host);
+                                }
                                 hosts.release(place);
                             }
                             printer.discard(result.id);

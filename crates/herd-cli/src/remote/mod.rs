@@ -410,23 +410,24 @@ impl Hosts {
     /// Takes a job slot on the next host that has one (round robin), or `None` while every
     /// host is busy, connecting or down.
     pub fn pick(&self) -> Option<Placement> {
-        self.pick_except(None)
+        self.pick_except(&[])
     }
 
-    /// As [`Hosts::pick`], but not on host `avoid` (where the job just failed) while
-    /// another host is up: GNU parallel's `--retries` "on another computer".
-    pub fn pick_except(&self, avoid: Option<usize>) -> Option<Placement> {
+    /// As [`Hosts::pick`], but not on the hosts in `failed_on` while another host is up or
+    /// still connecting: GNU parallel's `--retries` "on another computer on which it has not
+    /// failed". Once every other host is down or has failed the job too, any host will do.
+    /// (A host still connecting counts: a job that fails at once on the first host up must
+    /// not spend its retries there while the second is logging in.)
+    pub fn pick_except(&self, failed_on: &[usize]) -> Option<Placement> {
         let mut state = self.state();
         let n = state.hosts.len();
-        let others_up = state
-            .hosts
-            .iter()
-            .enumerate()
-            .any(|(h, host)| Some(h) != avoid && host.status == Status::Up);
+        let others = state.hosts.iter().enumerate().any(|(h, host)| {
+            !failed_on.contains(&h) && matches!(host.status, Status::Up | Status::Connecting)
+        });
         for k in 0..n {
             let h = (state.next + k) % n;
             let host = &mut state.hosts[h];
-            if !host.has_room() || (Some(h) == avoid && others_up) {
+            if !host.has_room() || (others && failed_on.contains(&h)) {
                 continue;
             }
             let master = host.free_master();
