@@ -27,6 +27,8 @@ pub struct BlockSpec {
     pub recstart: Vec<u8>,
     /// `-N`: exactly this many records a block (the last may have fewer), whatever its size.
     pub records: Option<usize>,
+    /// `-L n` without `-N`: a record is `n` lines (with `-N m`, `records` is `m` x `n`).
+    pub lines_per_record: Option<usize>,
     /// `--pipepart --block -N`: the size is the files' total size over N blocks per job slot.
     pub blocks_per_slot: Option<usize>,
     /// `--pipepart`: the files are cut in place, not read.
@@ -38,6 +40,85 @@ pub struct BlockSpec {
     /// `--regexp`: `(?:RECEND)(RECSTART)`; a block may be cut where group 1 starts (in place
     /// of `recend`/`recstart` as strings).
     pub pattern: Option<regex::bytes::Regex>,
+    /// `--rrs`: the separators are taken out of each block.
+    pub remove_separators: Option<Separators>,
+    /// `--cat`, `--fifo`: each job gets its block as a file (see blockfile.rs).
+    pub as_file: Option<crate::blockfile::AsFile>,
+}
+
+/// `--rrs`: what is taken out of a block, in GNU parallel's order: every --recend followed by
+/// a --recstart (the boundaries between its records), then a --recstart at the block's start
+/// and a --recend at its end.
+#[derive(Debug, Clone)]
+pub enum Separators {
+    /// `recend` and `recstart` as strings.
+    Strings,
+    /// `--regexp`: the boundaries are [`BlockSpec::pattern`]'s matches; `start` and `end`
+    /// match a --recstart at the start and a --recend at the end.
+    Patterns {
+        start: regex::bytes::Regex,
+        end: regex::bytes::Regex,
+    },
+}
+
+impl Separators {
+    pub fn patterns(recend: &str, recstart: &str) -> Result<Separators, String> {
+        let compile = |pattern: String| {
+            regex::bytes::Regex::new(&pattern).map_err(|e| {
+                let why = crate::options::regex_problem(&e);
+                format!("invalid --recend '{recend}' or --recstart '{recstart}' for --rrs: {why}")
+            })
+        };
+        Ok(Separators::Patterns {
+            start: compile(format!("\\A(?:{recstart})"))?,
+            end: compile(format!("(?:{recend})\\z"))?,
+        })
+    }
+}
+
+/// `--rrs`: `block` without its record separators.
+fn remove_separators(block: Vec<u8>, spec: &BlockSpec) -> Vec<u8> {
+    let Some(how) = &spec.remove_separators else {
+        return block;
+    };
+    let (end, start) = (&spec.recend[..], &spec.recstart[..]);
+    let mut out = match (how, &spec.pattern) {
+        (Separators::Patterns { .. }, Some(pair)) => {
+            pair.replace_all(&block, &b""[..]).into_owned()
+        }
+        _ => {
+            let pair = [end, start].concat();
+            if pair.is_empty() {
+                block
+            } else {
+                let mut out = Vec::with_capacity(block.len());
+                let mut at = 0;
+                for i in memchr::memmem::find_iter(&block, &pair) {
+                    out.extend_from_slice(&block[at..i]);
+                    at = i + pair.len();
+                }
+                out.extend_from_slice(&block[at..]);
+                out
+            }
+        }
+    };
+    let (head, tail) = match how {
+        Separators::Strings => (
+            (!start.is_empty() && out.starts_with(start)).then_some(start.len()),
+            (!end.is_empty() && out.ends_with(end)).then_some(end.len()),
+        ),
+        Separators::Patterns { start, end } => (
+            start.find(&out).map(|m| m.end()),
+            end.find(&out).map(|m| out.len() - m.start()),
+        ),
+    };
+    if let Some(n) = head {
+        out.drain(..n);
+    }
+    if let Some(n) = tail {
+        out.truncate(out.len().saturating_sub(n));
+    }
+    out
 }
 
 /// `--regexp`: the pattern of a record boundary, --recend then --recstart (as regular
@@ -272,7 +353,8 @@ impl Parts {
         }
         let total: u64 = files.iter().map(|f| f.2).sum();
         let size = match spec.blocks_per_slot {
-            Some(n) => total.div_ceil((slots.max(1) * n.max(1)) as u64).max(1),
+            // GNU parallel's size: one more than an even share, so the last part is the short one.
+            Some(n) => 1 + total / (slots.max(1) * n.max(1)) as u64,
             None => spec.size.max(1) as u64,
         };
         Ok(Parts {
@@ -308,7 +390,15 @@ impl Parts {
                 boundary_at_or_after(file, start, nominal, *len, &self.spec)?
             };
             self.at = end;
-            let part = herd_engine::Stdin::file_range(path, start, end - start);
+            let part = if self.spec.remove_separators.is_some() {
+                // --rrs: the part is changed, so it is read.
+                let mut data = vec![0; (end - start) as usize];
+                let got = read_full_at(file, &mut data, start)?;
+                data.truncate(got);
+                herd_engine::Stdin::bytes(remove_separators(data, &self.spec))
+            } else {
+                herd_engine::Stdin::file_range(path, start, end - start)
+            };
             return Ok(Some(headed(self.header.as_ref(), part)));
         }
     }
@@ -446,7 +536,8 @@ impl<R: Read> Blocks<R> {
         if self.header.is_none() {
             self.header = Some(std::sync::Arc::new(self.read_header()?));
         }
-        self.next_records_block()
+        let block = self.next_records_block()?;
+        Ok(block.map(|b| remove_separators(b, &self.spec)))
     }
 
     /// Takes `--header`'s header off the start of the input.
@@ -491,14 +582,27 @@ impl<R: Read> Blocks<R> {
                 return Ok(None);
             }
             if self.eof && self.buf.len() <= size {
-                // The rest is the last block, whatever it ends with.
-                return Ok(Some(std::mem::take(&mut self.buf)));
+                // The rest is the last block, whatever it ends with; with -L, its whole
+                // records are one block and what is left another (GNU parallel cuts so).
+                let cut = self
+                    .spec
+                    .lines_per_record
+                    .and_then(|n| last_lines_boundary(&self.buf, n));
+                let rest = match cut {
+                    Some(cut) => self.buf.split_off(cut),
+                    None => Vec::new(),
+                };
+                return Ok(Some(std::mem::replace(&mut self.buf, rest)));
             }
             let within = size.min(self.buf.len());
             // The last boundary within the block's size; else the end of the record that
             // crosses it (a record longer than a block is kept whole).
-            let cut = last_boundary(&self.buf[..within], &self.spec)
-                .or_else(|| first_boundary_from(&self.buf, within, &self.spec));
+            let cut = match self.spec.lines_per_record {
+                Some(n) => last_lines_boundary(&self.buf[..within], n)
+                    .or_else(|| nth_newline_end(&self.buf, n)),
+                None => last_boundary(&self.buf[..within], &self.spec)
+                    .or_else(|| first_boundary_from(&self.buf, within, &self.spec)),
+            };
             if let Some(cut) = cut {
                 let rest = self.buf.split_off(cut);
                 return Ok(Some(std::mem::replace(&mut self.buf, rest)));
@@ -534,7 +638,10 @@ impl<R: Read> Blocks<R> {
     }
 }
 
-/// The end of the `n`th record in `data`, if `n` records are there.
+/// The end of the `n`th record in `data`, if `n` records are there. Counted as GNU parallel
+/// counts them: each search for a separator starts a byte past the last one found, the first
+/// at byte 1, so a separator at the very start ends no record of its own (`printf '\na\n' |
+/// parallel --pipe -N1` gives one job).
 fn nth_boundary(data: &[u8], n: usize, spec: &BlockSpec) -> Option<usize> {
     if let Some(pattern) = &spec.pattern {
         return pattern_cuts(pattern, data).nth(n.max(1) - 1);
@@ -544,10 +651,27 @@ fn nth_boundary(data: &[u8], n: usize, spec: &BlockSpec) -> Option<usize> {
         // No records: every byte may end one.
         return (data.len() >= n).then_some(n);
     }
-    memchr::memmem::find_iter(data, &pair)
-        .map(|i| i + spec.recend.len())
-        .filter(|&cut| cut > 0)
+    let mut found = 0;
+    for _ in 0..n.max(1) {
+        let from = found + 1;
+        found = from + memchr::memmem::find(data.get(from..)?, &pair)?;
+    }
+    Some(found + spec.recend.len())
+}
+
+/// `-L n` without `-N`: where the last run of whole `n`-line records in `data` ends (lines end
+/// with a newline whatever --recend says, as in GNU parallel).
+fn last_lines_boundary(data: &[u8], n: usize) -> Option<usize> {
+    let lines = memchr::memchr_iter(b'\n', data).count();
+    let whole = lines - lines % n.max(1);
+    (whole > 0).then(|| nth_newline_end(data, whole))?
+}
+
+/// The end of the `n`th line in `data`, if there are `n` lines.
+fn nth_newline_end(data: &[u8], n: usize) -> Option<usize> {
+    memchr::memchr_iter(b'\n', data)
         .nth(n.max(1) - 1)
+        .map(|i| i + 1)
 }
 
 /// The first record boundary at or after `from` in `data`.
@@ -582,26 +706,12 @@ fn last_boundary(data: &[u8], spec: &BlockSpec) -> Option<usize> {
     (cut > 0).then_some(cut)
 }
 
-/// `--block SIZE`: bytes, with GNU parallel's suffixes (k, M, G, T, P, either case; powers of
-/// 1024).
+/// `--block SIZE`: bytes, with GNU parallel's suffixes ([`crate::gate::parse_size`]); at
+/// least one.
 pub fn parse_size(text: &str) -> Option<usize> {
-    let t = text.trim();
-    let (digits, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => t.split_at(i),
-        None => (t, ""),
-    };
-    let n: f64 = digits.parse().ok()?;
-    let shift = match unit {
-        "" | "b" | "B" => 0,
-        "k" | "K" => 10,
-        "m" | "M" => 20,
-        "g" | "G" => 30,
-        "t" | "T" => 40,
-        "p" | "P" => 50,
-        _ => return None,
-    };
-    let bytes = n * (1u64 << shift) as f64;
-    (bytes >= 1.0 && bytes < usize::MAX as f64).then_some(bytes as usize)
+    crate::gate::parse_size(text)
+        .filter(|&n| n >= 1)
+        .and_then(|n| usize::try_from(n).ok())
 }
 
 #[cfg(test)]
@@ -650,12 +760,38 @@ mod tests {
             recend: recend.as_bytes().to_vec(),
             recstart: recstart.as_bytes().to_vec(),
             records: None,
+            lines_per_record: None,
             blocks_per_slot: None,
             part: false,
             header: None,
             round_robin: false,
             pattern: None,
+            remove_separators: None,
+            as_file: None,
         }
+    }
+
+    /// --rrs takes out what GNU parallel 20221122 takes out (its outputs, by `od -c`).
+    #[test]
+    fn removing_separators_as_gnu_parallel_does() {
+        let strings = |data: &[u8], recend: &str, recstart: &str| {
+            let mut s = spec(100, recend, recstart);
+            s.remove_separators = Some(Separators::Strings);
+            remove_separators(data.to_vec(), &s)
+        };
+        assert_eq!(strings(b"a\nb\n", "\n", ""), b"ab");
+        assert_eq!(strings(b"c", "\n", ""), b"c");
+        assert_eq!(strings(b"Xa\nXb\n", "", "X"), b"a\nb\n");
+        assert_eq!(strings(b"Xa;Xb;", ";", "X"), b"ab");
+        assert_eq!(strings(b"a;b", "", ""), b"a;b");
+        let patterns = |data: &[u8], recend: &str, recstart: &str| {
+            let mut s = spec(100, recend, recstart);
+            s.pattern = Some(record_pattern(recend, recstart).unwrap());
+            s.remove_separators = Some(Separators::patterns(recend, recstart).unwrap());
+            remove_separators(data.to_vec(), &s)
+        };
+        assert_eq!(patterns(b"a\n\nb\n\n", "\\n+", ""), b"ab");
+        assert_eq!(patterns(b">1 a;>22 b;", ";", ">\\d+ "), b"ab");
     }
 
     #[test]
@@ -895,10 +1031,11 @@ mod tests {
     #[test]
     fn sizes_take_gnu_suffixes() {
         assert_eq!(parse_size("1M"), Some(1 << 20));
-        assert_eq!(parse_size("10k"), Some(10 << 10));
+        assert_eq!(parse_size("10k"), Some(10_000));
         assert_eq!(parse_size("1.5K"), Some(1536));
         assert_eq!(parse_size("300"), Some(300));
-        assert_eq!(parse_size("2g"), Some(2 << 30));
+        assert_eq!(parse_size("2g"), Some(2_000_000_000));
+        assert_eq!(parse_size("2G"), Some(2 << 30));
         assert_eq!(parse_size("-1"), None);
         assert_eq!(parse_size("1x"), None);
         assert_eq!(parse_size("0"), None);

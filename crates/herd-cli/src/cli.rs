@@ -143,6 +143,7 @@ Common options:
       --dry-run          print the commands, run nothing
       --pipe             split standard input into blocks, one per job (--block 1M)
       --pipepart         the same for a file (-a FILE), without reading it through herd
+      --cat, --fifo      give each job its block as a file named {}, not on stdin
   -S, --sshlogin HOSTS   run jobs on other machines over ssh
       --bar, --eta       show progress
   -v, --verbose          print each command before its output
@@ -411,8 +412,9 @@ pub struct Cli {
     /// With --pipe: start one job per job slot (-j), not one per block, and deal the blocks
     /// to whichever job has room, taking turns: for commands slow to start. Each job's stdin
     /// holds at most one block beyond its pipe; a job that ends early leaves its blocks to the
-    /// others. Output stays whole per job, not per block. Example: cat big.log | herd --pipe
-    /// --round-robin -j4 ./slow-to-start-filter
+    /// others. Output stays whole per job, not per block. With --pipepart: one part per job
+    /// slot (--block -1), as in GNU parallel. Example: cat big.log | herd --pipe --round-robin
+    /// -j4 ./slow-to-start-filter
     #[arg(long = "round-robin", visible_aliases = ["roundrobin", "round"])]
     pub round_robin: bool,
 
@@ -423,8 +425,9 @@ pub struct Cli {
     #[arg(long, visible_alias = "regex")]
     pub regexp: bool,
 
-    /// With --pipe or --pipepart: the block size to aim at, in bytes, with k, M, G, T
-    /// suffixes (powers of 1024) [default: 1M]. A record longer than a block is not cut. With
+    /// With --pipe or --pipepart: the block size to aim at, in bytes, with K, M, G, T suffixes
+    /// (powers of 1024) or k, m, g, t (powers of 1000), as GNU parallel reads them [default:
+    /// 1M with --pipe; -10 with --pipepart]. A record longer than a block is not cut. With
     /// --pipepart, -N means N blocks for each job slot (the files' size / (-j x N)).
     /// Example: --block 64M, or --pipepart --block -4 -j8 (32 jobs)
     #[arg(
@@ -445,6 +448,26 @@ pub struct Cli {
     /// between --recend and --recstart. Example: --recstart '>' (FASTA)
     #[arg(long, value_name = "STR")]
     pub recstart: Option<String>,
+
+    /// With --pipe or --pipepart: take the record separators out of each block before its job
+    /// gets it (every --recend followed by a --recstart, then a --recstart at the block's start
+    /// and a --recend at its end), as GNU parallel does. With --pipepart the blocks then pass
+    /// through herd. Example: herd --pipe -N1 --rrs 'printf "[%s]" "$(cat)"'
+    #[arg(long = "remove-rec-sep", visible_aliases = ["removerecsep", "rrs"])]
+    pub remove_rec_sep: bool,
+
+    /// Give each job its block as a file named by {} (and by $PARALLEL_TMP) instead of on its
+    /// stdin, for programs that read files, not stdin; the file is removed when the job is done.
+    /// Implies --pipe unless --pipepart is given. Example: cat big.log | herd --cat wc -l {}
+    #[arg(long, conflicts_with = "fifo")]
+    pub cat: bool,
+
+    /// Like --cat, but {} names a named pipe the block flows through as the job reads it:
+    /// nothing is written to disk, and the file can be read only once, from start to end. A
+    /// command that never opens it still ends. Not on Windows. Example: herd --pipe --fifo
+    /// 'grep ERROR {}'
+    #[arg(long)]
+    pub fifo: bool,
 
     /// With -S: run every job on every host (one job at a time on each host; -j hosts at once,
     /// all by default). --tag prefixes each line with its host. Example: -S h1,h2 --onall

@@ -139,6 +139,8 @@ pub struct Feeder {
     pub input_done: bool,
     /// `--pipe`, `--pipepart`: the input's blocks, one per job's stdin.
     pub blocks: Option<crate::blocks::BlockSource>,
+    /// `--cat`, `--fifo`: where the blocks' files are made.
+    pub block_files: Option<crate::blockfile::BlockFiles>,
     /// `--onall`, `--nonall`: each job runs on every host.
     pub everywhere: bool,
     /// `-j` with `--onall`: how many hosts at once.
@@ -160,6 +162,7 @@ fn remote_info(seq: u64, slot: usize, tag: Vec<u8>, made: &Made, pin: Option<usi
         runs: 1,
         started: std::time::Instant::now(),
         attempts: Vec::new(),
+        _block_file: None,
         remote: Some(Box::new(Remote {
             place: None,
             host: String::new(),
@@ -214,10 +217,27 @@ impl Feeder {
         }
         // Read outside the lock: reading may block.
         let maker = &self.maker;
-        let (args, block) = if let Some(blocks) = self.blocks.as_mut() {
-            // --pipe: the job's input is the next block; it takes no values.
+        let (args, block, block_file) = if let Some(blocks) = self.blocks.as_mut() {
+            // --pipe: the job's input is the next block; it takes no values (but with --cat
+            // and --fifo, its block's file).
             match blocks.next_stdin() {
-                Ok(Some(block)) => (JobArgs::default(), Some(block)),
+                Ok(Some(block)) => match self.block_files.as_mut() {
+                    None => (JobArgs::default(), Some(block), None),
+                    Some(files) => match files.make(block) {
+                        Ok((file, stdin)) => {
+                            let name = file.path().as_os_str().as_encoded_bytes().to_vec();
+                            let args = JobArgs {
+                                values: vec![name],
+                                ..Default::default()
+                            };
+                            (args, Some(stdin), Some(file))
+                        }
+                        Err(e) => {
+                            feed.window.lock().unwrap().input_error = Some(e);
+                            return Fed::Done;
+                        }
+                    },
+                },
                 Ok(None) => {
                     self.input_done = true;
                     return Fed::Progress;
@@ -229,7 +249,7 @@ impl Feeder {
             }
         } else {
             match self.batcher.next_job(&mut |v| maker.measure(v)) {
-                Ok(Some(v)) => (v, None),
+                Ok(Some(v)) => (v, None, None),
                 Ok(None) => {
                     self.input_done = true;
                     return Fed::Progress;
@@ -333,6 +353,7 @@ impl Feeder {
                         started: std::time::Instant::now(),
                         remote: None,
                         attempts: Vec::new(),
+                        _block_file: block_file,
                     },
                 );
                 Fed::Progress

@@ -57,24 +57,39 @@ pub fn jobs_within_descriptors(jobs: usize, extra_per_job: u64) -> Option<(usize
     }
 }
 
-/// Parses GNU's sizes: `K M G T P` are powers of 1024, `k m g t p` powers of 1000.
+/// Parses GNU parallel's sizes (its UNIT PREFIX): `K M G T P` and `Ki Mi …` (either case)
+/// are powers of 1024, `k m g t p` powers of 1000 (`--block 3m` is 3,000,000 bytes).
 pub fn parse_size(s: &str) -> Option<u64> {
     let t = s.trim();
-    let (digits, unit): (&str, u64) = match t.chars().last()? {
-        'K' => (&t[..t.len() - 1], 1 << 10),
-        'M' => (&t[..t.len() - 1], 1 << 20),
-        'G' => (&t[..t.len() - 1], 1 << 30),
-        'T' => (&t[..t.len() - 1], 1 << 40),
-        'P' => (&t[..t.len() - 1], 1 << 50),
-        'k' => (&t[..t.len() - 1], 1_000),
-        'm' => (&t[..t.len() - 1], 1_000_000),
-        'g' => (&t[..t.len() - 1], 1_000_000_000),
-        't' => (&t[..t.len() - 1], 1_000_000_000_000),
-        'p' => (&t[..t.len() - 1], 1_000_000_000_000_000),
-        _ => (t, 1),
-    };
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let binary = |power: u32| Some(1024f64.powi(power as i32));
+    let unit = match unit {
+        "" => Some(1.0),
+        "K" => binary(1),
+        "M" => binary(2),
+        "G" => binary(3),
+        "T" => binary(4),
+        "P" => binary(5),
+        "k" => Some(1e3),
+        "m" => Some(1e6),
+        "g" => Some(1e9),
+        "t" => Some(1e12),
+        "p" => Some(1e15),
+        _ => match unit.to_ascii_lowercase().as_str() {
+            "ki" => binary(1),
+            "mi" => binary(2),
+            "gi" => binary(3),
+            "ti" => binary(4),
+            "pi" => binary(5),
+            _ => None,
+        },
+    }?;
     let n: f64 = digits.parse().ok()?;
-    (n >= 0.0 && n.is_finite()).then_some((n * unit as f64) as u64)
+    let bytes = n * unit;
+    (bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
 }
 
 /// `--load N` or `N%` (of the CPUs).
@@ -192,6 +207,8 @@ mod tests {
         assert_eq!(parse_size("1k"), Some(1000));
         assert_eq!(parse_size("2G"), Some(2 << 30));
         assert_eq!(parse_size("1.5m"), Some(1_500_000));
+        assert_eq!(parse_size("3Mi"), Some(3 << 20));
+        assert_eq!(parse_size("3mi"), Some(3 << 20));
         assert_eq!(parse_size("x"), None);
         assert_eq!(parse_load("3", 8), Some(3.0));
         assert_eq!(parse_load("50%", 8), Some(4.0));

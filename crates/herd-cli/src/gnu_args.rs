@@ -38,7 +38,7 @@ pub enum Action {
 
 use Action::{Note, Quiet, Refuse, To};
 
-const NOT_YET_PIPE: &str = "is not available yet (herd has --pipe, --pipepart and --round-robin; the other ways to spread blocks are planned)";
+const NOT_YET_PIPE: &str = "is not available yet (herd has --pipe, --pipepart, --round-robin, --cat, --fifo and --rrs; the other ways to spread blocks are planned)";
 const NOT_YET_SSH: &str = "is not available yet (herd runs jobs on other hosts with -S, but \
      --onall/--nonall, host groups and rsync options are still to come)";
 
@@ -197,13 +197,13 @@ const GNU: &[(&str, Action)] = &[
     ("recstart=s", To("recstart")),
     ("recend=s", To("recend")),
     ("regexp|regex", To("regexp")),
-    ("remove-rec-sep|removerecsep|rrs", Refuse(NOT_YET_PIPE)),
+    ("remove-rec-sep|removerecsep|rrs", To("remove-rec-sep")),
     ("output-as-files|outputasfiles|files", To("files")),
     ("block-size|blocksize|block=s", To("block")),
     ("block-timeout|blocktimeout|bt=s", Refuse(NOT_YET_PIPE)),
     ("header=s", To("header")),
-    ("cat", Refuse(NOT_YET_PIPE)),
-    ("fifo", Refuse(NOT_YET_PIPE)),
+    ("cat", To("cat")),
+    ("fifo", To("fifo")),
     ("pipe-part|pipepart", To("pipe-part")),
     ("tee", Refuse(NOT_YET_PIPE)),
     ("shard=s", Refuse(NOT_YET_PIPE)),

@@ -4,6 +4,7 @@
 //! no shell is needed), its environment, and where `--results`/`--files` keep its output.
 
 use crate::batch::JobArgs;
+use crate::blockfile::AsFile;
 use crate::compose::{self, Composer, Seg, Shell};
 use crate::options::CommandSpec;
 use crate::perl::{JobContext, Perl, PerlError};
@@ -114,6 +115,8 @@ pub struct JobMaker {
     pub keep_values: bool,
     /// `-S`: jobs may run on other hosts; these are what they need there.
     pub remote: Option<RemoteSetup>,
+    /// `--cat`, `--fifo`: each job's value is its block's file.
+    pub block_file: Option<AsFile>,
 }
 
 /// What jobs for other hosts carry (`-S`).
@@ -248,6 +251,7 @@ impl JobMaker {
             max_output: None,
             keep_values: false,
             remote: None,
+            block_file: None,
         })
     }
 
@@ -499,6 +503,12 @@ impl JobMaker {
             argv = wrapped;
             job = job_of(&argv);
         }
+        // --cat, --fifo: the block's file is the job's only value.
+        let block_file = self.block_file.zip(args.values.first());
+        if let Some((AsFile::Fifo, fifo)) = block_file {
+            argv = crate::blockfile::fifo_wrapped(fifo, argv);
+            job = job_of(&argv);
+        }
         let results = self.result_files(&fill, args);
         let mut tag = match &self.tagstring {
             Some(t) => compose::text(&t.compose(&fill, false)),
@@ -516,6 +526,9 @@ impl JobMaker {
             .env("PARALLEL_JOBSLOT", slot.to_string());
         if let Some(var) = &self.spec.process_slot_var {
             job = job.env(var, (slot - 1).to_string());
+        }
+        if let Some((_, file)) = block_file {
+            job = job.env("PARALLEL_TMP", os(file.clone()));
         }
         if let Some(dir) = &self.spec.workdir {
             job = job.current_dir(dir);

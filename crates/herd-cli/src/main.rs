@@ -12,6 +12,7 @@
 //! decides when to stop early; [`generate`] writes the man page and completions.
 
 mod batch;
+mod blockfile;
 mod blocks;
 mod cli;
 mod compose;

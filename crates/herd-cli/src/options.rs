@@ -522,7 +522,15 @@ pub fn information(cli: &Cli) -> Option<(String, u8)> {
 impl Cli {
     /// `--pipe`, `--block`, `--recend`, `--recstart`.
     fn pipe_spec(&self) -> Result<Option<crate::blocks::BlockSpec>, UsageError> {
-        if !self.pipe && !self.pipe_part {
+        use crate::blockfile::AsFile;
+        use crate::blocks::Separators;
+        let as_file = match (self.cat, self.fifo) {
+            (true, _) => Some(AsFile::Cat),
+            (_, true) => Some(AsFile::Fifo),
+            _ => None,
+        };
+        // GNU parallel: --cat and --fifo imply --pipe, unless --pipepart is given.
+        if !self.pipe && !self.pipe_part && as_file.is_none() {
             if self.round_robin {
                 // As GNU parallel does (its manual says --round-robin implies --pipe; the
                 // program runs the jobs one per input as usual).
@@ -533,6 +541,7 @@ impl Cli {
                 (self.recend.is_some(), "--recend"),
                 (self.recstart.is_some(), "--recstart"),
                 (self.regexp, "--regexp"),
+                (self.remove_rec_sep, "--rrs"),
             ] {
                 if given {
                     return Err(UsageError(format!("{name} goes with --pipe or --pipepart")));
@@ -581,10 +590,20 @@ impl Cli {
             .recend
             .as_deref()
             .map_or_else(|| default_end.to_vec(), unescape_record);
-        if self.pipe_part && self.round_robin {
+        if self.pipe_part && (self.round_robin || self.block.is_none()) {
+            // GNU parallel's defaults: ten parts for each job slot; one with --round-robin.
+            blocks_per_slot = Some(if self.round_robin { 1 } else { 10 });
+        }
+        if let (Some(how), true) = (as_file, self.round_robin) {
+            return Err(UsageError(format!(
+                "--{} with --round-robin: a long-lived job takes many blocks on its stdin, not \
+                 one file",
+                how.name()
+            )));
+        }
+        if cfg!(windows) && as_file == Some(AsFile::Fifo) {
             return Err(UsageError(
-                "--round-robin with --pipepart is not available: --pipepart --block -N gives \
-                 each job slot N parts instead"
+                "--fifo is not available on Windows (no named pipes in the file system): use --cat"
                     .into(),
             ));
         }
@@ -604,10 +623,15 @@ impl Cli {
                 "-N0 with --pipe: a job needs at least one record".into(),
             ));
         }
+        let mut remove_separators = self.remove_rec_sep.then_some(Separators::Strings);
         let pattern = if self.regexp {
             // As GNU parallel: the strings are regular expressions, taken as they are.
             let recend = self.recend.as_deref().unwrap_or(default_end_pattern);
             let recstart = self.recstart.as_deref().unwrap_or_default();
+            if self.remove_rec_sep {
+                remove_separators =
+                    Some(Separators::patterns(recend, recstart).map_err(UsageError)?);
+            }
             Some(crate::blocks::record_pattern(recend, recstart).map_err(UsageError)?)
         } else {
             None
@@ -616,16 +640,39 @@ impl Cli {
             Some(h) => crate::blocks::Header::parse(h).map_err(UsageError)?,
             None => None,
         };
+        // -L: a record is so many lines; with -N, a job gets N of those.
+        let lines = match self.max_lines.as_deref() {
+            None => None,
+            Some("") => Some(1),
+            Some(n) => Some(n.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                UsageError(format!(
+                    "invalid value '{n}' for -L with --pipe: expected a number of lines, at \
+                     least 1"
+                ))
+            })?),
+        };
+        let records = match (self.max_replace_args, lines) {
+            (Some(n), Some(l)) => Some(n.saturating_mul(l)),
+            (n, _) => n,
+        };
+        if self.pipe_part && lines.is_some() {
+            return Err(UsageError(
+                "-L with --pipepart: lines are not counted; give --block, or use --pipe -L".into(),
+            ));
+        }
         Ok(Some(crate::blocks::BlockSpec {
             size,
             recend,
             recstart,
-            records: self.max_replace_args,
+            records,
+            lines_per_record: lines.filter(|_| records.is_none()),
             blocks_per_slot,
             part: self.pipe_part,
             header,
             round_robin: self.round_robin,
             pattern,
+            remove_separators,
+            as_file,
         }))
     }
 

@@ -38,6 +38,8 @@ pub struct JobInfo {
     pub remote: Option<Box<Remote>>,
     /// Its earlier runs, when it ran again (`--json` lists them).
     pub attempts: Vec<crate::json::Attempt>,
+    /// `--cat`, `--fifo`: its block's file, removed when this is dropped (after its last run).
+    pub _block_file: Option<crate::blockfile::BlockFile>,
 }
 
 /// A job of a run with hosts (`-S`).

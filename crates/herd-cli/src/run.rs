@@ -6,6 +6,7 @@
 //! their host failed, and acts on SIGINT/SIGTERM, which a signal handler only records.
 
 use crate::batch::Batcher;
+use crate::blockfile::BlockFiles;
 use crate::events::EventLog;
 use crate::feeder::{host_at_fault, no_host_left, Feed, Feeder, Slots, Why, Window};
 use crate::gate::Gate;
@@ -47,6 +48,11 @@ fn dry_run(
     loop {
         let args = if let Some(blocks) = blocks.as_mut() {
             match blocks.next_stdin() {
+                // --cat, --fifo: no file is made; the line names it as GNU parallel shows it.
+                Ok(Some(_)) if maker.block_file.is_some() => crate::batch::JobArgs {
+                    values: vec![b"$PARALLEL_TMP".to_vec()],
+                    ..Default::default()
+                },
                 Ok(Some(_)) => Default::default(),
                 Ok(None) => break,
                 Err(e) => return Err(Fatal(e)),
@@ -73,6 +79,17 @@ fn dry_run(
                 continue;
             }
             Err(NotRun::Fatal(e)) => return Err(Fatal(e)),
+        };
+        let line = match maker.block_file {
+            // GNU parallel shows the variable as it is, not quoted.
+            Some(_) => {
+                let quoted = maker.composer.shell.quote(b"$PARALLEL_TMP");
+                let at = memchr::memmem::find(&line, &quoted);
+                at.map_or(line.clone(), |i| {
+                    [&line[..i], b"$PARALLEL_TMP", &line[i + quoted.len()..]].concat()
+                })
+            }
+            None => line,
         };
         let line = if shell_quote {
             maker.composer.shell.quote(&line)
@@ -230,8 +247,10 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         spec,
         sources.len(),
         check_positions && !opts.header,
-        !opts.batch.no_values && opts.pipe.is_none(),
+        // --cat and --fifo: a job's value is its block's file, appended as GNU parallel does.
+        !opts.batch.no_values && opts.pipe.as_ref().is_none_or(|p| p.as_file.is_some()),
     )?;
+    maker.block_file = opts.pipe.as_ref().and_then(|p| p.as_file);
     maker.timeout = opts.timeout;
     maker.terminal = opts.terminal;
     maker.retries = opts.retries;
@@ -387,6 +406,10 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
     let signal = watch_signals()?;
     let mut reader = ReaderWatch::new();
     let mut spill_told = false;
+    let block_files = match opts.pipe.as_ref().and_then(|p| p.as_file) {
+        Some(how) => Some(BlockFiles::new(how, opts.tmpdir.as_deref()).map_err(Fatal)?),
+        None => None,
+    };
     let feeder = Feeder {
         herd: Arc::downgrade(&herd),
         batcher,
@@ -401,6 +424,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         keep_jobs: opts.gate.memfree.is_some(),
         input_done: false,
         blocks,
+        block_files,
         everywhere,
         hosts_at_once: opts.remote.as_ref().and_then(|r| r.hosts_at_once),
     };

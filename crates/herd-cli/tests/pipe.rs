@@ -631,3 +631,248 @@ fn regexp_records() {
         text(&out.stderr)
     );
 }
+
+/// The files a run left in `dir` (its --tmpdir).
+fn left_in(dir: &std::path::Path) -> Vec<String> {
+    let mut left = Vec::new();
+    for entry in walk(dir) {
+        left.push(entry.display().to_string());
+    }
+    left
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        }
+        found.push(path);
+    }
+    found
+}
+
+/// --cat and --fifo: each job reads its block from the file {} names (and $PARALLEL_TMP
+/// too), its stdin empty; the blocks put together are the input byte for byte, from --pipe
+/// and --pipepart alike, and nothing is left in --tmpdir.
+#[cfg(unix)]
+#[test]
+fn cat_and_fifo_give_each_job_its_block_as_a_file() {
+    let mut rng = Rng(0xca7);
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let tmp_arg = tmp.to_str().unwrap();
+    for round in 0..4 {
+        let count = 400 + rng.below(400) as usize;
+        let data = records(&mut rng, count, b"\n");
+        let path = dir.path().join(format!("data{round}"));
+        std::fs::write(&path, &data).unwrap();
+        let block = (1 + rng.below(20_000)).to_string();
+        for how in ["--cat", "--fifo"] {
+            for part in [false, true] {
+                let mut args = vec!["-k", "--tmpdir", tmp_arg, "--block", &block, how];
+                if part {
+                    args.extend(["--pipepart", "-a", path.to_str().unwrap()]);
+                }
+                args.push(
+                    "[ \"$PARALLEL_TMP\" = {} ] || echo '$PARALLEL_TMP is not {}'; cat {}; cat",
+                );
+                let out = with_input(&args, if part { b"" } else { &data });
+                let case = format!("round {round}, {how}, pipepart {part}");
+                assert_eq!(out.status.code(), Some(0), "{case}: {}", text(&out.stderr));
+                assert!(out.stdout == data, "{case}: output differs");
+                assert_eq!(left_in(&tmp), Vec::<String>::new(), "{case}");
+            }
+        }
+    }
+}
+
+/// --cat: a block's file is removed when its job is done, not at the end of the run: one job
+/// at a time sees at most its own file and the next one's.
+#[cfg(unix)]
+#[test]
+fn block_files_go_as_their_jobs_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = "line\n".repeat(10_000);
+    let out = with_input(
+        &[
+            "-j1",
+            "--tmpdir",
+            dir.path().to_str().unwrap(),
+            "--block",
+            "1k",
+            "--cat",
+            "ls \"$(dirname {})\" | wc -l",
+        ],
+        data.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let counts: Vec<usize> = text(&out.stdout)
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert!(counts.len() > 40, "{counts:?}");
+    assert!(counts.iter().all(|&n| n <= 2), "{counts:?}");
+}
+
+/// --fifo: a command that never opens its named pipe ends all the same (GNU parallel's manual
+/// warns that its jobs then hang), and the `cat` that would feed the pipe ends with it, not
+/// left for herd to find holding the job's output open (`leaked` in --json).
+#[cfg(unix)]
+#[test]
+fn a_fifo_nobody_opens_does_not_hang_its_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let json = dir.path().join("json");
+    let data = "x".repeat(99) + "\n";
+    let data = data.repeat(30_000);
+    let mut child = common::herd()
+        .args([
+            "--tmpdir",
+            tmp.to_str().unwrap(),
+            "--block",
+            "300k",
+            "--json",
+        ])
+        .arg(&json)
+        .args(["--fifo", "true {}; echo not read"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(data.as_bytes());
+    });
+    testkit::wait_until("herd to end", || child.try_wait().unwrap().is_some());
+    writer.join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "not read\n".repeat(10));
+    let records = common::json_lines(&std::fs::read(&json).unwrap());
+    assert_eq!(records.len(), 10);
+    assert!(records.iter().all(|r| r["leaked"] == false), "{records:?}");
+    testkit::assert_gone(tmp.to_str().unwrap());
+    assert_eq!(left_in(&tmp), Vec::<String>::new());
+}
+
+/// --cat with --retries: a job that fails runs again on the same file, whole.
+#[cfg(unix)]
+#[test]
+fn a_retried_job_finds_its_block_file_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let marks = dir.path().join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    let data: String = (0..5_000).map(|i| format!("record {i}\n")).collect();
+    let command = format!(
+        "if [ -e {m}/$PARALLEL_SEQ ]; then cat {{}}; else touch {m}/$PARALLEL_SEQ; \
+         head -c 10 {{}}; exit 3; fi",
+        m = marks.display()
+    );
+    let out = with_input(
+        &["-k", "--retries", "2", "--block", "5k", "--cat", &command],
+        data.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stdout == data.as_bytes(), "output differs");
+    assert!(std::fs::read_dir(&marks).unwrap().count() > 5);
+}
+
+/// --rrs takes the separators out of each block, and -L makes a record of so many lines,
+/// with --pipe and --pipepart, as GNU parallel 20221122 does (its outputs, here verbatim).
+#[test]
+fn removed_separators_and_records_of_lines() {
+    let cases: &[(&[&str], &str, &str)] = &[
+        (
+            &["-k", "--pipe", "--rrs", "-N2", "cat; echo"],
+            "a\nb\nc\n",
+            "ab\nc\n",
+        ),
+        (
+            &[
+                "-k",
+                "--pipe",
+                "--rrs",
+                "--recstart",
+                "X",
+                "--recend",
+                ";",
+                "-N2",
+                "cat; echo",
+            ],
+            "Xa;Xb;Xc;",
+            "ab\nc\n",
+        ),
+        // A separator at the very start ends no record of its own.
+        (
+            &["-k", "--pipe", "-N1", "echo J; cat"],
+            "\na\nb\n",
+            "J\n\na\nJ\nb\n",
+        ),
+        (
+            &["-k", "--pipe", "-L3", "echo J; cat"],
+            "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n",
+            "J\n1\n2\n3\n4\n5\n6\n7\n8\n9\nJ\n10\n",
+        ),
+        (
+            &["-k", "--pipe", "-L3", "--block", "5", "echo J; cat"],
+            "1\n2\n3\n4\n5\n6\n7\n",
+            "J\n1\n2\n3\nJ\n4\n5\n6\nJ\n7\n",
+        ),
+        (
+            &["-k", "--pipe", "-L2", "-N2", "echo J; cat"],
+            "1\n2\n3\n4\n5\n",
+            "J\n1\n2\n3\n4\nJ\n5\n",
+        ),
+    ];
+    for (args, input, want) in cases {
+        let out = with_input(args, input.as_bytes());
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout), *want, "{args:?}");
+    }
+    // --pipepart: the parts are cut where GNU parallel cuts them (the first boundary past
+    // each 4 bytes), and --rrs applies as its manual says (GNU parallel 20221122 leaves the
+    // separators in with --pipepart).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f");
+    std::fs::write(&file, "a\nb\nc\nd\n").unwrap();
+    let out = with_input(
+        &[
+            "-k",
+            "--pipepart",
+            "-a",
+            file.to_str().unwrap(),
+            "--block",
+            "4",
+            "--rrs",
+            "cat; echo",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "abc\nd\n");
+}
+
+/// --cat, --fifo, --rrs and -L: their mistakes are named.
+#[test]
+fn block_file_mistakes_are_named() {
+    assert_refused(&[
+        (&["--cat", "--fifo", "cat"][..], "cannot be used with"),
+        (&["--cat", "--round-robin", "cat"][..], "with --round-robin"),
+        (&["--rrs", "cat"][..], "--rrs goes with --pipe"),
+        (&["--pipe", "-L", "x", "cat"][..], "-L with --pipe"),
+        (
+            &["--cat", "--tmpdir", "/nonexistent/dir", "cat"][..],
+            "/nonexistent/dir",
+        ),
+    ]);
+}

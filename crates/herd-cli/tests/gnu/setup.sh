@@ -29,5 +29,11 @@ touch 00:05 12:30
 for i in 1 2 3 4 5; do seq "$i" > "example.$i"; done
 seq 6 > seq6
 seq 6 -1 1 > seq-6
+# --pipe's files.
+seq 1000000 > num1000000
+seq 100000 > myfile
+seq 200000 > bigfile
+printf '>Sequence name1\nsequence\nsequence continued\n>Sequence name2\nsequence\nsequence continued\nmore sequence\n' > file.fasta
+printf 'a 1 x\nb 1 y\nc 2 z\nd 3 w\ne 3 v\n' > my.csv
 # One time for every file, so what is made from them (gzip keeps the time) is the same.
 find . -exec touch -h -d '2020-01-01 00:00:00' {} +
