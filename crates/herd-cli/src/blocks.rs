@@ -44,6 +44,8 @@ pub struct BlockSpec {
     pub remove_separators: Option<Separators>,
     /// `--cat`, `--fifo`: each job gets its block as a file (see blockfile.rs).
     pub as_file: Option<crate::blockfile::AsFile>,
+    /// `--tee`: nothing is cut; every job gets the whole input (see tee.rs).
+    pub tee: bool,
 }
 
 /// `--rrs`: what is taken out of a block, in GNU parallel's order: every --recend followed by
@@ -768,6 +770,7 @@ mod tests {
             pattern: None,
             remove_separators: None,
             as_file: None,
+            tee: false,
         }
     }
 

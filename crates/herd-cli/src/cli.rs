@@ -451,8 +451,9 @@ pub struct Cli {
 
     /// With --pipe or --pipepart: take the record separators out of each block before its job
     /// gets it (every --recend followed by a --recstart, then a --recstart at the block's start
-    /// and a --recend at its end), as GNU parallel does. With --pipepart the blocks then pass
-    /// through herd. Example: herd --pipe -N1 --rrs 'printf "[%s]" "$(cat)"'
+    /// and a --recend at its end), as GNU parallel does. With --pipepart each block then passes
+    /// through herd's memory whole (give a --block). Example: herd --pipe -N1 --rrs 'printf
+    /// "[%s]" "$(cat)"'
     #[arg(long = "remove-rec-sep", visible_aliases = ["removerecsep", "rrs"])]
     pub remove_rec_sep: bool,
 
@@ -461,6 +462,13 @@ pub struct Cli {
     /// Implies --pipe unless --pipepart is given. Example: cat big.log | herd --cat wc -l {}
     #[arg(long, conflicts_with = "fifo")]
     pub cat: bool,
+
+    /// With --pipe or --pipepart: give every job the whole input on its stdin (standard input,
+    /// or the first -a file), the jobs made from the values of ::: and the other sources, as
+    /// GNU parallel does. With --pipe every job runs at once (-j 0 by default), the slowest
+    /// setting the pace. Example: seq 1000 | herd --pipe --tee --tag 'grep {} | wc -l' ::: 1 2 3
+    #[arg(long)]
+    pub tee: bool,
 
     /// Like --cat, but {} names a named pipe the block flows through as the job reads it:
     /// nothing is written to disk, and the file can be read only once, from start to end. A

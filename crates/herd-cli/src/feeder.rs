@@ -141,6 +141,8 @@ pub struct Feeder {
     pub blocks: Option<crate::blocks::BlockSource>,
     /// `--cat`, `--fifo`: where the blocks' files are made.
     pub block_files: Option<crate::blockfile::BlockFiles>,
+    /// `--tee`: the input every job gets whole.
+    pub tee: Option<crate::tee::Tee>,
     /// `--onall`, `--nonall`: each job runs on every host.
     pub everywhere: bool,
     /// `-j` with `--onall`: how many hosts at once.
@@ -204,6 +206,23 @@ impl Feeder {
                 return Fed::Done;
             }
             if !feed.has_room(&window) {
+                if self.tee.as_ref().is_some_and(crate::tee::Tee::waiting) {
+                    // The input flows only once every job runs: with no room for the next job,
+                    // it never would. The jobs started so far are cancelled before their input
+                    // ends, so that none reports a result of an input it never had.
+                    if let Some(herd) = self.herd.upgrade() {
+                        for id in window.running.keys() {
+                            herd.cancel(*id);
+                        }
+                    }
+                    self.tee = None;
+                    window.input_error = Some(
+                        "--pipe --tee runs every job at once, and -j is less than the number of \
+                         jobs: give -j 0 (or leave -j out)"
+                            .into(),
+                    );
+                    return Fed::Done;
+                }
                 return Fed::NoRoom;
             }
             if let Err(why) = self.gate.check() {
@@ -249,9 +268,16 @@ impl Feeder {
             }
         } else {
             match self.batcher.next_job(&mut |v| maker.measure(v)) {
-                Ok(Some(v)) => (v, None, None),
+                // --tee: the job's stdin is the whole input.
+                Ok(Some(v)) => (v, self.tee.as_mut().map(crate::tee::Tee::stdin), None),
                 Ok(None) => {
                     self.input_done = true;
+                    // --tee: every job is made; the input may flow.
+                    if let Some(Err(e)) = self.tee.as_mut().map(crate::tee::Tee::start) {
+                        feed.window.lock().unwrap().input_error =
+                            Some(format!("cannot start the input thread: {e}"));
+                        return Fed::Done;
+                    }
                     return Fed::Progress;
                 }
                 Err(e) => {
@@ -331,7 +357,11 @@ impl Feeder {
                 }
             };
         }
-        let again = (self.maker.retries > 1 || self.keep_jobs).then(|| made.job.clone());
+        // (Not a --pipe --tee job: a copy of its stream would keep it open after the job ends,
+        // and hold up every other job's input.)
+        let streamed = matches!(self.tee, Some(crate::tee::Tee::Stream { .. }));
+        let again =
+            (!streamed && (self.maker.retries > 1 || self.keep_jobs)).then(|| made.job.clone());
         // Submitting under the lock: the main thread cannot see the job's events before its info.
         let Some(herd) = self.herd.upgrade() else {
             return Fed::Done;

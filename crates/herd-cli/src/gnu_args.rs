@@ -38,7 +38,7 @@ pub enum Action {
 
 use Action::{Note, Quiet, Refuse, To};
 
-const NOT_YET_PIPE: &str = "is not available yet (herd has --pipe, --pipepart, --round-robin, --cat, --fifo and --rrs; the other ways to spread blocks are planned)";
+const NOT_YET_PIPE: &str = "is not available yet (herd has --pipe, --pipepart, --round-robin, --tee, --cat, --fifo and --rrs; the other ways to spread blocks are planned)";
 const NOT_YET_SSH: &str = "is not available yet (herd runs jobs on other hosts with -S, but \
      --onall/--nonall, host groups and rsync options are still to come)";
 
@@ -205,7 +205,7 @@ const GNU: &[(&str, Action)] = &[
     ("cat", To("cat")),
     ("fifo", To("fifo")),
     ("pipe-part|pipepart", To("pipe-part")),
-    ("tee", Refuse(NOT_YET_PIPE)),
+    ("tee", To("tee")),
     ("shard=s", Refuse(NOT_YET_PIPE)),
     ("bin=s", Refuse(NOT_YET_PIPE)),
     ("group-by|groupby=s", Refuse(NOT_YET_PIPE)),
@@ -675,7 +675,7 @@ mod tests {
         assert_eq!(err(&["-kz"]), "unknown option '-z' in '-kz'");
         assert_eq!(err(&["--tag=x"]), "option --tag takes no value");
         assert_eq!(err(&["-j"]), "option -j needs a value");
-        assert!(err(&["--tee"]).contains("is not available yet"));
+        assert!(err(&["--shard", "1"]).contains("is not available yet"));
     }
 
     #[test]

@@ -35,6 +35,7 @@ mod progress;
 mod remote;
 mod results;
 mod run;
+mod tee;
 mod template;
 mod timeouts;
 mod watch;

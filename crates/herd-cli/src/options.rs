@@ -542,6 +542,7 @@ impl Cli {
                 (self.recstart.is_some(), "--recstart"),
                 (self.regexp, "--regexp"),
                 (self.remove_rec_sep, "--rrs"),
+                (self.tee, "--tee"),
             ] {
                 if given {
                     return Err(UsageError(format!("{name} goes with --pipe or --pipepart")));
@@ -593,6 +594,29 @@ impl Cli {
         if self.pipe_part && (self.round_robin || self.block.is_none()) {
             // GNU parallel's defaults: ten parts for each job slot; one with --round-robin.
             blocks_per_slot = Some(if self.round_robin { 1 } else { 10 });
+        }
+        if self.tee {
+            let other = [
+                (self.round_robin, "--round-robin"),
+                (as_file.is_some(), "--cat and --fifo"),
+                (
+                    self.max_replace_args.is_some() || self.max_lines.is_some(),
+                    "-N and -L",
+                ),
+                (self.remove_rec_sep, "--rrs"),
+            ];
+            if let Some((_, name)) = other.iter().find(|(given, _)| *given) {
+                return Err(UsageError(format!(
+                    "{name} with --tee: --tee gives every job the whole input, not blocks"
+                )));
+            }
+            if self.pipe && self.retries > 1 {
+                return Err(UsageError(
+                    "--retries with --pipe --tee: the input streams to every job once, and \
+                     could not be given to a job again (--pipepart --tee can)"
+                        .into(),
+                ));
+            }
         }
         if let (Some(how), true) = (as_file, self.round_robin) {
             return Err(UsageError(format!(
@@ -673,6 +697,7 @@ impl Cli {
             pattern,
             remove_separators,
             as_file,
+            tee: self.tee,
         }))
     }
 
@@ -767,6 +792,8 @@ impl Cli {
             Some(s) => parse_jobs(s)?,
             // GNU parallel's --tty: one job at a time, unless -j says otherwise.
             None if self.tty => 1,
+            // --tee: every job at once, as it must with --pipe.
+            None if self.tee => NO_LIMIT,
             None => cpus(),
         };
         let gate = crate::gate::Limits {

@@ -210,7 +210,15 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
     let never_blocks = Inputs::never_block(&sources);
     // --pipe, --pipepart: the input is data, cut into blocks, not values.
     let mut dealt = None;
+    let mut tee = None;
     let blocks = match &opts.pipe {
+        // --tee: the input goes whole to every job, made from the other sources' values.
+        Some(spec) if spec.tee => {
+            let (source, values) = crate::tee::open(&sources, spec.part).map_err(Fatal)?;
+            tee = Some(source);
+            sources = values;
+            None
+        }
         Some(spec) => {
             let source = crate::blocks::open_source(&sources, spec, opts.jobs).map_err(Fatal)?;
             dealt = source.dealt();
@@ -248,6 +256,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         sources.len(),
         check_positions && !opts.header,
         // --cat and --fifo: a job's value is its block's file, appended as GNU parallel does.
+        // (--tee's values are not appended: GNU parallel appends none with --pipe.)
         !opts.batch.no_values && opts.pipe.as_ref().is_none_or(|p| p.as_file.is_some()),
     )?;
     maker.block_file = opts.pipe.as_ref().and_then(|p| p.as_file);
@@ -410,6 +419,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         Some(how) => Some(BlockFiles::new(how, opts.tmpdir.as_deref()).map_err(Fatal)?),
         None => None,
     };
+    let tee_failure = tee.as_ref().and_then(crate::tee::Tee::failure);
     let feeder = Feeder {
         herd: Arc::downgrade(&herd),
         batcher,
@@ -425,6 +435,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         input_done: false,
         blocks,
         block_files,
+        tee,
         everywhere,
         hosts_at_once: opts.remote.as_ref().and_then(|r| r.hosts_at_once),
     };
@@ -794,6 +805,8 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         let failure = dealt.lock().unwrap().failure();
         failure
     });
+    // --pipe --tee: the input could not be read to its end.
+    let input_error = input_error.or_else(|| crate::tee::take_failure(&tee_failure));
     let status = if let Some(e) = input_error.or(reports.error.take()) {
         printer.message(&e);
         255

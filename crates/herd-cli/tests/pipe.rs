@@ -876,3 +876,83 @@ fn block_file_mistakes_are_named() {
         ),
     ]);
 }
+
+/// --tee: every job gets the whole input, byte for byte, from --pipe and --pipepart alike,
+/// made from the values of :::; a job that stops reading early does not stop the others.
+#[cfg(unix)]
+#[test]
+fn tee_gives_every_job_the_whole_input() {
+    let mut rng = Rng(0x7ee);
+    let dir = tempfile::tempdir().unwrap();
+    let data = rng.bytes(3_000_000);
+    let file = dir.path().join("data");
+    std::fs::write(&file, &data).unwrap();
+    for part in [false, true] {
+        let out_dir = dir.path().join(format!("out-{part}"));
+        std::fs::create_dir(&out_dir).unwrap();
+        let command = format!(
+            "if [ {{}} = quit ]; then head -c 10 >/dev/null; else cat > {}/{{}}; fi",
+            out_dir.display()
+        );
+        let mut args = vec!["--tee"];
+        if part {
+            args.extend(["--pipepart", "-a", file.to_str().unwrap()]);
+        } else {
+            args.push("--pipe");
+        }
+        args.extend([command.as_str(), ":::", "a", "quit", "b", "c"]);
+        let out = with_input(&args, if part { b"" } else { &data });
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "pipepart {part}: {}",
+            text(&out.stderr)
+        );
+        for job in ["a", "b", "c"] {
+            let got = std::fs::read(out_dir.join(job)).unwrap();
+            assert!(
+                got == data,
+                "pipepart {part}: job {job} got {} bytes",
+                got.len()
+            );
+        }
+    }
+}
+
+/// --pipe --tee needs every job running at once: with fewer job slots than jobs, herd says so
+/// and exits 255, and the jobs it had started report nothing (they never had the input).
+#[test]
+fn tee_with_too_few_job_slots_is_named() {
+    let out = with_input(
+        &["-j2", "--pipe", "--tee", "wc -l", ":::", "a", "b", "c"],
+        "x\n".repeat(1000).as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).contains("give -j 0"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), "");
+}
+
+/// --tee's mistakes are named.
+#[test]
+fn tee_mistakes_are_named() {
+    assert_refused(&[
+        (&["--tee", "cat", ":::", "a"][..], "--tee goes with --pipe"),
+        (&["--pipe", "--tee", "cat"][..], "give the jobs' values"),
+        (
+            &["--pipe", "--tee", "--retries", "2", "cat", ":::", "a"][..],
+            "--retries with --pipe --tee",
+        ),
+        (
+            &["--pipe", "--tee", "--round-robin", "cat", ":::", "a"][..],
+            "--round-robin with --tee",
+        ),
+        (
+            &["--pipepart", "--tee", "cat", ":::", "a"][..],
+            "none was given",
+        ),
+    ]);
+}
