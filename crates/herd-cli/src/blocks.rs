@@ -46,6 +46,8 @@ pub struct BlockSpec {
     pub as_file: Option<crate::blockfile::AsFile>,
     /// `--tee`: nothing is cut; every job gets the whole input (see tee.rs).
     pub tee: bool,
+    /// `--group-by`: the input is marked where groups start (see groupby.rs).
+    pub group_by: Option<crate::groupby::GroupBy>,
 }
 
 /// `--rrs`: what is taken out of a block, in GNU parallel's order: every --recend followed by
@@ -236,7 +238,7 @@ pub fn open_source(
             ),
         };
     }
-    let data: Box<dyn Read + Send> = match (sources, files.as_deref()) {
+    let mut data: Box<dyn Read + Send> = match (sources, files.as_deref()) {
         (_, Some([path])) => {
             Box::new(File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?)
         }
@@ -250,6 +252,20 @@ pub fn open_source(
             )
         }
     };
+    if let Some(g) = &spec.group_by {
+        let header_lines = match spec.header {
+            Some(Header::Lines(n)) => n,
+            _ => 0,
+        };
+        let (column, colsep, marker) = (g.column.clone(), g.colsep.clone(), g.marker.clone());
+        data = Box::new(crate::groupby::Marked::new(
+            data,
+            column,
+            colsep,
+            marker,
+            header_lines,
+        ));
+    }
     let blocks = Blocks::new(data, spec.clone());
     Ok(if spec.round_robin {
         BlockSource::Dealt(crate::deal::Dealer::new(blocks, slots, spec.size))
@@ -771,6 +787,7 @@ mod tests {
             remove_separators: None,
             as_file: None,
             tee: false,
+            group_by: None,
         }
     }
 

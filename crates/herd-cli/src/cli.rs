@@ -463,6 +463,14 @@ pub struct Cli {
     #[arg(long, conflicts_with = "fifo")]
     pub cat: bool,
 
+    /// With --pipe: keep together the lines that share a value in column COL (a number from 1,
+    /// or a name from the header, the first line), each run of them one record, so that -N1
+    /// gives each job one group and --block blocks of whole groups. Columns are split by
+    /// --colsep (a TAB by default). GNU parallel's Perl expressions are not available yet.
+    /// Example: tail -n +2 table.csv | herd --pipe --colsep , --group-by 1 -kN1 wc
+    #[arg(long = "group-by", visible_alias = "groupby", value_name = "COL")]
+    pub group_by: Option<String>,
+
     /// With --pipe or --pipepart: give every job the whole input on its stdin (standard input,
     /// or the first -a file), the jobs made from the values of ::: and the other sources, as
     /// GNU parallel does. With --pipe every job runs at once (-j 0 by default), the slowest

@@ -38,7 +38,7 @@ pub enum Action {
 
 use Action::{Note, Quiet, Refuse, To};
 
-const NOT_YET_PIPE: &str = "is not available yet (herd has --pipe, --pipepart, --round-robin, --tee, --cat, --fifo and --rrs; the other ways to spread blocks are planned)";
+const NOT_YET_PIPE: &str = "is not available yet (herd has --pipe, --pipepart, --round-robin, --tee, --group-by, --cat, --fifo and --rrs; the other ways to spread blocks are planned)";
 const NOT_YET_SSH: &str = "is not available yet (herd runs jobs on other hosts with -S, but \
      --onall/--nonall, host groups and rsync options are still to come)";
 
@@ -208,7 +208,7 @@ const GNU: &[(&str, Action)] = &[
     ("tee", To("tee")),
     ("shard=s", Refuse(NOT_YET_PIPE)),
     ("bin=s", Refuse(NOT_YET_PIPE)),
-    ("group-by|groupby=s", Refuse(NOT_YET_PIPE)),
+    ("group-by|groupby=s", To("group-by")),
     ("hgrp|hostgrp|hostgroup|hostgroups", Refuse(NOT_YET_SSH)),
     ("embed", Refuse("is not supported: call herd from your script")),
     ("filter=s", To("filter")),

@@ -22,6 +22,7 @@ mod feeder;
 mod gate;
 mod generate;
 mod gnu_args;
+mod groupby;
 mod halt;
 mod input;
 mod joblog;

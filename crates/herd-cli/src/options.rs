@@ -129,6 +129,51 @@ pub struct Options {
     pub pipe: Option<crate::blocks::BlockSpec>,
 }
 
+/// `--group-by`: groups marked where they start, taken for records (see groupby.rs).
+fn set_group_by(
+    pipe: Option<&mut crate::blocks::BlockSpec>,
+    text: &str,
+    colsep: Option<&Columns>,
+) -> Result<(), UsageError> {
+    use crate::blocks::{Header, Separators};
+    use crate::groupby::{Column, GroupBy};
+    let Some(spec) = pipe else {
+        return Err(UsageError("--group-by goes with --pipe".into()));
+    };
+    if spec.part || spec.tee || spec.as_file.is_some() {
+        return Err(UsageError(
+            "--group-by is available with --pipe (and --round-robin), not yet with --pipepart, \
+             --tee, --cat or --fifo"
+                .into(),
+        ));
+    }
+    let column = crate::groupby::parse(text).map_err(UsageError)?;
+    match (&spec.header, &column) {
+        (Some(Header::Regex(_)), _) => {
+            return Err(UsageError(
+                "--group-by with --header REGEX: give --header a number of lines".into(),
+            ))
+        }
+        // A column name is looked up in the first line, the header (as in GNU parallel).
+        (None, Column::Name(_)) => spec.header = Some(Header::Lines(1)),
+        _ => {}
+    }
+    let colsep = colsep
+        .cloned()
+        .unwrap_or_else(|| Columns::Regex(regex::bytes::Regex::new("\t").expect("a valid regex")));
+    let marker = crate::groupby::marker();
+    spec.recend = Vec::new();
+    spec.recstart = marker.clone();
+    spec.pattern = None;
+    spec.remove_separators = Some(Separators::Strings);
+    spec.group_by = Some(GroupBy {
+        column,
+        colsep,
+        marker,
+    });
+    Ok(())
+}
+
 /// What is wrong with a regular expression, in one line: the regex crate's message draws
 /// the pattern over several, and its last says what is wrong.
 pub fn regex_problem(e: &regex::Error) -> String {
@@ -698,6 +743,7 @@ impl Cli {
             remove_separators,
             as_file,
             tee: self.tee,
+            group_by: None,
         }))
     }
 
@@ -780,7 +826,7 @@ impl Cli {
     pub fn into_options(self) -> Result<Options, UsageError> {
         let remote = self.remote()?;
         let remote_run = remote.is_some();
-        let pipe = self.pipe_spec()?;
+        let mut pipe = self.pipe_spec()?;
         // With --pipe the header is data, given to every job (see blocks.rs).
         let column_names = self.header.as_ref().is_some_and(|h| h != "0") && pipe.is_none();
         if pipe.is_some() && remote_run {
@@ -1001,6 +1047,9 @@ impl Cli {
                 })
                 .transpose()?,
         };
+        if let Some(text) = &self.group_by {
+            set_group_by(pipe.as_mut(), text, colsep.as_ref())?;
+        }
         let halt = self
             .halt
             .as_deref()

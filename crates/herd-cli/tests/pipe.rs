@@ -956,3 +956,94 @@ fn tee_mistakes_are_named() {
         ),
     ]);
 }
+
+/// --group-by: the lines that share a column's value stay together, in order: with -N1 each
+/// job gets exactly one run of them, with --block whole runs; a column may be named by the
+/// header, which every job gets.
+#[test]
+fn group_by_keeps_each_run_of_a_value_together() {
+    let mut rng = Rng(0x6b);
+    let mut data = String::new();
+    let mut runs = Vec::new();
+    for run in 0..300 {
+        let key = format!("k{}", rng.below(5));
+        // Runs of one key never touch (a value differing from the run before).
+        let key = if runs.last() == Some(&key) {
+            format!("{key}-{run}")
+        } else {
+            key
+        };
+        let mut text = String::new();
+        for line in 0..1 + rng.below(8) {
+            text += &format!(
+                "{line}\t{key}\tpayload {}\n",
+                "x".repeat(rng.below(50) as usize)
+            );
+        }
+        data += &text;
+        runs.push(key);
+    }
+    let jobs = |args: &[&str], input: &str| -> Vec<String> {
+        let mut all = vec!["-k", "--pipe"];
+        all.extend_from_slice(args);
+        all.push("cat; printf '|'");
+        let out = with_input(&all, input.as_bytes());
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let out = text(&out.stdout);
+        let mut blocks: Vec<String> = out.split('|').map(str::to_string).collect();
+        assert_eq!(blocks.pop().as_deref(), Some(""));
+        blocks
+    };
+    let key_of = |line: &str| line.split('\t').nth(1).unwrap().to_string();
+    let keys = |block: &str| -> Vec<String> {
+        let mut k: Vec<String> = block.lines().map(key_of).collect();
+        k.dedup();
+        k
+    };
+    // -N1: one run per job, all of it.
+    let blocks = jobs(&["--group-by", "2", "-N1"], &data);
+    assert_eq!(blocks.concat(), data);
+    assert_eq!(blocks.len(), runs.len());
+    assert!(blocks.iter().all(|b| keys(b).len() == 1));
+    // --block: whole runs, never one cut in two.
+    let blocks = jobs(&["--group-by", "2", "--block", "300"], &data);
+    assert_eq!(blocks.concat(), data);
+    let all: Vec<String> = blocks.iter().flat_map(|b| keys(b)).collect();
+    assert_eq!(all, runs, "a run was cut between two blocks");
+    // By name, with --colsep: every job gets the header first.
+    let csv = "id,name\n1,a\n2,a\n3,b\n4,c\n5,c\n";
+    let blocks = jobs(&["--colsep", ",", "--group-by", "name", "-N1"], csv);
+    assert_eq!(
+        blocks,
+        [
+            "id,name\n1,a\n2,a\n",
+            "id,name\n3,b\n",
+            "id,name\n4,c\n5,c\n"
+        ]
+    );
+}
+
+/// --group-by's mistakes are named.
+#[test]
+fn group_by_mistakes_are_named() {
+    assert_refused(&[
+        (
+            &["--group-by", "1", "cat"][..],
+            "--group-by goes with --pipe",
+        ),
+        (&["--pipe", "--group-by", "0", "cat"][..], "count from 1"),
+        (
+            &["--pipe", "--group-by", "1 $_%=10", "cat"][..],
+            "not available yet",
+        ),
+        (
+            &["--pipe", "--group-by", "nosuch", "cat"][..],
+            "no such column",
+        ),
+    ]);
+}

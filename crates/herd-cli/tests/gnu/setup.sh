@@ -35,5 +35,6 @@ seq 100000 > myfile
 seq 200000 > bigfile
 printf '>Sequence name1\nsequence\nsequence continued\n>Sequence name2\nsequence\nsequence continued\nmore sequence\n' > file.fasta
 printf 'a 1 x\nb 1 y\nc 2 z\nd 3 w\ne 3 v\n' > my.csv
+printf 'UserID, Consumption\n123,    1\n123,    2\n12-3,   1\n221,    3\n221,    1\n2/21,   5\n' > table.csv
 # One time for every file, so what is made from them (gzip keeps the time) is the same.
 find . -exec touch -h -d '2020-01-01 00:00:00' {} +
