@@ -48,6 +48,8 @@ pub struct BlockSpec {
     pub tee: bool,
     /// `--group-by`: the input is marked where groups start (see groupby.rs).
     pub group_by: Option<crate::groupby::GroupBy>,
+    /// `--shard`, `--bin`: lines routed to one job per slot by a column (see shard.rs).
+    pub shard: Option<crate::shard::ShardSpec>,
 }
 
 /// `--rrs`: what is taken out of a block, in GNU parallel's order: every --recend followed by
@@ -209,6 +211,8 @@ pub enum BlockSource {
     Parts(Parts),
     /// `--pipe --round-robin`: blocks dealt to one job per slot.
     Dealt(crate::deal::Dealer),
+    /// `--pipe --shard`, `--bin`: lines routed to one job per slot.
+    Routed(crate::shard::Router),
 }
 
 /// The block source for `sources` (what -a, :::: or standard input gave): `--pipe` reads
@@ -252,6 +256,10 @@ pub fn open_source(
             )
         }
     };
+    if let Some(shard) = &spec.shard {
+        let router = crate::shard::Router::new(data, shard.clone(), slots)?;
+        return Ok(BlockSource::Routed(router));
+    }
     if let Some(g) = &spec.group_by {
         let header_lines = match spec.header {
             Some(Header::Lines(n)) => n,
@@ -308,6 +316,15 @@ impl BlockSource {
             }
             BlockSource::Parts(parts) => parts.next_part(),
             BlockSource::Dealt(dealer) => dealer.next_stdin(),
+            BlockSource::Routed(router) => router.next_stdin(),
+        }
+    }
+
+    /// `--shard`, `--bin`: where the routing thread says what went wrong, for the run's end.
+    pub fn failure(&self) -> Option<std::sync::Arc<std::sync::Mutex<Option<String>>>> {
+        match self {
+            BlockSource::Routed(router) => Some(router.failure.clone()),
+            _ => None,
         }
     }
 
@@ -788,6 +805,7 @@ mod tests {
             as_file: None,
             tee: false,
             group_by: None,
+            shard: None,
         }
     }
 

@@ -471,6 +471,20 @@ pub struct Cli {
     #[arg(long = "group-by", visible_alias = "groupby", value_name = "COL")]
     pub group_by: Option<String>,
 
+    /// With --pipe: start one job per job slot (-j N) and give each line to the job its column
+    /// COL's value picks (a number from 1, or a name from the header line, which every job
+    /// then gets first), by a hash of the value: all the lines with one value meet in one job,
+    /// in the input's order. Columns are split by --colsep (a comma by default, as in GNU
+    /// parallel). Example: cat access.csv | herd --pipe --shard 3 -j4 'sort | uniq -c'
+    #[arg(long, value_name = "COL", conflicts_with = "bin")]
+    pub shard: Option<String>,
+
+    /// Like --shard, but the value is a number and picks the slot itself, modulo -j (0 being
+    /// the last slot), as in GNU parallel. Example: seq 10 | herd --pipe --bin 1 -j4 'echo
+    /// {%}; cat'
+    #[arg(long, value_name = "COL")]
+    pub bin: Option<String>,
+
     /// With --pipe or --pipepart: give every job the whole input on its stdin (standard input,
     /// or the first -a file), the jobs made from the values of ::: and the other sources, as
     /// GNU parallel does. With --pipe every job runs at once (-j 0 by default), the slowest

@@ -38,7 +38,7 @@ pub enum Action {
 
 use Action::{Note, Quiet, Refuse, To};
 
-const NOT_YET_PIPE: &str = "is not available yet (herd has --pipe, --pipepart, --round-robin, --tee, --group-by, --cat, --fifo and --rrs; the other ways to spread blocks are planned)";
+const NOT_YET_PIPE: &str = "is not available yet (herd has --pipe, --pipepart, --round-robin, --tee, --group-by, --shard, --bin, --cat, --fifo and --rrs; the other ways to spread blocks are planned)";
 const NOT_YET_SSH: &str = "is not available yet (herd runs jobs on other hosts with -S, but \
      --onall/--nonall, host groups and rsync options are still to come)";
 
@@ -206,8 +206,8 @@ const GNU: &[(&str, Action)] = &[
     ("fifo", To("fifo")),
     ("pipe-part|pipepart", To("pipe-part")),
     ("tee", To("tee")),
-    ("shard=s", Refuse(NOT_YET_PIPE)),
-    ("bin=s", Refuse(NOT_YET_PIPE)),
+    ("shard=s", To("shard")),
+    ("bin=s", To("bin")),
     ("group-by|groupby=s", To("group-by")),
     ("hgrp|hostgrp|hostgroup|hostgroups", Refuse(NOT_YET_SSH)),
     ("embed", Refuse("is not supported: call herd from your script")),
@@ -675,7 +675,7 @@ mod tests {
         assert_eq!(err(&["-kz"]), "unknown option '-z' in '-kz'");
         assert_eq!(err(&["--tag=x"]), "option --tag takes no value");
         assert_eq!(err(&["-j"]), "option -j needs a value");
-        assert!(err(&["--shard", "1"]).contains("is not available yet"));
+        assert!(err(&["--block-timeout", "1"]).contains("is not available yet"));
     }
 
     #[test]

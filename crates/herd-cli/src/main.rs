@@ -36,6 +36,7 @@ mod progress;
 mod remote;
 mod results;
 mod run;
+mod shard;
 mod tee;
 mod template;
 mod timeouts;

@@ -129,6 +129,57 @@ pub struct Options {
     pub pipe: Option<crate::blocks::BlockSpec>,
 }
 
+/// `--shard`, `--bin`: lines routed by a column to one job per slot (see shard.rs).
+fn set_shard(
+    pipe: Option<&mut crate::blocks::BlockSpec>,
+    bin: bool,
+    text: &str,
+    colsep: Option<&Columns>,
+    jobs: usize,
+) -> Result<(), UsageError> {
+    let name = if bin { "--bin" } else { "--shard" };
+    let Some(spec) = pipe else {
+        return Err(UsageError(format!("{name} goes with --pipe")));
+    };
+    let others = [
+        (spec.part, "--pipepart"),
+        (spec.tee, "--tee"),
+        (spec.round_robin, "--round-robin"),
+        (spec.as_file.is_some(), "--cat and --fifo"),
+        (spec.group_by.is_some(), "--group-by"),
+        (
+            spec.records.is_some() || spec.lines_per_record.is_some(),
+            "-N and -L",
+        ),
+        (
+            spec.header.is_some(),
+            "--header (a named column's header goes to every job)",
+        ),
+    ];
+    if let Some((_, other)) = others.iter().find(|(given, _)| *given) {
+        return Err(UsageError(format!(
+            "{name} with {other}: {name} routes each line to the job of a slot"
+        )));
+    }
+    if jobs >= NO_LIMIT {
+        return Err(UsageError(format!(
+            "{name} starts one job per job slot: give their number with -j N, not -j 0"
+        )));
+    }
+    let column =
+        crate::groupby::parse(text).map_err(|e| UsageError(e.replace("--group-by", name)))?;
+    // GNU parallel splits at a comma for --shard and --bin unless --colsep says otherwise.
+    let colsep = colsep
+        .cloned()
+        .unwrap_or_else(|| Columns::Regex(regex::bytes::Regex::new(",").expect("a valid regex")));
+    spec.shard = Some(crate::shard::ShardSpec {
+        bin,
+        column,
+        colsep,
+    });
+    Ok(())
+}
+
 /// `--group-by`: groups marked where they start, taken for records (see groupby.rs).
 fn set_group_by(
     pipe: Option<&mut crate::blocks::BlockSpec>,
@@ -744,6 +795,7 @@ impl Cli {
             as_file,
             tee: self.tee,
             group_by: None,
+            shard: None,
         }))
     }
 
@@ -1049,6 +1101,13 @@ impl Cli {
         };
         if let Some(text) = &self.group_by {
             set_group_by(pipe.as_mut(), text, colsep.as_ref())?;
+        }
+        if let Some((bin, text)) = match (&self.shard, &self.bin) {
+            (Some(t), None) => Some((false, t)),
+            (None, Some(t)) => Some((true, t)),
+            _ => None,
+        } {
+            set_shard(pipe.as_mut(), bin, text, colsep.as_ref(), jobs)?;
         }
         let halt = self
             .halt

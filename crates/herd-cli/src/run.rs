@@ -210,6 +210,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
     let never_blocks = Inputs::never_block(&sources);
     // --pipe, --pipepart: the input is data, cut into blocks, not values.
     let mut dealt = None;
+    let mut routed_failure = None;
     let mut tee = None;
     let blocks = match &opts.pipe {
         // --tee: the input goes whole to every job, made from the other sources' values.
@@ -222,6 +223,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         Some(spec) => {
             let source = crate::blocks::open_source(&sources, spec, opts.jobs).map_err(Fatal)?;
             dealt = source.dealt();
+            routed_failure = source.failure();
             sources = vec![Source {
                 spec: SourceSpec::Values(Vec::new()),
                 linked: false,
@@ -807,6 +809,9 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
     });
     // --pipe --tee: the input could not be read to its end.
     let input_error = input_error.or_else(|| crate::tee::take_failure(&tee_failure));
+    // --shard, --bin: lines that reached no job (unless the run was stopped).
+    let routed_failure = routed_failure.filter(|_| halted.is_none() && signalled == 0);
+    let input_error = input_error.or_else(|| crate::tee::take_failure(&routed_failure));
     let status = if let Some(e) = input_error.or(reports.error.take()) {
         printer.message(&e);
         255

@@ -1047,3 +1047,113 @@ fn group_by_mistakes_are_named() {
         ),
     ]);
 }
+
+/// --shard and --bin: one job per slot, and every line goes to the job its column's value
+/// picks, so each value's lines all meet in one job, in the input's order; --bin picks the
+/// slot by the value itself, modulo -j (0 being the last slot), as GNU parallel does.
+#[cfg(unix)]
+#[test]
+fn shard_and_bin_route_every_line_to_one_job() {
+    let mut rng = Rng(0x5a4d);
+    let lines: Vec<String> = (0..20_000)
+        .map(|i| {
+            format!(
+                "{i},{},{}\n",
+                rng.below(50),
+                "y".repeat(rng.below(40) as usize)
+            )
+        })
+        .collect();
+    let data = lines.concat();
+    let dir = tempfile::tempdir().unwrap();
+    for how in ["--shard", "--bin"] {
+        let out_dir = dir.path().join(how.trim_start_matches('-'));
+        std::fs::create_dir(&out_dir).unwrap();
+        let command = format!("cat > {}/{{%}}", out_dir.display());
+        let out = with_input(&["--pipe", how, "2", "-j4", &command], data.as_bytes());
+        assert_eq!(out.status.code(), Some(0), "{how}: {}", text(&out.stderr));
+        let mut owner = std::collections::HashMap::new();
+        let mut all = Vec::new();
+        for slot in 1..=4 {
+            let got = std::fs::read_to_string(out_dir.join(slot.to_string())).unwrap();
+            let got: Vec<&str> = got.split_inclusive('\n').collect();
+            // In the input's order: the line numbers grow.
+            let numbers: Vec<u32> = got
+                .iter()
+                .map(|l| l.split(',').next().unwrap().parse().unwrap())
+                .collect();
+            assert!(
+                numbers.windows(2).all(|w| w[0] < w[1]),
+                "{how}: slot {slot}"
+            );
+            for line in got {
+                let key: u32 = line.split(',').nth(1).unwrap().parse().unwrap();
+                let first = *owner.entry(key).or_insert(slot);
+                assert_eq!(first, slot, "{how}: value {key} in two jobs");
+                if how == "--bin" {
+                    let want = match key % 4 {
+                        0 => 4,
+                        r => r,
+                    };
+                    assert_eq!(slot, want, "{how}: value {key}");
+                }
+                all.push(line.to_string());
+            }
+        }
+        all.sort();
+        let mut want = lines.clone();
+        want.sort();
+        assert!(all == want, "{how}: the lines differ");
+    }
+    // A named column: the header is every job's first line.
+    let csv = "id,n\n1,3\n2,7\n3,4\n";
+    let out = with_input(
+        &["--pipe", "--bin", "n", "-j3", "-k", "echo {%}; cat"],
+        csv.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "1\nid,n\n2,7\n3,4\n2\nid,n\n3\nid,n\n1,3\n"
+    );
+}
+
+/// --shard: a job that ends before its input does costs its lines, and the run says so.
+#[cfg(unix)]
+#[test]
+fn a_shard_job_that_ends_early_is_named() {
+    let data: String = (0..200_000).map(|i| format!("{i}\n")).collect();
+    let out = with_input(
+        &["--pipe", "--shard", "1", "-j2", "head -1"],
+        data.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).contains("went to no job"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// --shard's and --bin's mistakes are named, before any job starts.
+#[test]
+fn shard_mistakes_are_named() {
+    assert_refused(&[
+        (&["--shard", "1", "cat"][..], "--shard goes with --pipe"),
+        (&["--pipe", "--bin", "1", "-j0", "cat"][..], "not -j 0"),
+        (
+            &["--pipe", "--shard", "1 $_%=10", "cat"][..],
+            "not available yet",
+        ),
+        (
+            &["--pipe", "--shard", "1", "--round-robin", "cat"][..],
+            "with --round-robin",
+        ),
+        (
+            &["--pipe", "--bin", "nosuch", "echo ran"][..],
+            "no such column",
+        ),
+    ]);
+    let out = with_input(&["--pipe", "--bin", "nosuch", "echo ran"], b"a,b\n1,2\n");
+    assert_eq!(text(&out.stdout), "");
+}
