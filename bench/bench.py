@@ -288,8 +288,9 @@ def w5(t, a, tmp, out):
 
 
 def parse_block(text):
-    """--block's size in bytes (k, M, G: powers of 1024, as herd and GNU parallel read them)."""
-    scale = {"k": 1 << 10, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    """--block's size in bytes, as herd and GNU parallel read it (K, M, G: powers of 1024;
+    k, m, g: powers of 1000)."""
+    scale = {"k": 10**3, "K": 1 << 10, "m": 10**6, "M": 1 << 20, "g": 10**9, "G": 1 << 30}
     return int(text[:-1]) * scale[text[-1]] if text[-1] in scale else int(text)
 
 

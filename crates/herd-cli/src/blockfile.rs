@@ -143,6 +143,18 @@ fn make_fifo(_path: &Path) -> io::Result<()> {
     Err(io::Error::other("--fifo is not available on Windows"))
 }
 
+/// `--dry-run`: the file a job's line names, as GNU parallel shows it.
+pub const SHOWN: &[u8] = b"$PARALLEL_TMP";
+
+/// `--dry-run`: `line` with [`SHOWN`] as it is, not quoted as a value (GNU parallel's look).
+pub fn as_shown(line: Vec<u8>, shell: &crate::compose::Shell) -> Vec<u8> {
+    let quoted = shell.quote(SHOWN);
+    match memchr::memmem::find(&line, &quoted) {
+        Some(i) => [&line[..i], SHOWN, &line[i + quoted.len()..]].concat(),
+        None => line,
+    }
+}
+
 /// `--fifo`: the job's program and arguments `argv`, run with a `cat` that copies the job's
 /// stdin into the named pipe `fifo`; the command's own stdin is empty, the `cat` is killed
 /// when the command ends, and the command's exit status is the job's.

@@ -10,6 +10,13 @@
 //! mode (and as JSON with `--json`, see [`json`]), and to the other reports: [`results`] files
 //! and tables, the [`events`] stream, the [`joblog`] and the [`progress`] bar. [`halt`]
 //! decides when to stop early; [`generate`] writes the man page and completions.
+//!
+//! With `--pipe` and `--pipepart` the input is data for the jobs' stdin, not values:
+//! [`blocks`] cuts it into blocks of whole records, [`deal`] deals them to long-lived jobs
+//! (`--round-robin`), [`shard`] routes lines to them by a column (`--shard`, `--bin`),
+//! [`groupby`] marks where groups of lines start (`--group-by`), [`tee`] gives every job all
+//! of it (`--tee`) and [`blockfile`] hands a block over as a file (`--cat`, `--fifo`). With
+//! `-S`, [`remote`] runs jobs on other hosts.
 
 mod batch;
 mod blockfile;

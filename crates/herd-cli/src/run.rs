@@ -50,7 +50,7 @@ fn dry_run(
             match blocks.next_stdin() {
                 // --cat, --fifo: no file is made; the line names it as GNU parallel shows it.
                 Ok(Some(_)) if maker.block_file.is_some() => crate::batch::JobArgs {
-                    values: vec![b"$PARALLEL_TMP".to_vec()],
+                    values: vec![crate::blockfile::SHOWN.to_vec()],
                     ..Default::default()
                 },
                 Ok(Some(_)) => Default::default(),
@@ -81,14 +81,7 @@ fn dry_run(
             Err(NotRun::Fatal(e)) => return Err(Fatal(e)),
         };
         let line = match maker.block_file {
-            // GNU parallel shows the variable as it is, not quoted.
-            Some(_) => {
-                let quoted = maker.composer.shell.quote(b"$PARALLEL_TMP");
-                let at = memchr::memmem::find(&line, &quoted);
-                at.map_or(line.clone(), |i| {
-                    [&line[..i], b"$PARALLEL_TMP", &line[i + quoted.len()..]].concat()
-                })
-            }
+            Some(_) => crate::blockfile::as_shown(line, &maker.composer.shell),
             None => line,
         };
         let line = if shell_quote {
@@ -210,12 +203,14 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
     let never_blocks = Inputs::never_block(&sources);
     // --pipe, --pipepart: the input is data, cut into blocks, not values.
     let mut dealt = None;
-    let mut routed_failure = None;
+    // --tee, --shard, --bin: where their threads say what went wrong.
+    let mut failures = Vec::new();
     let mut tee = None;
     let blocks = match &opts.pipe {
         // --tee: the input goes whole to every job, made from the other sources' values.
         Some(spec) if spec.tee => {
             let (source, values) = crate::tee::open(&sources, spec.part).map_err(Fatal)?;
+            failures.extend(source.failure());
             tee = Some(source);
             sources = values;
             None
@@ -223,7 +218,7 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         Some(spec) => {
             let source = crate::blocks::open_source(&sources, spec, opts.jobs).map_err(Fatal)?;
             dealt = source.dealt();
-            routed_failure = source.failure();
+            failures.extend(source.failure());
             sources = vec![Source {
                 spec: SourceSpec::Values(Vec::new()),
                 linked: false,
@@ -421,7 +416,6 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         Some(how) => Some(BlockFiles::new(how, opts.tmpdir.as_deref()).map_err(Fatal)?),
         None => None,
     };
-    let tee_failure = tee.as_ref().and_then(crate::tee::Tee::failure);
     let feeder = Feeder {
         herd: Arc::downgrade(&herd),
         batcher,
@@ -807,11 +801,13 @@ pub fn run(mut opts: Options) -> Result<i32, Fatal> {
         let failure = dealt.lock().unwrap().failure();
         failure
     });
-    // --pipe --tee: the input could not be read to its end.
-    let input_error = input_error.or_else(|| crate::tee::take_failure(&tee_failure));
-    // --shard, --bin: lines that reached no job (unless the run was stopped).
-    let routed_failure = routed_failure.filter(|_| halted.is_none() && signalled == 0);
-    let input_error = input_error.or_else(|| crate::tee::take_failure(&routed_failure));
+    // --tee, --shard, --bin: input read to no end, or lines that reached no job (unless the
+    // run was stopped).
+    let input_error = input_error.or_else(|| {
+        let stopped = halted.is_some() || signalled != 0;
+        let failed = failures.iter().find_map(|f| f.lock().unwrap().take());
+        failed.filter(|_| !stopped)
+    });
     let status = if let Some(e) = input_error.or(reports.error.take()) {
         printer.message(&e);
         255

@@ -120,11 +120,6 @@ fn broadcast(mut input: Box<dyn Read + Send>, senders: &[StdinSender]) -> io::Re
     }
 }
 
-/// What was wrong with a failure slot at the run's end.
-pub fn take_failure(slot: &Option<Arc<Mutex<Option<String>>>>) -> Option<String> {
-    slot.as_ref().and_then(|e| e.lock().unwrap().take())
-}
-
 /// Splits the sources of a `--tee` run into the common input and the jobs' values: with
 /// `--pipepart` the first file (`-a`, `::::`) is the input; with `--pipe`, standard input.
 pub fn open(
