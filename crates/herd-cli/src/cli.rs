@@ -221,8 +221,9 @@ pub struct Cli {
     pub noswap: bool,
 
     /// Kill a job's whole process tree when it runs longer than SECONDS (SIGTERM, then SIGKILL
-    /// after a second). N% (GNU's relative timeout): longer than N% of the median runtime of
-    /// the jobs that succeeded so far. Example: --timeout 2.5, or --timeout 300%
+    /// after a second); as in GNU parallel, s, m, h and d may follow numbers (1m30s). N%
+    /// (GNU's relative timeout): longer than N% of the median runtime of the jobs that
+    /// succeeded so far. Example: --timeout 2.5, --timeout 5m, or --timeout 300%
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<String>,
 
@@ -767,7 +768,8 @@ pub struct Cli {
     #[arg(long, value_name = "STR")]
     pub tagstring: Option<String>,
 
-    /// Wait SECONDS between the starts of two jobs. Example: --delay 0.5
+    /// Wait SECONDS between the starts of two jobs (s, m, h, d may follow, as in GNU
+    /// parallel). Example: --delay 0.5
     #[arg(long, value_name = "SECONDS")]
     pub delay: Option<String>,
 

@@ -419,12 +419,41 @@ fn parse_jobs_for(s: &str, cpus: usize) -> Result<usize, UsageError> {
 }
 
 fn parse_seconds(s: &str, option: &str) -> Result<Duration, UsageError> {
-    match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() && v < 1e9 => Ok(Duration::from_secs_f64(v)),
+    match gnu_seconds(s) {
+        Some(v) if v > 0.0 && v.is_finite() && v < 1e9 => Ok(Duration::from_secs_f64(v)),
         _ => Err(UsageError(format!(
-            "invalid value '{s}' for {option}: expected a positive number of seconds"
+            "invalid value '{s}' for {option}: expected a positive number of seconds, or a \
+             duration with s, m, h or d, like 1m30s"
         ))),
     }
+}
+
+/// GNU parallel's durations (its TIME POSTFIXES): seconds, or numbers each followed by s, m,
+/// h or d, added up (`1d3.5h16.6m4s` is 100000 seconds; a last number alone is seconds).
+fn gnu_seconds(text: &str) -> Option<f64> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let n: f64 = rest[..end].parse().ok()?;
+        let mut units = rest[end..].chars();
+        let unit = match units.next().map(|c| c.to_ascii_lowercase()) {
+            None => 1.0,
+            Some('s') => 1.0,
+            Some('m') => 60.0,
+            Some('h') => 3600.0,
+            Some('d') => 86400.0,
+            Some(_) => return None,
+        };
+        total += n * unit;
+        rest = units.as_str();
+    }
+    Some(total)
 }
 
 /// `--termseq`: GNU's `SIGNAL,MS,SIGNAL,MS,…,KILL`. herd's kill is SIGTERM, a wait, SIGKILL:
@@ -1321,6 +1350,18 @@ fn path_of(b: Vec<u8>) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_as_gnu_parallel_reads_them() {
+        assert_eq!(gnu_seconds("2.5"), Some(2.5));
+        assert_eq!(gnu_seconds("1m"), Some(60.0));
+        assert_eq!(gnu_seconds("1m30"), Some(90.0));
+        assert_eq!(gnu_seconds("1d3.5h16.6m4s"), Some(100000.0));
+        assert_eq!(gnu_seconds("2H"), Some(7200.0));
+        assert_eq!(gnu_seconds("1x"), None);
+        assert_eq!(gnu_seconds("m"), None);
+        assert!(parse_seconds("0", "--delay").is_err());
+    }
 
     #[test]
     fn sizes() {
