@@ -50,6 +50,8 @@ pub struct BlockSpec {
     pub group_by: Option<crate::groupby::GroupBy>,
     /// `--shard`, `--bin`: lines routed to one job per slot by a column (see shard.rs).
     pub shard: Option<crate::shard::ShardSpec>,
+    /// `--block-timeout`: a block is given out when reading it took this long (see timed.rs).
+    pub block_timeout: Option<std::time::Duration>,
 }
 
 /// `--rrs`: what is taken out of a block, in GNU parallel's order: every --recend followed by
@@ -274,7 +276,17 @@ pub fn open_source(
             header_lines,
         ));
     }
-    let blocks = Blocks::new(data, spec.clone());
+    let mut deadline = None;
+    if let Some(timeout) = spec.block_timeout {
+        let timed = crate::timed::TimedInput::new(data, timeout)
+            .map_err(|e| format!("cannot start the input thread: {e}"))?;
+        deadline = Some(timed.deadline());
+        data = Box::new(timed);
+    }
+    let mut blocks = Blocks::new(data, spec.clone());
+    if let Some(d) = deadline {
+        blocks = blocks.with_deadline(d);
+    }
     Ok(if spec.round_robin {
         BlockSource::Dealt(crate::deal::Dealer::new(blocks, slots, spec.size))
     } else {
@@ -541,6 +553,10 @@ pub struct Blocks<R> {
     eof: bool,
     /// `--header`: read before the first block (`None` until then), then before every block.
     header: Option<std::sync::Arc<Vec<u8>>>,
+    /// `--block-timeout`: when the block being read is due (the reader times out then), and
+    /// whether it did.
+    deadline: Option<crate::timed::Deadline>,
+    timed_out: bool,
 }
 
 impl<R: Read> Blocks<R> {
@@ -551,6 +567,21 @@ impl<R: Read> Blocks<R> {
             buf: Vec::new(),
             eof: false,
             header: None,
+            deadline: None,
+            timed_out: false,
+        }
+    }
+
+    /// `--block-timeout`: `reader` times out at `deadline`, restarted at each block.
+    pub fn with_deadline(mut self, deadline: crate::timed::Deadline) -> Blocks<R> {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    fn restart_deadline(&mut self) {
+        self.timed_out = false;
+        if let Some(d) = &self.deadline {
+            d.restart();
         }
     }
 
@@ -586,20 +617,32 @@ impl<R: Read> Blocks<R> {
             if let Some(len) = header.length(&self.buf, self.eof) {
                 return Ok(self.buf.drain(..len).collect());
             }
-            want = self.buf.len() * 2;
+            want = want.max(self.buf.len() * 2);
         }
     }
 
     /// Reads until `buf` holds `want` bytes or the input ends (into the buffer's spare room:
     /// nothing is zeroed or copied twice).
+    /// With `--block-timeout`, it may return sooner, with something read, when the block is
+    /// due (`timed_out`).
     fn fill(&mut self, want: usize) -> io::Result<()> {
-        if self.buf.len() < want && !self.eof {
+        while self.buf.len() < want && !self.eof {
             let need = (want - self.buf.len()) as u64;
             // Exactly: read_to_end would grow a full buffer to twice its size.
             self.buf.reserve_exact(need as usize);
-            let got = (&mut self.reader).take(need).read_to_end(&mut self.buf)?;
-            if (got as u64) < need {
-                self.eof = true;
+            match (&mut self.reader).take(need).read_to_end(&mut self.buf) {
+                Ok(got) if (got as u64) < need => self.eof = true,
+                Ok(_) => {}
+                // What was read before the deadline stays in the buffer.
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    if !self.buf.is_empty() {
+                        self.timed_out = true;
+                        return Ok(());
+                    }
+                    // Nothing to give out yet: a new period.
+                    self.restart_deadline();
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(())
@@ -611,10 +654,25 @@ impl<R: Read> Blocks<R> {
             return self.next_records(n);
         }
         let size = self.spec.size.max(1);
+        self.restart_deadline();
         self.fill(size)?;
         loop {
             if self.buf.is_empty() {
                 return Ok(None);
+            }
+            if std::mem::take(&mut self.timed_out) && self.buf.len() < size {
+                // --block-timeout: the whole records read so far, if there are any.
+                let cut = match self.spec.lines_per_record {
+                    Some(n) => last_lines_boundary(&self.buf, n),
+                    None => last_boundary(&self.buf, &self.spec),
+                };
+                if let Some(cut) = cut {
+                    let rest = self.buf.split_off(cut);
+                    return Ok(Some(std::mem::replace(&mut self.buf, rest)));
+                }
+                self.restart_deadline();
+                self.fill(size)?;
+                continue;
             }
             if self.eof && self.buf.len() <= size {
                 // The rest is the last block, whatever it ends with; with -L, its whole
@@ -806,6 +864,7 @@ mod tests {
             tee: false,
             group_by: None,
             shard: None,
+            block_timeout: None,
         }
     }
 

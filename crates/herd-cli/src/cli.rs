@@ -486,6 +486,13 @@ pub struct Cli {
     #[arg(long, value_name = "COL")]
     pub bin: Option<String>,
 
+    /// With --pipe: when reading a block has taken DURATION, give out the whole records read
+    /// so far rather than wait for a full --block, as GNU parallel does (seconds; s, m, h, d
+    /// may follow). For slow streams. Example: tail -f app.log | herd --pipe --block-timeout
+    /// 10s 'grep -c ERROR'
+    #[arg(long = "block-timeout", visible_alias = "bt", value_name = "DURATION")]
+    pub block_timeout: Option<String>,
+
     /// With --pipe or --pipepart: give every job the whole input on its stdin (standard input,
     /// or the first -a file), the jobs made from the values of ::: and the other sources, as
     /// GNU parallel does. With --pipe every job runs at once (-j 0 by default), the slowest

@@ -38,9 +38,8 @@ pub enum Action {
 
 use Action::{Note, Quiet, Refuse, To};
 
-const NOT_YET_PIPE: &str = "is not available yet (herd has --pipe, --pipepart, --round-robin, --tee, --group-by, --shard, --bin, --cat, --fifo and --rrs; the other ways to spread blocks are planned)";
 const NOT_YET_SSH: &str = "is not available yet (herd runs jobs on other hosts with -S, but \
-     --onall/--nonall, host groups and rsync options are still to come)";
+     host groups and rsync options are still to come)";
 
 /// GNU parallel's options (20221122): names as Getopt::Long spells them, then what herd does.
 /// `=` takes a value, `:` an optional value. herd's own options are found in clap's definition.
@@ -200,7 +199,7 @@ const GNU: &[(&str, Action)] = &[
     ("remove-rec-sep|removerecsep|rrs", To("remove-rec-sep")),
     ("output-as-files|outputasfiles|files", To("files")),
     ("block-size|blocksize|block=s", To("block")),
-    ("block-timeout|blocktimeout|bt=s", Refuse(NOT_YET_PIPE)),
+    ("block-timeout|blocktimeout|bt=s", To("block-timeout")),
     ("header=s", To("header")),
     ("cat", To("cat")),
     ("fifo", To("fifo")),
@@ -675,7 +674,7 @@ mod tests {
         assert_eq!(err(&["-kz"]), "unknown option '-z' in '-kz'");
         assert_eq!(err(&["--tag=x"]), "option --tag takes no value");
         assert_eq!(err(&["-j"]), "option -j needs a value");
-        assert!(err(&["--block-timeout", "1"]).contains("is not available yet"));
+        assert!(err(&["--hostgroups"]).contains("is not available yet"));
     }
 
     #[test]

@@ -46,6 +46,7 @@ mod run;
 mod shard;
 mod tee;
 mod template;
+mod timed;
 mod timeouts;
 mod watch;
 

@@ -668,6 +668,7 @@ impl Cli {
                 (self.regexp, "--regexp"),
                 (self.remove_rec_sep, "--rrs"),
                 (self.tee, "--tee"),
+                (self.block_timeout.is_some(), "--block-timeout"),
             ] {
                 if given {
                     return Err(UsageError(format!("{name} goes with --pipe or --pipepart")));
@@ -825,6 +826,17 @@ impl Cli {
             tee: self.tee,
             group_by: None,
             shard: None,
+            block_timeout: match self.block_timeout.as_deref() {
+                Some(_) if self.pipe_part => {
+                    return Err(UsageError(
+                        "--block-timeout goes with --pipe (--pipepart reads a file, which never \
+                         makes it wait)"
+                            .into(),
+                    ))
+                }
+                Some(t) => Some(parse_seconds(t, "--block-timeout")?),
+                None => None,
+            },
         }))
     }
 

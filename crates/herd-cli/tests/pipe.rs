@@ -1157,3 +1157,33 @@ fn shard_mistakes_are_named() {
     let out = with_input(&["--pipe", "--bin", "nosuch", "echo ran"], b"a,b\n1,2\n");
     assert_eq!(text(&out.stdout), "");
 }
+
+/// --block-timeout: when a block is slow to fill, its job gets the whole records read so far
+/// (never a part of one), and the rest goes on to later blocks. The test writes more only
+/// once the first job has its block: without the timeout, herd would wait for a full block.
+#[cfg(unix)]
+#[test]
+fn block_timeout_gives_out_what_came_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = common::herd()
+        .args(["--pipe", "--block-timeout", "0.2", "-j1"])
+        .arg(format!("cat > {}/$PARALLEL_SEQ", dir.path().display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"a\nb").unwrap();
+    stdin.flush().unwrap();
+    let first = dir.path().join("1");
+    testkit::wait_until("the first block's job", || {
+        std::fs::read(&first).is_ok_and(|b| b == b"a\n")
+    });
+    stdin.write_all(b"\nc\n").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(dir.path().join("2")).unwrap(), b"b\nc\n");
+    assert!(!dir.path().join("3").exists());
+}
