@@ -46,6 +46,7 @@ use windows_sys::Win32::System::JobObjects::{
     JobObjectAssociateCompletionPortInformation, SetInformationJobObject,
     JOBOBJECT_ASSOCIATE_COMPLETION_PORT,
 };
+use windows_sys::Win32::System::Pipes::PeekNamedPipe;
 
 // Job messages (winnt.h; in windows-sys they sit behind the large SystemServices feature).
 const JOB_OBJECT_MSG_ACTIVE_PROCESS_ZERO: u32 = 4;
@@ -528,7 +529,9 @@ impl Poller {
     }
 
     /// Whether a job's output is on its way: a read the system has completed whose completion
-    /// herd has not taken yet (it waits in the port or in the thread pool's callback).
+    /// herd has not taken yet (it waits in the port or in the thread pool's callback), or a
+    /// pipe that holds bytes or whose every writer has closed it (its end of file not taken
+    /// yet). Only a pipe a live writer holds open with nothing in it is not.
     pub(crate) fn output_in_transit(&self, token: Token) -> bool {
         const STATUS_PENDING: usize = 0x103;
         let Some(reg) = self.regs.get(token) else {
@@ -538,10 +541,18 @@ impl Poller {
             // SAFETY: our op. `Internal` leaves STATUS_PENDING when the I/O completes, before
             // its completion is queued (HasOverlappedIoCompleted); a volatile read, since the
             // system writes it.
-            unsafe {
-                (*op).pending
-                    && std::ptr::read_volatile(&(*op).overlapped.Internal) != STATUS_PENDING
-            }
+            let (pending, completed, handle) = unsafe {
+                (
+                    (*op).pending,
+                    std::ptr::read_volatile(&(*op).overlapped.Internal) != STATUS_PENDING,
+                    (*op).handle.as_raw_handle() as HANDLE,
+                )
+            };
+            // Wine writes `Internal` only once a pool thread takes the completion, so with the
+            // pool's threads busy a completed read still looks pending (one run in eight of
+            // `output_in_transit_outlives_the_eof_grace` in thread-pool mode): the pipe says
+            // what the read cannot.
+            pending && (completed || pipe_has_more(handle))
         })
     }
 
@@ -851,6 +862,30 @@ impl Drop for Poller {
         // memory and the callbacks' reference stay, so a late callback posts to this port,
         // still open, instead of to a handle value another herd may own by then.
     }
+}
+
+/// Whether a pipe holds bytes, or has no writer left (its end of file is on its way).
+fn pipe_has_more(handle: HANDLE) -> bool {
+    let mut available = 0u32;
+    // SAFETY: a pipe handle of ours; no buffer is read, only the count.
+    let ok = unsafe {
+        PeekNamedPipe(
+            handle,
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null_mut(),
+            &mut available,
+            std::ptr::null_mut(),
+        )
+    };
+    if ok != 0 {
+        return available > 0;
+    }
+    // SAFETY: no arguments.
+    matches!(
+        unsafe { GetLastError() },
+        ERROR_BROKEN_PIPE | ERROR_PIPE_NOT_CONNECTED
+    )
 }
 
 #[cfg(test)]
