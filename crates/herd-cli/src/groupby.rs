@@ -20,6 +20,41 @@ pub enum Column {
     Name(Vec<u8>),
 }
 
+impl Column {
+    /// Where a name stands in `header` (a line), from 0; `option` names the option in the
+    /// error, which lists the header's columns.
+    pub fn find_in(
+        name: &[u8],
+        header: &[u8],
+        colsep: &Columns,
+        option: &str,
+    ) -> Result<usize, String> {
+        let names = colsep.split(header.strip_suffix(b"\n").unwrap_or(header));
+        names.iter().position(|n| n == name).ok_or_else(|| {
+            let have: Vec<String> = names
+                .iter()
+                .map(|n| format!("'{}'", String::from_utf8_lossy(n)))
+                .collect();
+            format!(
+                "{option} {}: the header has no such column (it has {})",
+                String::from_utf8_lossy(name),
+                have.join(", ")
+            )
+        })
+    }
+}
+
+/// The value in column `index` (from 0) of `line`, its newline left out; empty when the line
+/// has no such column.
+pub fn value_of(line: &[u8], index: usize, colsep: &Columns) -> Vec<u8> {
+    let text = line.strip_suffix(b"\n").unwrap_or(line);
+    colsep
+        .split(text)
+        .into_iter()
+        .nth(index)
+        .unwrap_or_default()
+}
+
 /// How `--group-by` groups: by `column` split with `colsep` (a TAB by default, as in GNU
 /// parallel), groups marked with `marker`.
 #[derive(Debug, Clone)]
@@ -121,29 +156,16 @@ impl<R: Read> Marked<R> {
         if self.input.read_until(b'\n', &mut line)? == 0 {
             return Ok(false);
         }
-        let text = line.strip_suffix(b"\n").unwrap_or(&line);
         if self.header_lines > 0 {
             self.header_lines -= 1;
             if let (None, Column::Name(name)) = (self.index, &self.column) {
-                let names = self.colsep.split(text);
-                let found = names.iter().position(|n| n == name);
-                self.index = Some(found.ok_or_else(|| {
-                    io::Error::other(format!(
-                        "--group-by {}: the header has no such column",
-                        String::from_utf8_lossy(name)
-                    ))
-                })?);
+                let found = Column::find_in(name, &line, &self.colsep, "--group-by");
+                self.index = Some(found.map_err(io::Error::other)?);
             }
             self.out = line;
             return Ok(true);
         }
-        let index = self.index.unwrap_or(0);
-        let value = self
-            .colsep
-            .split(text)
-            .into_iter()
-            .nth(index)
-            .unwrap_or_default();
+        let value = value_of(&line, self.index.unwrap_or(0), &self.colsep);
         if self.last.as_ref() != Some(&value) {
             self.out.extend_from_slice(&self.marker);
             self.last = Some(value);

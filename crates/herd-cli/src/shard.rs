@@ -71,20 +71,7 @@ impl Router {
                 input
                     .read_until(b'\n', &mut header)
                     .map_err(|e| format!("cannot read the input: {e}"))?;
-                let text = header.strip_suffix(b"\n").unwrap_or(&header);
-                let names = spec.colsep.split(text);
-                names.iter().position(|n| n == name).ok_or_else(|| {
-                    format!(
-                        "{} {}: the header has no such column (it has {})",
-                        spec.name(),
-                        String::from_utf8_lossy(name),
-                        names
-                            .iter()
-                            .map(|n| format!("'{}'", String::from_utf8_lossy(n)))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })?
+                Column::find_in(name, &header, &spec.colsep, spec.name())?
             }
         };
         let unfinished = format!(
@@ -148,13 +135,7 @@ fn route(
         if input.read_until(b'\n', &mut line).map_err(read_failed)? == 0 {
             break;
         }
-        let text = line.strip_suffix(b"\n").unwrap_or(&line);
-        let value = spec
-            .colsep
-            .split(text)
-            .into_iter()
-            .nth(index)
-            .unwrap_or_default();
+        let value = crate::groupby::value_of(&line, index, &spec.colsep);
         let slot = pick(spec.bin, &value, senders.len());
         pending[slot].extend_from_slice(&line);
         if pending[slot].len() >= CHUNK {
